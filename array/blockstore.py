@@ -1,0 +1,141 @@
+"""Versioned, thin-provisioned block maps over one data file per data-bearing LD (its "family").
+
+A family is an ordinary LD (IV, BV, CV) and every snapshot generation of it. Each logical block
+(``BLOCK`` bytes) has a list of versions ``(epoch, pblock)`` ordered by epoch. Writes never touch a
+physical block in place: they go to a fresh physical block and the map is switched in the same
+SQLite transaction, so a write is atomic and survives ``kill -9`` once acknowledged.
+
+A snapshot is just an epoch: creating one freezes ``cur_epoch`` (O(1)); the snapshot reads, for each
+block, the newest version with ``epoch <= its epoch``. A version is *retained* (differential data held
+in the SRA) when a live snapshot still sees it after the BV moved on. Writes into a generation (RW
+links, signatures) go to that generation's private overlay.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from dataclasses import dataclass, field
+from typing import Iterable
+
+BLOCK = 64 * 1024
+ZERO = -1  # a version whose content is all zeros and holds no physical block
+_ZEROS = bytes(BLOCK)
+
+
+def _epoch_key(rec: tuple[int, int]) -> int:
+    return rec[0]
+
+
+@dataclass
+class Family:
+    ld: int
+    path: str
+    cur_epoch: int = 1
+    versions: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    hw: int = 0  # physical blocks ever allocated in the file
+    free: list[int] = field(default_factory=list)
+    live_epochs: list[int] = field(default_factory=list)  # sorted epochs of live snapshots
+    retained: int = 0  # blocks held for snapshots (versions no longer the BV's) + overlay blocks
+    fd: int = -1
+
+    def open(self) -> None:
+        if self.fd < 0:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    @property
+    def max_live(self) -> int:
+        return self.live_epochs[-1] if self.live_epochs else 0
+
+    # -- physical blocks ---------------------------------------------------------------------------
+    def alloc(self, n: int) -> list[int]:
+        """n physical blocks; contiguous from the end of the file when nothing was freed."""
+        out = []
+        while self.free and len(out) < n:
+            out.append(self.free.pop())
+        k = n - len(out)
+        if k:
+            out.extend(range(self.hw, self.hw + k))
+            self.hw += k
+        return out
+
+    def read_pblock(self, pblock: int | None) -> bytes:
+        if pblock is None or pblock == ZERO:
+            return _ZEROS
+        data = os.pread(self.fd, BLOCK, pblock * BLOCK)
+        return data if len(data) == BLOCK else data.ljust(BLOCK, b"\0")
+
+    def write_pblocks(self, items: list[tuple[int, bytes]]) -> None:
+        """Write (pblock, data) pairs, coalescing runs of consecutive physical blocks."""
+        items.sort(key=lambda x: x[0])
+        i = 0
+        while i < len(items):
+            j = i + 1
+            while j < len(items) and items[j][0] == items[j - 1][0] + 1:
+                j += 1
+            start = items[i][0]
+            if j - i == 1:
+                os.pwrite(self.fd, items[i][1], start * BLOCK)
+            else:
+                os.pwritev(self.fd, [d for _, d in items[i:j]], start * BLOCK)
+            i = j
+
+    # -- views ---------------------------------------------------------------------------------------
+    def head(self, lb: int) -> tuple[int, int] | None:
+        vs = self.versions.get(lb)
+        return vs[-1] if vs else None
+
+    def visible(self, lb: int, epoch: int | None) -> tuple[int, int] | None:
+        """The version a reader at ``epoch`` sees (None = the BV itself)."""
+        vs = self.versions.get(lb)
+        if not vs:
+            return None
+        if epoch is None:
+            return vs[-1]
+        i = bisect.bisect_right(vs, epoch, key=_epoch_key) - 1
+        return vs[i] if i >= 0 else None
+
+    def frozen(self, rec: tuple[int, int]) -> bool:
+        """A head version is frozen when some live snapshot sees it: the next write must keep it."""
+        return self.max_live >= rec[0]
+
+    def changed_since(self, epoch: int) -> Iterable[int]:
+        """Logical blocks that have a version newer than ``epoch``."""
+        for lb, vs in self.versions.items():
+            if vs[-1][0] > epoch:
+                yield lb
+
+    def owner_epoch(self, rec_epoch: int) -> int | None:
+        """The live snapshot a retained version is charged to: the oldest one that sees it."""
+        i = bisect.bisect_left(self.live_epochs, rec_epoch)
+        return self.live_epochs[i] if i < len(self.live_epochs) else None
+
+    def retained_by_epoch(self) -> dict[int, int]:
+        """Retained blocks per live snapshot epoch (versions only; overlays are counted by the caller)."""
+        out: dict[int, int] = {}
+        for vs in self.versions.values():
+            for rec in vs[:-1]:
+                if rec[1] == ZERO:
+                    continue
+                owner = self.owner_epoch(rec[0])
+                if owner is not None:
+                    out[owner] = out.get(owner, 0) + 1
+        return out
+
+
+def split_range(offset: int, length: int) -> list[tuple[int, int, int]]:
+    """(logical block, offset in block, length) segments covering a byte range."""
+    out = []
+    end = offset + length
+    pos = offset
+    while pos < end:
+        lb, inner = divmod(pos, BLOCK)
+        n = min(BLOCK - inner, end - pos)
+        out.append((lb, inner, n))
+        pos += n
+    return out

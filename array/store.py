@@ -1,0 +1,84 @@
+"""The array's SQLite metadata file (sqlite-utils for the schema; plain SQL inside transactions)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+SCHEMA_VERSION = 1
+
+
+def open_db(path: Path) -> sqlite_utils.Database:
+    # Autocommit connection: every mutation runs inside an explicit BEGIN IMMEDIATE ... COMMIT of ours,
+    # so one operation is one atomic transaction (sqlite-utils' own `with conn:` is never used for writes).
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    db = sqlite_utils.Database(conn)
+    # WAL + synchronous=NORMAL: a committed transaction is in the OS before COMMIT returns, which is
+    # what "survives kill -9 of the daemon" needs; an fsync per write would buy only power-loss safety.
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    _create_schema(db)
+    return db
+
+
+def _create_schema(db: sqlite_utils.Database) -> None:
+    t = db.table
+    t("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    t("pools").create({"number": int, "name": str, "kind": str, "capacity": int}, pk="number", if_not_exists=True)
+    t("ports").create({"director": int, "port": int, "name": str}, pk=("director", "port"), if_not_exists=True)
+    t("lds").create(
+        {
+            "number": int,
+            "name": str,
+            "type": str,  # IV, BV, SV, LV, SDV, CV
+            "format": str,
+            "capacity": int,
+            "pool": int,
+            "attr": str,  # iv, cv, mv, rv
+            "bv": int,  # SV and LV: the BV they belong to
+            "seq": int,  # SV: position in the BV's SV set
+            "signature": bytes,  # LV: the managed disk signature it gives a linked SV
+            "link_lost": int,  # LV: unlinked by the array because its snapshot was deleted (SRA full)
+        },
+        pk="number",
+        if_not_exists=True,
+    )
+    t("families").create(
+        {"ld": int, "cur_epoch": int, "hw": int, "bv_failed": int}, pk="ld", if_not_exists=True
+    )
+    t("blocks").create(
+        {"family": int, "lblock": int, "epoch": int, "pblock": int},
+        pk=("family", "lblock", "epoch"),
+        if_not_exists=True,
+    )
+    t("overlay").create({"sv": int, "lblock": int, "pblock": int}, pk=("sv", "lblock"), if_not_exists=True)
+    t("gens").create(
+        {
+            "sv": int,
+            "state": str,
+            "epoch": int,
+            "state_time": str,
+            "create_time": str,
+            "guard": int,
+            "orig_signature": bytes,
+            "fault": int,
+        },
+        pk="sv",
+        if_not_exists=True,
+    )
+    t("links").create({"lv": int, "kind": str, "target": int, "mode": str}, pk="lv", if_not_exists=True)
+    t("restores").create(
+        {"bv": int, "sv": int, "total": int, "started": str, "signature": bytes}, pk="bv", if_not_exists=True
+    )
+    t("restore_pending").create({"bv": int, "lblock": int}, pk=("bv", "lblock"), if_not_exists=True)
+    t("hosts").create(
+        {"name": str, "wwns": str, "ports": str, "platform": str}, pk="name", if_not_exists=True
+    )
+    t("access").create({"path": str, "ld": int}, pk=("path", "ld"), if_not_exists=True)
+    t("licences").create({"product": str, "capacity": int}, pk="product", if_not_exists=True)
+    t("faults").create({"kind": str, "target": str}, pk=("kind", "target"), if_not_exists=True)
+    db.execute("CREATE INDEX IF NOT EXISTS blocks_by_epoch ON blocks(family, epoch)")
+    db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", [str(SCHEMA_VERSION)])

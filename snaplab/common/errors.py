@@ -1,0 +1,149 @@
+"""One error catalogue: each domain error has an iSM message id, a text and one gRPC status."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Status(enum.Enum):
+    """gRPC status names used by the catalogue (kept free of a grpc import so the domain stays pure)."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAVAILABLE = "UNAVAILABLE"
+    DATA_LOSS = "DATA_LOSS"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    INTERNAL = "INTERNAL"
+
+
+@dataclass(frozen=True)
+class Message:
+    msg_id: str
+    text: str
+    status: Status
+
+
+class SnapLabError(Exception):
+    """A refusal with its iSM message; ``str()`` is the message line ``iSMnnnnn: text``."""
+
+    def __init__(self, message: Message, **fields: object) -> None:
+        self.message = message
+        self.text = message.text.format(**fields) if fields else message.text
+        super().__init__(f"{message.msg_id}: {self.text}")
+
+    @property
+    def msg_id(self) -> str:
+        return self.message.msg_id
+
+    @property
+    def status(self) -> Status:
+        return self.message.status
+
+
+def _m(msg_id: str, text: str, status: Status) -> Message:
+    return Message(msg_id, text, status)
+
+
+S = Status
+
+
+class E:
+    """The catalogue. Ids of the guide are kept; the others are designed in the same style (docs/messages.md)."""
+
+    # -- generic / request --------------------------------------------------------------------
+    BAD_ARGUMENT = _m("iSM19001", "Specified argument is invalid. ({detail})", S.INVALID_ARGUMENT)
+    BAD_RANGE = _m("iSM19002", "Specified I/O range is out of the volume. ({detail})", S.INVALID_ARGUMENT)
+    NOT_FOUND = _m("iSM19003", "Specified volume does not exist. ({name})", S.NOT_FOUND)
+    ALREADY_EXISTS = _m("iSM19004", "Specified object already exists. ({name})", S.ALREADY_EXISTS)
+    BUSY = _m("iSM19411", "Specified volume is busy in another operation. ({name})", S.UNAVAILABLE)
+    INTERNAL = _m("iSM19999", "Internal error occurred. ({detail})", S.INTERNAL)
+    # -- configuration: pools, LDs (A1, A3) -------------------------------------------------------
+    POOL_NOT_FOUND = _m("iSM31001", "Specified pool does not exist. ({name})", S.NOT_FOUND)
+    POOL_CAPACITY = _m("iSM31002", "Pool capacity is insufficient. ({name})", S.RESOURCE_EXHAUSTED)
+    LD_NUMBER_IN_USE = _m("iSM31003", "Specified logical disk number is in use. ({name})", S.ALREADY_EXISTS)
+    LD_NAME_IN_USE = _m("iSM31004", "Specified logical disk name is in use. ({name})", S.ALREADY_EXISTS)
+    LD_IN_USE = _m("iSM31005", "Specified logical disk is in use. ({name})", S.FAILED_PRECONDITION)
+    PORT_NOT_FOUND = _m("iSM31006", "Specified port does not exist. ({name})", S.NOT_FOUND)
+    BV_POOL_KIND = _m("iSM31010", "BV must be in a basic pool or a dynamic pool. ({name})", S.FAILED_PRECONDITION)
+    SV_POOL_KIND = _m("iSM31011", "SV and LV must be in a dynamic pool. ({name})", S.FAILED_PRECONDITION)
+    SV_POOL_MIXED = _m("iSM31012", "All SVs of a BV must be in one pool. ({name})", S.FAILED_PRECONDITION)
+    LV_POOL_MISMATCH = _m("iSM31013", "LV must be in the same pool as the SV. ({name})", S.FAILED_PRECONDITION)
+    SRA_NOT_BUILT = _m("iSM31014", "Snapshot reserve area is not built in the pool. ({name})", S.FAILED_PRECONDITION)
+    SRA_EXISTS = _m("iSM31016", "Snapshot reserve area is already built in the pool. ({name})", S.ALREADY_EXISTS)
+    CV_POOL_KIND = _m("iSM31017", "CV must be in a basic pool or a dynamic pool. ({name})", S.FAILED_PRECONDITION)
+    NOT_A_BV_CANDIDATE = _m("iSM31018", "Specified logical disk cannot be used as a BV. ({name})", S.FAILED_PRECONDITION)
+    GENERATION_LIMIT = _m("iSM31019", "The number of generations exceeds the limit. ({name})", S.RESOURCE_EXHAUSTED)
+    # -- usage format (A2) ----------------------------------------------------------------------
+    FORMAT_INVALID = _m("iSM31020", "Specified usage format is invalid. ({name})", S.INVALID_ARGUMENT)
+    SDV_NO_FORMAT = _m("iSM31021", "SDV cannot have a usage format. ({name})", S.INVALID_ARGUMENT)
+    FORMAT_PLATFORM = _m("iSM31022", "Usage format of BV does not match its platform. ({name})", S.FAILED_PRECONDITION)
+    FORMAT_LOCKED = _m(
+        "iSM31023", "Usage format cannot be changed while a generation exists. ({name})", S.FAILED_PRECONDITION
+    )
+    # -- licences (A4) ------------------------------------------------------------------------
+    LICENCE_MISSING = _m("iSM31030", "Product {product} is not licensed. (product fault)", S.FAILED_PRECONDITION)
+    LICENCE_CAPACITY = _m(
+        "iSM31031",
+        "Licensed capacity of DynamicSnapVolume ({licensed}) is less than physical capacity ({physical}).",
+        S.FAILED_PRECONDITION,
+    )
+    LICENCE_VERSION3 = _m("iSM31032", "RV cannot be used as a BV without the Version3 licence. ({name})", S.FAILED_PRECONDITION)
+    # -- access control (A5) ------------------------------------------------------------------
+    AC_FORBIDDEN_TYPE = _m("iSM31040", "SV and SDV cannot be assigned to a server. ({name})", S.FAILED_PRECONDITION)
+    AC_GPT_SAME_SERVER = _m(
+        "iSM31041", "LVs of one GPT BV must be assigned to different servers. ({name})", S.FAILED_PRECONDITION
+    )
+    AC_DENIED = _m("iSM31042", "Access to the logical disk is not permitted. ({name})", S.PERMISSION_DENIED)
+    AC_BV_LINKED = _m(
+        "iSM31043", "BV is linked to an LV and is reachable only through the LV. ({name})", S.PERMISSION_DENIED
+    )
+    CONTROL_DENIED = _m("iSM31044", "Caller is not allowed to perform this operation. ({detail})", S.PERMISSION_DENIED)
+    # -- snapshot operations (A8) -------------------------------------------------------------
+    NOT_BV = _m("iSM19020", "Specified volume is not a BV. ({name})", S.FAILED_PRECONDITION)
+    NOT_SV = _m("iSM19021", "Specified volume is not an SV of the BV. ({name})", S.FAILED_PRECONDITION)
+    NOT_LV = _m("iSM19022", "Specified volume is not an LV. ({name})", S.FAILED_PRECONDITION)
+    SV_ACTIVE = _m("iSM19023", "Snapshot of the specified SV already exists. ({name})", S.FAILED_PRECONDITION)
+    SV_NOT_ACTIVE = _m("iSM19024", "Specified SV is not in snap/active state. ({name})", S.FAILED_PRECONDITION)
+    SV_GUARDED = _m("iSM19025", "Specified SV is guarded. ({name})", S.FAILED_PRECONDITION)
+    NO_CYCLIC_SV = _m("iSM19026", "There is no SV that can be used cyclically. ({name})", S.FAILED_PRECONDITION)
+    GEN_NOT_FOUND = _m("iSM19027", "Specified generation does not exist. ({name})", S.NOT_FOUND)
+    SV_LINKED = _m("iSM19028", "Specified SV is linked to an LV. ({name})", S.FAILED_PRECONDITION)
+    RESTORING = _m("iSM19029", "Restore is in progress. ({name})", S.FAILED_PRECONDITION)
+    NOTHING_TO_DELETE = _m("iSM19030", "There is no snapshot to delete. ({name})", S.FAILED_PRECONDITION)
+    LV_LINKED = _m("iSM20021", "Specified LV is already linked. ({name})", S.FAILED_PRECONDITION)
+    LV_NOT_LINKED = _m("iSM20031", "Specified LV is not linked. ({name})", S.FAILED_PRECONDITION)
+    LINK_MISMATCH = _m("iSM20032", "Specified LV is not linked to the specified volume. ({name})", S.FAILED_PRECONDITION)
+    LV_OTHER_BV = _m("iSM20022", "Specified LV is not built for the BV of the SV. ({name})", S.FAILED_PRECONDITION)
+    BAD_ACCESS_MODE = _m("iSM20023", "Specified access restriction is invalid. ({detail})", S.INVALID_ARGUMENT)
+    BV_BUSY_LINK = _m("iSM20024", "BV is already linked to an LV. ({name})", S.FAILED_PRECONDITION)
+    WAIT_TIMEOUT = _m("iSM19040", "Wait for the condition timed out. ({name})", S.UNAVAILABLE)
+    # -- signatures and partitions (A10, A11) ----------------------------------------------
+    MULTI_PARTITION = _m(
+        "iSM19050", "Volume has several partitions or logical volumes; the operation is not permitted. ({name})",
+        S.FAILED_PRECONDITION,
+    )
+    DYNAMIC_DISK = _m("iSM19051", "Dynamic disk volume is not supported. ({name})", S.FAILED_PRECONDITION)
+    GPT_NOT_ALLOWED = _m(
+        "iSM19052", "GPT disk is permitted only with usage format WG and the GPT option. ({name})", S.FAILED_PRECONDITION
+    )
+    # -- SRA and faults (A6, A13) ---------------------------------------------------------------
+    SRA_FULL = _m("iSM19060", "Snapshot reserve area has no free space. ({name})", S.RESOURCE_EXHAUSTED)
+    SRA_FAILURE = _m("iSM19061", "Snapshot reserve area has failed; snapshot is not accessible. ({name})", S.DATA_LOSS)
+    BV_FAILURE = _m("iSM19062", "BV has a physical failure; volume is not accessible. ({name})", S.DATA_LOSS)
+    PATH_FAILURE = _m("iSM19063", "Path between the server and the disk array is broken. ({name})", S.UNAVAILABLE)
+    NOT_READY = _m("iSM19064", "Volume is Not Ready. ({name})", S.FAILED_PRECONDITION)
+    READ_ONLY = _m("iSM19065", "Volume is read only. ({name})", S.PERMISSION_DENIED)
+    LINK_LOST = _m(
+        "iSM19066", "LV was unlinked because its snapshot was deleted; I/O failed. ({name})", S.FAILED_PRECONDITION
+    )
+    # -- identity ------------------------------------------------------------------------------
+    UNAUTHENTICATED = _m("iSM31050", "Caller has no valid certificate of this lab. ({detail})", S.UNAUTHENTICATED)
+
+
+def all_messages() -> list[Message]:
+    return [v for v in vars(E).values() if isinstance(v, Message)]

@@ -1,0 +1,1 @@
+"""Generated gRPC code: edit protos/ and run tools/gen_protos.py."""
