@@ -1,0 +1,556 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ConfigRequest(_message.Message):
+    __slots__ = ("set_array_name", "add_port", "bind_pool", "bind_ld", "unbind_ld", "build_sra", "add_generations", "delete_generations", "bind_lv", "set_licence", "remove_licence", "register_host", "assign_access", "unassign_access", "set_format")
+    SET_ARRAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    ADD_PORT_FIELD_NUMBER: _ClassVar[int]
+    BIND_POOL_FIELD_NUMBER: _ClassVar[int]
+    BIND_LD_FIELD_NUMBER: _ClassVar[int]
+    UNBIND_LD_FIELD_NUMBER: _ClassVar[int]
+    BUILD_SRA_FIELD_NUMBER: _ClassVar[int]
+    ADD_GENERATIONS_FIELD_NUMBER: _ClassVar[int]
+    DELETE_GENERATIONS_FIELD_NUMBER: _ClassVar[int]
+    BIND_LV_FIELD_NUMBER: _ClassVar[int]
+    SET_LICENCE_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_LICENCE_FIELD_NUMBER: _ClassVar[int]
+    REGISTER_HOST_FIELD_NUMBER: _ClassVar[int]
+    ASSIGN_ACCESS_FIELD_NUMBER: _ClassVar[int]
+    UNASSIGN_ACCESS_FIELD_NUMBER: _ClassVar[int]
+    SET_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    set_array_name: SetArrayName
+    add_port: AddPort
+    bind_pool: BindPool
+    bind_ld: BindLd
+    unbind_ld: UnbindLd
+    build_sra: BuildSra
+    add_generations: AddGenerations
+    delete_generations: DeleteGenerations
+    bind_lv: BindLv
+    set_licence: SetLicence
+    remove_licence: RemoveLicence
+    register_host: RegisterHost
+    assign_access: AssignAccess
+    unassign_access: UnassignAccess
+    set_format: SetFormat
+    def __init__(self, set_array_name: _Optional[_Union[SetArrayName, _Mapping]] = ..., add_port: _Optional[_Union[AddPort, _Mapping]] = ..., bind_pool: _Optional[_Union[BindPool, _Mapping]] = ..., bind_ld: _Optional[_Union[BindLd, _Mapping]] = ..., unbind_ld: _Optional[_Union[UnbindLd, _Mapping]] = ..., build_sra: _Optional[_Union[BuildSra, _Mapping]] = ..., add_generations: _Optional[_Union[AddGenerations, _Mapping]] = ..., delete_generations: _Optional[_Union[DeleteGenerations, _Mapping]] = ..., bind_lv: _Optional[_Union[BindLv, _Mapping]] = ..., set_licence: _Optional[_Union[SetLicence, _Mapping]] = ..., remove_licence: _Optional[_Union[RemoveLicence, _Mapping]] = ..., register_host: _Optional[_Union[RegisterHost, _Mapping]] = ..., assign_access: _Optional[_Union[AssignAccess, _Mapping]] = ..., unassign_access: _Optional[_Union[UnassignAccess, _Mapping]] = ..., set_format: _Optional[_Union[SetFormat, _Mapping]] = ...) -> None: ...
+
+class SetArrayName(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class AddPort(_message.Message):
+    __slots__ = ("director", "port", "name")
+    DIRECTOR_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    director: int
+    port: int
+    name: str
+    def __init__(self, director: _Optional[int] = ..., port: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
+
+class BindPool(_message.Message):
+    __slots__ = ("number", "name", "kind", "capacity")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    name: str
+    kind: str
+    capacity: int
+    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., capacity: _Optional[int] = ...) -> None: ...
+
+class BindLd(_message.Message):
+    __slots__ = ("name", "capacity", "pool", "format", "number", "attr")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    ATTR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    capacity: int
+    pool: str
+    format: str
+    number: int
+    attr: str
+    def __init__(self, name: _Optional[str] = ..., capacity: _Optional[int] = ..., pool: _Optional[str] = ..., format: _Optional[str] = ..., number: _Optional[int] = ..., attr: _Optional[str] = ...) -> None: ...
+
+class UnbindLd(_message.Message):
+    __slots__ = ("ld",)
+    LD_FIELD_NUMBER: _ClassVar[int]
+    ld: str
+    def __init__(self, ld: _Optional[str] = ...) -> None: ...
+
+class BuildSra(_message.Message):
+    __slots__ = ("pool", "capacity", "sdv_name", "extend", "number")
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    SDV_NAME_FIELD_NUMBER: _ClassVar[int]
+    EXTEND_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    pool: str
+    capacity: int
+    sdv_name: str
+    extend: bool
+    number: int
+    def __init__(self, pool: _Optional[str] = ..., capacity: _Optional[int] = ..., sdv_name: _Optional[str] = ..., extend: _Optional[bool] = ..., number: _Optional[int] = ...) -> None: ...
+
+class AddGenerations(_message.Message):
+    __slots__ = ("bv", "pool", "count", "sv_names", "numbers")
+    BV_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SV_NAMES_FIELD_NUMBER: _ClassVar[int]
+    NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    bv: str
+    pool: str
+    count: int
+    sv_names: _containers.RepeatedScalarFieldContainer[str]
+    numbers: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, bv: _Optional[str] = ..., pool: _Optional[str] = ..., count: _Optional[int] = ..., sv_names: _Optional[_Iterable[str]] = ..., numbers: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class DeleteGenerations(_message.Message):
+    __slots__ = ("bv", "count")
+    BV_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    bv: str
+    count: int
+    def __init__(self, bv: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class BindLv(_message.Message):
+    __slots__ = ("bv", "name", "number")
+    BV_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    bv: str
+    name: str
+    number: int
+    def __init__(self, bv: _Optional[str] = ..., name: _Optional[str] = ..., number: _Optional[int] = ...) -> None: ...
+
+class SetLicence(_message.Message):
+    __slots__ = ("product", "capacity")
+    PRODUCT_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    product: str
+    capacity: int
+    def __init__(self, product: _Optional[str] = ..., capacity: _Optional[int] = ...) -> None: ...
+
+class RemoveLicence(_message.Message):
+    __slots__ = ("product",)
+    PRODUCT_FIELD_NUMBER: _ClassVar[int]
+    product: str
+    def __init__(self, product: _Optional[str] = ...) -> None: ...
+
+class RegisterHost(_message.Message):
+    __slots__ = ("name", "wwns", "ports", "platform")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WWNS_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    wwns: _containers.RepeatedScalarFieldContainer[str]
+    ports: _containers.RepeatedScalarFieldContainer[str]
+    platform: str
+    def __init__(self, name: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ...) -> None: ...
+
+class AssignAccess(_message.Message):
+    __slots__ = ("ld", "port", "wwn")
+    LD_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    WWN_FIELD_NUMBER: _ClassVar[int]
+    ld: str
+    port: str
+    wwn: str
+    def __init__(self, ld: _Optional[str] = ..., port: _Optional[str] = ..., wwn: _Optional[str] = ...) -> None: ...
+
+class UnassignAccess(_message.Message):
+    __slots__ = ("ld", "port", "wwn")
+    LD_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    WWN_FIELD_NUMBER: _ClassVar[int]
+    ld: str
+    port: str
+    wwn: str
+    def __init__(self, ld: _Optional[str] = ..., port: _Optional[str] = ..., wwn: _Optional[str] = ...) -> None: ...
+
+class SetFormat(_message.Message):
+    __slots__ = ("ld", "format")
+    LD_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    ld: str
+    format: str
+    def __init__(self, ld: _Optional[str] = ..., format: _Optional[str] = ...) -> None: ...
+
+class ConfigReply(_message.Message):
+    __slots__ = ("lds", "names")
+    LDS_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    lds: _containers.RepeatedCompositeFieldContainer[Ld]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ..., names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SvRef(_message.Message):
+    __slots__ = ("sv", "svflg")
+    SV_FIELD_NUMBER: _ClassVar[int]
+    SVFLG_FIELD_NUMBER: _ClassVar[int]
+    sv: str
+    svflg: str
+    def __init__(self, sv: _Optional[str] = ..., svflg: _Optional[str] = ...) -> None: ...
+
+class LayoutOptions(_message.Message):
+    __slots__ = ("allow_multi_partition", "allow_gpt")
+    ALLOW_MULTI_PARTITION_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_GPT_FIELD_NUMBER: _ClassVar[int]
+    allow_multi_partition: bool
+    allow_gpt: bool
+    def __init__(self, allow_multi_partition: _Optional[bool] = ..., allow_gpt: _Optional[bool] = ...) -> None: ...
+
+class CreateRequest(_message.Message):
+    __slots__ = ("bv", "sv", "cyclic", "options")
+    BV_FIELD_NUMBER: _ClassVar[int]
+    SV_FIELD_NUMBER: _ClassVar[int]
+    CYCLIC_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    bv: str
+    sv: SvRef
+    cyclic: bool
+    options: LayoutOptions
+    def __init__(self, bv: _Optional[str] = ..., sv: _Optional[_Union[SvRef, _Mapping]] = ..., cyclic: _Optional[bool] = ..., options: _Optional[_Union[LayoutOptions, _Mapping]] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("bv", "sv", "auto")
+    BV_FIELD_NUMBER: _ClassVar[int]
+    SV_FIELD_NUMBER: _ClassVar[int]
+    AUTO_FIELD_NUMBER: _ClassVar[int]
+    bv: str
+    sv: SvRef
+    auto: bool
+    def __init__(self, bv: _Optional[str] = ..., sv: _Optional[_Union[SvRef, _Mapping]] = ..., auto: _Optional[bool] = ...) -> None: ...
+
+class DeleteReply(_message.Message):
+    __slots__ = ("deleted_sv",)
+    DELETED_SV_FIELD_NUMBER: _ClassVar[int]
+    deleted_sv: str
+    def __init__(self, deleted_sv: _Optional[str] = ...) -> None: ...
+
+class RestoreRequest(_message.Message):
+    __slots__ = ("bv", "sv", "derivsv", "options")
+    BV_FIELD_NUMBER: _ClassVar[int]
+    SV_FIELD_NUMBER: _ClassVar[int]
+    DERIVSV_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    bv: str
+    sv: SvRef
+    derivsv: str
+    options: LayoutOptions
+    def __init__(self, bv: _Optional[str] = ..., sv: _Optional[_Union[SvRef, _Mapping]] = ..., derivsv: _Optional[str] = ..., options: _Optional[_Union[LayoutOptions, _Mapping]] = ...) -> None: ...
+
+class WaitRequest(_message.Message):
+    __slots__ = ("bv", "sv", "cond", "timeout_seconds")
+    BV_FIELD_NUMBER: _ClassVar[int]
+    SV_FIELD_NUMBER: _ClassVar[int]
+    COND_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    bv: str
+    sv: SvRef
+    cond: str
+    timeout_seconds: float
+    def __init__(self, bv: _Optional[str] = ..., sv: _Optional[_Union[SvRef, _Mapping]] = ..., cond: _Optional[str] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class GuardRequest(_message.Message):
+    __slots__ = ("bv", "sv", "on")
+    BV_FIELD_NUMBER: _ClassVar[int]
+    SV_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    bv: str
+    sv: SvRef
+    on: bool
+    def __init__(self, bv: _Optional[str] = ..., sv: _Optional[_Union[SvRef, _Mapping]] = ..., on: _Optional[bool] = ...) -> None: ...
+
+class LinkRequest(_message.Message):
+    __slots__ = ("lv", "sv", "bv", "mode", "options")
+    LV_FIELD_NUMBER: _ClassVar[int]
+    SV_FIELD_NUMBER: _ClassVar[int]
+    BV_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    lv: str
+    sv: SvRef
+    bv: str
+    mode: str
+    options: LayoutOptions
+    def __init__(self, lv: _Optional[str] = ..., sv: _Optional[_Union[SvRef, _Mapping]] = ..., bv: _Optional[str] = ..., mode: _Optional[str] = ..., options: _Optional[_Union[LayoutOptions, _Mapping]] = ...) -> None: ...
+
+class UnlinkRequest(_message.Message):
+    __slots__ = ("lv", "sv", "bv")
+    LV_FIELD_NUMBER: _ClassVar[int]
+    SV_FIELD_NUMBER: _ClassVar[int]
+    BV_FIELD_NUMBER: _ClassVar[int]
+    lv: str
+    sv: SvRef
+    bv: str
+    def __init__(self, lv: _Optional[str] = ..., sv: _Optional[_Union[SvRef, _Mapping]] = ..., bv: _Optional[str] = ...) -> None: ...
+
+class QueryRequest(_message.Message):
+    __slots__ = ("bv",)
+    BV_FIELD_NUMBER: _ClassVar[int]
+    bv: str
+    def __init__(self, bv: _Optional[str] = ...) -> None: ...
+
+class VolumeRef(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class Generation(_message.Message):
+    __slots__ = ("sv", "sv_number", "bv", "format", "has_relgen", "relgen", "attribute", "state", "state_time", "create_time", "guard", "link", "lv", "lv_mode", "data_size", "restore_total", "restore_done", "pool")
+    SV_FIELD_NUMBER: _ClassVar[int]
+    SV_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    BV_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    HAS_RELGEN_FIELD_NUMBER: _ClassVar[int]
+    RELGEN_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    GUARD_FIELD_NUMBER: _ClassVar[int]
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    LV_FIELD_NUMBER: _ClassVar[int]
+    LV_MODE_FIELD_NUMBER: _ClassVar[int]
+    DATA_SIZE_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_DONE_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    sv: str
+    sv_number: str
+    bv: str
+    format: str
+    has_relgen: bool
+    relgen: int
+    attribute: str
+    state: str
+    state_time: str
+    create_time: str
+    guard: bool
+    link: str
+    lv: str
+    lv_mode: str
+    data_size: int
+    restore_total: int
+    restore_done: int
+    pool: str
+    def __init__(self, sv: _Optional[str] = ..., sv_number: _Optional[str] = ..., bv: _Optional[str] = ..., format: _Optional[str] = ..., has_relgen: _Optional[bool] = ..., relgen: _Optional[int] = ..., attribute: _Optional[str] = ..., state: _Optional[str] = ..., state_time: _Optional[str] = ..., create_time: _Optional[str] = ..., guard: _Optional[bool] = ..., link: _Optional[str] = ..., lv: _Optional[str] = ..., lv_mode: _Optional[str] = ..., data_size: _Optional[int] = ..., restore_total: _Optional[int] = ..., restore_done: _Optional[int] = ..., pool: _Optional[str] = ...) -> None: ...
+
+class LvState(_message.Message):
+    __slots__ = ("lv", "link", "mode")
+    LV_FIELD_NUMBER: _ClassVar[int]
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    lv: str
+    link: str
+    mode: str
+    def __init__(self, lv: _Optional[str] = ..., link: _Optional[str] = ..., mode: _Optional[str] = ...) -> None: ...
+
+class QueryReply(_message.Message):
+    __slots__ = ("bv", "bv_number", "format", "state", "reserve_area", "generations", "lvs", "bv_link_lv")
+    BV_FIELD_NUMBER: _ClassVar[int]
+    BV_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_AREA_FIELD_NUMBER: _ClassVar[int]
+    GENERATIONS_FIELD_NUMBER: _ClassVar[int]
+    LVS_FIELD_NUMBER: _ClassVar[int]
+    BV_LINK_LV_FIELD_NUMBER: _ClassVar[int]
+    bv: str
+    bv_number: str
+    format: str
+    state: str
+    reserve_area: str
+    generations: _containers.RepeatedCompositeFieldContainer[Generation]
+    lvs: _containers.RepeatedCompositeFieldContainer[LvState]
+    bv_link_lv: str
+    def __init__(self, bv: _Optional[str] = ..., bv_number: _Optional[str] = ..., format: _Optional[str] = ..., state: _Optional[str] = ..., reserve_area: _Optional[str] = ..., generations: _Optional[_Iterable[_Union[Generation, _Mapping]]] = ..., lvs: _Optional[_Iterable[_Union[LvState, _Mapping]]] = ..., bv_link_lv: _Optional[str] = ...) -> None: ...
+
+class LinkEntry(_message.Message):
+    __slots__ = ("lv", "target", "kind", "mode")
+    LV_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    lv: str
+    target: str
+    kind: str
+    mode: str
+    def __init__(self, lv: _Optional[str] = ..., target: _Optional[str] = ..., kind: _Optional[str] = ..., mode: _Optional[str] = ...) -> None: ...
+
+class LinkInfo(_message.Message):
+    __slots__ = ("volume", "type", "format", "state", "link_lost", "links")
+    VOLUME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LINK_LOST_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    volume: str
+    type: str
+    format: str
+    state: str
+    link_lost: bool
+    links: _containers.RepeatedCompositeFieldContainer[LinkEntry]
+    def __init__(self, volume: _Optional[str] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., state: _Optional[str] = ..., link_lost: _Optional[bool] = ..., links: _Optional[_Iterable[_Union[LinkEntry, _Mapping]]] = ...) -> None: ...
+
+class ReadRequest(_message.Message):
+    __slots__ = ("ld", "offset", "length", "chunk_size")
+    LD_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ld: str
+    offset: int
+    length: int
+    chunk_size: int
+    def __init__(self, ld: _Optional[str] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+
+class DataChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class WriteChunk(_message.Message):
+    __slots__ = ("ld", "offset", "data")
+    LD_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ld: str
+    offset: int
+    data: bytes
+    def __init__(self, ld: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class WriteReply(_message.Message):
+    __slots__ = ("bytes_written",)
+    BYTES_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    bytes_written: int
+    def __init__(self, bytes_written: _Optional[int] = ...) -> None: ...
+
+class DisksRequest(_message.Message):
+    __slots__ = ("host",)
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    def __init__(self, host: _Optional[str] = ...) -> None: ...
+
+class Ld(_message.Message):
+    __slots__ = ("number", "name", "type", "format", "capacity", "pool", "attr", "access", "bv")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    ATTR_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_FIELD_NUMBER: _ClassVar[int]
+    BV_FIELD_NUMBER: _ClassVar[int]
+    number: str
+    name: str
+    type: str
+    format: str
+    capacity: int
+    pool: str
+    attr: str
+    access: _containers.RepeatedScalarFieldContainer[str]
+    bv: str
+    def __init__(self, number: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., capacity: _Optional[int] = ..., pool: _Optional[str] = ..., attr: _Optional[str] = ..., access: _Optional[_Iterable[str]] = ..., bv: _Optional[str] = ...) -> None: ...
+
+class DisksReply(_message.Message):
+    __slots__ = ("lds",)
+    LDS_FIELD_NUMBER: _ClassVar[int]
+    lds: _containers.RepeatedCompositeFieldContainer[Ld]
+    def __init__(self, lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ...) -> None: ...
+
+class DescribeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Pool(_message.Message):
+    __slots__ = ("number", "name", "kind", "capacity", "sra_capacity", "sra_used")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    SRA_CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    SRA_USED_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    name: str
+    kind: str
+    capacity: int
+    sra_capacity: int
+    sra_used: int
+    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., capacity: _Optional[int] = ..., sra_capacity: _Optional[int] = ..., sra_used: _Optional[int] = ...) -> None: ...
+
+class Port(_message.Message):
+    __slots__ = ("director", "port", "name")
+    DIRECTOR_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    director: int
+    port: int
+    name: str
+    def __init__(self, director: _Optional[int] = ..., port: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
+
+class Host(_message.Message):
+    __slots__ = ("name", "wwns", "ports", "platform")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WWNS_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    wwns: _containers.RepeatedScalarFieldContainer[str]
+    ports: _containers.RepeatedScalarFieldContainer[str]
+    platform: str
+    def __init__(self, name: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ...) -> None: ...
+
+class ArrayState(_message.Message):
+    __slots__ = ("name", "physical_capacity", "ports", "pools", "lds", "licences", "faults", "hosts")
+    class LicencesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PHYSICAL_CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    POOLS_FIELD_NUMBER: _ClassVar[int]
+    LDS_FIELD_NUMBER: _ClassVar[int]
+    LICENCES_FIELD_NUMBER: _ClassVar[int]
+    FAULTS_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    physical_capacity: int
+    ports: _containers.RepeatedCompositeFieldContainer[Port]
+    pools: _containers.RepeatedCompositeFieldContainer[Pool]
+    lds: _containers.RepeatedCompositeFieldContainer[Ld]
+    licences: _containers.ScalarMap[str, str]
+    faults: _containers.RepeatedScalarFieldContainer[str]
+    hosts: _containers.RepeatedCompositeFieldContainer[Host]
+    def __init__(self, name: _Optional[str] = ..., physical_capacity: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ..., licences: _Optional[_Mapping[str, str]] = ..., faults: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ...) -> None: ...
+
+class FaultRequest(_message.Message):
+    __slots__ = ("kind", "target")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    target: str
+    def __init__(self, kind: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
