@@ -106,6 +106,7 @@ class ArrayEngine:
         ):
             self.lds[r[0]] = LD(r[0], r[1], r[2], r[3] or "", r[4], r[5], r[6], r[7], r[8] or 0, r[9], bool(r[10]))
         self.by_name = {ld.name: ld for ld in self.lds.values()}
+        self._sv_index: dict[int, list[LD]] | None = None
         self.gens = {
             r[0]: Gen(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7])
             for r in q("SELECT sv, state, epoch, state_time, create_time, guard, orig_signature, fault FROM gens")
@@ -232,7 +233,16 @@ class ArrayEngine:
         return found
 
     def _svs_of(self, bv: int) -> list[LD]:
-        return sorted((x for x in self.lds.values() if x.type == "SV" and x.bv == bv), key=lambda x: x.seq)
+        """The BV's SV set in build order (cached: it is on the write path through the SRA check)."""
+        if self._sv_index is None:
+            index: dict[int, list[LD]] = {}
+            for x in self.lds.values():
+                if x.type == "SV" and x.bv is not None:
+                    index.setdefault(x.bv, []).append(x)
+            for svs in index.values():
+                svs.sort(key=lambda x: x.seq)
+            self._sv_index = index
+        return self._sv_index.get(bv, [])
 
     def _lvs_of(self, bv: int) -> list[LD]:
         return [x for x in self.lds.values() if x.type == "LV" and x.bv == bv]
@@ -350,6 +360,7 @@ class ArrayEngine:
         self._save_ld(ld)
         self.lds[number] = ld
         self.by_name[name] = ld
+        self._sv_index = None
         if type_ in DATA_FAMILY_TYPES:
             fam = Family(number, str(self.data_dir / f"ld_{number:04x}.dat"))
             if os.path.exists(fam.path):
@@ -398,6 +409,7 @@ class ArrayEngine:
         q("DELETE FROM overlay WHERE sv=?", [ld.number])
         self.lds.pop(ld.number)
         self.by_name.pop(ld.name)
+        self._sv_index = None
         self.access.pop(ld.number, None)
         self.gens.pop(ld.number, None)
         self.overlays.pop(ld.number, None)
@@ -558,7 +570,8 @@ class ArrayEngine:
             out = {}
             for product in PRODUCTS:
                 if product not in self.licences:
-                    out[product] = "not licensed"
+                    # A4: a missing product is a product fault for the snapshot function itself.
+                    out[product] = "product fault" if product == DSV else "not licensed"
                 elif ("licence", product) in self.faults:
                     out[product] = "product fault"
                 elif product == DSV and self.licences[DSV] < self.physical_capacity():
@@ -609,8 +622,11 @@ class ArrayEngine:
             for h in hosts:
                 if ld.format not in PLATFORM_FORMATS[h.platform]:
                     raise SnapLabError(E.FORMAT_PLATFORM, name=f"{ld.name} ({ld.format}) to {h.name}")
-            if ld.type == "LV" and ld.format == "WG":
-                for other in self._lvs_of(ld.bv):  # type: ignore[arg-type]
+            if ld.format == "WG" and ld.type in ("LV", "BV"):
+                # Guide 3.1 (GPT): the BV and each of its LVs must all be used on different servers.
+                bv_num = ld.bv if ld.type == "LV" else ld.number
+                partners = [self.lds[bv_num], *self._lvs_of(bv_num)]  # type: ignore[index,arg-type]
+                for other in partners:
                     if other.number != ld.number and any(self.reaches(h.name, other) for h in hosts):
                         raise SnapLabError(E.AC_GPT_SAME_SERVER, name=ld.name)
             self.db.execute("INSERT OR IGNORE INTO access VALUES (?,?)", [path, ld.number])
@@ -863,6 +879,8 @@ class ArrayEngine:
                     raise SnapLabError(E.BV_BUSY_LINK, name=bv.name)
                 if bv.number in self.restores:
                     raise SnapLabError(E.RESTORING, name=bv.name)
+                fam = self.families[bv.number]
+                self._check_layout(bv, lambda o, n: self._read_head(bv, fam, o, n), allow_multi, allow_gpt)
                 link = Link(lv.number, "bv", bv.number, mode)
             else:
                 sv = self.resolve_sv(sv_ref, svflg, bv_ref if bv_ref is not None else (lv.bv if svflg == "relgen" else None))

@@ -53,7 +53,8 @@ S = Status
 
 
 class E:
-    """The catalogue. Ids of the guide are kept; the others are designed in the same style (docs/messages.md)."""
+    """The catalogue. Ids the guide quotes are kept; the others are designed in the same style and stay
+    stable once released. ``python3 -m snaplab.common.errors`` prints the whole table."""
 
     # -- generic / request --------------------------------------------------------------------
     BAD_ARGUMENT = _m("iSM19001", "Specified argument is invalid. ({detail})", S.INVALID_ARGUMENT)
@@ -147,3 +148,8 @@ class E:
 
 def all_messages() -> list[Message]:
     return [v for v in vars(E).values() if isinstance(v, Message)]
+
+
+if __name__ == "__main__":
+    for m in sorted(all_messages(), key=lambda m: m.msg_id):
+        print(f"{m.msg_id}  {m.status.name:<20} {m.text}")
