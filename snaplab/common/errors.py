@@ -144,6 +144,36 @@ class E:
     )
     # -- identity ------------------------------------------------------------------------------
     UNAUTHENTICATED = _m("iSM31050", "Caller has no valid certificate of this lab. ({detail})", S.UNAUTHENTICATED)
+    # -- manager: control I/O routing (B3) ----------------------------------------------------
+    NOT_ENROLLED = _m("iSM31060", "Server is not registered to the management server. ({name})", S.PERMISSION_DENIED)
+    CV_RULE = _m(
+        "iSM31061",
+        "Specified volume cannot be operated through the control volume of this server. ({name})",
+        S.PERMISSION_DENIED,
+    )
+    VIA_NOT_TARGET = _m(
+        "iSM31062", "Control I/O must be issued to the operated volume or to a control volume. ({name})",
+        S.PERMISSION_DENIED,
+    )
+    VIA_NOT_READY = _m("iSM31063", "Volume used for control I/O is Not Ready. ({name})", S.FAILED_PRECONDITION)
+    ARRAY_UNKNOWN = _m("iSM31064", "Specified disk array is not managed. ({name})", S.NOT_FOUND)
+    ARRAY_UNREACHABLE = _m("iSM31065", "Disk array does not respond. ({name})", S.UNAVAILABLE)
+    # -- agent: volume list (C2, C3) ------------------------------------------------------------
+    VOLLIST_CREATED = _m("iSM11701", "Volume list is created successfully.", S.INTERNAL)
+    VOLLIST_MISSING = _m("iSM11702", "Volume list does not exist. Create it with iSMvollist -cr.", S.FAILED_PRECONDITION)
+    NOT_IN_VOLLIST = _m("iSM11703", "Specified volume is not registered in the volume list. ({name})", S.NOT_FOUND)
+    VOLLIST_STALE = _m(
+        "iSM11704", "Volume list does not match the system. Recreate it with iSMvollist -cr. ({name})",
+        S.FAILED_PRECONDITION,
+    )
+    NO_CV = _m("iSM11705", "Control volume is not defined for the disk array. ({name})", S.FAILED_PRECONDITION)
+    CV_CANDIDATE = _m("iSM11706", "Specified volume cannot be a control volume. ({name})", S.FAILED_PRECONDITION)
+    # -- agent: disk commands (C5, C6) ---------------------------------------------------------
+    DISK_REFUSED = _m("iSM13609", "Access of specified disk was refused.", S.FAILED_PRECONDITION)
+    PATH_NOT_NORMAL = _m("iSM13639", "Specified path is not normal status.", S.FAILED_PRECONDITION)
+    # -- agent: commands in general --------------------------------------------------------------
+    USAGE = _m("iSM11100", "Command syntax is incorrect. ({detail})", S.INVALID_ARGUMENT)
+    AGENT_DOWN = _m("iSM11101", "SnapControl service of the server does not respond. ({name})", S.UNAVAILABLE)
 
 
 def all_messages() -> list[Message]:
