@@ -1,0 +1,263 @@
+"""Proto ↔ engine conversion for the array service: the only module that knows both shapes.
+
+Requests become plain keyword arguments for ``ArrayEngine`` methods and engine dicts become
+messages. Conventions of the contract: an empty string means "not given"; an LD number that is
+absent or negative means "the first free one"; a zero timeout means "the default".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from snaplab.common.errors import E, SnapLabError
+from snaplab.v1 import array_pb2 as pb
+
+DEFAULT_WAIT_SECONDS = 60.0
+
+
+def bad(detail: str) -> SnapLabError:
+    return SnapLabError(E.BAD_ARGUMENT, detail=detail)
+
+
+def opt(value: str) -> str | None:
+    """An optional string field: empty means not given."""
+    return value or None
+
+
+def _number(msg: Any, field: str = "number") -> int | None:
+    if not msg.HasField(field):
+        return None
+    n = getattr(msg, field)
+    return None if n < 0 else n
+
+
+def _non_negative(value: int, what: str) -> int:
+    if value < 0:
+        raise bad(f"{what} must not be negative")
+    return value
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def config_call(request: pb.ConfigRequest) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """(engine method name, args, kwargs) for one configuration operation (ops are named as the methods)."""
+    op = request.WhichOneof("op")
+    if op is None:
+        raise bad("ConfigRequest names no operation")
+    m = getattr(request, op)
+    if op == "set_array_name":
+        return op, (m.name,), {}
+    if op == "add_port":
+        if not 0 <= m.director < 256 or not 0 <= m.port < 256:
+            raise bad("director and port numbers are 0-255")
+        if not m.name:
+            raise bad("port name is required")
+        return op, (m.director, m.port, m.name), {}
+    if op == "bind_pool":
+        return op, (_non_negative(m.number, "pool number"), m.name, m.kind, m.capacity), {}
+    if op == "bind_ld":
+        return op, (m.name, m.capacity, m.pool, m.format), {"number": _number(m), "attr": m.attr or "iv"}
+    if op == "unbind_ld":
+        return op, (m.ld,), {}
+    if op == "build_sra":
+        return (
+            op,
+            (m.pool, m.capacity),
+            {"sdv_name": opt(m.sdv_name), "number": _number(m), "extend": m.extend},
+        )
+    if op == "add_generations":
+        numbers = list(m.numbers)
+        if any(n < 0 for n in numbers):
+            raise bad("LD numbers must not be negative")
+        return op, (m.bv, m.pool, m.count), {"sv_names": list(m.sv_names) or None, "numbers": numbers or None}
+    if op == "delete_generations":
+        return op, (m.bv, m.count), {}
+    if op == "bind_lv":
+        return op, (m.bv, m.name), {"number": _number(m)}
+    if op == "set_licence":
+        return op, (m.product, _non_negative(m.capacity, "licensed capacity")), {}
+    if op == "remove_licence":
+        return op, (m.product,), {}
+    if op == "register_host":
+        if not m.name:
+            raise bad("host name is required")
+        return op, (m.name, list(m.wwns), list(m.ports), m.platform or "windows"), {}
+    if op in ("assign_access", "unassign_access"):
+        return op, (m.ld,), {"port": opt(m.port), "wwn": opt(m.wwn)}
+    if op == "set_format":
+        return op, (m.ld, m.format), {}
+    raise bad(f"unknown configuration operation {op}")  # pragma: no cover - the oneof is exhaustive
+
+
+def config_reply(made: list[dict], removed: list[str]) -> pb.ConfigReply:
+    """The reply of a configuration operation: LDs it made (as ``describe()`` dicts) and names it removed."""
+    return pb.ConfigReply(lds=[ld_msg(d) for d in made], names=removed)
+
+
+def made_ld_names(result: Any) -> list[str]:
+    """Names of the LDs a configuration method returned (an LD, a list of LDs, or something else)."""
+    items = result if isinstance(result, list) else [result]
+    return [x.name for x in items if hasattr(x, "name") and hasattr(x, "capacity")]
+
+
+# -- snapshot operations ---------------------------------------------------------------------
+
+
+def sv_args(ref: pb.SvRef) -> tuple[str | None, str]:
+    """(sv_ref, svflg) of an SvRef; svflg defaults to ``ld``."""
+    return opt(ref.sv), ref.svflg or "ld"
+
+
+def layout_kwargs(options: pb.LayoutOptions) -> dict[str, bool]:
+    return {"allow_multi": options.allow_multi_partition, "allow_gpt": options.allow_gpt}
+
+
+def required(value: str, what: str) -> str:
+    if not value:
+        raise bad(f"{what} is required")
+    return value
+
+
+def create_call(r: pb.CreateRequest) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    sv, flg = sv_args(r.sv)
+    return (required(r.bv, "bv"), sv, flg), {"cyclic": r.cyclic, **layout_kwargs(r.options)}
+
+
+def delete_call(r: pb.DeleteRequest) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    sv, flg = sv_args(r.sv)
+    return (required(r.bv, "bv"), sv, flg), {"auto": r.auto}
+
+
+def restore_call(r: pb.RestoreRequest) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    sv, flg = sv_args(r.sv)
+    return (required(r.bv, "bv"), required(sv or "", "sv"), flg), {
+        "derived": r.derivsv or "keep",
+        **layout_kwargs(r.options),
+    }
+
+
+def wait_call(r: pb.WaitRequest, time_remaining: float | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Wait arguments; the timeout is the request's (default 60 s), never beyond the RPC's deadline."""
+    t = r.timeout_seconds
+    if not math.isfinite(t) or t < 0:
+        raise bad("timeout_seconds must be a non-negative number")
+    timeout = t or DEFAULT_WAIT_SECONDS
+    if time_remaining is not None:
+        timeout = max(0.0, min(timeout, time_remaining))
+    sv, flg = sv_args(r.sv)
+    return (required(r.bv, "bv"), required(sv or "", "sv"), flg), {
+        "cond": r.cond or "active",
+        "timeout": timeout,
+    }
+
+
+def guard_call(r: pb.GuardRequest) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    sv, flg = sv_args(r.sv)
+    return (required(r.bv, "bv"), required(sv or "", "sv"), flg), {"on": r.on}
+
+
+def link_call(r: pb.LinkRequest) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    sv, flg = sv_args(r.sv)
+    return (required(r.lv, "lv"), sv, flg), {
+        "bv_ref": opt(r.bv),
+        "mode": r.mode or "rw",
+        **layout_kwargs(r.options),
+    }
+
+
+def unlink_call(r: pb.UnlinkRequest) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    sv, flg = sv_args(r.sv)
+    return (required(r.lv, "lv"), sv, flg), {"bv_ref": opt(r.bv)}
+
+
+# -- replies ---------------------------------------------------------------------------------
+
+
+def generation_msg(d: dict) -> pb.Generation:
+    rel = d.get("relgen")
+    return pb.Generation(
+        sv=d["sv"],
+        sv_number=d["sv_number"],
+        bv=d["bv"],
+        format=d["format"],
+        has_relgen=rel is not None,
+        relgen=rel or 0,
+        attribute=d["attribute"],
+        state=d["state"],
+        state_time=d["state_time"],
+        create_time=d["create_time"],
+        guard=d["guard"],
+        link=d["link"],
+        lv=d["lv"],
+        lv_mode=d["lv_mode"],
+        data_size=d["data_size"],
+        restore_total=d["restore_total"],
+        restore_done=d["restore_done"],
+        pool=d["pool"],
+    )
+
+
+def find_generation(query: dict, sv: str) -> pb.Generation:
+    """The Generation of SV ``sv`` in a ``query()`` result."""
+    for g in query["generations"]:
+        if g["sv"] == sv:
+            return generation_msg(g)
+    raise SnapLabError(E.NOT_FOUND, name=sv)
+
+
+def query_msg(d: dict) -> pb.QueryReply:
+    return pb.QueryReply(
+        bv=d["bv"],
+        bv_number=d["bv_number"],
+        format=d["format"],
+        state=d["state"],
+        reserve_area=d["reserve_area"],
+        generations=[generation_msg(g) for g in d["generations"]],
+        lvs=[pb.LvState(lv=x["lv"], link=x["link"], mode=x["mode"]) for x in d["lvs"]],
+        bv_link_lv=d["bv_link_lv"],
+    )
+
+
+def linkinfo_msg(d: dict) -> pb.LinkInfo:
+    return pb.LinkInfo(
+        volume=d["volume"],
+        type=d["type"],
+        format=d["format"],
+        state=d["state"],
+        link_lost=bool(d.get("link_lost", False)),
+        links=[
+            pb.LinkEntry(lv=x["lv"], target=x["target"], kind=x["kind"], mode=x["mode"]) for x in d["links"]
+        ],
+    )
+
+
+def ld_msg(d: dict) -> pb.Ld:
+    return pb.Ld(
+        number=d["number"],
+        name=d["name"],
+        type=d["type"],
+        format=d["format"],
+        capacity=d["capacity"],
+        pool=d["pool"],
+        attr=d["attr"],
+        access=d["access"],
+        bv=d["bv"],
+    )
+
+
+def array_state_msg(d: dict) -> pb.ArrayState:
+    return pb.ArrayState(
+        name=d["name"],
+        physical_capacity=d["physical_capacity"],
+        ports=[pb.Port(director=p["director"], port=p["port"], name=p["name"]) for p in d["ports"]],
+        pools=[pb.Pool(**p) for p in d["pools"]],
+        lds=[ld_msg(x) for x in d["lds"]],
+        licences=d["licences"],
+        faults=d["faults"],
+        hosts=[
+            pb.Host(name=h["name"], wwns=h["wwns"], ports=h["ports"], platform=h["platform"])
+            for h in d["hosts"]
+        ],
+    )
