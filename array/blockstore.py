@@ -16,7 +16,6 @@ from __future__ import annotations
 import bisect
 import os
 from dataclasses import dataclass, field
-from typing import Iterable
 
 BLOCK = 64 * 1024
 ZERO = -1  # a version whose content is all zeros and holds no physical block
@@ -37,6 +36,7 @@ class Family:
     free: list[int] = field(default_factory=list)
     live_epochs: list[int] = field(default_factory=list)  # sorted epochs of live snapshots
     retained: int = 0  # blocks held for snapshots (versions no longer the BV's) + overlay blocks
+    owned: dict[int, int] = field(default_factory=dict)  # live epoch -> retained versions charged to it
     fd: int = -1
 
     def open(self) -> None:
@@ -103,12 +103,6 @@ class Family:
     def frozen(self, rec: tuple[int, int]) -> bool:
         """A head version is frozen when some live snapshot sees it: the next write must keep it."""
         return self.max_live >= rec[0]
-
-    def changed_since(self, epoch: int) -> Iterable[int]:
-        """Logical blocks that have a version newer than ``epoch``."""
-        for lb, vs in self.versions.items():
-            if vs[-1][0] > epoch:
-                yield lb
 
     def owner_epoch(self, rec_epoch: int) -> int | None:
         """The live snapshot a retained version is charged to: the oldest one that sees it."""

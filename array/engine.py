@@ -56,7 +56,7 @@ from .store import open_db
 log = logging.getLogger("snaplab.array")
 
 MAX_GENERATIONS = 1024  # per BV; the guide's array and Hitachi Thin Image allow this many
-RESTORE_BATCH = 64  # blocks copied per lock hold, so host I/O interleaves with a running restore
+RESTORE_BATCH = 256  # blocks (16 MiB) copied per lock hold, so host I/O interleaves with a running restore
 DATA_FAMILY_TYPES = ("IV", "BV", "CV")
 
 
@@ -145,6 +145,7 @@ class ArrayEngine:
             fam.live_epochs = sorted(
                 g.epoch for sv in self._svs_of(fam.ld) if (g := self.gens.get(sv.number)) and g.live and g.epoch
             )
+            fam.owned = fam.retained_by_epoch()
         self.restores: dict[int, Restore] = {}
         for bv, sv, total, started, sig in q("SELECT bv, sv, total, started, signature FROM restores"):
             self.restores[bv] = Restore(bv, sv, total, started, sig)
@@ -291,10 +292,10 @@ class ArrayEngine:
 
     def relgen(self, sv: LD) -> int | None:
         g = self.gens.get(sv.number)
-        if g is None or not g.live:
+        if g is None or not g.live or g.epoch is None:
             return None
-        live = self._live_gens(sv.bv)
-        return -1 - [x.sv for x in live].index(sv.number)
+        eps = self.families[sv.bv].live_epochs  # type: ignore[index]
+        return -(len(eps) - bisect.bisect_left(eps, g.epoch))
 
     # ================================================================ configuration (B1 via manager)
     def set_array_name(self, name: str) -> None:
@@ -687,6 +688,7 @@ class ArrayEngine:
                     self.overlays.pop(sv.number, None)
                 fam.versions.clear()
                 fam.retained = 0
+                fam.owned = {}
                 fam.free = []
                 fam.hw = 0
                 os.truncate(fam.path, 0)
@@ -786,13 +788,16 @@ class ArrayEngine:
                 if j == len(vs) - 1:
                     continue  # it is the BV's own block
                 if next_e is not None and vs[j + 1][0] > next_e:
-                    continue  # the next generation sees it
+                    if vs[j][1] != ZERO:  # the next generation sees it: now charged to that one
+                        fam.owned[next_e] = fam.owned.get(next_e, 0) + 1
+                    continue
                 epoch, pb = vs.pop(j)
                 dead.append((fam.ld, lb, epoch))
                 if pb != ZERO:
                     fam.retained -= 1
                     self._to_free.append((fam, pb))
             self.db.conn.executemany("DELETE FROM blocks WHERE family=? AND lblock=? AND epoch=?", dead)
+            fam.owned.pop(s, None)
         ov = self.overlays.pop(g.sv, {})
         if ov:
             fam.retained -= len(ov)
@@ -984,7 +989,10 @@ class ArrayEngine:
                     self._delete_gen(x)
             fam = self.families[bv.number]
             ov = self.overlays.get(sv.number, {})
-            candidates = set(fam.changed_since(g.epoch or 0)) | set(ov)
+            changed = self.db.execute(
+                "SELECT DISTINCT lblock FROM blocks WHERE family=? AND epoch>?", [fam.ld, g.epoch or 0]
+            )
+            candidates = {lb for (lb,) in changed} | set(ov)
             pending = {lb for lb in candidates if self._gen_pblock(fam, g, lb) != self._head_pblock(fam, lb)}
             signature = None
             if bv.format == "WN":
@@ -1079,14 +1087,15 @@ class ArrayEngine:
 
     # ================================================================ state queries (B5)
     def _gen_sizes(self, bv: int) -> dict[int, int]:
-        fam = self.families[bv]
-        by_epoch = fam.retained_by_epoch()
-        out = {}
-        for sv in self._svs_of(bv):
-            g = self.gens[sv.number]
-            blocks = by_epoch.get(g.epoch, 0) if g.epoch else 0
-            out[sv.number] = (blocks + len(self.overlays.get(sv.number, {}))) * BLOCK
-        return out
+        return {sv.number: self._gen_size(sv) for sv in self._svs_of(bv)}
+
+    def _gen_size(self, sv: LD) -> int:
+        """One generation's share of the SRA: the kept versions charged to it, plus its overlay."""
+        g = self.gens[sv.number]
+        if not g.live or g.epoch is None:
+            return 0
+        fam = self.families[sv.bv]  # type: ignore[index]
+        return (fam.owned.get(g.epoch, 0) + len(self.overlays.get(sv.number, {}))) * BLOCK
 
     def _gen_info(self, sv: LD, sizes: dict[int, int] | None = None) -> dict:
         g = self.gens[sv.number]
@@ -1094,7 +1103,7 @@ class ArrayEngine:
         lv = self.lds[link.lv] if link else None
         r = self.restores.get(sv.bv) if g.state == STATE_RESTORING else None  # type: ignore[arg-type]
         if sizes is None:
-            sizes = self._gen_sizes(sv.bv)  # type: ignore[arg-type]
+            sizes = {sv.number: self._gen_size(sv)}
         return {
             "sv": sv.name,
             "sv_number": sv.number_text,
@@ -1212,6 +1221,12 @@ class ArrayEngine:
         return None if p is None else fam.read_pblock(p)
 
     def _read_pblocks(self, fam: Family, pblocks: list[int | None], segs: list[tuple[int, int, int]]) -> bytes:
+        total = sum(s[2] for s in segs)
+        p0 = pblocks[0] if pblocks else None
+        if p0 is not None and all(p == p0 + k for k, p in enumerate(pblocks)):
+            # One contiguous physical run (the common case): hand back pread's buffer as it is.
+            data = os.pread(fam.fd, total, p0 * BLOCK + segs[0][1])
+            return data if len(data) == total else data.ljust(total, b"\0")
         out = bytearray()
         i = 0
         while i < len(segs):
@@ -1279,6 +1294,8 @@ class ArrayEngine:
                 inserts.append((fam.ld, lb, fam.cur_epoch, p))
                 if h[1] != ZERO:
                     fam.retained += 1
+                    owner = fam.owner_epoch(h[0])
+                    fam.owned[owner] = fam.owned.get(owner, 0) + 1  # type: ignore[index]
             else:
                 fam.versions[lb][-1] = (h[0], p)
                 updates.append((p, fam.ld, lb, h[0]))
@@ -1451,6 +1468,7 @@ class ArrayEngine:
                 retained += sum(len(self.overlays.get(sv.number, {})) for sv in self._svs_of(fam.ld))
                 assert retained == fam.retained, (fam.ld, retained, fam.retained)
                 by_epoch = fam.retained_by_epoch()
+                assert {e: n for e, n in fam.owned.items() if n} == by_epoch, (fam.ld, fam.owned, by_epoch)
                 assert sum(by_epoch.values()) + sum(
                     len(self.overlays.get(sv.number, {})) for sv in self._svs_of(fam.ld)
                 ) == fam.retained

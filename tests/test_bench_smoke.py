@@ -1,0 +1,41 @@
+"""The benchmarks run: every bench/bench_*.py in --quick mode exits 0 and prints its ratio line.
+
+Speed itself is never asserted here (a timed test on a shared machine is noise): the figures come from
+``python3 bench/run_all.py``. This only proves the scripts and the runner keep working (a few seconds).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+SCRIPTS = sorted(BENCH.glob("bench_*.py"))
+RATIO = re.compile(r"^RATIO \S+ = \d+\.\d+ \(target (<=|>=) [\d.]+\) (PASS|FAIL)$", re.MULTILINE)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_benchmarks_found() -> None:
+    assert SCRIPTS, "no bench/bench_*.py"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
+def test_benchmark_quick(script: Path) -> None:
+    proc = _run(str(script), "--quick")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert RATIO.search(proc.stdout), proc.stdout + proc.stderr
+
+
+def test_run_all_quick() -> None:
+    proc = _run(str(BENCH / "run_all.py"), "--quick", "--only", SCRIPTS[0].stem)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "===== summary" in proc.stdout
+    row = rf"^{re.escape(SCRIPTS[0].name)}\s+\S+\s+\d+\.\d+\s+(<=|>=) \S+\s+(PASS|FAIL)"
+    assert re.search(row, proc.stdout, re.MULTILINE), proc.stdout
