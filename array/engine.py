@@ -336,7 +336,8 @@ class ArrayEngine:
         raise SnapLabError(E.POOL_NOT_FOUND, name=ref)
 
     def _pool_used(self, pool: int) -> int:
-        return sum(ld.capacity for ld in self.lds.values() if ld.pool == pool)
+        # SVs and LVs are virtual volumes (their data lives in the SRA), so they reserve no pool capacity.
+        return sum(ld.capacity for ld in self.lds.values() if ld.pool == pool and ld.type not in ("SV", "LV"))
 
     def physical_capacity(self) -> int:
         return sum(p.capacity for p in self.pools.values())
@@ -355,7 +356,7 @@ class ArrayEngine:
             raise SnapLabError(E.BAD_ARGUMENT, detail="LD number")
         if capacity <= 0 or capacity % disklayout.SECTOR:
             raise SnapLabError(E.BAD_ARGUMENT, detail="capacity must be a positive multiple of 512")
-        if self._pool_used(pool.number) + capacity > pool.capacity:
+        if type_ not in ("SV", "LV") and self._pool_used(pool.number) + capacity > pool.capacity:
             raise SnapLabError(E.POOL_CAPACITY, name=pool.name)
         ld = LD(number, name, type_, fmt, capacity, pool.number, attr, bv, seq)
         self._save_ld(ld)

@@ -158,6 +158,9 @@ class E:
     VIA_NOT_READY = _m("iSM31063", "Volume used for control I/O is Not Ready. ({name})", S.FAILED_PRECONDITION)
     ARRAY_UNKNOWN = _m("iSM31064", "Specified disk array is not managed. ({name})", S.NOT_FOUND)
     ARRAY_UNREACHABLE = _m("iSM31065", "Disk array does not respond. ({name})", S.UNAVAILABLE)
+    # -- manager console (iSMcfg, iSMview) -------------------------------------------------------
+    MANAGER_UNREACHABLE = _m("iSM31066", "Management server does not respond. ({name})", S.UNAVAILABLE)
+    LAB_UNKNOWN = _m("iSM31067", "Management server of the lab is not known. ({detail})", S.FAILED_PRECONDITION)
     # -- agent: volume list (C2, C3) ------------------------------------------------------------
     VOLLIST_CREATED = _m("iSM11701", "Volume list is created successfully.", S.INTERNAL)
     VOLLIST_MISSING = _m("iSM11702", "Volume list does not exist. Create it with iSMvollist -cr.", S.FAILED_PRECONDITION)
@@ -168,9 +171,41 @@ class E:
     )
     NO_CV = _m("iSM11705", "Control volume is not defined for the disk array. ({name})", S.FAILED_PRECONDITION)
     CV_CANDIDATE = _m("iSM11706", "Specified volume cannot be a control volume. ({name})", S.FAILED_PRECONDITION)
+    VOLLIST_MATCHES = _m("iSM11707", "Volume list matches the system.", S.INTERNAL)
+    CV_DEFINED = _m("iSM11708", "Control volume is defined. Recreate the volume list with iSMvollist -cr. ({name})", S.INTERNAL)
+    CV_UNDEFINED = _m(
+        "iSM11709", "Control volume definition is deleted. Recreate the volume list with iSMvollist -cr. ({name})",
+        S.INTERNAL,
+    )
+    GATHERED = _m("iSM11710", "Information for fault analysis is collected. ({name})", S.INTERNAL)
+    GATHER_FAILED = _m("iSM11711", "Information for fault analysis cannot be collected. ({detail})", S.FAILED_PRECONDITION)
     # -- agent: disk commands (C5, C6) ---------------------------------------------------------
     DISK_REFUSED = _m("iSM13609", "Access of specified disk was refused.", S.FAILED_PRECONDITION)
     PATH_NOT_NORMAL = _m("iSM13639", "Specified path is not normal status.", S.FAILED_PRECONDITION)
+    NOT_MOUNTED = _m("iSM13610", "Specified volume is not mounted. ({name})", S.FAILED_PRECONDITION)
+    MOUNT_POINT_COUNT = _m(
+        "iSM13611", "Specified volume must have exactly one mount point to be unmounted. ({name})", S.FAILED_PRECONDITION
+    )
+    MOUNT_POINT_IN_USE = _m("iSM13612", "Specified mount point is already in use. ({name})", S.ALREADY_EXISTS)
+    NO_SUCH_VOLUME = _m("iSM13613", "Specified volume is not recognized by the server. ({name})", S.NOT_FOUND)
+    NO_MOUNT_POINT = _m(
+        "iSM13614", "No mount point is specified or registered for the volume. ({name})", S.FAILED_PRECONDITION
+    )
+    SIGNATURE_FILE = _m("iSM13620", "Signature file cannot be used. ({detail})", S.INVALID_ARGUMENT)
+    SIGNATURE_CONFLICT = _m(
+        "iSM13621", "Disk signature is already used by another disk of the server. ({name})", S.FAILED_PRECONDITION
+    )
+    SIGNATURE_FAILED = _m("iSM13622", "Disk signature of some disks cannot be imported. ({name})", S.FAILED_PRECONDITION)
+    DISK_OPERATION = _m("iSM13630", "Disk management operation failed. ({detail})", S.FAILED_PRECONDITION)
+    # -- agent: host-side checks of the snapshot commands (guide 1.7, 2.2.1, 2.2.2.2, 3.6) ---------
+    LV_MOUNTED = _m(
+        "iSM13680", "Volume of the specified LV is mounted. Flush and unmount it with iSMrc_umount first. ({name})",
+        S.FAILED_PRECONDITION,
+    )
+    BV_MOUNTED = _m(
+        "iSM13681", "Volume of the specified BV is mounted. Flush and unmount it with iSMrc_umount first. ({name})",
+        S.FAILED_PRECONDITION,
+    )
     # -- agent: commands in general --------------------------------------------------------------
     USAGE = _m("iSM11100", "Command syntax is incorrect. ({detail})", S.INVALID_ARGUMENT)
     AGENT_DOWN = _m("iSM11101", "SnapControl service of the server does not respond. ({name})", S.UNAVAILABLE)

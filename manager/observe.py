@@ -1,0 +1,91 @@
+"""State changes the manager notices on the arrays (B6): vanished snapshots, faults, an array going silent.
+
+The manager has no background poller: it compares what it sees whenever it reads an array (Monitor,
+routed queries, fault operations) with what it saw last, and logs the differences. Its own
+operations reset the baseline of what they change, so only changes made elsewhere (the array
+deleting snapshots when the SRA is full, faults injected on the array directly) are reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+
+from snaplab.common.errors import E
+from snaplab.v1 import array_pb2
+
+from .messages import M
+from .state import ManagerState
+
+log = logging.getLogger("snaplab.manager")
+
+LIVE_STATES = ("snap/active", "rst/exec", "snap/fault")
+SOURCE = "manager"
+
+
+class Observer:
+    """Remembers per array the live generations of each BV and the fault list; thread-safe."""
+
+    def __init__(self, state: ManagerState) -> None:
+        self.state = state
+        self._lock = threading.Lock()
+        self._gens: dict[tuple[str, str], dict[str, str]] = {}  # (array, bv) -> {sv: create_time}
+        self._faults: dict[str, frozenset[str]] = {}
+        self._reachable: dict[str, bool] = {}
+
+    def _event(self, classification: str, msg_id: str, text: str, operation: str = "monitor") -> None:
+        try:
+            self.state.log_event(SOURCE, classification, operation, msg_id, text)
+        except Exception:  # the event log must never break the request that noticed something
+            log.exception("cannot log event")
+
+    # -- snapshots -----------------------------------------------------------------------------
+    def query_seen(self, array: str, reply: array_pb2.QueryReply) -> None:
+        """Compare a BV's live generations with the last ones seen: report those gone (not by us)."""
+        now = {g.sv: g.create_time for g in reply.generations if g.state in LIVE_STATES}
+        key = (array, reply.bv)
+        with self._lock:
+            before = self._gens.get(key)
+            self._gens[key] = now
+        if before is None:
+            return
+        for sv, created in before.items():
+            if now.get(sv) != created:
+                self._event(
+                    "NOTICE",
+                    M.SNAPSHOT_GONE.msg_id,
+                    M.SNAPSHOT_GONE.text.format(detail=f"{array}: {reply.bv} {sv} created {created}"),
+                )
+
+    def forget(self, array: str, bv: str) -> None:
+        """The manager itself changed the BV's generations: the next reading is the new baseline."""
+        with self._lock:
+            self._gens.pop((array, bv), None)
+
+    # -- faults --------------------------------------------------------------------------------
+    def faults_seen(self, array: str, faults: Iterable[str], *, ours: bool = False) -> None:
+        """Report faults that appeared or went away since the last reading (``ours``: just set by us)."""
+        now = frozenset(faults)
+        with self._lock:
+            before = self._faults.get(array)
+            self._faults[array] = now
+        if before is None or ours:
+            return
+        for f in sorted(now - before):
+            self._event("WARNING", M.FAULT_SEEN.msg_id, M.FAULT_SEEN.text.format(detail=f"{array}: {f}"))
+        for f in sorted(before - now):
+            self._event("NOTICE", M.FAULT_GONE.msg_id, M.FAULT_GONE.text.format(detail=f"{array}: {f}"))
+
+    # -- reachability --------------------------------------------------------------------------
+    def reachability(self, array: str, ok: bool) -> None:
+        """Report an array that stopped answering, and one that answers again."""
+        with self._lock:
+            before = self._reachable.get(array)
+            self._reachable[array] = ok
+        if before is None and ok or before == ok:
+            return
+        if ok:
+            self._event("NOTICE", M.ARRAY_BACK.msg_id, M.ARRAY_BACK.text.format(name=array))
+        else:
+            self._event("WARNING", E.ARRAY_UNREACHABLE.msg_id, E.ARRAY_UNREACHABLE.text.format(name=array))

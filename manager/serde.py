@@ -1,0 +1,162 @@
+"""Proto ↔ domain conversion for the manager: the only manager module that knows both shapes."""
+
+from __future__ import annotations
+
+from snaplab.common.errors import E, SnapLabError
+from snaplab.v1 import array_pb2, manager_pb2
+
+from .routing import ArrayView, ControlOp, LdInfo, ViaState
+from .state import EventRecord, HostRecord
+
+# ControlRequest's oneof field -> (routing kind, Array RPC method).
+OPS = {
+    "create": ("create", "Create"),
+    "delete": ("delete", "Delete"),
+    "restore": ("restore", "Restore"),
+    "wait": ("wait", "Wait"),
+    "guard": ("guard", "Guard"),
+    "link": ("link", "Link"),
+    "unlink": ("unlink", "Unlink"),
+    "query": ("query", "Query"),
+    "linkinfo": ("linkinfo", "LinkInfoOf"),
+}
+# Array RPC reply type -> ControlReply field.
+_REPLY_FIELD = {
+    array_pb2.Generation: "generation",
+    array_pb2.DeleteReply: "deleted",
+    array_pb2.LinkInfo: "linkinfo",
+    array_pb2.QueryReply: "query",
+}
+
+
+def control_op(request: manager_pb2.ControlRequest) -> tuple[ControlOp, str, object]:
+    """(routing view of the operation, Array RPC method, the array request message)."""
+    field = request.WhichOneof("op")
+    if field is None:
+        raise SnapLabError(E.BAD_ARGUMENT, detail="ControlRequest names no operation")
+    kind, method = OPS[field]
+    m = getattr(request, field)
+    if field == "linkinfo":
+        return ControlOp(kind, volume=m.name), method, m
+    sv = getattr(m, "sv", None)
+    return (
+        ControlOp(
+            kind,
+            bv=getattr(m, "bv", ""),
+            sv=sv.sv if sv is not None else "",
+            svflg=(sv.svflg if sv is not None else "") or "ld",
+            lv=getattr(m, "lv", ""),
+        ),
+        method,
+        m,
+    )
+
+
+def control_reply(reply: object) -> manager_pb2.ControlReply:
+    out = manager_pb2.ControlReply()
+    getattr(out, _REPLY_FIELD[type(reply)]).CopyFrom(reply)
+    return out
+
+
+def array_view(state: array_pb2.ArrayState) -> ArrayView:
+    return ArrayView.build(
+        state.name,
+        [LdInfo(ld.name, ld.type, ld.bv, frozenset(ld.access)) for ld in state.lds],
+        {h.name: {f"wwn:{w.lower()}" for w in h.wwns} | {f"port:{p}" for p in h.ports} for h in state.hosts},
+        state.faults,
+    )
+
+
+def via_state(info: array_pb2.LinkInfo) -> ViaState:
+    if info.type == "LV":
+        mode = info.links[0].mode if info.links else ""
+        return ViaState(linked=info.state == "link", mode=mode)
+    bv_lv = next((x.lv for x in info.links if x.kind == "bv"), "")
+    return ViaState(linked=info.state == "link", bv_linked_lv=bv_lv)
+
+
+def host_msg(rec: HostRecord) -> manager_pb2.HostInfo:
+    return manager_pb2.HostInfo(
+        name=rec.name,
+        role=rec.role,
+        platform=rec.platform,
+        wwns=list(rec.wwns),
+        ports=list(rec.ports),
+        cluster=rec.cluster,
+        cluster_role=rec.cluster_role,
+        enrolled=rec.enrolled,
+    )
+
+
+def event_msg(ev: EventRecord) -> manager_pb2.Event:
+    return manager_pb2.Event(
+        seq=ev.seq,
+        time=ev.time,
+        source=ev.source,
+        classification=ev.classification,
+        operation=ev.operation,
+        msg_id=ev.msg_id,
+        text=ev.text,
+    )
+
+
+def config_text(request: array_pb2.ConfigRequest) -> str:
+    """A configuration operation as one line for the event log: ``bind_pool number=0 name=Pool0 …``
+    (numbers always shown, empty strings and false flags left out)."""
+    op = request.WhichOneof("op")
+    if op is None:
+        return "(no operation)"
+    m = getattr(request, op)
+    parts = [op]
+    for f in m.DESCRIPTOR.fields:
+        value = getattr(m, f.name)
+        if f.is_repeated:
+            if value:
+                parts.append(f"{f.name}={','.join(str(v) for v in value)}")
+        elif f.has_presence and not m.HasField(f.name):
+            continue
+        elif isinstance(value, bool):
+            if value:
+                parts.append(f.name)
+        elif isinstance(value, str):
+            if value:
+                parts.append(f"{f.name}={value}")
+        else:
+            parts.append(f"{f.name}={value}")
+    return " ".join(parts)
+
+
+def op_text(op: ControlOp) -> str:
+    """The operation's arguments in the command's own option style, for the event log."""
+    parts = []
+    if op.kind in ("link", "unlink") and op.lv:
+        parts.append(f"-lv {op.lv}")
+    if op.bv:
+        parts.append(f"-bv {op.bv}")
+    if op.sv:
+        parts.append(f"-sv {op.sv} -svflg {op.svflg}")
+    if op.volume:
+        parts.append(f"-vol {op.volume}")
+    return " ".join(parts)
+
+
+def describe_control(request: manager_pb2.ControlRequest, rpc: str = "Route") -> tuple[str, str]:
+    """(command name, argument text) of a ControlRequest for the event log (``rpc`` names one without an op)."""
+    field = request.WhichOneof("op")
+    if field is None:
+        return rpc, f"via {request.via or '-'}"
+    op = control_op(request)[0]
+    m = getattr(request, field)
+    flags = []
+    for name in ("cyclic", "auto"):
+        if getattr(m, name, False):
+            flags.append(f"-{name}")
+    if field == "guard":
+        flags.append("-mode set" if m.on else "-mode cancel")
+    if field == "wait":
+        flags.append(f"-cond {m.cond or 'active'}")
+    if field == "link":
+        flags.append(f"-lvacc {m.mode or 'rw'}")
+    where = f"{request.array}:" if request.array else ""
+    text = " ".join(x for x in (op_text(op), *flags) if x)
+    return op.command, f"{text} via {where}{request.via or '-'}"

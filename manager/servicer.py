@@ -1,0 +1,419 @@
+"""The Manager gRPC service: identity from the certificate, routing checks, forwarding to arrays, the event log."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import grpc
+
+from snaplab.common.errors import E, SnapLabError
+from snaplab.common.pki import Identity
+from snaplab.common.rpc import SnapLabClientError, current_identity, translate_errors
+from snaplab.v1 import array_pb2, manager_pb2, manager_pb2_grpc
+
+from . import routing, serde
+from .arrays import CALL_TIMEOUT, ArrayLink, ArrayRegistry
+from .messages import SC_DONE, M
+from .observe import Observer
+from .state import CLUSTER_ROLES, HOST_ROLES, HostRecord, ManagerState
+
+SERVICE_NAME = manager_pb2.DESCRIPTOR.services_by_name["Manager"].full_name
+WATCH_POLL = 0.5  # seconds a Watch sleeps between checks that its client is still there
+WAIT_DEFAULT = 60.0
+HOST_ROLE = ("host",)
+ADMIN_ROLE = ("admin",)
+VIEW_ROLES = ("host", "admin", "manager")
+BAD_LICENCE = ("product fault", "capacity short")
+
+log = logging.getLogger("snaplab.manager")
+T = TypeVar("T")
+
+
+def _require(ident: Identity, roles: tuple[str, ...], what: str) -> None:
+    if ident.role not in roles:
+        raise SnapLabError(E.CONTROL_DENIED, detail=f"{ident.role} {ident.name} may not {what}")
+
+
+def _safe_text(fn: Callable[..., T], *args: object, default: T) -> T:
+    """Event-log text of a request; a request too odd to describe is still served and logged."""
+    try:
+        return fn(*args)
+    except Exception:
+        log.exception("cannot describe request")
+        return default
+
+
+def _rpc_timeout(context: grpc.ServicerContext, wanted: float) -> float:
+    """The forwarded call's timeout: ``wanted``, never beyond our own caller's deadline."""
+    left = context.time_remaining()
+    return wanted if left is None else max(0.1, min(wanted, left))
+
+
+@translate_errors
+class ManagerServicer(manager_pb2_grpc.ManagerServicer):
+    """The management server. Who calls is the certificate's (CN, OU) only; no request field names a caller."""
+
+    def __init__(self, state: ManagerState, arrays: ArrayRegistry, observer: Observer | None = None) -> None:
+        self.state = state
+        self.arrays = arrays
+        self.observer = observer or Observer(state)
+        self._stopping = threading.Event()
+
+    # -- helpers (private: not translated, not RPCs) -----------------------------------------------
+    def shutdown(self) -> None:
+        """End every Watch stream promptly (called before the server drains)."""
+        self._stopping.set()
+        self.state.wake()
+
+    def _event(self, source: str, classification: str, operation: str, msg_id: str, text: str) -> None:
+        try:
+            self.state.log_event(source, classification, operation, msg_id, text)
+        except Exception:  # an event that cannot be written must not fail the operation it records
+            log.exception("cannot log event")
+
+    def _logged(
+        self,
+        source: str,
+        operation: str,
+        detail: str,
+        body: Callable[[], T],
+        done: Callable[[T], tuple[str, str, str]],
+    ) -> T:
+        """Run one operation and log it: ``done(result)`` gives (classification, msg_id, text) of a
+        success; a refusal is logged as ERROR with its own iSM id and text, then raised."""
+        suffix = f" [{detail}]" if detail else ""
+        try:
+            result = body()
+        except SnapLabError as exc:
+            self._event(source, "ERROR", operation, exc.msg_id, exc.text + suffix)
+            raise
+        except SnapLabClientError as exc:
+            self._event(source, "ERROR", operation, exc.msg_id or "", exc.text + suffix)
+            raise
+        except Exception as exc:
+            self._event(
+                source,
+                "ERROR",
+                operation,
+                E.INTERNAL.msg_id,
+                E.INTERNAL.text.format(detail=type(exc).__name__) + suffix,
+            )
+            raise
+        classification, msg_id, text = done(result)
+        self._event(source, classification, operation, msg_id, text + suffix)
+        return result
+
+    def _register(self, link: ArrayLink, host: HostRecord) -> None:
+        """Register the host with one array, with the ports that array has (a host may be cabled to
+        several arrays, each with its own port names)."""
+        ports = {p.name for p in link.describe().ports}
+        link.call(
+            "Configure",
+            array_pb2.ConfigRequest(
+                register_host=array_pb2.RegisterHost(
+                    name=host.name,
+                    wwns=list(host.wwns),
+                    ports=[p for p in host.ports if p in ports],
+                    platform=host.platform,
+                )
+            ),
+        )
+        link.invalidate()
+
+    def _forward(
+        self, link: ArrayLink, method: str, request: object, context: grpc.ServicerContext
+    ) -> object:
+        if method == "Wait":
+            wanted = (getattr(request, "timeout_seconds", 0.0) or WAIT_DEFAULT) + 5.0
+        else:
+            wanted = CALL_TIMEOUT
+        return link.call(method, request, _rpc_timeout(context, wanted))
+
+    def _after_op(self, link: ArrayLink, op: routing.ControlOp, reply: object) -> None:
+        if op.kind in ("create", "delete", "restore") and op.bv:
+            self.observer.forget(link.key, op.bv)
+        if isinstance(reply, array_pb2.QueryReply):
+            self.observer.query_seen(link.key, reply)
+        if op.kind in ("link", "unlink"):
+            link.invalidate()
+
+    @staticmethod
+    def _sc_done(operation: str) -> Callable[[object], tuple[str, str, str]]:
+        msg = SC_DONE.get(operation)
+        return lambda _r: ("INFO", msg.msg_id if msg else "", msg.text if msg else f"{operation} done.")
+
+    # -- B2: enrolment -------------------------------------------------------------------------
+    def Enrol(
+        self, request: manager_pb2.EnrolRequest, context: grpc.ServicerContext
+    ) -> manager_pb2.EnrolReply:
+        ident = current_identity(context)
+        detail = f"role {request.role or '-'}, wwn {','.join(request.wwns) or '-'}, port {','.join(request.ports) or '-'}"
+
+        def body() -> manager_pb2.EnrolReply:
+            _require(ident, HOST_ROLE, "enrol as a host")
+            if request.role not in HOST_ROLES:
+                raise SnapLabError(E.BAD_ARGUMENT, detail=f"role must be one of {', '.join(HOST_ROLES)}")
+            if request.cluster_role not in CLUSTER_ROLES:
+                raise SnapLabError(E.BAD_ARGUMENT, detail="cluster_role must be active or standby")
+            if request.cluster_role and not request.cluster:
+                raise SnapLabError(E.BAD_ARGUMENT, detail="cluster_role needs a cluster name")
+            host = HostRecord(
+                ident.name,
+                request.role,
+                request.platform or "windows",
+                tuple(w.lower() for w in request.wwns),
+                tuple(request.ports),
+                request.cluster,
+                request.cluster_role,
+            )
+            # An HBA's WWN belongs to one server: a host cannot take over another's access by claiming it.
+            claimed = set(host.wwns)
+            for other in self.state.hosts():
+                if other.name != host.name and claimed & set(other.wwns):
+                    raise SnapLabError(
+                        E.ALREADY_EXISTS, name=f"WWN {min(claimed & set(other.wwns))} of {other.name}"
+                    )
+            known_ports: set[str] = set()
+            reachable = []
+            for link in self.arrays.links:
+                try:
+                    state = link.describe()
+                except SnapLabError as exc:
+                    if exc.msg_id != E.ARRAY_UNREACHABLE.msg_id:
+                        raise
+                    self._event(ident.name, "WARNING", "Enrol", exc.msg_id, exc.text)
+                    continue
+                for h in state.hosts:
+                    taken = claimed & {w.lower() for w in h.wwns}
+                    if h.name != host.name and taken:
+                        raise SnapLabError(E.ALREADY_EXISTS, name=f"WWN {min(taken)} of {h.name}")
+                known_ports |= {p.name for p in state.ports}
+                reachable.append(link)
+            unknown = [p for p in host.ports if p not in known_ports]
+            if reachable and unknown:
+                raise SnapLabError(E.PORT_NOT_FOUND, name=", ".join(unknown))
+            for link in reachable:
+                self._register(link, host)
+            self.state.enrol(
+                host.name,
+                host.role,
+                platform=host.platform,
+                wwns=host.wwns,
+                ports=host.ports,
+                cluster=host.cluster,
+                cluster_role=host.cluster_role,
+            )
+            return manager_pb2.EnrolReply(
+                arrays=[
+                    manager_pb2.ArrayEndpoint(name=x.last_name, target=x.target) for x in self.arrays.links
+                ]
+            )
+
+        return self._logged(
+            ident.name,
+            "Enrol",
+            detail,
+            body,
+            lambda _r: ("INFO", M.ENROLLED.msg_id, M.ENROLLED.text.format(detail=f"{ident.name}")),
+        )
+
+    # -- B3: control I/O of a host -------------------------------------------------------------
+    def Route(
+        self, request: manager_pb2.ControlRequest, context: grpc.ServicerContext
+    ) -> manager_pb2.ControlReply:
+        ident = current_identity(context)
+        operation, detail = _safe_text(serde.describe_control, request, default=("Route", ""))
+
+        def body() -> manager_pb2.ControlReply:
+            host = routing.check_caller(ident, self.state.host(ident.name))
+            op, method, array_request = serde.control_op(request)
+            link = self.arrays.get(request.array, via=request.via)
+            view = link.view()
+            if ident.name not in view.host_paths:  # the array lost (or never got) this host's registration
+                try:
+                    self._register(link, host)
+                    view = link.view()
+                except SnapLabError:
+                    pass
+                except SnapLabClientError as exc:
+                    log.warning("cannot register %s with %s: %s", host.name, link.key, exc)
+
+            def via_state(name: str) -> routing.ViaState:
+                return serde.via_state(link.call("LinkInfoOf", array_pb2.VolumeRef(name=name)))
+
+            routing.check_route(ident, host, view, op, request.via, via_state)
+            reply = self._forward(link, method, array_request, context)
+            self._after_op(link, op, reply)
+            return serde.control_reply(reply)
+
+        return self._logged(ident.name, operation, detail, body, self._sc_done(operation))
+
+    # -- B4: snapshot operations of the management server itself ---------------------------------
+    def Snapshot(
+        self, request: manager_pb2.ControlRequest, context: grpc.ServicerContext
+    ) -> manager_pb2.ControlReply:
+        ident = current_identity(context)
+        operation, detail = _safe_text(serde.describe_control, request, default=("Route", ""))
+
+        def body() -> manager_pb2.ControlReply:
+            _require(ident, ADMIN_ROLE, "operate snapshots from the management server")
+            op, method, array_request = serde.control_op(request)
+            link = self.arrays.get(request.array, via=request.via or op.acts_on)
+            reply = self._forward(link, method, array_request, context)
+            self._after_op(link, op, reply)
+            return serde.control_reply(reply)
+
+        return self._logged(ident.name, operation, detail, body, self._sc_done(operation))
+
+    # -- B1: configuration ---------------------------------------------------------------------
+    def Configure(
+        self, request: manager_pb2.ManagedConfig, context: grpc.ServicerContext
+    ) -> array_pb2.ConfigReply:
+        ident = current_identity(context)
+        detail = _safe_text(serde.config_text, request.request, default="")
+
+        def body() -> array_pb2.ConfigReply:
+            _require(ident, ADMIN_ROLE, "configure disk arrays")
+            if request.request.WhichOneof("op") is None:
+                raise SnapLabError(E.BAD_ARGUMENT, detail="ConfigRequest names no operation")
+            link = self.arrays.get(request.array)
+            try:
+                reply = link.call("Configure", request.request)
+            finally:
+                link.invalidate()
+            if request.request.WhichOneof("op") in ("add_generations", "delete_generations"):
+                self.observer.forget(link.key, getattr(request.request, request.request.WhichOneof("op")).bv)
+            return reply
+
+        return self._logged(
+            ident.name,
+            "Configure",
+            detail,
+            body,
+            lambda _r: (
+                "INFO",
+                M.CONFIGURED.msg_id,
+                M.CONFIGURED.text.format(detail=self._array_label(request.array)),
+            ),
+        )
+
+    def _array_label(self, name: str) -> str:
+        try:
+            return self.arrays.get(name).last_name
+        except SnapLabError:
+            return name or "-"
+
+    # -- B5: monitoring --------------------------------------------------------------------------
+    def Monitor(
+        self, request: manager_pb2.MonitorRequest, context: grpc.ServicerContext
+    ) -> manager_pb2.MonitorReply:
+        ident = current_identity(context)
+        _require(ident, VIEW_ROLES, "monitor the disk arrays")
+        out = []
+        for link in self.arrays.select(request.array):
+            try:
+                state = link.describe()
+            except (SnapLabError, SnapLabClientError) as exc:
+                log.warning("cannot describe %s: %s", link.key, exc)
+                out.append(
+                    manager_pb2.ArrayMonitor(
+                        state=array_pb2.ArrayState(name=link.last_name),
+                        target=link.target,
+                        resource_state="unknown",
+                        monitoring="stopped",
+                    )
+                )
+                continue
+            self.observer.faults_seen(link.key, state.faults)
+            snapshots = []
+            for ld in state.lds:
+                if ld.type != "BV":
+                    continue
+                try:
+                    reply = link.call("Query", array_pb2.QueryRequest(bv=ld.name))
+                except (SnapLabError, SnapLabClientError):
+                    continue  # unbound since Describe, or the array went away: leave it out
+                self.observer.query_seen(link.key, reply)
+                snapshots.append(reply)
+            bad = bool(state.faults) or any(v in BAD_LICENCE for v in state.licences.values())
+            out.append(
+                manager_pb2.ArrayMonitor(
+                    state=state,
+                    target=link.target,
+                    resource_state="fault" if bad else "ready",
+                    monitoring="running",
+                    snapshots=snapshots,
+                )
+            )
+        return manager_pb2.MonitorReply(arrays=out, hosts=[serde.host_msg(h) for h in self.state.hosts()])
+
+    # -- B6: event log ---------------------------------------------------------------------------
+    def Events(
+        self, request: manager_pb2.EventsRequest, context: grpc.ServicerContext
+    ) -> manager_pb2.EventsReply:
+        ident = current_identity(context)
+        _require(ident, VIEW_ROLES, "read the event log")
+        if request.limit < 0:
+            raise SnapLabError(E.BAD_ARGUMENT, detail="limit must not be negative")
+        events = self.state.events(request.after_seq, request.limit)
+        return manager_pb2.EventsReply(events=[serde.event_msg(e) for e in events])
+
+    def Watch(
+        self, request: manager_pb2.EventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[manager_pb2.Event]:
+        ident = current_identity(context)
+        _require(ident, VIEW_ROLES, "watch the event log")
+        return self._watch(request.after_seq, context)
+
+    def _watch(self, after_seq: int, context: grpc.ServicerContext) -> Iterator[manager_pb2.Event]:
+        # The client going away wakes the wait at once; the poll is only a backstop.
+        context.add_callback(self.state.wake)
+        seq = after_seq
+        while context.is_active() and not self._stopping.is_set() and not self.state.closed:
+            for ev in self.state.wait_events(seq, WATCH_POLL):
+                yield serde.event_msg(ev)
+                seq = ev.seq
+
+    # -- faults (A13) ----------------------------------------------------------------------------
+    def InjectFault(
+        self, request: manager_pb2.ManagedFault, context: grpc.ServicerContext
+    ) -> array_pb2.ArrayState:
+        return self._fault(request, context, inject=True)
+
+    def ClearFault(
+        self, request: manager_pb2.ManagedFault, context: grpc.ServicerContext
+    ) -> array_pb2.ArrayState:
+        return self._fault(request, context, inject=False)
+
+    def _fault(
+        self, request: manager_pb2.ManagedFault, context: grpc.ServicerContext, *, inject: bool
+    ) -> array_pb2.ArrayState:
+        ident = current_identity(context)
+        detail = f"{request.array or '-'}: {request.fault.kind}:{request.fault.target}"
+        operation = "InjectFault" if inject else "ClearFault"
+
+        def body() -> array_pb2.ArrayState:
+            _require(ident, ADMIN_ROLE, "set or clear faults")
+            link = self.arrays.get(request.array)
+            try:
+                state = link.call(operation, request.fault)
+            finally:
+                link.invalidate()
+            self.observer.faults_seen(link.key, state.faults, ours=True)
+            return state
+
+        msg = M.FAULT_SET if inject else M.FAULT_CLEARED
+        return self._logged(
+            ident.name,
+            operation,
+            "",
+            body,
+            lambda _s: ("WARNING" if inject else "NOTICE", msg.msg_id, msg.text.format(detail=detail)),
+        )
+
+
+def add_to_server(servicer: ManagerServicer, server: grpc.Server) -> None:
+    manager_pb2_grpc.add_ManagerServicer_to_server(servicer, server)

@@ -1,0 +1,260 @@
+"""The manager's state in SQLite (``<state>/manager.db``): enrolled hosts and the event log."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import sqlite_utils
+
+DB_FILE = "manager.db"
+CLASSIFICATIONS = ("INFO", "NOTICE", "WARNING", "ERROR")
+HOST_ROLES = ("business", "backup", "test", "standby")
+CLUSTER_ROLES = ("", "active", "standby")
+MAX_EVENTS_PER_READ = 10_000
+
+
+def now_text() -> str:
+    """The event log's time form (SPEC §8 and the guide): ``yyyy/mm/dd hh:mm:ss``."""
+    return datetime.now().strftime("%Y/%m/%d %H:%M:%S")
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    """One enrolled host. ``name`` comes from its certificate, the rest from its Enrol request."""
+
+    name: str
+    role: str
+    platform: str = "windows"
+    wwns: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+    cluster: str = ""
+    cluster_role: str = ""
+    enrolled: str = ""
+
+    @property
+    def paths(self) -> frozenset[str]:
+        """The access-control paths of the host, in the array's form (``wwn:…``, ``port:…``)."""
+        return frozenset({f"wwn:{w.lower()}" for w in self.wwns} | {f"port:{p}" for p in self.ports})
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One line of the event log."""
+
+    seq: int
+    time: str
+    source: str
+    classification: str
+    operation: str
+    msg_id: str
+    text: str
+
+
+@dataclass
+class _Waiters:
+    cond: threading.Condition = field(default_factory=lambda: threading.Condition(threading.RLock()))
+    last_seq: int = 0
+    closed: bool = False
+
+
+class ManagerState:
+    """The hosts the manager knows and its event log, kept in ``<state>/manager.db``.
+
+    Rules it keeps:
+
+    - A host is keyed by the name in its certificate; enrolling again replaces its record (role,
+      platform, WWNs, ports, cluster) and its enrolment time, never another host's.
+    - Events are append-only: each gets the next sequence number (1, 2, …, never reused) and the
+      time it was logged; the classification is one of INFO, NOTICE, WARNING, ERROR.
+    - Every write is one committed transaction before the method returns: a restart keeps it.
+    - All methods are thread-safe. ``wait_events`` blocks until an event newer than a sequence
+      number exists, a timeout passes, or ``close()``/``wake()`` is called — so a live watcher never
+      blocks shutdown.
+    """
+
+    def __init__(self, state_dir: str | Path, *, clock: Callable[[], str] = now_text) -> None:
+        self.dir = Path(state_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._lock = threading.RLock()
+        conn = sqlite3.connect(str(self.dir / DB_FILE), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        self.db = sqlite_utils.Database(conn)
+        self.db.table("hosts").create(
+            {
+                "name": str,
+                "role": str,
+                "platform": str,
+                "wwns": str,  # JSON list
+                "ports": str,  # JSON list
+                "cluster": str,
+                "cluster_role": str,
+                "enrolled": str,
+            },
+            pk="name",
+            if_not_exists=True,
+        )
+        self.db.table("events").create(
+            {
+                "seq": int,
+                "time": str,
+                "source": str,
+                "classification": str,
+                "operation": str,
+                "msg_id": str,
+                "text": str,
+            },
+            pk="seq",
+            if_not_exists=True,
+        )
+        self._waiters = _Waiters()
+        row = conn.execute("SELECT MAX(seq) FROM events").fetchone()
+        self._waiters.last_seq = int(row[0] or 0)
+
+    # -- hosts -------------------------------------------------------------------------------------
+    def enrol(
+        self,
+        name: str,
+        role: str,
+        *,
+        platform: str = "windows",
+        wwns: list[str] | tuple[str, ...] = (),
+        ports: list[str] | tuple[str, ...] = (),
+        cluster: str = "",
+        cluster_role: str = "",
+    ) -> HostRecord:
+        """Record (or re-record) a host; returns the record as stored."""
+        rec = HostRecord(
+            name=name,
+            role=role,
+            platform=platform,
+            wwns=tuple(w.lower() for w in wwns),
+            ports=tuple(ports),
+            cluster=cluster,
+            cluster_role=cluster_role,
+            enrolled=self._clock(),
+        )
+        row = {
+            "name": rec.name,
+            "role": rec.role,
+            "platform": rec.platform,
+            "wwns": json.dumps(list(rec.wwns)),
+            "ports": json.dumps(list(rec.ports)),
+            "cluster": rec.cluster,
+            "cluster_role": rec.cluster_role,
+            "enrolled": rec.enrolled,
+        }
+        with self._lock:
+            self._write(
+                "INSERT OR REPLACE INTO hosts(name, role, platform, wwns, ports, cluster, cluster_role, enrolled)"
+                " VALUES (:name, :role, :platform, :wwns, :ports, :cluster, :cluster_role, :enrolled)",
+                row,
+            )
+        return rec
+
+    def host(self, name: str) -> HostRecord | None:
+        """The enrolled host of that name, or None."""
+        with self._lock:
+            rows = list(self.db.query("SELECT * FROM hosts WHERE name = ?", [name]))
+        return _host(rows[0]) if rows else None
+
+    def hosts(self) -> list[HostRecord]:
+        """Every enrolled host, by name."""
+        with self._lock:
+            return [_host(r) for r in self.db.query("SELECT * FROM hosts ORDER BY name")]
+
+    # -- events ------------------------------------------------------------------------------------
+    def log_event(
+        self, source: str, classification: str, operation: str, msg_id: str = "", text: str = ""
+    ) -> EventRecord:
+        """Append one event and wake every watcher; returns it with its sequence number."""
+        if classification not in CLASSIFICATIONS:
+            raise ValueError(f"classification {classification!r} is not one of {CLASSIFICATIONS}")
+        with self._lock:
+            time = self._clock()
+            cur = self._write(
+                "INSERT INTO events(time, source, classification, operation, msg_id, text) VALUES (?,?,?,?,?,?)",
+                [time, source, classification, operation, msg_id, text],
+            )
+            event = EventRecord(
+                int(cur.lastrowid or 0), time, source, classification, operation, msg_id, text
+            )
+        with self._waiters.cond:
+            self._waiters.last_seq = max(self._waiters.last_seq, event.seq)
+            self._waiters.cond.notify_all()
+        return event
+
+    def events(self, after_seq: int = 0, limit: int = 0) -> list[EventRecord]:
+        """Events with ``seq > after_seq``, oldest first; at most ``limit`` (0: up to 10 000)."""
+        n = MAX_EVENTS_PER_READ if limit <= 0 else min(limit, MAX_EVENTS_PER_READ)
+        with self._lock:
+            rows = self.db.query(
+                "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", [max(0, after_seq), n]
+            )
+            return [EventRecord(**r) for r in rows]
+
+    @property
+    def last_seq(self) -> int:
+        with self._waiters.cond:
+            return self._waiters.last_seq
+
+    def wait_events(self, after_seq: int, timeout: float, limit: int = 0) -> list[EventRecord]:
+        """Events newer than ``after_seq``; if there are none yet, wait up to ``timeout`` seconds for one.
+
+        Returns early (possibly empty) on ``wake()`` or ``close()``."""
+        w = self._waiters
+        with w.cond:
+            if w.last_seq <= after_seq and not w.closed:
+                w.cond.wait(timeout)
+            if w.closed:
+                return []
+        return self.events(after_seq, limit)
+
+    def wake(self) -> None:
+        """Wake every ``wait_events`` caller (a watcher whose client went away re-checks and leaves)."""
+        with self._waiters.cond:
+            self._waiters.cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._waiters.closed
+
+    # -- lifetime ----------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release every waiter and close the database."""
+        with self._waiters.cond:
+            self._waiters.closed = True
+            self._waiters.cond.notify_all()
+        with self._lock:
+            self.db.conn.close()
+
+    def _write(self, sql: str, params: object) -> sqlite3.Cursor:
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.execute(sql, params)  # type: ignore[arg-type]
+            conn.execute("COMMIT")
+            return cur
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _host(row: dict) -> HostRecord:
+    return HostRecord(
+        name=row["name"],
+        role=row["role"],
+        platform=row["platform"],
+        wwns=tuple(json.loads(row["wwns"] or "[]")),
+        ports=tuple(json.loads(row["ports"] or "[]")),
+        cluster=row["cluster"] or "",
+        cluster_role=row["cluster_role"] or "",
+        enrolled=row["enrolled"] or "",
+    )

@@ -1,0 +1,674 @@
+"""The manager (B1-B6): routing rules as plain data, then the real daemons over mTLS in other processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from snaplab.array.client import ArrayClient
+from snaplab.array.process import ArrayProcess, make_lab_certs
+from snaplab.manager import routing
+from snaplab.manager.client import ManagerClient
+from snaplab.manager.console import parse_number, parse_size, run_console
+from snaplab.manager.process import ManagerProcess
+from snaplab.manager.routing import ArrayView, ControlOp, LdInfo, ViaState
+from snaplab.manager.state import HostRecord, ManagerState
+
+from snaplab.common.errors import SnapLabError
+from snaplab.common.pki import Identity
+from snaplab.common.rpc import ClientTLS, SnapLabClientError, make_channel
+from snaplab.v1 import array_pb2 as apb
+from snaplab.v1 import manager_pb2 as mpb
+from snaplab.v1 import manager_pb2_grpc
+
+pytestmark = pytest.mark.timeout(60)
+
+C = grpc.StatusCode
+MiB = 1024 * 1024
+ARRAY = "Tokyo_Customer_DataBase"
+WWN = {"business01": "10:00:00:00:c9:00:00:01", "backup01": "10:00:00:00:c9:00:00:02"}
+
+
+# =============================================================================== routing, plain data
+
+BIZ = Identity("business01", "host")
+BAK = Identity("backup01", "host")
+HOSTS = {
+    "business01": HostRecord("business01", "business", wwns=(WWN["business01"],)),
+    "backup01": HostRecord("backup01", "backup", wwns=(WWN["backup01"],)),
+}
+
+
+def _paths(host: str) -> frozenset[str]:
+    return HOSTS[host].paths
+
+
+def _view(faults: tuple[str, ...] = ()) -> ArrayView:
+    biz, bak = _paths("business01"), _paths("backup01")
+    return ArrayView.build(
+        ARRAY,
+        [
+            LdInfo("bv001", "BV", access=biz),
+            LdInfo("sv001_1", "SV", "bv001"),
+            LdInfo("sv001_2", "SV", "bv001"),
+            LdInfo("lv001", "LV", "bv001", access=bak),
+            LdInfo("lv001b", "LV", "bv001"),  # another LV of bv001, reachable by nobody
+            LdInfo("bv002", "BV", access=biz),
+            LdInfo("sv002_1", "SV", "bv002"),
+            LdInfo("BACKUP_CV", "CV", access=bak),
+            LdInfo("SDV1", "SDV"),
+            LdInfo("iv009", "IV"),
+        ],
+        {h: _paths(h) for h in HOSTS},
+        faults,
+    )
+
+
+READY = ViaState(linked=True, mode="rw")
+
+
+def _check(
+    caller: Identity,
+    op: ControlOp,
+    via: str,
+    *,
+    state: ViaState = READY,
+    view: ArrayView | None = None,
+    host: HostRecord | None | str = "auto",
+) -> routing.Decision:
+    rec = HOSTS.get(caller.name) if host == "auto" else host
+    return routing.check_route(caller, rec, view or _view(), op, via, lambda _n: state)  # type: ignore[arg-type]
+
+
+def _refused(msg_id: str, *args: object, **kwargs: object) -> None:
+    with pytest.raises(SnapLabError) as info:
+        _check(*args, **kwargs)  # type: ignore[arg-type]
+    assert info.value.msg_id == msg_id, info.value
+
+
+def test_routing_through_the_volume_itself() -> None:
+    create = ControlOp("create", bv="bv001", sv="sv001_1")
+    assert _check(BIZ, create, "bv001").through == "volume"
+    assert _check(BIZ, ControlOp("query", bv="bv001"), "bv001").through == "volume"
+    # The BV a host reaches is not the operated volume: the CV rule is the only other way.
+    _refused("iSM31062", BIZ, ControlOp("create", bv="bv002", sv="sv002_1"), "bv001")
+    _refused("iSM31062", BIZ, ControlOp("link", lv="lv001", sv="sv001_1"), "bv001")
+    # A BV linked to an LV is reachable only through the LV.
+    _refused("iSM31043", BIZ, create, "bv001", state=ViaState(bv_linked_lv="lv001"))
+
+
+def test_routing_through_an_lv_needs_it_ready() -> None:
+    unlink = ControlOp("unlink", lv="lv001")
+    assert _check(BAK, unlink, "lv001").through == "volume"
+    assert _check(BAK, unlink, "lv001", state=ViaState(linked=True, mode="ro")).through == "volume"
+    for state in (ViaState(), ViaState(linked=True, mode="nr"), ViaState(linked=True, mode="na")):
+        _refused("iSM31063", BAK, unlink, "lv001", state=state)
+    # An LV is not the BV: creating through it is not allowed.
+    _refused("iSM31062", BAK, ControlOp("create", bv="bv001", sv=".-1", svflg="relgen"), "lv001")
+    _refused("iSM31062", BAK, ControlOp("query", bv="bv001"), "lv001")
+    assert _check(BAK, ControlOp("linkinfo", volume="lv001"), "lv001").through == "volume"
+
+
+def test_routing_through_a_cv_reaches_the_pairs_of_what_the_host_reaches() -> None:
+    link = ControlOp("link", lv="lv001", sv="bv001.-1", svflg="ld.relgen")
+    assert link.named() == ["lv001", "bv001"]
+    assert _check(BAK, link, "BACKUP_CV").through == "cv"
+    # LV <-> its BV and the SVs of its BV.
+    for op in (
+        ControlOp("create", bv="bv001", sv="sv001_2"),
+        ControlOp("delete", bv="bv001", sv=".-1", svflg="relgen"),
+        ControlOp("linkinfo", volume="sv001_1"),
+        ControlOp("query", bv="bv001"),
+    ):
+        assert _check(BAK, op, "BACKUP_CV").through == "cv", op
+    # Not paired with anything backup01 reaches: another BV, its SVs, an IV, a sibling LV (not transitive).
+    for op in (
+        ControlOp("query", bv="bv002"),
+        ControlOp("link", lv="lv001", sv="sv002_1"),
+        ControlOp("link", lv="lv001", sv="bv002.-1", svflg="ld.relgen"),
+        ControlOp("linkinfo", volume="iv009"),
+        ControlOp("linkinfo", volume="lv001b"),
+    ):
+        _refused("iSM31061", BAK, op, "BACKUP_CV")
+    _refused("iSM19003", BAK, ControlOp("query", bv="nosuch"), "BACKUP_CV")
+
+
+def test_routing_refusals_come_in_rule_order() -> None:
+    op = ControlOp("create", bv="bv001", sv="sv001_1")
+    _refused("iSM31044", Identity("admin", "admin"), op, "bv001", host=None)
+    _refused("iSM31044", Identity("manager", "manager"), op, "bv001", host=None)
+    _refused("iSM31060", Identity("test01", "host"), op, "bv001", host=None)
+    # A record of another host never stands for the caller.
+    _refused("iSM31060", BIZ, op, "bv001", host=HOSTS["backup01"])
+    _refused("iSM19063", BIZ, op, "bv001", view=_view(("path:business01",)))
+    assert _check(BIZ, op, "bv001", view=_view(("path:backup01",))).through == "volume"
+    _refused("iSM19001", BIZ, op, "")
+    # Reachability comes before everything about the volume: SV, SDV, unknown, someone else's.
+    for via in ("sv001_1", "SDV1", "nosuch", "lv001", "BACKUP_CV"):
+        _refused("iSM31042", BIZ, op, via)
+
+
+def test_routing_named_lds_and_acted_on() -> None:
+    assert ControlOp("create", bv="bv001", sv="sv001_1").named() == ["bv001", "sv001_1"]
+    assert ControlOp("create", bv="bv001", sv=".-1", svflg="relgen").named() == ["bv001"]
+    assert ControlOp("link", lv="lv001", bv="bv001").named() == ["bv001", "lv001"]
+    assert ControlOp("link", lv="lv001", bv="bv001").acts_on == "lv001"
+    assert ControlOp("linkinfo", volume="sv001_1").acts_on == "sv001_1"
+    assert ControlOp("guard", bv="bv001", sv=".-1", svflg="relgen").command == "iSMsc_svguard"
+    view = _view()
+    assert view.partners("lv001") == {"bv001", "sv001_1", "sv001_2"}
+    assert view.partners("bv001") == {"sv001_1", "sv001_2", "lv001", "lv001b"}
+    assert view.partners("BACKUP_CV") == set()
+    assert not view.reaches("business01", "sv001_1") and view.reaches("business01", "bv001")
+
+
+def test_state_keeps_hosts_and_events_across_reopen(tmp_path: Path) -> None:
+    st = ManagerState(tmp_path)
+    st.enrol("business01", "business", wwns=["10:00:00:00:C9:00:00:01"], ports=["P0"])
+    st.enrol("business01", "standby", cluster="CL1", cluster_role="standby")
+    first = st.log_event("business01", "INFO", "iSMsc_create", "iSM19010", "done")
+    with pytest.raises(ValueError):
+        st.log_event("x", "DEBUG", "op")
+    got: list = []
+    t = threading.Thread(target=lambda: got.extend(st.wait_events(first.seq, 5.0)))
+    t.start()
+    st.log_event("manager", "NOTICE", "monitor", "iSM31074", "gone")
+    t.join(5)
+    assert [e.text for e in got] == ["gone"]
+    st.close()
+    st = ManagerState(tmp_path)
+    try:
+        (h,) = st.hosts()
+        assert (h.role, h.cluster, h.cluster_role, h.wwns) == ("standby", "CL1", "standby", ())
+        assert [e.seq for e in st.events()] == [1, 2] and st.last_seq == 2
+        assert st.events(after_seq=1)[0].classification == "NOTICE"
+        assert st.wait_events(2, 0.05) == []
+    finally:
+        st.close()
+
+
+def test_console_parsers() -> None:
+    assert (
+        parse_number("0038h", "x") == 0x38
+        and parse_number("56", "x") == 56
+        and parse_number("0x10", "x") == 16
+    )
+    assert parse_size("1GB") == 1 << 30 and parse_size("512MB") == 512 * MiB and parse_size("1.5K") == 1536
+    assert parse_size("4096") == 4096
+
+
+# =============================================================================== real processes
+
+
+@dataclass
+class Lab:
+    root: Path
+    lab_dir: Path
+    array: ArrayProcess
+    manager: ManagerProcess
+    admin: ManagerClient
+    business01: ManagerClient
+    backup01: ManagerClient
+    test01: ManagerClient  # a host certificate of this lab, never enrolled
+
+    def console(self, *argv: str) -> tuple[str, str, int]:
+        return run_console(list(argv), self.lab_dir)
+
+    def cfg(self, *argv: str) -> str:
+        out, err, code = self.console("iSMcfg", *argv)
+        assert code == 0, err
+        return out
+
+
+def refused(code: grpc.StatusCode, msg_id: str | None, call, *args, **kwargs) -> SnapLabClientError:  # type: ignore[no-untyped-def]
+    with pytest.raises(SnapLabClientError) as info:
+        call(*args, **kwargs)
+    assert info.value.code == code, info.value
+    if msg_id is not None:
+        assert info.value.msg_id == msg_id, info.value
+    return info.value
+
+
+def _sv(sv: str, svflg: str = "ld") -> apb.SvRef:
+    return apb.SvRef(sv=sv, svflg=svflg)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    root = tmp_path_factory.mktemp("manager")
+    lab_dir = root / "lab"
+    certs = make_lab_certs(
+        lab_dir / "pki",
+        [
+            ("array", "array"),
+            ("manager", "manager"),
+            ("admin", "admin"),
+            ("business01", "host"),
+            ("backup01", "host"),
+            ("test01", "host"),
+        ],
+    )
+    make_lab_certs(root / "other_ca", [("business01", "host"), ("admin", "admin")])
+    with (
+        ArrayProcess(lab_dir / "arrays" / ARRAY, certs=certs, name=ARRAY) as array,
+        ManagerProcess(lab_dir / "manager", certs=certs, arrays={ARRAY: array.target}) as manager,
+    ):
+        (lab_dir / "runtime.json").write_text(json.dumps({"manager": {"target": manager.target}}))
+        clients = {n: manager.client(n) for n in ("admin", "business01", "backup01", "test01")}
+        lab = Lab(root, lab_dir, array, manager, **clients)
+        try:
+            build(lab)
+            yield lab
+        finally:
+            for c in clients.values():
+                c.close()
+
+
+def build(lab: Lab) -> None:
+    """The guide's small lab: bv001 (business01) with SVs and lv001, BACKUP_CV and lv001 for backup01."""
+    adm = lab.admin
+    adm.configure(set_licence=apb.SetLicence(product="DynamicSnapVolume", capacity=1 << 40))
+    lab.cfg("licenseadd", "-product", "AccessControl")
+    lab.cfg("portadd", "-director", "00h", "-port", "00h", "-portname", "DB_PRIMARY")
+    lab.cfg("portadd", "-director", "0", "-port", "1", "-portname", "DB_SECONDARY")
+    lab.cfg("poolbind", "-poolnumber", "0", "-poolname", "Pool0", "-pooltype", "basic", "-capacity", "64MB")
+    lab.cfg("poolbind", "-poolnumber", "1", "-poolname", "Pool1", "-pooltype", "dynamic", "-capacity", "64MB")
+    lab.cfg("poolbind", "-poolnumber", "2", "-poolname", "Pool2", "-pooltype", "dynamic", "-capacity", "64MB")
+    lab.cfg("srabind", "-poolnumber", "1", "-capacity", "8MB", "-sdvname", "SDV1")
+    lab.cfg("srabind", "-poolnumber", "2", "-capacity", "4MB", "-sdvname", "SDV2")
+    lab.cfg(
+        "ldbind",
+        "-poolnumber",
+        "0",
+        "-ldn",
+        "0010h",
+        "-ldname",
+        "bv001",
+        "-capacity",
+        "4MB",
+        "-ldattr",
+        "iv",
+        "-osformat",
+        "WN",
+    )
+    out = lab.cfg(
+        "generationadd",
+        "-bvname",
+        "bv001",
+        "-poolnumber",
+        "1",
+        "-count",
+        "2",
+        "-svname",
+        "sv001_1",
+        "-svname",
+        "sv001_2",
+    )
+    assert out.splitlines()[0] == "iSMcfg:Info: iSM04005: iSMcfg generationadd has normally terminated."
+    assert "SV:sv001_1" in out and "SV:sv001_2" in out
+    lab.cfg("lvbind", "-bvname", "bv001", "-lvn", "0038h", "-lvname", "lv001")
+    lab.cfg("ldbind", "-poolnumber", "0", "-ldname", "BACKUP_CV", "-capacity", "1MB", "-ldattr", "cv")
+    lab.cfg("ldbind", "-poolnumber", "0", "-ldname", "bv002", "-capacity", "4MB")
+    lab.cfg("generationadd", "-bvname", "bv002", "-poolnumber", "2")
+    for host, role in (("business01", "business"), ("backup01", "backup")):
+        reply = getattr(lab, host).enrol(role, wwns=[WWN[host]])
+        assert [(a.name, a.target) for a in reply.arrays] == [(ARRAY, lab.array.target)]
+    lab.cfg("accessadd", "-ldname", "bv001", "-wwn", WWN["business01"])
+    lab.cfg("accessadd", "-ldname", "bv002", "-wwn", WWN["business01"])
+    lab.cfg("accessadd", "-ldname", "lv001", "-wwn", WWN["backup01"])
+    lab.cfg("accessadd", "-ldname", "BACKUP_CV", "-wwn", WWN["backup01"])
+
+
+def test_business_creates_and_queries_through_its_bv(lab: Lab) -> None:
+    biz = lab.business01
+    gen = biz.route("bv001", create=apb.CreateRequest(bv="bv001", sv=_sv("sv001_1"))).generation
+    assert (gen.sv, gen.state, gen.relgen) == ("sv001_1", "snap/active", -1)
+    q = biz.route("bv001", query=apb.QueryRequest(bv="bv001")).query
+    assert {g.sv: g.state for g in q.generations} == {"sv001_1": "snap/active", "sv001_2": "snap/deleted"}
+    rel = _sv(".-1", "relgen")
+    assert biz.route("bv001", guard=apb.GuardRequest(bv="bv001", sv=rel, on=True)).generation.guard
+    assert not biz.route("bv001", guard=apb.GuardRequest(bv="bv001", sv=rel, on=False)).generation.guard
+    waited = biz.route("bv001", wait=apb.WaitRequest(bv="bv001", sv=rel, cond="active", timeout_seconds=5))
+    assert waited.generation.state == "snap/active"
+    # Refusals of the array itself come back with their own id.
+    refused(
+        C.FAILED_PRECONDITION,
+        "iSM19023",
+        biz.route,
+        "bv001",
+        create=apb.CreateRequest(bv="bv001", sv=_sv("sv001_1")),
+    )
+
+
+def test_business_cannot_link_the_backup_lv(lab: Lab) -> None:
+    biz = lab.business01
+    link = apb.LinkRequest(lv="lv001", sv=_sv("bv001.-1", "ld.relgen"))
+    refused(C.PERMISSION_DENIED, "iSM31062", biz.route, "bv001", link=link)
+    refused(C.PERMISSION_DENIED, "iSM31042", biz.route, "lv001", link=link)
+
+
+def test_backup_needs_its_cv_to_reach_the_bv(lab: Lab) -> None:
+    bak = lab.backup01
+    lab.business01.route("bv001", create=apb.CreateRequest(bv="bv001", cyclic=True))
+    # Without a CV: an unlinked LV is Not Ready, and the BV is not the LV.
+    refused(C.FAILED_PRECONDITION, "iSM31063", bak.route, "lv001", unlink=apb.UnlinkRequest(lv="lv001"))
+    refused(
+        C.FAILED_PRECONDITION,
+        "iSM31063",
+        bak.route,
+        "lv001",
+        link=apb.LinkRequest(lv="lv001", sv=_sv("bv001.-1", "ld.relgen")),
+    )
+    refused(
+        C.PERMISSION_DENIED,
+        "iSM31062",
+        bak.route,
+        "lv001",
+        create=apb.CreateRequest(bv="bv001", sv=_sv(".-1", "relgen")),
+    )
+    refused(C.PERMISSION_DENIED, "iSM31042", bak.route, "bv001", query=apb.QueryRequest(bv="bv001"))
+    # Through its CV: the BV behind its LV, not a BV it has no pair with.
+    info = bak.route(
+        "BACKUP_CV", link=apb.LinkRequest(lv="lv001", sv=_sv("bv001.-1", "ld.relgen"), mode="ro")
+    ).linkinfo
+    assert info.state == "link" and info.links[0].mode == "ro"
+    refused(C.PERMISSION_DENIED, "iSM31061", bak.route, "BACKUP_CV", query=apb.QueryRequest(bv="bv002"))
+    # Linked, the LV is Ready and carries its own control I/O.
+    assert bak.route("lv001", linkinfo=apb.VolumeRef(name="lv001")).linkinfo.state == "link"
+    assert bak.route("lv001", unlink=apb.UnlinkRequest(lv="lv001")).linkinfo.links[0].lv == "lv001"
+    assert bak.route("BACKUP_CV", linkinfo=apb.VolumeRef(name="lv001")).linkinfo.state == "unlink"
+    refused(C.FAILED_PRECONDITION, "iSM31063", bak.route, "lv001", linkinfo=apb.VolumeRef(name="lv001"))
+    q = bak.route("BACKUP_CV", query=apb.QueryRequest(bv="bv001")).query
+    assert q.bv == "bv001"
+
+
+def test_identity_is_the_certificate_never_the_request(lab: Lab) -> None:
+    # business01's certificate cannot do what only backup01 may, whatever the request names.
+    link = apb.LinkRequest(lv="lv001", sv=_sv("bv001.-1", "ld.relgen"))
+    refused(C.PERMISSION_DENIED, "iSM31042", lab.business01.route, "BACKUP_CV", link=link)
+    refused(C.PERMISSION_DENIED, "iSM31042", lab.business01.route, "BACKUP_CV", array=ARRAY, link=link)
+    # Nor take backup01's HBA by enrolling with its WWN (business01 keeps its own record).
+    refused(C.ALREADY_EXISTS, "iSM19004", lab.business01.enrol, "business", wwns=[WWN["backup01"]])
+    hosts = {h.name: list(h.wwns) for h in lab.admin.monitor().hosts}
+    assert hosts == {"business01": [WWN["business01"]], "backup01": [WWN["backup01"]]}
+    # A host of the lab that never enrolled routes nothing; admin and manager certificates route nothing.
+    refused(C.PERMISSION_DENIED, "iSM31060", lab.test01.route, "bv001", query=apb.QueryRequest(bv="bv001"))
+    refused(C.PERMISSION_DENIED, "iSM31044", lab.admin.route, "bv001", query=apb.QueryRequest(bv="bv001"))
+    with lab.manager.client("manager") as mgr:
+        refused(C.PERMISSION_DENIED, "iSM31044", mgr.route, "bv001", query=apb.QueryRequest(bv="bv001"))
+
+
+@pytest.mark.parametrize("how", ["plaintext", "tls-without-certificate", "other-ca"])
+def test_tls_refuses_callers_without_a_lab_certificate(lab: Lab, how: str) -> None:
+    ca = (lab.lab_dir / "pki" / "ca.crt").read_bytes()
+    if how == "plaintext":
+        channel = grpc.insecure_channel(lab.manager.target)
+    elif how == "tls-without-certificate":
+        channel = grpc.secure_channel(lab.manager.target, grpc.ssl_channel_credentials(root_certificates=ca))
+    else:
+        other = ClientTLS.from_folder(lab.root / "other_ca", "business01")
+        channel = make_channel(lab.manager.target, ClientTLS(other.cert_pem, other.key_pem, ca))
+    with channel:
+        stub = manager_pb2_grpc.ManagerStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Route(mpb.ControlRequest(via="bv001", query=apb.QueryRequest(bv="bv001")), timeout=5)
+        assert info.value.code() == C.UNAVAILABLE  # the handshake failed: no RPC ever ran
+    assert lab.manager.running
+
+
+def test_admin_only_operations(lab: Lab) -> None:
+    refused(
+        C.PERMISSION_DENIED,
+        "iSM31044",
+        lab.business01.configure,
+        bind_pool=apb.BindPool(number=9, name="Pool9", kind="basic", capacity=MiB),
+    )
+    refused(C.PERMISSION_DENIED, "iSM31044", lab.business01.snapshot, query=apb.QueryRequest(bv="bv001"))
+    refused(C.PERMISSION_DENIED, "iSM31044", lab.backup01.inject_fault, "path", "business01")
+    # B4: the management server operates snapshots itself, without host checks.
+    gen = lab.admin.snapshot(create=apb.CreateRequest(bv="bv001", cyclic=True)).generation
+    assert gen.state == "snap/active" and gen.relgen == -1
+    deleted = lab.admin.snapshot(delete=apb.DeleteRequest(bv="bv001", sv=_sv(gen.sv))).deleted
+    assert deleted.deleted_sv == gen.sv
+
+
+def test_path_fault_stops_the_hosts_control_io(lab: Lab) -> None:
+    q = apb.QueryRequest(bv="bv001")
+    state = lab.admin.inject_fault("path", "business01")
+    assert "path:business01" in state.faults
+    try:
+        refused(C.UNAVAILABLE, "iSM19063", lab.business01.route, "bv001", query=q)
+        assert lab.backup01.route("BACKUP_CV", query=q).query.bv == "bv001"
+    finally:
+        lab.admin.clear_fault("path", "business01")
+    assert lab.business01.route("bv001", query=q).query.bv == "bv001"
+
+
+def test_events_log_every_operation_and_watch_streams_them_live(lab: Lab) -> None:
+    start = lab.admin.events()[-1].seq
+    lab.business01.route("bv001", query=apb.QueryRequest(bv="bv001"))
+    refused(
+        C.PERMISSION_DENIED, "iSM31062", lab.business01.route, "bv001", unlink=apb.UnlinkRequest(lv="lv001")
+    )
+    events = lab.business01.events(after_seq=start)
+    assert [(e.source, e.classification, e.operation, e.msg_id) for e in events] == [
+        ("business01", "INFO", "iSMsc_query", "iSM19015"),
+        ("business01", "ERROR", "iSMsc_unlink", "iSM31062"),
+    ]
+    assert "via bv001" in events[1].text and events[1].time.count("/") == 2
+    # The lab's configuration and enrolments are there too, with their sources.
+    seen_ops = {(e.source, e.operation, e.msg_id) for e in lab.admin.events(limit=10_000)}
+    assert {
+        ("admin", "Configure", "iSM31071"),
+        ("business01", "Enrol", "iSM31070"),
+        ("backup01", "Enrol", "iSM31070"),
+        ("manager", "start", "iSM31078"),
+    } <= seen_ops
+
+    # Watch: history after a sequence number, then a live event as it happens.
+    last = lab.admin.events()[-1].seq
+    stream = lab.backup01.watch(after_seq=last - 1)
+    seen: list[mpb.Event] = []
+    got_live = threading.Event()
+
+    def read() -> None:
+        for ev in stream:
+            seen.append(ev)
+            if ev.seq > last:
+                got_live.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert seen and seen[0].seq == last  # the history part
+        lab.business01.route("bv001", query=apb.QueryRequest(bv="bv001"))
+        assert got_live.wait(5), "the live event did not arrive"
+        assert seen[-1].operation == "iSMsc_query" and seen[-1].source == "business01"
+    finally:
+        stream.cancel()
+        reader.join(5)
+    assert not reader.is_alive()
+
+
+def test_monitor_notices_snapshots_the_array_deleted(lab: Lab) -> None:
+    """SRA full (A6): the array deletes a generation as part of a host write; the manager logs it."""
+    lab.business01.route("bv002", create=apb.CreateRequest(bv="bv002", cyclic=True))
+    with ArrayClient(lab.array.target, ClientTLS.from_folder(lab.lab_dir / "pki", "business01")) as disk:
+        disk.write("bv002", 0, b"\x01" * 65536)
+        lab.business01.route("bv002", create=apb.CreateRequest(bv="bv002", cyclic=True))
+        mon = lab.admin.monitor()  # the baseline: one live generation of bv002
+        (snaps,) = [q for q in mon.arrays[0].snapshots if q.bv == "bv002"]
+        assert [g.state for g in snaps.generations] == ["snap/active"]
+        start = lab.admin.events()[-1].seq
+        lab.admin.inject_fault("sra_full", "Pool2")
+        try:
+            disk.write("bv002", 0, b"\x02" * 65536)  # needs the SRA: the generation goes
+        finally:
+            lab.admin.clear_fault("sra_full", "Pool2")
+    mon = lab.admin.monitor(ARRAY)
+    assert mon.arrays[0].monitoring == "running" and mon.arrays[0].resource_state == "ready"
+    events = lab.admin.events(after_seq=start)
+    assert [e.operation for e in events][:2] == ["InjectFault", "ClearFault"]
+    gone = [e for e in events if e.msg_id == "iSM31074"]
+    assert len(gone) == 1 and "bv002" in gone[0].text and gone[0].classification == "NOTICE"
+
+
+def test_daemon_survives_bad_requests(lab: Lab) -> None:
+    biz = lab.business01
+    refused(C.INVALID_ARGUMENT, "iSM19001", biz.route, "bv001")  # names no operation
+    refused(C.INVALID_ARGUMENT, "iSM19001", biz.route, "", query=apb.QueryRequest(bv="bv001"))
+    refused(C.NOT_FOUND, "iSM31064", biz.route, "bv001", array="nosuch", query=apb.QueryRequest(bv="bv001"))
+    refused(C.INVALID_ARGUMENT, "iSM19001", biz.enrol, "janitor")
+    refused(C.INVALID_ARGUMENT, None, lab.admin.configure)  # empty ConfigRequest
+    refused(
+        C.NOT_FOUND,
+        "iSM31006",
+        lab.admin.configure,
+        assign_access=apb.AssignAccess(ld="bv001", port="NO_SUCH_PORT"),
+    )
+    refused(C.INVALID_ARGUMENT, "iSM19001", lab.admin.inject_fault, "meteor", "bv001")
+    # Bytes that are no ControlRequest at all.
+    raw = biz.channel.unary_unary("/snaplab.v1.Manager/Route")
+    with pytest.raises(grpc.RpcError):
+        raw(b"\xff\xff\xff\xff", timeout=5)
+    with make_channel(lab.manager.target, ClientTLS.from_folder(lab.lab_dir / "pki", "admin")) as ch:
+        reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    assert lab.manager.running and biz.route("bv001", query=apb.QueryRequest(bv="bv001")).query.bv == "bv001"
+
+
+def test_console_views_and_errors(lab: Lab) -> None:
+    out, err, code = lab.console("iSMview", "-d")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == "--- Disk Array List ---"
+    assert lines[1] == "Product ID        Disk Array Name                   Resource State  Monitoring"
+    assert lines[2].split() == ["D1-10", ARRAY, "ready", "running"]
+    assert lines[2].index(ARRAY) == 18 and lines[2].index("ready") == 52
+
+    out, _, code = lab.console("iSMview", "-all", ARRAY)
+    assert code == 0
+    assert "--- Pool List ---" in out and "--- Logical Disk List ---" in out and "--- License List ---" in out
+    assert any(line.split()[:4] == ["0038h", "lv001", "LV", "WN"] for line in out.splitlines())
+    assert any(line.split()[:3] == ["0001h", "Pool1", "dynamic"] for line in out.splitlines())
+
+    out, _, code = lab.console("iSMview", "-event", "-limit", "3")
+    assert code == 0 and len(out.splitlines()) == 3 and " : iSM31078 : " in out.splitlines()[0]
+
+    out, err, code = lab.console(
+        "iSMcfg",
+        "poolbind",
+        "-poolnumber",
+        "1",
+        "-poolname",
+        "Pool1",
+        "-pooltype",
+        "dynamic",
+        "-capacity",
+        "1GB",
+    )
+    assert (out, code) == ("", 1) and err.startswith("iSMcfg:Error: iSM19004: ")
+    out, err, code = lab.console("iSMcfg", "lvunbind", "-ldname", "bv001")
+    assert code == 1 and err.startswith("iSMcfg:Error: iSM19022: ")
+    out, err, code = lab.console("iSMcfg", "generationadd", "-bvname")
+    assert code == 1 and err.startswith("iSMcfg:Error: iSM11100: ")
+    out, err, code = lab.console("iSMview", "-all", "NoSuchArray")
+    assert code == 1 and err.startswith("iSMview:Error: iSM31064: ")
+    out, err, code = run_console(["iSMview", "-d"], lab.root / "nolab")
+    assert code == 1 and err.startswith("iSMview:Error: iSM31067: ")
+
+    # The installed console script, with the lab from SNAPLAB_LAB.
+    script = Path(sys.executable).with_name("iSMview")
+    argv = (
+        [str(script)]
+        if script.exists()
+        else [
+            sys.executable,
+            "-c",
+            "import sys; from snaplab.manager.console import main_view; sys.exit(main_view())",
+        ]
+    )
+    done = subprocess.run(
+        [*argv, "-d"],
+        check=False,
+        env={**os.environ, "SNAPLAB_LAB": str(lab.lab_dir)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=lab.root,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[2].split()[1] == ARRAY
+
+
+def test_manager_stops_gracefully_with_a_watch_open(tmp_path: Path, lab: Lab) -> None:
+    """SIGTERM ends open Watch streams and exits 0 quickly; the event log survives the restart."""
+    certs = lab.lab_dir / "pki"
+    with ManagerProcess(tmp_path / "m2", certs=certs, arrays={ARRAY: lab.array.target}) as m2:
+        admin = m2.client("admin")
+        stream = admin.watch()
+        first = next(iter(stream))
+        assert first.msg_id == "iSM31078"
+        t0 = time.monotonic()
+        assert m2.stop() == 0
+        assert time.monotonic() - t0 < 4
+        stream.cancel()
+        admin.close()
+        m2.start()
+        with m2.client("admin") as admin:
+            ops = [e.operation for e in admin.events()]
+        assert ops[:3] == ["start", "stop", "start"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_array_that_does_not_answer(tmp_path: Path, lab: Lab) -> None:
+    """Several arrays, one of them down: monitoring says so, routing still finds the LD's array."""
+    ghost = f"127.0.0.1:{_free_port()}"
+    certs = lab.lab_dir / "pki"
+    with (
+        ManagerProcess(tmp_path / "m3", certs=certs, arrays={ARRAY: lab.array.target, "Ghost": ghost}) as m3,
+        m3.client("admin") as adm,
+        m3.client("business01") as biz,
+    ):
+        mon = adm.monitor()
+        assert [(a.state.name, a.monitoring) for a in mon.arrays] == [
+            (ARRAY, "running"),
+            ("Ghost", "stopped"),
+        ]
+        assert [a.resource_state for a in mon.arrays] == ["ready", "unknown"]
+        reply = biz.enrol("business", wwns=[WWN["business01"]])  # the array that answers registers it
+        assert [a.name for a in reply.arrays] == [ARRAY, "Ghost"]
+        q = apb.QueryRequest(bv="bv001")
+        assert biz.route("bv001", query=q).query.bv == "bv001"  # no array named: the one that has bv001
+        assert biz.route("bv001", array=ARRAY, query=q).query.bv == "bv001"
+        refused(C.UNAVAILABLE, "iSM31065", biz.route, "bv001", array="Ghost", query=q)
+        refused(
+            C.UNAVAILABLE, "iSM31065", adm.configure, "Ghost", set_licence=apb.SetLicence(product="Version3")
+        )
+        events = adm.events()
+        assert any(
+            e.msg_id == "iSM31065" and e.classification == "WARNING" and e.operation == "monitor"
+            for e in events
+        )
+        out, _, code = run_console(["iSMview", "-d"], lab.lab_dir, target=m3.target)
+        assert code == 0 and out.splitlines()[3].split() == ["D1-10", "Ghost", "unknown", "stopped"]
