@@ -1,0 +1,296 @@
+"""The ``snaplab`` command: start and stop a lab, run a host's commands in it, find a mounted drive's files."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from snaplab.common.rpc import SnapLabClientError
+
+from .lab import Lab, ProcessStatus, default_lab_dir, default_lab_file, run_command
+from .spec import LabError, LabSpec, format_size
+
+PROG = "snaplab"
+EXIT_NOT_RUNNING = 3  # `lab status` of a lab that is not running (as LSB init scripts do)
+
+
+class UsageError(Exception):
+    """Bad command line: one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    # --lab is accepted before or after the subcommand; the subcommand's copy must not reset it.
+    lab_opt = _Parser(add_help=False)
+    lab_opt.add_argument(
+        "--lab",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="lab folder (default: $SNAPLAB_LAB, else ~/.snaplab/lab)",
+    )
+    p = _Parser(
+        prog=PROG, description="SnapLab: a lab of an emulated disk array, its management server and hosts."
+    )
+    p.add_argument("--lab", metavar="DIR", help="lab folder (default: $SNAPLAB_LAB, else ~/.snaplab/lab)")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{lab,exec,path}", parser_class=_Parser)
+
+    lab = sub.add_parser("lab", help="start, inspect or stop the lab")
+    lab_sub = lab.add_subparsers(
+        dest="lab_cmd", required=True, metavar="{up,status,down,check}", parser_class=_Parser
+    )
+    up = lab_sub.add_parser(
+        "up", parents=[lab_opt], help="start the lab (the guide's reference lab by default)"
+    )
+    up.add_argument(
+        "labfile", nargs="?", metavar="LABFILE", help=f"lab file (default: {default_lab_file().name})"
+    )
+    up.add_argument("--fresh", action="store_true", help="wipe the lab folder's state and make the lab anew")
+    up.add_argument("--no-setup", action="store_true", help="skip the lab file's [[setup]] commands")
+    up.add_argument(
+        "--keep-on-failure",
+        action="store_true",
+        help="leave the processes running if the start fails (to inspect)",
+    )
+    lab_sub.add_parser("status", parents=[lab_opt], help="show each process of the lab and its health")
+    lab_sub.add_parser("down", parents=[lab_opt], help="stop every process of the lab")
+    check = lab_sub.add_parser(
+        "check", help="validate a lab file and summarise it, without starting anything"
+    )
+    check.add_argument("labfile", nargs="?", metavar="LABFILE")
+
+    ex = sub.add_parser(
+        "exec",
+        parents=[lab_opt],
+        help="run a command on a host (or on the management server: HOST 'manager')",
+        description="Run COMMAND on HOST through its agent, e.g. 'snaplab exec business01 -- iSMvollist -cr'; "
+        "HOST 'manager' runs the management server's console commands (iSMcfg, iSMview).",
+    )
+    ex.add_argument(
+        "-i", "--stdin", action="store_true", help="pass standard input to the command (DISKPART scripts)"
+    )
+    ex.add_argument("host", metavar="HOST")
+    ex.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ARGS")
+
+    path = sub.add_parser(
+        "path", parents=[lab_opt], help="print the folder holding a mounted drive's files on a host"
+    )
+    path.add_argument("host", metavar="HOST")
+    path.add_argument("mountpoint", metavar="MOUNTPOINT", help="drive letter (G:) or NTFS folder")
+    return p
+
+
+def _lab(args: argparse.Namespace) -> Lab:
+    return Lab(Path(args.lab) if args.lab else default_lab_dir())
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def _process_table(statuses: list[ProcessStatus], *, with_state: bool) -> list[str]:
+    head = ["PROCESS", "NAME", "PID", *(["STATE"] if with_state else []), "ENDPOINT", "LOG"]
+    rows = [head]
+    for s in statuses:
+        rows.append([s.kind, s.name, str(s.pid), *([s.state] if with_state else []), s.endpoint, s.log])
+    return _table(rows)
+
+
+def _say(line: str) -> None:
+    """Progress output: a reader that went away (``| head``) must not abort starting or stopping the lab."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        pass
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    # SIGTERM (e.g. a timeout killing us) must unwind like Ctrl-C, so the half-started lab is stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
+    lab = _lab(args)
+    spec = LabSpec.load(args.labfile) if args.labfile else None
+    if spec is None and args.fresh and lab.is_lab():
+        spec = lab.spec()  # --fresh without a file: make the folder's own lab anew
+    runtime = lab.up(
+        spec,
+        fresh=args.fresh,
+        setup=not args.no_setup,
+        keep_on_failure=args.keep_on_failure,
+        report=_say,
+    )
+    statuses = lab.status()
+    print(f"lab up: {runtime['source']}")
+    for line in _process_table(statuses, with_state=False):
+        print(line)
+    print(
+        f"run commands with: snaplab{_lab_flag(args)} exec HOST -- COMMAND;  stop with: snaplab{_lab_flag(args)} lab down"
+    )
+    return 0
+
+
+def _lab_flag(args: argparse.Namespace) -> str:
+    return f" --lab {args.lab}" if args.lab else ""
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    rt = lab.read_runtime()
+    if rt is None:
+        strays = lab.strays()
+        extra = (
+            f" (but processes {', '.join(map(str, strays))} of it still run: snaplab lab down)"
+            if strays
+            else ""
+        )
+        print(f"no lab is running in {lab.folder}{extra}")
+        return EXIT_NOT_RUNNING
+    statuses = lab.status()
+    healthy = sum(s.healthy for s in statuses)
+    print(
+        f"lab {lab.folder}: {rt.get('state', '?')}, started {rt.get('started', '?')} from {rt.get('source', '?')}"
+    )
+    for line in _process_table(statuses, with_state=True):
+        print(line)
+    print(f"{healthy} of {len(statuses)} processes healthy")
+    return 0 if statuses and healthy == len(statuses) and rt.get("state") == "up" else 1
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    if not lab.folder.exists():
+        print(f"no lab in {lab.folder}")
+        return 0
+    count = lab.down(report=lambda line: _say(f"  {line}"))
+    print(
+        f"lab in {lab.folder} is down ({count} processes stopped)"
+        if count
+        else f"no lab was running in {lab.folder}"
+    )
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    spec = LabSpec.load(args.labfile or default_lab_file())
+    print(f"{spec.source}: ok")
+    for a in spec.arrays:
+        print(
+            f"  array {a.name} ({a.product_id or 'no product id'}): {len(a.ports)} ports, {len(a.pools)} pools "
+            f"({format_size(a.physical_capacity)}), {len(a.lds)} LDs, "
+            f"{sum(len(g.svs) for g in a.generations)} SVs, {len(a.lvs)} LVs"
+        )
+    for h in spec.hosts:
+        print(f"  host {h.name} ({h.role}): ports {', '.join(h.ports) or '-'}")
+    print(f"  {len(spec.access)} access assignments, {len(spec.setup)} setup commands")
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    argv = list(args.command)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        raise UsageError(f"{PROG} exec: give the command after the host: {PROG} exec HOST -- COMMAND ARGS")
+    lab = _lab(args)
+    if args.host == "manager":
+        return _exec_manager(lab, argv)
+    _require_host(lab, args.host)
+    out, err, code = run_command(lab.folder, args.host, argv, sys.stdin.read() if args.stdin else "")
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    sys.stderr.write(err)
+    return code
+
+
+def _exec_manager(lab: Lab, argv: list[str]) -> int:
+    if lab.read_runtime() is None:
+        raise LabError(f"no lab is running in {lab.folder}; start one with: snaplab lab up")
+    from snaplab.manager.console import run_console  # imported here: lab commands need no console code
+
+    out, err, code = run_console(argv, lab.folder)
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    sys.stderr.write(err)
+    return code
+
+
+def _require_host(lab: Lab, host: str) -> None:
+    rt = lab.read_runtime()
+    if rt is None:
+        raise LabError(f"no lab is running in {lab.folder}; start one with: snaplab lab up")
+    hosts = rt.get("hosts", {})
+    if host not in hosts:
+        known = ", ".join(["manager", *sorted(hosts)])
+        raise LabError(f"the lab has no host {host!r} (hosts: {known})")
+
+
+def cmd_path(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    _require_host(lab, args.host)
+    print(mount_path(lab, args.host, args.mountpoint))
+    return 0
+
+
+def mount_path(lab: Lab, host: str, mountpoint: str) -> str:
+    """The folder on this machine that holds the files of ``mountpoint`` on ``host`` (the agent's
+    layout, ``snaplab.agent.host.mount_path``); an error when nothing is mounted there now."""
+    from snaplab.agent.host import mount_path as agent_mount_path
+
+    path = Path(agent_mount_path(lab.folder, host, mountpoint))
+    if not path.is_dir():
+        raise LabError(f"nothing is mounted at {mountpoint} on {host} (no folder {path})")
+    return str(path)
+
+
+COMMANDS = {
+    ("lab", "up"): cmd_up,
+    ("lab", "status"): cmd_status,
+    ("lab", "down"): cmd_down,
+    ("lab", "check"): cmd_check,
+    ("exec", None): cmd_exec,
+    ("path", None): cmd_path,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        return COMMANDS[(args.cmd, getattr(args, "lab_cmd", None))](args)
+    except UsageError as exc:
+        print(f"{exc}", file=sys.stderr)
+        return 2
+    except LabError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except SnapLabClientError as exc:
+        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # never a traceback for the user; SNAPLAB_DEBUG=1 shows it
+        if os.environ.get("SNAPLAB_DEBUG"):
+            raise
+        print(
+            f"{PROG}: error: unexpected {type(exc).__name__}: {exc} (SNAPLAB_DEBUG=1 shows details)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
