@@ -82,6 +82,7 @@ class ArrayEngine:
         self._cond = threading.Condition(self._lock)
         self._in_tx = False
         self._to_free: list[tuple[Family, int]] = []
+        self._to_truncate: list[str] = []  # data files of LDs the transaction unbinds
         self._closed = False
         self.families: dict[int, Family] = {}
         self._load()
@@ -163,6 +164,7 @@ class ArrayEngine:
                 return
             self._in_tx = True
             self._to_free = []
+            self._to_truncate = []
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield
@@ -181,6 +183,14 @@ class ArrayEngine:
             for fam, p in self._to_free:
                 fam.free.append(p)
             self._to_free = []
+            # Likewise an unbound LD's data goes only once the unbind has committed (a crash before
+            # leaves the LD bound with its data; one after leaves a stale file that _new_ld truncates).
+            for path in self._to_truncate:
+                try:
+                    os.truncate(path, 0)
+                except OSError as exc:
+                    log.warning("cannot truncate %s: %s", path, exc)
+            self._to_truncate = []
             self._cond.notify_all()
 
     def _set_meta(self, key: str, value: str) -> None:
@@ -420,7 +430,7 @@ class ArrayEngine:
             q("DELETE FROM families WHERE ld=?", [ld.number])
             q("DELETE FROM blocks WHERE family=?", [ld.number])
             fam.close()
-            os.truncate(fam.path, 0)
+            self._to_truncate.append(fam.path)  # after COMMIT (see _tx)
 
     def set_format(self, ref: str | int, fmt: str) -> None:
         """Change an LD's usage format (A2): never for SDVs, never once a generation exists."""

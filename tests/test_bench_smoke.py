@@ -39,3 +39,11 @@ def test_run_all_quick() -> None:
     assert "===== summary" in proc.stdout
     row = rf"^{re.escape(SCRIPTS[0].name)}\s+\S+\s+\d+\.\d+\s+(<=|>=) \S+\s+(PASS|FAIL)"
     assert re.search(row, proc.stdout, re.MULTILINE), proc.stdout
+
+
+def test_soak_crash_runs() -> None:
+    """bench/soak_crash.py (not a benchmark: no ratio) runs as a script and passes a couple of kills."""
+    proc = _run(str(BENCH / "soak_crash.py"), "--kills", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "== soak_crash: PASS" in proc.stdout, proc.stdout
+    assert re.search(r"kills 2; operations acknowledged \d+", proc.stdout), proc.stdout
