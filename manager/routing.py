@@ -8,9 +8,11 @@ I/O", docs/architecture.md), checked in this order:
 3. Its path to the array is not broken (array fault ``path:<host>``) — else iSM19063.
 4. ``via`` names an LD the host reaches through access control (one of its WWN or port paths is
    assigned to the LD) — else iSM31042. SVs and SDVs are never reachable.
-5. If ``via`` is a control volume (LD type CV): every LD the operation names (BV, SV named by LD
-   name, LV, the BV part of ``BV.-n`` with ``ld.relgen``, the volume of linkinfo) must exist
-   (iSM19003) and be reachable by the host or paired with an LD it reaches — else iSM31061.
+5. If ``via`` is a control volume (LD type CV, or an IV/MV LD: the CV a host defines with
+   ``iSMvollist -cvdef`` on an array that does not mark CVs, C3): every LD the operation names
+   (BV, SV named by LD name, LV, the BV part of ``BV.-n`` with ``ld.relgen``, the volume of
+   linkinfo) must exist (iSM19003) and be reachable by the host or paired with an LD it
+   reaches — else iSM31061.
    Pairs: an LV with its BV and with the SVs of its BV; a BV with its SVs and its LVs. Pairing
    is not transitive (an LV does not pair with the other LVs of its BV).
 6. Otherwise ``via`` must be the LD the operation acts on — the BV for create, delete, restore,
@@ -48,6 +50,8 @@ BV_OPS = ("create", "delete", "restore", "wait", "guard", "query")
 LV_OPS = ("link", "unlink")
 READY_MODES = ("rw", "ro")
 UNREACHABLE_TYPES = ("SV", "SDV")
+# C3: an ordinary LD (IV) or a replication master (MV) may be defined as a host's CV.
+CV_CANDIDATE_ATTRS = ("iv", "mv")
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,12 @@ class LdInfo:
     type: str
     bv: str = ""
     access: frozenset[str] = frozenset()
+    attr: str = ""  # iv, cv, mv, rv
+
+    @property
+    def control_volume(self) -> bool:
+        """A CV the array marks, or a CV candidate a host may define as its CV (C3)."""
+        return self.type == "CV" or (self.type == "IV" and self.attr in CV_CANDIDATE_ATTRS)
 
 
 @dataclass(frozen=True)
@@ -194,7 +204,7 @@ def check_route(
         raise SnapLabError(E.AC_DENIED, name=via)
     via_ld = array.lds[via]
 
-    if via_ld.type == "CV":
+    if via_ld.control_volume:
         reached = {n for n in array.lds if array.reaches(caller.name, n)}
         allowed = set(reached)
         for n in reached:

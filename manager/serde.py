@@ -61,7 +61,7 @@ def control_reply(reply: object) -> manager_pb2.ControlReply:
 def array_view(state: array_pb2.ArrayState) -> ArrayView:
     return ArrayView.build(
         state.name,
-        [LdInfo(ld.name, ld.type, ld.bv, frozenset(ld.access)) for ld in state.lds],
+        [LdInfo(ld.name, ld.type, ld.bv, frozenset(ld.access), ld.attr) for ld in state.lds],
         {h.name: {f"wwn:{w.lower()}" for w in h.wwns} | {f"port:{p}" for p in h.ports} for h in state.hosts},
         state.faults,
     )

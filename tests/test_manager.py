@@ -143,6 +143,29 @@ def test_routing_through_a_cv_reaches_the_pairs_of_what_the_host_reaches() -> No
     _refused("iSM19003", BAK, ControlOp("query", bv="nosuch"), "BACKUP_CV")
 
 
+def test_routing_through_a_cv_the_host_defined() -> None:
+    # C3: where the array does not mark CVs, a host defines an IV or MV LD as its CV (iSMvollist -cvdef);
+    # the CV rule then applies to it as to a marked CV. An RV is no candidate.
+    bak = _paths("backup01")
+    base = _view()
+    view = ArrayView.build(
+        base.name,
+        [
+            *base.lds.values(),
+            LdInfo("BACKUP_IV", "IV", access=bak, attr="iv"),
+            LdInfo("BACKUP_MV", "IV", access=bak, attr="mv"),
+            LdInfo("BACKUP_RV", "IV", access=bak, attr="rv"),
+        ],
+        base.host_paths,
+    )
+    link = ControlOp("link", lv="lv001", sv="bv001.-1", svflg="ld.relgen")
+    for cv in ("BACKUP_IV", "BACKUP_MV"):
+        assert _check(BAK, link, cv, view=view).through == "cv"
+        _refused("iSM31061", BAK, ControlOp("query", bv="bv002"), cv, view=view)
+    _refused("iSM31062", BAK, link, "BACKUP_RV", view=view)
+    _refused("iSM31042", BIZ, link, "BACKUP_IV", view=view)
+
+
 def test_routing_refusals_come_in_rule_order() -> None:
     op = ControlOp("create", bv="bv001", sv="sv001_1")
     _refused("iSM31044", Identity("admin", "admin"), op, "bv001", host=None)
@@ -390,6 +413,32 @@ def test_backup_needs_its_cv_to_reach_the_bv(lab: Lab) -> None:
     refused(C.FAILED_PRECONDITION, "iSM31063", bak.route, "lv001", linkinfo=apb.VolumeRef(name="lv001"))
     q = bak.route("BACKUP_CV", query=apb.QueryRequest(bv="bv001")).query
     assert q.bv == "bv001"
+
+
+def test_a_bv_linked_to_an_lv_is_reached_only_through_the_lv(lab: Lab) -> None:
+    # A routed query through its BV takes the link state from the Query reply itself (one array call,
+    # not LinkInfoOf + Query): the rule must hold exactly as for the other operations.
+    biz, bak = lab.business01, lab.backup01
+    q = apb.QueryRequest(bv="bv001")
+    assert biz.route("bv001", query=q).query.bv_link_lv == ""
+    info = bak.route("BACKUP_CV", link=apb.LinkRequest(lv="lv001", bv="bv001", mode="rw")).linkinfo
+    assert info.state == "link" and info.links[0].kind == "bv"
+    try:
+        start = lab.admin.events()[-1].seq
+        create = apb.CreateRequest(bv="bv001", cyclic=True)
+        refused(C.PERMISSION_DENIED, "iSM31043", biz.route, "bv001", query=q)
+        refused(C.PERMISSION_DENIED, "iSM31043", biz.route, "bv001", create=create)
+        assert [(e.operation, e.msg_id) for e in biz.events(after_seq=start)] == [
+            ("iSMsc_query", "iSM31043"),
+            ("iSMsc_create", "iSM31043"),
+        ]
+        # Through its CV the backup host still queries the BV behind its LV.
+        assert bak.route("BACKUP_CV", query=q).query.bv_link_lv == "lv001"
+    finally:
+        bak.route("BACKUP_CV", unlink=apb.UnlinkRequest(lv="lv001", bv="bv001"))
+    assert biz.route("bv001", query=q).query.bv_link_lv == ""
+    # An LD the host does not reach is refused before anything is asked of the array.
+    refused(C.PERMISSION_DENIED, "iSM31042", biz.route, "nosuch", query=apb.QueryRequest(bv="nosuch"))
 
 
 def test_identity_is_the_certificate_never_the_request(lab: Lab) -> None:
