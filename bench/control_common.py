@@ -19,6 +19,7 @@ Run as a script it is the Unix-socket Echo server (``unix-echo``) or a profiled 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import importlib
 import io
@@ -208,10 +209,10 @@ class UnixEcho:
     def start(self, timeout: float = 30.0) -> Self:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.ready.unlink(missing_ok=True)
-        self.log = open(self.folder / "echo.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, str(HERE), "unix-echo", "--socket", str(self.socket),
-                                      "--ready-file", str(self.ready)], stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=self.log, cwd=self.folder)
+        with open(self.folder / "echo.log", "wb") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen([sys.executable, str(HERE), "unix-echo", "--socket", str(self.socket),
+                                          "--ready-file", str(self.ready)], stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log, cwd=self.folder)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -234,8 +235,6 @@ class UnixEcho:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        if getattr(self, "log", None):
-            self.log.close()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -280,10 +279,8 @@ def profiled_main(argv: list[str]) -> int:
     finally:
         threading.setprofile(None)  # type: ignore[arg-type]
         for prof in list(profs.values()):
-            try:
+            with contextlib.suppress(ValueError, RuntimeError):  # another thread's, or never enabled
                 prof.disable()
-            except Exception:
-                pass
         s = io.StringIO()
         merged = None
         for prof in profs.values():
