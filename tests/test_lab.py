@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
-import signal
-import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -20,7 +16,8 @@ from snaplab.deploy.spec import LabError, LabFileError, LabSpec, parse_size, spl
 
 from snaplab.common.rpc import ClientTLS
 
-CLI_TIMEOUT = 120  # one snaplab command (the default lab's up runs every setup command)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # labtools: see its docstring
+from labtools import LabRun, snaplab
 
 
 def _have(module: str) -> bool:
@@ -35,102 +32,6 @@ HAVE_CONSOLE = _have("snaplab.manager.console")
 needs_agent = pytest.mark.skipif(
     not HAVE_AGENT, reason="the agent daemon (snaplab.agent.daemon) is not installed yet"
 )
-
-
-def _snaplab_argv() -> list[str]:
-    script = shutil.which(
-        "snaplab", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-    )
-    return [script] if script else [sys.executable, "-m", "snaplab.deploy.cli"]
-
-
-def snaplab(
-    *args: str, cwd: Path, timeout: float = CLI_TIMEOUT, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("SNAPLAB_LAB", "SNAPLAB_HOST")}
-    return subprocess.run(
-        [*_snaplab_argv(), *args],
-        cwd=cwd,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _lab_processes(folder: Path) -> list[int]:
-    """Every live process whose command line names the lab folder (other than this test's own)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if str(folder) in cmd and _alive(int(entry)):
-            out.append(int(entry))
-    return out
-
-
-class LabRun:
-    """One lab folder under tmp_path; remembers every pid it saw so teardown can prove they are gone."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.folder = root / "lab"
-        self.pids: set[int] = set()
-
-    def __call__(
-        self, *args: str, timeout: float = CLI_TIMEOUT, stdin: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        try:
-            return snaplab("--lab", str(self.folder), *args, cwd=self.root, timeout=timeout, stdin=stdin)
-        finally:
-            self.remember()
-
-    def remember(self) -> None:
-        rt = self.runtime()
-        if rt:
-            self.pids |= {p["pid"] for p in rt.get("processes", [])}
-
-    def runtime(self) -> dict | None:
-        try:
-            return json.loads((self.folder / "runtime.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-
-    def write(self, name: str, text: str) -> Path:
-        path = self.root / name
-        path.write_text(textwrap.dedent(text))
-        return path
-
-    def leftovers(self) -> list[int]:
-        return sorted({p for p in self.pids if _alive(p)} | set(_lab_processes(self.folder)))
-
-    def teardown(self) -> None:
-        self.remember()
-        try:
-            snaplab("lab", "down", "--lab", str(self.folder), cwd=self.root, timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
-        left = self.leftovers()
-        for pid in left:  # never leave a daemon behind, whatever failed above
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        assert not left, f"processes of the lab survived 'snaplab lab down': {left}"
 
 
 @pytest.fixture
