@@ -315,6 +315,11 @@ def serve(cfg: Config, stop: threading.Event) -> int:
         finally:
             server.stop(cfg.grace).wait()
             cfg.socket.unlink(missing_ok=True)
+            try:  # a server shutdown writes its file-system caches to the volumes
+                with host.command():
+                    host.flush_all()
+            except Exception:
+                log.exception("flush at shutdown failed")
     finally:
         host.close()
         os.close(lock_fd)

@@ -9,7 +9,10 @@ State folder ``<lab>/hosts/<host>/``::
     etc/cvdef.json             control-volume definition for arrays that do not mark CVs (``iSMvollist -cvdef``)
     etc/pinned_volumes.json    GUIDs a lab pins: [{"array": "", "ld": "lv001", "partition": 1, "guid": "37d8..."}]
     etc/iSM_Log<yyyymmdd>.txt  command trace, one SPEC §8 message-log line per message
-    mnt/<slug>/                the folder of each mount point of a mounted volume (``G`` for G:, ``c_mnt_bk`` for C:\\mnt\\bk\\)
+    mnt/<slug>/                the folder of each mount point of a mounted volume (``G`` for G:, ``c_mnt_bk`` for
+                               C:\\mnt\\bk\\): the file-system cache, written to the volume on flush (agent/filesystem.py)
+    fscache/<guid>.db          the working copy of a mounted volume's file system (an SQLite archive)
+    debug/flush_stop_after     debug hook: the next flush stops after that many page writes (a torn flush)
 
 Disks: disk0 is the local system disk (volume C:); the LDs the arrays show this host (``Disks``)
 are disk1, disk2, … in order of first sight, each number kept per (array, LD number) while the LD
@@ -54,7 +57,7 @@ import grpc
 import sqlite_utils
 from snaplab.agent import partitions as pt
 from snaplab.agent.commands.base import CommandError, trace_line
-from snaplab.agent.filesystem import FileSystem, StandInFileSystem, holders
+from snaplab.agent.filesystem import FileSystem, SqlarFileSystem, holders
 from snaplab.agent.vollist import VolEntry, VolumeList, normalise_mount_point, normalise_volume_name
 from snaplab.array.client import ArrayClient
 
@@ -252,7 +255,8 @@ class Host:
         self._trace_lock = threading.Lock()
         self.db = sqlite_utils.Database(sqlite3.connect(self.state / "host.db", check_same_thread=False))
         self._init_db()
-        self.fs: FileSystem = (filesystem or StandInFileSystem)(self)
+        self.io = {"read_calls": 0, "read_bytes": 0, "write_calls": 0, "write_bytes": 0}  # block I/O so far
+        self.fs: FileSystem = (filesystem or SqlarFileSystem)(self)
         self.arrays: dict[str, str] = (
             dict(arrays) if arrays is not None else json.loads(self._meta("arrays", "{}"))
         )
@@ -807,9 +811,12 @@ class Host:
         if not disk.ready:
             raise CommandError(E.PATH_NOT_NORMAL)
         try:
-            return self.array(disk.array).read(disk.ld_name, offset, length)
+            data = self.array(disk.array).read(disk.ld_name, offset, length)
         except SnapLabClientError as exc:
             raise CommandError.of(exc) from None
+        self.io["read_calls"] += 1
+        self.io["read_bytes"] += len(data)
+        return data
 
     def write_disk(self, disk: Disk, offset: int, data: bytes) -> None:
         if disk.local:
@@ -820,6 +827,8 @@ class Host:
             self.array(disk.array).write(disk.ld_name, offset, data)
         except SnapLabClientError as exc:
             raise CommandError.of(exc) from None
+        self.io["write_calls"] += 1
+        self.io["write_bytes"] += len(data)
 
     def write_layout(self, disk: Disk, layout: pt.Layout) -> None:
         """Write a partition table (DISKPART) and forget mount points of partitions that are gone."""
@@ -828,8 +837,7 @@ class Host:
         with self._db_lock:
             for v in disk.volumes:
                 if v.start not in starts:
-                    for mp in list(v.mount_points):
-                        self.fs.unmount(v, force=True, mount_point=mp)
+                    self.fs.unmount(v, force=True)  # the partition is gone, and its file system
                     self.db.execute(
                         "DELETE FROM mounts WHERE array = ? AND ld = ? AND start = ?", list(v.key)
                     )
@@ -931,6 +939,7 @@ class Host:
             self.set_disk_flags(disk, offline=False)
         if not self.fs.is_formatted(volume):
             raise CommandError(E.PATH_NOT_NORMAL)
+        self.fs.attach(volume)  # reads the file system: iSM13639 when it is damaged
         if mount_point is not None:
             key = normalise_mount_point(mount_point)
             for mp in list(volume.mount_points):
@@ -969,13 +978,13 @@ class Host:
                 log.info("umount of %s refused: held by %s", volume.name, who)
                 self.trace("iSMrc_umount", "INFO", "", f"{volume.name} is held by {who}")
                 raise CommandError(E.DISK_REFUSED)
-            if disk.ready:
-                for v in affected:
+            for v in affected:  # the cache goes to the volume; a Not Ready disk cannot take it: iSM13639
+                if self.fs.mounted(v):
                     self.fs.flush(v)
         with self._db_lock:
             for v in affected:
                 points = list(v.mount_points)
-                self.fs.unmount(v, force=force or offline)
+                self.fs.unmount(v, force=True)  # flushed above, or discarded (-force, -offline)
                 for mp in points:
                     self.db.table("mounts").delete(normalise_mount_point(mp))
                 v.mount_points = []
@@ -987,6 +996,16 @@ class Host:
                 self.set_disk_flags(disk, offline=True)
         self.invalidate()
         return affected
+
+    def flush_all(self) -> None:
+        """What a server shutdown does to its file-system caches: flush every mounted volume it can."""
+        for d in self.disks():
+            for v in d.volumes:
+                if not d.local and d.ready and self.fs.mounted(v):
+                    try:
+                        self.fs.flush(v)
+                    except Exception as exc:  # noqa: BLE001 - a shutdown flushes what it can
+                        log.warning("flush of %s at shutdown failed: %s", v.name, exc)
 
     def set_disk_flags(
         self, disk: Disk, *, offline: bool | None = None, recognised: bool | None = None

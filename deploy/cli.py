@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG, description="SnapLab: a lab of an emulated disk array, its management server and hosts."
     )
     p.add_argument("--lab", metavar="DIR", help="lab folder (default: $SNAPLAB_LAB, else ~/.snaplab/lab)")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{lab,exec,path}", parser_class=_Parser)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{lab,exec,path,export}", parser_class=_Parser)
 
     lab = sub.add_parser("lab", help="start, inspect or stop the lab")
     lab_sub = lab.add_subparsers(
@@ -85,6 +85,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     path.add_argument("host", metavar="HOST")
     path.add_argument("mountpoint", metavar="MOUNTPOINT", help="drive letter (G:) or NTFS folder")
+
+    export = sub.add_parser(
+        "export",
+        parents=[lab_opt],
+        help="write a partition's file system (an SQLite archive) of an LD to a file, read as admin",
+        description="Read partition PARTITION of LD (a BV, an SV, any LD) of ARRAY through the array as the "
+        "lab's admin and write its file system to FILE: the SQLite database the partition holds (its "
+        "header's page count; --whole: every byte of the partition). 'sqlite3 FILE -A --list' lists its files.",
+    )
+    export.add_argument("array", metavar="ARRAY")
+    export.add_argument("ld", metavar="LD", help="LD name or number (0031h)")
+    export.add_argument(
+        "partition", metavar="PARTITION", type=int, help="partition number (DISKPART's, from 1)"
+    )
+    export.add_argument("file", metavar="FILE")
+    export.add_argument("--whole", action="store_true", help="the whole partition, not only the database")
     return p
 
 
@@ -254,6 +270,40 @@ def mount_path(lab: Lab, host: str, mountpoint: str) -> str:
     return str(path)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from snaplab.agent.filesystem import export_partition  # imported here: lab commands need no agent code
+    from snaplab.array.client import ArrayClient
+
+    from snaplab.common.rpc import ClientTLS
+
+    lab = _lab(args)
+    rt = lab.read_runtime()
+    if rt is None:
+        raise LabError(f"no lab is running in {lab.folder}; start one with: snaplab lab up")
+    target = rt.get("arrays", {}).get(args.array, {}).get("target")
+    if not target:
+        raise LabError(
+            f"the lab has no array {args.array!r} (arrays: {', '.join(sorted(rt.get('arrays', {})))})"
+        )
+    with ArrayClient(target, ClientTLS.from_folder(lab.pki, "admin")) as client:
+        lds = {ld.name: ld for ld in client.describe().lds}
+        ld = lds.get(args.ld) or next((x for x in lds.values() if x.number.lower() == args.ld.lower()), None)
+        if ld is None:
+            raise LabError(f"the array {args.array} has no LD {args.ld!r}")
+        try:
+            size = export_partition(
+                lambda o, n: client.read(ld.name, o, n),
+                ld.capacity,
+                args.partition,
+                Path(args.file),
+                whole=args.whole,
+            )
+        except ValueError as exc:
+            raise LabError(f"{ld.name}: {exc}") from None
+    print(f"wrote {args.file}: {size} bytes (partition {args.partition} of {ld.name} on {args.array})")
+    return 0
+
+
 COMMANDS = {
     ("lab", "up"): cmd_up,
     ("lab", "status"): cmd_status,
@@ -261,6 +311,7 @@ COMMANDS = {
     ("lab", "check"): cmd_check,
     ("exec", None): cmd_exec,
     ("path", None): cmd_path,
+    ("export", None): cmd_export,
 }
 
 

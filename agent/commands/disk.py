@@ -117,6 +117,8 @@ def ismrc_flush(ctx: Ctx) -> int:
     _one_of(opts, "-drv", "-mvol")
     _, volume = resolve_target(ctx, opts)
     v = _mounted(ctx, volume)
+    if not ctx.host.fs.mounted(v):  # its file system is damaged: nothing to flush to
+        raise CommandError(E.PATH_NOT_NORMAL)
     info = (v.disk.name, v.disk.ld_name, v.disk.format, v.name, list(v.mount_points))
     block(ctx, "Flush Start", *info)
     ctx.host.fs.flush(v)
@@ -134,6 +136,9 @@ def ismrc_umount(ctx: Ctx) -> int:
         raise CommandError(E.PATH_NOT_NORMAL)
     if not volume.mount_points:
         raise CommandError(E.NOT_MOUNTED, name=volume.name)
+    forced = "-force" in opts or "-offline" in opts
+    if not forced and not volume.disk.ready and ctx.host.fs.mounted(volume):
+        raise CommandError(E.PATH_NOT_NORMAL)  # the cache cannot reach a Not Ready disk (-force discards it)
     info = (volume.disk.name, volume.disk.ld_name, volume.disk.format, volume.name, list(volume.mount_points))
     block(ctx, "Umount Start", *info)
     ctx.host.unmount(volume, force="-force" in opts, offline="-offline" in opts)
@@ -348,7 +353,8 @@ def mountvol(ctx: Ctx) -> int:
             ctx.print(f"    {v.name}")
             return 0
         v = host.unassign(mp)
-        if switch == "P":
+        if switch == "P":  # and dismount: the cache is written first when the disk can take it
+            host.fs.unmount(v, force=not v.disk.ready or not host.fs.mounted(v))
             host.set_volume_state(v, offline=True)
         host.invalidate()
         return 0
@@ -430,9 +436,9 @@ def chkdsk(ctx: Ctx) -> int:
     if len(pos) != 1 or set(opts) - {"F", "R", "X", "SCAN", "V"}:
         raise CommandError(E.USAGE, detail="CHKDSK volume [/F] [/R] [/X]")
     v = find_volume(ctx.host, pos[0])
-    healthy, lines = ctx.host.fs.check(v, fix=bool({"F", "R"} & set(opts)))
+    status, lines = ctx.host.fs.check(v, fix=bool({"F", "R"} & set(opts)))
     ctx.out += lines
-    return 0 if healthy else 3
+    return status
 
 
 # -- DISKPART -------------------------------------------------------------------------------------
@@ -582,6 +588,7 @@ class DiskPart:
         for v in d.volumes:
             for mp in list(v.mount_points):
                 self.host.unassign(mp)
+            self.host.fs.unmount(v, force=True)  # the file systems go with the partitions
         total = d.capacity // 512
         zero = bytes(min(total, 2048) * 512)
         self.host.write_disk(d, 0, zero)
@@ -735,6 +742,8 @@ class DiskPart:
         for v in d.volumes:
             for mp in list(v.mount_points):
                 self.host.unassign(mp, forget=False)
+            if self.host.fs.mounted(v):  # a disk taken offline is dismounted, its cache written first
+                self.host.fs.unmount(v, force=not d.ready)
         self.host.set_disk_flags(d, offline=True)
         self.host.invalidate()
         self.out("DiskPart successfully offlined the selected disk.")

@@ -238,6 +238,28 @@ def _special(ctx: Ctx, array: str, *entries: VolEntry | None) -> dict[str, str]:
     return out
 
 
+def _check_partitions(ctx: Ctx, entry: VolEntry | None) -> None:
+    """Guide 3.1: when this host sees the LD Ready, SnapControl reads its disk layout itself and refuses
+    a dynamic disk (iSM19051), a GPT disk unless the LD is WG and iSMrpl.ini allows GPT (iSM19052), and
+    an LD with several partitions or logical drives unless iSMrpl.ini allows it (iSM19050); the array
+    checks the same (A11) for LDs the host does not see."""
+    if entry is None:
+        return
+    disk = ctx.host.disk(entry.array, entry.ld_number)
+    layout = getattr(disk, "layout", None)
+    if disk is None or layout is None or not getattr(disk, "ready", False):
+        return
+    opts = _layout(ctx)
+    multi, gpt = opts.allow_multi_partition, opts.allow_gpt
+    name = getattr(disk, "ld_name", "") or entry.ld_name
+    if layout.dynamic:
+        raise CommandError(E.DYNAMIC_DISK, name=name)
+    if layout.scheme == "gpt" and (getattr(disk, "format", "") != "WG" or not gpt):
+        raise CommandError(E.GPT_NOT_ALLOWED, name=name)
+    if len(layout.volumes()) > 1 and not multi:
+        raise CommandError(E.MULTI_PARTITION, name=name)
+
+
 def _layout(ctx: Ctx) -> pb.LayoutOptions:
     """The host's iSMrpl.ini partition options (A11): ``Host.layout_options()`` gives
     (allow_multi_partition, allow_gpt); a LayoutOptions message is taken as it is."""
@@ -369,6 +391,7 @@ def sc_create(ctx: Ctx) -> int:
     if (sv is None) == ("-cyclic" not in o):
         raise usage("give either -sv or -cyclic")
     bv = _bv_of(ctx, o)
+    _check_partitions(ctx, bv.entry)
     req = pb.CreateRequest(bv=bv.name, sv=sv, cyclic="-cyclic" in o, options=_layout(ctx))
     gen = _route(ctx, bv, "create", req).generation
     ctx.info(DONE["iSMsc_create"])
@@ -429,6 +452,7 @@ def sc_restore(ctx: Ctx) -> int:
     derivsv = _choice(o, "-derivsv", ("keep", "delete"), "keep")
     bv = _bv_of(ctx, o)
     _refuse_mounted(ctx, bv.entry, bv.name, E.BV_MOUNTED)
+    _check_partitions(ctx, bv.entry)
     req = pb.RestoreRequest(bv=bv.name, sv=sv, derivsv=derivsv, options=_layout(ctx))
     gen = _route(ctx, bv, "restore", req).generation
     if "-nowait" not in o and gen.state == formats.STATE_RESTORING:
