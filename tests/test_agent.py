@@ -307,6 +307,13 @@ def test_lv_link_mount_umount_and_restart(business_g: Lab) -> None:
     out = ok(k, "iSMrc_mount", "-mvol", LV_VOLUME, "-drv", "H:")
     assert "Mount Normal End" in out and mountvol(k)[LV_VOLUME] == ["H:\\"]
     ok(k, "iSMrc_umount", "-drv", "H:")
+    # 2.2.1 step 10: mounting by volume name with -drv re-sets the letter, and the list follows it.
+    ok(k, "iSMrc_mount", "-mvol", LV_VOLUME, "-drv", "J:")
+    ok(k, "iSMrc_flush", "-mvol", LV_VOLUME)
+    ok(k, "iSMrc_flush", "-drv", "J:")
+    ok(k, "iSMrc_umount", "-drv", "J:")
+    ok(k, "iSMrc_mount", "-mvol", LV_VOLUME, "-drv", "H:")
+    ok(k, "iSMrc_umount", "-drv", "H:")
     lab.admin.unlink("lv001")
     # C9: a restart with the LV Not Ready leaves it unrecognised until link + iSMrc_scan.
     k.restart()

@@ -29,7 +29,7 @@ from typing import Any
 from snaplab.agent import partitions as pt
 from snaplab.agent.commands.base import CommandError, Ctx, command
 from snaplab.agent.host import Disk, Host, Volume, now_text, volume_guid
-from snaplab.agent.vollist import VolEntry, normalise_mount_point
+from snaplab.agent.vollist import VolEntry, normalise_mount_point, normalise_volume_name
 from snaplab.array import disklayout as dl
 
 from snaplab.common.errors import E
@@ -179,6 +179,14 @@ def ismrc_mount(ctx: Ctx) -> int:
     info = (disk.name, disk.ld_name, disk.format, volume.name)
     block(ctx, "Mount Start", *info, targets)
     done = host.mount(volume, mount_point, fallback=e.mount_points)
+    if mount_point and "-mvol" in opts:
+        # 2.2.1 step 10: mounting by volume name with -drv re-sets the letter; SnapControl made that
+        # change itself, so its volume list records it and later -mvol/-drv commands stay valid.
+        vl = host.vollist()
+        for entry in vl.entries:
+            if entry.volume and normalise_volume_name(entry.volume) == normalise_volume_name(e.volume):
+                entry.mount_points = list(done)
+        vl.save(host.vollist_path)
     ctx.print()
     block(ctx, "Mount Normal End", *info, done)
     return 0
