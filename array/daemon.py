@@ -149,9 +149,10 @@ def serve(cfg: Config, stop: threading.Event) -> int:
     try:
         if cfg.name and engine.name != cfg.name:
             log.info("state already names the array %s; --name %s ignored", engine.name, cfg.name)
+        servicers = []
         try:
             server = start_server(
-                lambda s: add_to_server(engine, s),
+                lambda s: servicers.append(add_to_server(engine, s)),
                 host=cfg.host,
                 port=cfg.port,
                 tls=cfg.tls,
@@ -176,6 +177,8 @@ def serve(cfg: Config, stop: threading.Event) -> int:
             if cfg.ready_file:
                 cfg.ready_file.unlink(missing_ok=True)
         finally:
+            for servicer in servicers:
+                servicer.shutdown()  # Lookup streams end now rather than holding the drain for its full grace
             server.stop(cfg.grace)  # health NOT_SERVING first, then drain
     finally:
         engine.close()

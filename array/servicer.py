@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator
 
@@ -26,6 +28,8 @@ CONTROL_ROLES = ("manager", "admin")  # configuration, snapshot operations, faul
 VIEW_ROLES = ("manager", "admin", "host")  # query, linkinfo, describe, disks
 IO_ROLES = ("host", "admin")  # block I/O: a host as itself, an admin unrestricted
 
+log = logging.getLogger("snaplab.array")
+
 
 def _authorise(context: grpc.ServicerContext, roles: tuple[str, ...], what: str) -> Identity:
     ident = current_identity(context)
@@ -40,6 +44,18 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
 
     def __init__(self, engine: ArrayEngine) -> None:
         self.engine = engine
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._lookups: set[grpc.ServicerContext] = set()
+
+    def shutdown(self) -> None:
+        """End every Lookup stream now (they never end by themselves) so the server drains at once;
+        their callers resend what was left unanswered over the unary RPCs, or find the array gone."""
+        with self._lock:
+            self._stopping = True
+            open_streams = list(self._lookups)
+        for context in open_streams:
+            context.cancel()
 
     # -- helpers (private: not translated, not RPCs) -------------------------------------------
     def _lds(self, names: Iterable[str]) -> list[dict]:
@@ -108,12 +124,59 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
         return serde.linkinfo_msg(self.engine.unlink(*args, **kwargs))
 
     def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> pb.QueryReply:
+        return self._query(request, context)
+
+    def LinkInfoOf(self, request: pb.VolumeRef, context: grpc.ServicerContext) -> pb.LinkInfo:
+        return self._linkinfo(request, context)
+
+    def _query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> pb.QueryReply:
         _authorise(context, VIEW_ROLES, "query snapshots")
         return serde.query_msg(self.engine.query(serde.required(request.bv, "bv")))
 
-    def LinkInfoOf(self, request: pb.VolumeRef, context: grpc.ServicerContext) -> pb.LinkInfo:
+    def _linkinfo(self, request: pb.VolumeRef, context: grpc.ServicerContext) -> pb.LinkInfo:
         _authorise(context, VIEW_ROLES, "query links")
         return serde.linkinfo_msg(self.engine.linkinfo(serde.required(request.name, "name")))
+
+    def Lookup(
+        self, request_iterator: Iterator[pb.LookupBatch], context: grpc.ServicerContext
+    ) -> Iterator[pb.LookupReplies]:
+        current_identity(context)  # a caller without an identity is refused before the stream starts
+        with self._lock:
+            if self._stopping:
+                return iter(())
+            self._lookups.add(context)
+
+        def replies() -> Iterator[pb.LookupReplies]:
+            try:
+                for batch in request_iterator:
+                    if self._stopping:
+                        return
+                    yield pb.LookupReplies(replies=[self._lookup_one(r, context) for r in batch.requests])
+            finally:
+                with self._lock:
+                    self._lookups.discard(context)
+
+        return replies()
+
+    def _lookup_one(self, request: pb.LookupRequest, context: grpc.ServicerContext) -> pb.LookupReply:
+        """One look-up answered as its unary RPC would be: the reply, or the status it would end with."""
+        op = request.WhichOneof("op")
+        try:
+            if op == "query":
+                return pb.LookupReply(id=request.id, query=self._query(request.query, context))
+            if op == "linkinfo":
+                return pb.LookupReply(id=request.id, linkinfo=self._linkinfo(request.linkinfo, context))
+            raise serde.bad("LookupRequest names no look-up")
+        except Exception as exc:
+            if not isinstance(exc, SnapLabError):
+                log.exception("unexpected error in ArrayServicer.Lookup (%s)", op)
+                exc = SnapLabError(E.INTERNAL, detail=type(exc).__name__)
+            return pb.LookupReply(
+                id=request.id,
+                code=getattr(grpc.StatusCode, exc.status.name).value[0],
+                details=str(exc),
+                msg_id=exc.msg_id,
+            )
 
     # -- block I/O -----------------------------------------------------------------------------
     def Read(self, request: pb.ReadRequest, context: grpc.ServicerContext) -> Iterator[pb.DataChunk]:
@@ -194,5 +257,7 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
         return serde.array_state_msg(self.engine.describe())
 
 
-def add_to_server(engine: ArrayEngine, server: grpc.Server) -> None:
-    array_pb2_grpc.add_ArrayServicer_to_server(ArrayServicer(engine), server)
+def add_to_server(engine: ArrayEngine, server: grpc.Server) -> ArrayServicer:
+    servicer = ArrayServicer(engine)
+    array_pb2_grpc.add_ArrayServicer_to_server(servicer, server)
+    return servicer

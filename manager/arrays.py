@@ -1,32 +1,134 @@
-"""The arrays a manager manages: one mTLS client each (manager certificate) and a short-lived description cache."""
+"""The arrays a manager manages: one mTLS channel each (manager certificate), the routing look-up
+stream and a short-lived description cache. Everything here runs on the manager's event loop."""
 
 from __future__ import annotations
 
-import threading
+import asyncio
+import itertools
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import grpc
-from snaplab.array.client import ArrayClient
 
 from snaplab.common.errors import E, SnapLabError
-from snaplab.common.rpc import ClientTLS, SnapLabClientError, client_errors
-from snaplab.v1 import array_pb2
+from snaplab.common.rpc import TEST_IDENTITY_KEY, ClientTLS, SnapLabClientError, call_error, make_aio_channel
+from snaplab.v1 import array_pb2, array_pb2_grpc
 
 from . import serde
 from .routing import ArrayView
 
 DESCRIBE_TTL = 1.0  # seconds a Describe answer serves routing decisions
 CALL_TIMEOUT = 30.0
+LOOKUP_RETRY = 1.0  # seconds the unary RPCs serve look-ups after the Lookup stream broke
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# Array RPC -> (LookupRequest field, reply type): the read-only look-ups routing makes on every
+# routed operation go over one long-lived Array.Lookup stream instead of a call each.
+LOOKUPS = {"Query": "query", "LinkInfoOf": "linkinfo"}
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+log = logging.getLogger("snaplab.manager")
+
+
+class _StreamLost(Exception):
+    """The Lookup stream ended or failed before answering: resend over the unary RPC."""
+
+
+class _LookupStream:
+    """One ``Array.Lookup`` stream: concurrent look-ups told apart by id. A writer task sends
+    whatever look-ups are waiting as one batch whenever the previous write is done, so at low load
+    each goes out at once and under load they share writes. When the stream ends, every look-up
+    still waiting gets ``_StreamLost`` (look-ups change nothing, so resending them is safe)."""
+
+    def __init__(self, stub: array_pb2_grpc.ArrayStub, metadata: tuple[tuple[str, str], ...] | None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._call = stub.Lookup(metadata=metadata)
+        self._pending: dict[int, asyncio.Future[array_pb2.LookupReply]] = {}
+        self._ids = itertools.count(1)
+        self._batch = array_pb2.LookupBatch()
+        self._wake = asyncio.Event()
+        self.lost = False
+        self.unimplemented = False
+        self._writer = self._loop.create_task(self._write())
+        self._reader = self._loop.create_task(self._read())
+
+    async def _write(self) -> None:
+        try:
+            while not self.lost:
+                if not self._batch.requests:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                batch, self._batch = self._batch, array_pb2.LookupBatch()
+                await self._call.write(batch)
+        except (grpc.RpcError, asyncio.InvalidStateError, asyncio.CancelledError):
+            pass
+        except Exception:  # pragma: no cover - a bug here must not leave look-ups hanging
+            log.exception("Lookup stream writer failed")
+        finally:
+            self.close()
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                replies = await self._call.read()
+                if replies is grpc.aio.EOF:
+                    break
+                for reply in replies.replies:
+                    fut = self._pending.pop(reply.id, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(reply)
+        except grpc.RpcError as exc:
+            self.unimplemented = exc.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # pragma: no cover - a bug here must not leave look-ups hanging
+            log.exception("Lookup stream reader failed")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if not self.lost:
+            self.lost = True
+            self._call.cancel()
+        self._wake.set()
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(_StreamLost())
+
+    async def ask(self, field: str, request: Any, timeout: float) -> array_pb2.LookupReply:
+        if self.lost:
+            raise _StreamLost()
+        i = next(self._ids)
+        fut: asyncio.Future[array_pb2.LookupReply] = self._loop.create_future()
+        self._pending[i] = fut
+        item = self._batch.requests.add(id=i)
+        getattr(item, field).CopyFrom(request)
+        self._wake.set()
+        timer = self._loop.call_later(timeout, _expire, fut)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+            self._pending.pop(i, None)
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(SnapLabClientError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
 
 
 class ArrayLink:
     """One managed array: ``key`` is the name given on the command line (``--array KEY=HOST:PORT``).
 
+    ``call()`` is one Array RPC as the manager; ``Query`` and ``LinkInfoOf`` go over the link's
+    ``Array.Lookup`` stream (opened on first use, reopened after it breaks), with exactly the
+    answers and refusals of the unary RPCs, which serve them whenever the stream cannot.
     ``describe()`` is cached for at most ``ttl`` seconds and dropped by ``invalidate()`` (after any
-    configuration change the manager makes), so routing costs no round trip in the common case."""
+    configuration change the manager makes), so routing costs no round trip in the common case;
+    concurrent callers share one Describe. Create it in the event loop that will use it."""
 
     def __init__(
         self,
@@ -41,23 +143,37 @@ class ArrayLink:
         self.key = key
         self.on_reachability = on_reachability
         self.target = target
-        self.client = ArrayClient(target, tls, test_identity=test_identity, timeout=CALL_TIMEOUT)
+        self.channel = make_aio_channel(target, tls)
+        self.stub = array_pb2_grpc.ArrayStub(self.channel)
+        self._metadata = ((TEST_IDENTITY_KEY, test_identity),) if test_identity else None
         self.ttl = ttl
-        self._lock = threading.Lock()
         self._cached: tuple[float, array_pb2.ArrayState, ArrayView] | None = None
+        self._describing: asyncio.Future[tuple[array_pb2.ArrayState, ArrayView]] | None = None
+        self._stream: _LookupStream | None = None
+        self._stream_after = 0.0  # monotonic time before which look-ups use the unary RPCs
         self.last_name = key  # the array's own name, as last described
 
     @property
     def names(self) -> set[str]:
         return {self.key, self.last_name}
 
-    def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+    async def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
         """One Array RPC as the manager; an array that does not answer is iSM31065, refusals pass through."""
+        timeout = timeout if timeout is not None else CALL_TIMEOUT
         try:
-            with client_errors():
-                reply = getattr(self.client.stub, method)(
-                    request, timeout=timeout if timeout is not None else CALL_TIMEOUT
-                )
+            reply = None
+            field = LOOKUPS.get(method)
+            if field is not None:
+                deadline = time.monotonic() + timeout
+                reply = await self._lookup(field, request, timeout)
+                timeout = max(0.1, deadline - time.monotonic())
+            if reply is None:
+                try:
+                    reply = await getattr(self.stub, method)(
+                        request, timeout=timeout, metadata=self._metadata
+                    )
+                except grpc.RpcError as exc:
+                    raise call_error(exc) from exc
         except SnapLabClientError as exc:
             if exc.code in _UNREACHABLE and not exc.msg_id:
                 self._reached(False)
@@ -67,34 +183,77 @@ class ArrayLink:
         self._reached(True)
         return reply
 
+    async def _lookup(self, field: str, request: Any, timeout: float) -> Any:
+        """The look-up's reply over the stream, or None when the stream cannot answer it."""
+        stream = self._stream
+        if stream is None or stream.lost:
+            if stream is not None:
+                self._stream = None
+                self._stream_after = time.monotonic() + (
+                    float("inf") if stream.unimplemented else LOOKUP_RETRY
+                )
+            if time.monotonic() < self._stream_after:
+                return None
+            stream = self._stream = _LookupStream(self.stub, self._metadata)
+        try:
+            reply = await stream.ask(field, request, timeout)
+        except _StreamLost:
+            return None
+        except SnapLabClientError:  # no answer in time: this stream is stuck; the next look-up opens another
+            stream.close()
+            raise
+        if reply.code:
+            raise SnapLabClientError(
+                _CODES.get(reply.code, grpc.StatusCode.UNKNOWN), reply.details, reply.msg_id or None
+            )
+        return getattr(reply, field)
+
     def _reached(self, ok: bool) -> None:
         if self.on_reachability is not None:
             self.on_reachability(self.key, ok)
 
-    def describe(self) -> array_pb2.ArrayState:
-        return self._describe()[0]
+    async def describe(self) -> array_pb2.ArrayState:
+        return (await self._describe())[0]
 
-    def view(self) -> ArrayView:
-        return self._describe()[1]
+    async def view(self) -> ArrayView:
+        return (await self._describe())[1]
 
-    def _describe(self) -> tuple[array_pb2.ArrayState, ArrayView]:
-        with self._lock:
-            cached = self._cached
+    async def _describe(self) -> tuple[array_pb2.ArrayState, ArrayView]:
+        cached = self._cached
         if cached is not None and time.monotonic() - cached[0] < self.ttl:
             return cached[1], cached[2]
-        state = self.call("Describe", array_pb2.DescribeRequest())
+        if self._describing is None:
+            fetch = asyncio.ensure_future(self._fetch())
+            self._describing = fetch
+
+            def done(f: asyncio.Future[Any]) -> None:
+                if self._describing is f:
+                    self._describing = None
+                if not f.cancelled():
+                    f.exception()  # retrieved: waiters that went away must not leave it "never retrieved"
+
+            fetch.add_done_callback(done)
+        return await asyncio.shield(self._describing)
+
+    async def _fetch(self) -> tuple[array_pb2.ArrayState, ArrayView]:
+        fetch = self._describing
+        state = await self.call("Describe", array_pb2.DescribeRequest())
         view = serde.array_view(state)
-        with self._lock:
+        if self._describing is fetch:  # not invalidated meanwhile: this answer may serve later callers
             self._cached = (time.monotonic(), state, view)
-            self.last_name = state.name or self.key
+        self.last_name = state.name or self.key
         return state, view
 
     def invalidate(self) -> None:
-        with self._lock:
-            self._cached = None
+        """Forget the description: the next ``describe()`` asks the array (a Describe already under
+        way serves only those who asked before this)."""
+        self._cached = None
+        self._describing = None
 
-    def close(self) -> None:
-        self.client.close()
+    async def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+        await self.channel.close()
 
 
 class ArrayRegistry:
@@ -103,7 +262,7 @@ class ArrayRegistry:
     def __init__(self, links: list[ArrayLink]) -> None:
         self.links = links
 
-    def get(self, name: str, *, via: str = "") -> ArrayLink:
+    async def get(self, name: str, *, via: str = "") -> ArrayLink:
         """The array a request names; empty names the only array (or, with several, the one whose
         LDs include ``via`` when exactly one does). Unknown: iSM31064."""
         if name:
@@ -117,7 +276,7 @@ class ArrayRegistry:
             having = []
             for link in self.links:
                 try:
-                    if via in link.view().lds:
+                    if via in (await link.view()).lds:
                         having.append(link)
                 except SnapLabError:
                     continue
@@ -125,10 +284,10 @@ class ArrayRegistry:
                 return having[0]
         raise SnapLabError(E.ARRAY_UNKNOWN, name="(name the disk array: several are managed)")
 
-    def select(self, name: str) -> list[ArrayLink]:
+    async def select(self, name: str) -> list[ArrayLink]:
         """Every array, or the one ``name`` names."""
-        return [self.get(name)] if name else list(self.links)
+        return [await self.get(name)] if name else list(self.links)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         for link in self.links:
-            link.close()
+            await link.close()

@@ -1,8 +1,12 @@
-"""The management server daemon (`snaplab-manager`): ManagerServicer over gRPC with mTLS, health and reflection."""
+"""The management server daemon (`snaplab-manager`): ManagerServicer over gRPC with mTLS, health and reflection.
+
+It serves on ``grpc.aio`` (one event loop: no thread pool, no hand-offs between threads per call).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import fcntl
 import json
 import logging
@@ -10,12 +14,11 @@ import os
 import re
 import signal
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from snaplab.common.rpc import ClientTLS, ServerTLS, start_server
+from snaplab.common.rpc import ClientTLS, ServerTLS, start_aio_server
 
 from .arrays import ArrayLink, ArrayRegistry
 from .messages import M
@@ -25,8 +28,6 @@ from .state import ManagerState
 
 PROG = "snaplab-manager"
 LOCK_FILE = "daemon.lock"
-# Worker threads: each Watch stream and each routed iSMsc_wait holds one while it lasts.
-MAX_WORKERS = 64
 _ARRAY_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 
 log = logging.getLogger("snaplab.manager.daemon")
@@ -147,7 +148,8 @@ def write_ready_file(path: Path, info: dict) -> None:
     os.replace(tmp, path)
 
 
-def serve(cfg: Config, stop: threading.Event) -> int:
+async def serve(cfg: Config, stop: asyncio.Event) -> int:
+    """Serve until ``stop`` is set, then drain for ``cfg.grace`` seconds (runs in the daemon's loop)."""
     try:
         cfg.state.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -164,13 +166,12 @@ def serve(cfg: Config, stop: threading.Event) -> int:
     servicer = ManagerServicer(state, registry, observer)
     try:
         try:
-            server = start_server(
+            server = await start_aio_server(
                 lambda s: add_to_server(servicer, s),
                 host=cfg.host,
                 port=cfg.port,
                 tls=cfg.tls,
                 service_names=[SERVICE_NAME],
-                max_workers=MAX_WORKERS,
             )
         except RuntimeError as exc:
             raise UsageError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from None
@@ -185,33 +186,37 @@ def serve(cfg: Config, stop: threading.Event) -> int:
                 f"{PROG}: listening on {cfg.host}:{server.port} (state {cfg.state}; arrays {arrays})",
                 flush=True,
             )
-            while not stop.wait(1.0):
-                pass
+            await stop.wait()
             log.info("stopping: draining requests for up to %.1fs", cfg.grace)
             if cfg.ready_file:
                 cfg.ready_file.unlink(missing_ok=True)
         finally:
             servicer.shutdown()  # Watch streams end now rather than holding the drain for its full grace
-            server.stop(cfg.grace)
+            await server.stop(cfg.grace)
         state.log_event("manager", "INFO", "stop", M.STOPPED.msg_id, M.STOPPED.text)
     finally:
-        registry.close()
+        await registry.close()
         state.close()
         os.close(lock_fd)
     log.info("stopped")
     return 0
 
 
+async def _run(cfg: Config) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return await serve(cfg, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
-    stop = threading.Event()
     try:
         cfg = parse_args(argv)
         logging.basicConfig(
             level=cfg.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        return serve(cfg, stop)
+        return asyncio.run(_run(cfg))
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,10 +1,15 @@
-"""The Manager gRPC service: identity from the certificate, routing checks, forwarding to arrays, the event log."""
+"""The Manager gRPC service: identity from the certificate, routing checks, forwarding to arrays, the event log.
+
+It runs on a ``grpc.aio`` server: every RPC is a coroutine on the daemon's one event loop, waiting
+on the arrays without holding a thread. The routing rules and the state stay plain synchronous code
+(``routing``, ``ManagerState``: quick, never waiting on the network).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import grpc
@@ -46,27 +51,116 @@ def _safe_text(fn: Callable[..., T], *args: object, default: T) -> T:
         return default
 
 
-def _rpc_timeout(context: grpc.ServicerContext, wanted: float) -> float:
+def _rpc_timeout(context: grpc.aio.ServicerContext, wanted: float) -> float:
     """The forwarded call's timeout: ``wanted``, never beyond our own caller's deadline."""
     left = context.time_remaining()
     return wanted if left is None else max(0.1, min(wanted, left))
 
 
+class _NeedViaState(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+async def _check_route(
+    ident: Identity,
+    host: HostRecord,
+    view: routing.ArrayView,
+    op: routing.ControlOp,
+    via: str,
+    fetch: Callable[[str], Awaitable[routing.ViaState]],
+) -> routing.Decision:
+    """``routing.check_route`` with a live link state that must be awaited: the rules run until one
+    needs the state of ``via``, which is then fetched, and run again (they are pure and cheap), so
+    they are checked in the same order and the state is fetched only when a rule needs it."""
+    known: dict[str, routing.ViaState] = {}
+
+    def via_state(name: str) -> routing.ViaState:
+        try:
+            return known[name]
+        except KeyError:
+            raise _NeedViaState(name) from None
+
+    while True:
+        try:
+            return routing.check_route(ident, host, view, op, via, via_state)
+        except _NeedViaState as need:
+            known[need.name] = await fetch(need.name)
+
+
+def _retrieved(task: asyncio.Future[object]) -> None:
+    """Done callback of an operation that may outlive its caller: its error is logged, not left unseen."""
+    if not task.cancelled():
+        task.exception()
+
+
+# Routed operations that change nothing: cancelled with their caller (see ManagerServicer._logged).
+_CANCELLABLE_OPS = ("query", "linkinfo", "wait")
+
+
+class _EventSignal:
+    """Wakes the Watch streams when the state logs an event (the state calls ``fire`` from any thread)."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def arm(self) -> asyncio.Future[None]:
+        """A future the next event completes: arm before reading the log, so none slips in between."""
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.add(fut)
+        return fut
+
+    def disarm(self, fut: asyncio.Future[None]) -> None:
+        self._waiters.discard(fut)
+
+    async def wait(self, fut: asyncio.Future[None], timeout: float) -> None:
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._waiters.discard(fut)
+
+    def fire(self) -> None:
+        if not self._waiters:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._wake()
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, set()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+
 @translate_errors
 class ManagerServicer(manager_pb2_grpc.ManagerServicer):
-    """The management server. Who calls is the certificate's (CN, OU) only; no request field names a caller."""
+    """The management server. Who calls is the certificate's (CN, OU) only; no request field names a caller.
+
+    Create it in the event loop that serves it."""
 
     def __init__(self, state: ManagerState, arrays: ArrayRegistry, observer: Observer | None = None) -> None:
         self.state = state
         self.arrays = arrays
         self.observer = observer or Observer(state)
-        self._stopping = threading.Event()
+        self._stopping = False
+        self._signal = _EventSignal()
+        state.add_listener(self._signal.fire)
 
     # -- helpers (private: not translated, not RPCs) -----------------------------------------------
     def shutdown(self) -> None:
         """End every Watch stream promptly (called before the server drains)."""
-        self._stopping.set()
-        self.state.wake()
+        self._stopping = True
+        self._signal.fire()
 
     def _event(self, source: str, classification: str, operation: str, msg_id: str, text: str) -> None:
         try:
@@ -74,19 +168,40 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
         except Exception:  # an event that cannot be written must not fail the operation it records
             log.exception("cannot log event")
 
-    def _logged(
+    async def _logged(
         self,
         source: str,
         operation: str,
         detail: str,
-        body: Callable[[], T],
+        body: Callable[[], Awaitable[T]],
         done: Callable[[T], tuple[str, str, str]],
+        *,
+        finish: bool = True,
     ) -> T:
         """Run one operation and log it: ``done(result)`` gives (classification, msg_id, text) of a
-        success; a refusal is logged as ERROR with its own iSM id and text, then raised."""
+        success; a refusal is logged as ERROR with its own iSM id and text, then raised.
+
+        ``finish``: an operation that changes something runs to its end and is logged even if its
+        caller goes away meanwhile (the caller's call is cancelled, not the operation). Without it
+        (look-ups, waits) the caller going away cancels the operation, and the array call it waits
+        on, and nothing is logged."""
+        if not finish:
+            return await self._run_logged(source, operation, detail, body, done)
+        task = asyncio.ensure_future(self._run_logged(source, operation, detail, body, done))
+        task.add_done_callback(_retrieved)
+        return await asyncio.shield(task)
+
+    async def _run_logged(
+        self,
+        source: str,
+        operation: str,
+        detail: str,
+        body: Callable[[], Awaitable[T]],
+        done: Callable[[T], tuple[str, str, str]],
+    ) -> T:
         suffix = f" [{detail}]" if detail else ""
         try:
-            result = body()
+            result = await body()
         except SnapLabError as exc:
             self._event(source, "ERROR", operation, exc.msg_id, exc.text + suffix)
             raise
@@ -106,11 +221,11 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
         self._event(source, classification, operation, msg_id, text + suffix)
         return result
 
-    def _register(self, link: ArrayLink, host: HostRecord) -> None:
+    async def _register(self, link: ArrayLink, host: HostRecord) -> None:
         """Register the host with one array, with the ports that array has (a host may be cabled to
         several arrays, each with its own port names)."""
-        ports = {p.name for p in link.describe().ports}
-        link.call(
+        ports = {p.name for p in (await link.describe()).ports}
+        await link.call(
             "Configure",
             array_pb2.ConfigRequest(
                 register_host=array_pb2.RegisterHost(
@@ -123,14 +238,14 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
         )
         link.invalidate()
 
-    def _forward(
-        self, link: ArrayLink, method: str, request: object, context: grpc.ServicerContext
+    async def _forward(
+        self, link: ArrayLink, method: str, request: object, context: grpc.aio.ServicerContext
     ) -> object:
         if method == "Wait":
             wanted = (getattr(request, "timeout_seconds", 0.0) or WAIT_DEFAULT) + 5.0
         else:
             wanted = CALL_TIMEOUT
-        return link.call(method, request, _rpc_timeout(context, wanted))
+        return await link.call(method, request, _rpc_timeout(context, wanted))
 
     def _after_op(self, link: ArrayLink, op: routing.ControlOp, reply: object) -> None:
         if op.kind in ("create", "delete", "restore") and op.bv:
@@ -146,13 +261,13 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
         return lambda _r: ("INFO", msg.msg_id if msg else "", msg.text if msg else f"{operation} done.")
 
     # -- B2: enrolment -------------------------------------------------------------------------
-    def Enrol(
-        self, request: manager_pb2.EnrolRequest, context: grpc.ServicerContext
+    async def Enrol(
+        self, request: manager_pb2.EnrolRequest, context: grpc.aio.ServicerContext
     ) -> manager_pb2.EnrolReply:
         ident = current_identity(context)
         detail = f"role {request.role or '-'}, wwn {','.join(request.wwns) or '-'}, port {','.join(request.ports) or '-'}"
 
-        def body() -> manager_pb2.EnrolReply:
+        async def body() -> manager_pb2.EnrolReply:
             _require(ident, HOST_ROLE, "enrol as a host")
             if request.role not in HOST_ROLES:
                 raise SnapLabError(E.BAD_ARGUMENT, detail=f"role must be one of {', '.join(HOST_ROLES)}")
@@ -180,7 +295,7 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
             reachable = []
             for link in self.arrays.links:
                 try:
-                    state = link.describe()
+                    state = await link.describe()
                 except SnapLabError as exc:
                     if exc.msg_id != E.ARRAY_UNREACHABLE.msg_id:
                         raise
@@ -196,7 +311,7 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
             if reachable and unknown:
                 raise SnapLabError(E.PORT_NOT_FOUND, name=", ".join(unknown))
             for link in reachable:
-                self._register(link, host)
+                await self._register(link, host)
             self.state.enrol(
                 host.name,
                 host.role,
@@ -212,7 +327,7 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
                 ]
             )
 
-        return self._logged(
+        return await self._logged(
             ident.name,
             "Enrol",
             detail,
@@ -221,21 +336,21 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
         )
 
     # -- B3: control I/O of a host -------------------------------------------------------------
-    def Route(
-        self, request: manager_pb2.ControlRequest, context: grpc.ServicerContext
+    async def Route(
+        self, request: manager_pb2.ControlRequest, context: grpc.aio.ServicerContext
     ) -> manager_pb2.ControlReply:
         ident = current_identity(context)
         operation, detail = _safe_text(serde.describe_control, request, default=("Route", ""))
 
-        def body() -> manager_pb2.ControlReply:
+        async def body() -> manager_pb2.ControlReply:
             host = routing.check_caller(ident, self.state.host(ident.name))
             op, method, array_request = serde.control_op(request)
-            link = self.arrays.get(request.array, via=request.via)
-            view = link.view()
+            link = await self.arrays.get(request.array, via=request.via)
+            view = await link.view()
             if ident.name not in view.host_paths:  # the array lost (or never got) this host's registration
                 try:
-                    self._register(link, host)
-                    view = link.view()
+                    await self._register(link, host)
+                    view = await link.view()
                 except SnapLabError:
                     pass
                 except SnapLabClientError as exc:
@@ -243,7 +358,7 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
 
             answered: list[object] = []
 
-            def via_state(name: str) -> routing.ViaState:
+            async def via_state(name: str) -> routing.ViaState:
                 if op.kind == "query" and name == op.bv:
                     # A query through its BV: the Query reply carries the BV's link state
                     # (bv_link_lv), and a query changes nothing, so it is forwarded now and its
@@ -252,7 +367,7 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
                     # refuses the query, the link rule is checked as below first, so the refusal
                     # the host gets is the same as before.
                     try:
-                        reply = self._forward(link, method, array_request, context)
+                        reply = await self._forward(link, method, array_request, context)
                     except (SnapLabError, SnapLabClientError):
                         pass
                     else:
@@ -261,53 +376,61 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
                             return routing.ViaState(
                                 linked=bool(reply.bv_link_lv), bv_linked_lv=reply.bv_link_lv
                             )
-                return serde.via_state(link.call("LinkInfoOf", array_pb2.VolumeRef(name=name)))
+                return serde.via_state(await link.call("LinkInfoOf", array_pb2.VolumeRef(name=name)))
 
-            routing.check_route(ident, host, view, op, request.via, via_state)
-            reply = answered[0] if answered else self._forward(link, method, array_request, context)
+            await _check_route(ident, host, view, op, request.via, via_state)
+            reply = answered[0] if answered else await self._forward(link, method, array_request, context)
             self._after_op(link, op, reply)
             return serde.control_reply(reply)
 
-        return self._logged(ident.name, operation, detail, body, self._sc_done(operation))
+        finish = request.WhichOneof("op") not in _CANCELLABLE_OPS
+        return await self._logged(
+            ident.name, operation, detail, body, self._sc_done(operation), finish=finish
+        )
 
     # -- B4: snapshot operations of the management server itself ---------------------------------
-    def Snapshot(
-        self, request: manager_pb2.ControlRequest, context: grpc.ServicerContext
+    async def Snapshot(
+        self, request: manager_pb2.ControlRequest, context: grpc.aio.ServicerContext
     ) -> manager_pb2.ControlReply:
         ident = current_identity(context)
         operation, detail = _safe_text(serde.describe_control, request, default=("Route", ""))
 
-        def body() -> manager_pb2.ControlReply:
+        async def body() -> manager_pb2.ControlReply:
             _require(ident, ADMIN_ROLE, "operate snapshots from the management server")
             op, method, array_request = serde.control_op(request)
-            link = self.arrays.get(request.array, via=request.via or op.acts_on)
-            reply = self._forward(link, method, array_request, context)
+            link = await self.arrays.get(request.array, via=request.via or op.acts_on)
+            reply = await self._forward(link, method, array_request, context)
             self._after_op(link, op, reply)
             return serde.control_reply(reply)
 
-        return self._logged(ident.name, operation, detail, body, self._sc_done(operation))
+        finish = request.WhichOneof("op") not in _CANCELLABLE_OPS
+        return await self._logged(
+            ident.name, operation, detail, body, self._sc_done(operation), finish=finish
+        )
 
     # -- B1: configuration ---------------------------------------------------------------------
-    def Configure(
-        self, request: manager_pb2.ManagedConfig, context: grpc.ServicerContext
+    async def Configure(
+        self, request: manager_pb2.ManagedConfig, context: grpc.aio.ServicerContext
     ) -> array_pb2.ConfigReply:
         ident = current_identity(context)
         detail = _safe_text(serde.config_text, request.request, default="")
+        configured: list[ArrayLink] = []
 
-        def body() -> array_pb2.ConfigReply:
+        async def body() -> array_pb2.ConfigReply:
             _require(ident, ADMIN_ROLE, "configure disk arrays")
             if request.request.WhichOneof("op") is None:
                 raise SnapLabError(E.BAD_ARGUMENT, detail="ConfigRequest names no operation")
-            link = self.arrays.get(request.array)
+            link = await self.arrays.get(request.array)
+            configured.append(link)
             try:
-                reply = link.call("Configure", request.request)
+                reply = await link.call("Configure", request.request)
             finally:
                 link.invalidate()
             if request.request.WhichOneof("op") in ("add_generations", "delete_generations"):
                 self.observer.forget(link.key, getattr(request.request, request.request.WhichOneof("op")).bv)
             return reply
 
-        return self._logged(
+        return await self._logged(
             ident.name,
             "Configure",
             detail,
@@ -315,26 +438,22 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
             lambda _r: (
                 "INFO",
                 M.CONFIGURED.msg_id,
-                M.CONFIGURED.text.format(detail=self._array_label(request.array)),
+                M.CONFIGURED.text.format(
+                    detail=configured[0].last_name if configured else request.array or "-"
+                ),
             ),
         )
 
-    def _array_label(self, name: str) -> str:
-        try:
-            return self.arrays.get(name).last_name
-        except SnapLabError:
-            return name or "-"
-
     # -- B5: monitoring --------------------------------------------------------------------------
-    def Monitor(
-        self, request: manager_pb2.MonitorRequest, context: grpc.ServicerContext
+    async def Monitor(
+        self, request: manager_pb2.MonitorRequest, context: grpc.aio.ServicerContext
     ) -> manager_pb2.MonitorReply:
         ident = current_identity(context)
         _require(ident, VIEW_ROLES, "monitor the disk arrays")
         out = []
-        for link in self.arrays.select(request.array):
+        for link in await self.arrays.select(request.array):
             try:
-                state = link.describe()
+                state = await link.describe()
             except (SnapLabError, SnapLabClientError) as exc:
                 log.warning("cannot describe %s: %s", link.key, exc)
                 out.append(
@@ -352,7 +471,7 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
                 if ld.type != "BV":
                     continue
                 try:
-                    reply = link.call("Query", array_pb2.QueryRequest(bv=ld.name))
+                    reply = await link.call("Query", array_pb2.QueryRequest(bv=ld.name))
                 except (SnapLabError, SnapLabClientError):
                     continue  # unbound since Describe, or the array went away: leave it out
                 self.observer.query_seen(link.key, reply)
@@ -370,8 +489,8 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
         return manager_pb2.MonitorReply(arrays=out, hosts=[serde.host_msg(h) for h in self.state.hosts()])
 
     # -- B6: event log ---------------------------------------------------------------------------
-    def Events(
-        self, request: manager_pb2.EventsRequest, context: grpc.ServicerContext
+    async def Events(
+        self, request: manager_pb2.EventsRequest, context: grpc.aio.ServicerContext
     ) -> manager_pb2.EventsReply:
         ident = current_identity(context)
         _require(ident, VIEW_ROLES, "read the event log")
@@ -380,52 +499,54 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
         events = self.state.events(request.after_seq, request.limit)
         return manager_pb2.EventsReply(events=[serde.event_msg(e) for e in events])
 
-    def Watch(
-        self, request: manager_pb2.EventsRequest, context: grpc.ServicerContext
-    ) -> Iterator[manager_pb2.Event]:
+    async def Watch(
+        self, request: manager_pb2.EventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[manager_pb2.Event]:
         ident = current_identity(context)
         _require(ident, VIEW_ROLES, "watch the event log")
-        return self._watch(request.after_seq, context)
-
-    def _watch(self, after_seq: int, context: grpc.ServicerContext) -> Iterator[manager_pb2.Event]:
-        # The client going away wakes the wait at once; the poll is only a backstop.
-        context.add_callback(self.state.wake)
-        seq = after_seq
-        while context.is_active() and not self._stopping.is_set() and not self.state.closed:
-            for ev in self.state.wait_events(seq, WATCH_POLL):
+        # A client going away cancels this coroutine wherever it waits; the poll is only a backstop.
+        seq = request.after_seq
+        while not self._stopping and not self.state.closed:
+            armed = self._signal.arm()
+            events = self.state.events(seq)
+            if not events:
+                await self._signal.wait(armed, WATCH_POLL)
+                continue
+            self._signal.disarm(armed)
+            for ev in events:
                 yield serde.event_msg(ev)
                 seq = ev.seq
 
     # -- faults (A13) ----------------------------------------------------------------------------
-    def InjectFault(
-        self, request: manager_pb2.ManagedFault, context: grpc.ServicerContext
+    async def InjectFault(
+        self, request: manager_pb2.ManagedFault, context: grpc.aio.ServicerContext
     ) -> array_pb2.ArrayState:
-        return self._fault(request, context, inject=True)
+        return await self._fault(request, context, inject=True)
 
-    def ClearFault(
-        self, request: manager_pb2.ManagedFault, context: grpc.ServicerContext
+    async def ClearFault(
+        self, request: manager_pb2.ManagedFault, context: grpc.aio.ServicerContext
     ) -> array_pb2.ArrayState:
-        return self._fault(request, context, inject=False)
+        return await self._fault(request, context, inject=False)
 
-    def _fault(
-        self, request: manager_pb2.ManagedFault, context: grpc.ServicerContext, *, inject: bool
+    async def _fault(
+        self, request: manager_pb2.ManagedFault, context: grpc.aio.ServicerContext, *, inject: bool
     ) -> array_pb2.ArrayState:
         ident = current_identity(context)
         detail = f"{request.array or '-'}: {request.fault.kind}:{request.fault.target}"
         operation = "InjectFault" if inject else "ClearFault"
 
-        def body() -> array_pb2.ArrayState:
+        async def body() -> array_pb2.ArrayState:
             _require(ident, ADMIN_ROLE, "set or clear faults")
-            link = self.arrays.get(request.array)
+            link = await self.arrays.get(request.array)
             try:
-                state = link.call(operation, request.fault)
+                state = await link.call(operation, request.fault)
             finally:
                 link.invalidate()
             self.observer.faults_seen(link.key, state.faults, ours=True)
             return state
 
         msg = M.FAULT_SET if inject else M.FAULT_CLEARED
-        return self._logged(
+        return await self._logged(
             ident.name,
             operation,
             "",
@@ -434,5 +555,5 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
         )
 
 
-def add_to_server(servicer: ManagerServicer, server: grpc.Server) -> None:
+def add_to_server(servicer: ManagerServicer, server: grpc.aio.Server) -> None:
     manager_pb2_grpc.add_ManagerServicer_to_server(servicer, server)

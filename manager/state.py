@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -17,6 +18,10 @@ CLASSIFICATIONS = ("INFO", "NOTICE", "WARNING", "ERROR")
 HOST_ROLES = ("business", "backup", "test", "standby")
 CLUSTER_ROLES = ("", "active", "standby")
 MAX_EVENTS_PER_READ = 10_000
+CHECKPOINT_INTERVAL = 1.0  # seconds between WAL checkpoints (by a background thread) while events come in
+WAL_SIZE_LIMIT = 8 * 1024 * 1024  # bytes the WAL file keeps on disk between checkpoints
+
+log = logging.getLogger("snaplab.manager")
 
 
 def now_text() -> str:
@@ -75,7 +80,13 @@ class ManagerState:
     - Every write is one committed transaction before the method returns: a restart keeps it.
     - All methods are thread-safe. ``wait_events`` blocks until an event newer than a sequence
       number exists, a timeout passes, or ``close()``/``wake()`` is called — so a live watcher never
-      blocks shutdown.
+      blocks shutdown; ``add_listener`` callbacks run after every event (event-loop watchers).
+    - The database is this process's alone (the daemon locks the state folder): enrolled hosts are
+      also kept in memory, so looking one up reads no table.
+    - Writes never wait for a WAL checkpoint (the fsyncs that copy the log into the database
+      file): a background thread runs them, at most every ``CHECKPOINT_INTERVAL`` seconds, on its
+      own connection. Commits are as durable as before (WAL, ``synchronous=NORMAL``: a committed
+      write survives the process dying; the fsync at checkpoint covers power loss).
     """
 
     def __init__(self, state_dir: str | Path, *, clock: Callable[[], str] = now_text) -> None:
@@ -86,6 +97,8 @@ class ManagerState:
         conn = sqlite3.connect(str(self.dir / DB_FILE), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # _checkpoints() does them, off the request path
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")  # the WAL shrinks back on restart
         self.db = sqlite_utils.Database(conn)
         self.db.table("hosts").create(
             {
@@ -117,6 +130,14 @@ class ManagerState:
         self._waiters = _Waiters()
         row = conn.execute("SELECT MAX(seq) FROM events").fetchone()
         self._waiters.last_seq = int(row[0] or 0)
+        self._listeners: list[Callable[[], None]] = []
+        self._hosts = {r["name"]: _host(r) for r in self.db.query("SELECT * FROM hosts")}
+        self._dirty = threading.Event()  # written since the last checkpoint
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoints, name="manager-db-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
 
     # -- hosts -------------------------------------------------------------------------------------
     def enrol(
@@ -157,18 +178,17 @@ class ManagerState:
                 " VALUES (:name, :role, :platform, :wwns, :ports, :cluster, :cluster_role, :enrolled)",
                 row,
             )
+            self._hosts[rec.name] = rec
         return rec
 
     def host(self, name: str) -> HostRecord | None:
         """The enrolled host of that name, or None."""
-        with self._lock:
-            rows = list(self.db.query("SELECT * FROM hosts WHERE name = ?", [name]))
-        return _host(rows[0]) if rows else None
+        return self._hosts.get(name)
 
     def hosts(self) -> list[HostRecord]:
         """Every enrolled host, by name."""
         with self._lock:
-            return [_host(r) for r in self.db.query("SELECT * FROM hosts ORDER BY name")]
+            return [self._hosts[n] for n in sorted(self._hosts)]
 
     # -- events ------------------------------------------------------------------------------------
     def log_event(
@@ -179,17 +199,25 @@ class ManagerState:
             raise ValueError(f"classification {classification!r} is not one of {CLASSIFICATIONS}")
         with self._lock:
             time = self._clock()
-            cur = self._write(
+            # One statement in autocommit mode: its own transaction, committed when it returns.
+            cur = self.db.conn.execute(
                 "INSERT INTO events(time, source, classification, operation, msg_id, text) VALUES (?,?,?,?,?,?)",
-                [time, source, classification, operation, msg_id, text],
+                (time, source, classification, operation, msg_id, text),
             )
             event = EventRecord(
                 int(cur.lastrowid or 0), time, source, classification, operation, msg_id, text
             )
+        self._dirty.set()
         with self._waiters.cond:
             self._waiters.last_seq = max(self._waiters.last_seq, event.seq)
             self._waiters.cond.notify_all()
+        for listener in self._listeners:
+            listener()
         return event
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` (in the logging thread) after every event is logged."""
+        self._listeners.append(callback)
 
     def events(self, after_seq: int = 0, limit: int = 0) -> list[EventRecord]:
         """Events with ``seq > after_seq``, oldest first; at most ``limit`` (0: up to 10 000)."""
@@ -228,12 +256,36 @@ class ManagerState:
 
     # -- lifetime ----------------------------------------------------------------------------------
     def close(self) -> None:
-        """Release every waiter and close the database."""
+        """Release every waiter, checkpoint and close the database."""
         with self._waiters.cond:
             self._waiters.closed = True
             self._waiters.cond.notify_all()
+        self._stop_checkpoints.set()
+        self._dirty.set()
+        self._checkpointer.join()
         with self._lock:
+            try:
+                self.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.warning("final checkpoint of %s failed: %s", DB_FILE, exc)
             self.db.conn.close()
+
+    def _checkpoints(self) -> None:
+        """Copy the WAL into the database file now and then, on a connection of this thread's own
+        (PASSIVE: never blocks a writer; the next write after a full checkpoint restarts the WAL)."""
+        conn = sqlite3.connect(str(self.dir / DB_FILE), isolation_level=None, check_same_thread=False)
+        try:
+            while True:
+                self._dirty.wait()
+                if self._stop_checkpoints.wait(CHECKPOINT_INTERVAL):
+                    return  # close() makes the last one
+                self._dirty.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # busy or failing disk: the WAL keeps the data; try again later
+                    log.warning("checkpoint of %s failed: %s", DB_FILE, exc)
+        finally:
+            conn.close()
 
     def _write(self, sql: str, params: object) -> sqlite3.Cursor:
         conn = self.db.conn
@@ -241,6 +293,7 @@ class ManagerState:
         try:
             cur = conn.execute(sql, params)  # type: ignore[arg-type]
             conn.execute("COMMIT")
+            self._dirty.set()
             return cur
         except BaseException:
             conn.execute("ROLLBACK")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import queue
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -370,6 +372,72 @@ def test_bad_requests_are_refused_and_the_daemon_keeps_serving(lab: Lab) -> None
     wait_healthy(admin.channel, timeout=5)
     assert lab.proc.running
     assert admin.describe().name == "Tokyo_Customer_DataBase"
+
+
+# -- the Lookup stream (the manager's routing look-ups) ----------------------------------------
+
+CODES = {c.value[0]: c for c in grpc.StatusCode}
+
+
+def _lookups(*requests: pb.LookupRequest) -> pb.LookupBatch:
+    return pb.LookupBatch(requests=list(requests))
+
+
+def test_lookup_stream_answers_each_request_as_its_unary_rpc(lab: Lab) -> None:
+    """Batches are answered in order, a reply per request with its id; a refusal is that reply's
+    status, the same as the unary RPC's, and the stream goes on."""
+    m = lab.manager
+    batches = [
+        _lookups(
+            pb.LookupRequest(id=7, query=pb.QueryRequest(bv="bv001")),
+            pb.LookupRequest(id=8, linkinfo=pb.VolumeRef(name="lv001")),
+        ),
+        _lookups(
+            pb.LookupRequest(id=9, query=pb.QueryRequest(bv="no_such_bv")),
+            pb.LookupRequest(id=10, query=pb.QueryRequest()),
+            pb.LookupRequest(id=11),
+        ),
+        _lookups(pb.LookupRequest(id=12, linkinfo=pb.VolumeRef(name="bv001"))),
+    ]
+    got = list(array_pb2_grpc.ArrayStub(m.channel).Lookup(iter(batches), timeout=10))
+    assert [[r.id for r in b.replies] for b in got] == [[7, 8], [9, 10, 11], [12]]
+    (query, lv), refusals, (bv,) = (list(b.replies) for b in got)
+    assert (query.code, query.WhichOneof("reply"), query.query) == (0, "query", m.query("bv001"))
+    assert (lv.code, lv.linkinfo) == (0, m.linkinfo("lv001"))
+    assert (bv.code, bv.linkinfo) == (0, m.linkinfo("bv001"))
+    unary = [
+        refused(C.NOT_FOUND, "iSM19003", m.query, "no_such_bv"),
+        refused(C.INVALID_ARGUMENT, "iSM19001", m.query, ""),
+    ]
+    for reply, err in zip(refusals, unary, strict=False):
+        assert reply.WhichOneof("reply") is None
+        assert (CODES[reply.code], reply.details, reply.msg_id) == (err.code, err.details, err.msg_id)
+    assert (CODES[refusals[2].code], refusals[2].msg_id) == (C.INVALID_ARGUMENT, "iSM19001")
+
+
+def test_lookup_stream_authorises_each_request_by_the_streams_certificate(lab: Lab) -> None:
+    ask = [_lookups(pb.LookupRequest(id=1, query=pb.QueryRequest(bv="bv001")))]
+    with lab.proc.client("array") as as_array:
+        (denied,) = list(array_pb2_grpc.ArrayStub(as_array.channel).Lookup(iter(ask), timeout=10))
+    assert (CODES[denied.replies[0].code], denied.replies[0].msg_id) == (C.PERMISSION_DENIED, "iSM31044")
+    (host,) = list(array_pb2_grpc.ArrayStub(lab.business01.channel).Lookup(iter(ask), timeout=10))
+    assert host.replies[0].query.bv == "bv001"  # hosts may look, as with Query
+
+
+def test_sigterm_ends_open_lookup_streams_at_once(tmp_path: Path) -> None:
+    """A Lookup stream never ends by itself: stopping the daemon ends it instead of waiting out the grace."""
+    certs = make_lab_certs(tmp_path / "certs", [("array", "array"), ("manager", "manager")])
+    with ArrayProcess(tmp_path / "state", certs=certs, name="Nagoya") as proc, proc.client("manager") as m:
+        sent: queue.Queue[pb.LookupBatch | None] = queue.Queue()
+        stream = array_pb2_grpc.ArrayStub(m.channel).Lookup(iter(sent.get, None), timeout=30)
+        sent.put(_lookups(pb.LookupRequest(id=1, query=pb.QueryRequest(bv="nothing"))))
+        assert next(stream).replies[0].msg_id == "iSM19003"
+        t0 = time.monotonic()
+        assert proc.stop() == 0
+        assert time.monotonic() - t0 < 3  # the grace is 5 s
+        with pytest.raises(grpc.RpcError):
+            next(stream)
+        sent.put(None)
 
 
 # -- the daemon process ----------------------------------------------------------------------

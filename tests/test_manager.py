@@ -216,8 +216,10 @@ def test_state_keeps_hosts_and_events_across_reopen(tmp_path: Path) -> None:
         assert [e.seq for e in st.events()] == [1, 2] and st.last_seq == 2
         assert st.events(after_seq=1)[0].classification == "NOTICE"
         assert st.wait_events(2, 0.05) == []
+        assert st.host("business01") == h and st.host("nobody") is None
     finally:
         st.close()
+    assert not (tmp_path / "manager.db-wal").exists()  # closing checkpoints the log into manager.db
 
 
 def test_console_parsers() -> None:
@@ -721,3 +723,131 @@ def test_an_array_that_does_not_answer(tmp_path: Path, lab: Lab) -> None:
         )
         out, _, code = run_console(["iSMview", "-d"], lab.lab_dir, target=m3.target)
         assert code == 0 and out.splitlines()[3].split() == ["D1-10", "Ghost", "unknown", "stopped"]
+
+
+def test_routing_look_ups_survive_the_array_restarting(tmp_path: Path, lab: Lab) -> None:
+    """Query and LinkInfoOf go over one Array.Lookup stream: the array stopping ends it at once,
+    the manager answers iSM31065 while the array is away and reopens the stream when it is back."""
+    certs = lab.lab_dir / "pki"
+    port = _free_port()
+    array = ArrayProcess(tmp_path / "a", certs=certs, name="Kobe", listen=f"127.0.0.1:{port}").start()
+    try:
+        with array.client("admin") as a:
+            a.set_licence("DynamicSnapVolume", 1 << 40)
+            a.set_licence("AccessControl")
+            a.add_port(0, 0, "P0")
+            a.bind_pool(0, "Pool0", "basic", 64 * MiB)
+            a.bind_pool(1, "Pool1", "dynamic", 64 * MiB)
+            a.build_sra(1, 4 * MiB, sdv_name="SDVK")
+            a.bind_ld("bvk", 4 * MiB, 0, "WN")
+            a.add_generations("bvk", 1, 1)
+            a.assign_access("bvk", wwn=WWN["business01"])
+        with (
+            ManagerProcess(tmp_path / "m4", certs=certs, arrays={"Kobe": array.target}) as m4,
+            m4.client("business01") as biz,
+        ):
+            biz.enrol("business", wwns=[WWN["business01"]])
+            q = apb.QueryRequest(bv="bvk")
+            assert biz.route("bvk", query=q).query.bv == "bvk"
+            assert biz.route("bvk", linkinfo=apb.VolumeRef(name="bvk")).linkinfo.state == "unlink"
+            t0 = time.monotonic()
+            assert array.stop() == 0
+            assert time.monotonic() - t0 < 3  # the manager's open Lookup stream does not hold the drain
+            refused(C.UNAVAILABLE, "iSM31065", biz.route, "bvk", query=q)
+            array.start()
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    assert biz.route("bvk", query=q).query.bv == "bvk"
+                    break
+                except SnapLabClientError as exc:
+                    assert exc.msg_id == "iSM31065" and time.monotonic() < deadline, exc
+                    time.sleep(0.2)
+            for _ in range(5):  # once back, every look-up is answered
+                assert biz.route("bvk", query=q).query.bv == "bvk"
+    finally:
+        array.stop()
+
+
+def test_look_ups_fall_back_to_the_unary_rpcs(tmp_path: Path) -> None:
+    """An array without Array.Lookup (or whose stream broke) still answers: over Query / LinkInfoOf,
+    with their refusals relayed as they come."""
+    import asyncio
+
+    from snaplab.manager.arrays import ArrayLink
+
+    from snaplab.common.errors import E
+    from snaplab.common.rpc import abort_with_aio
+    from snaplab.v1 import array_pb2_grpc
+
+    class OldArray(array_pb2_grpc.ArrayServicer):  # Lookup left UNIMPLEMENTED
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        async def Query(self, request: apb.QueryRequest, context: grpc.aio.ServicerContext) -> apb.QueryReply:
+            self.calls.append(f"Query {request.bv}")
+            if request.bv != "bv1":
+                await abort_with_aio(context, SnapLabError(E.NOT_FOUND, name=request.bv))
+            return apb.QueryReply(bv="bv1")
+
+        async def LinkInfoOf(self, request: apb.VolumeRef, context: grpc.aio.ServicerContext) -> apb.LinkInfo:
+            self.calls.append(f"LinkInfoOf {request.name}")
+            return apb.LinkInfo(volume=request.name, state="unlink")
+
+    async def scenario() -> list[str]:
+        old = OldArray()
+        server = grpc.aio.server()
+        array_pb2_grpc.add_ArrayServicer_to_server(old, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        link = ArrayLink("Old", f"127.0.0.1:{port}", None)
+        try:
+            assert (await link.call("Query", apb.QueryRequest(bv="bv1"), 5)).bv == "bv1"
+            assert (await link.call("LinkInfoOf", apb.VolumeRef(name="lv1"), 5)).state == "unlink"
+            with pytest.raises(SnapLabClientError) as info:
+                await link.call("Query", apb.QueryRequest(bv="bv9"), 5)
+            assert (info.value.code, info.value.msg_id) == (C.NOT_FOUND, "iSM19003")
+            return old.calls
+        finally:
+            await link.close()
+            await server.stop(0)
+
+    assert asyncio.run(scenario()) == ["Query bv1", "LinkInfoOf lv1", "Query bv9"]
+
+
+def test_a_changing_operation_outlives_its_caller_and_is_logged(tmp_path: Path) -> None:
+    """A caller going away cancels its call, not an operation that changes something: that one ends
+    and is logged as before. A look-up or wait (finish=False) is cancelled with its caller."""
+    import asyncio
+
+    from snaplab.manager.arrays import ArrayRegistry
+    from snaplab.manager.servicer import ManagerServicer
+
+    async def scenario(finish: bool) -> tuple[list[str], bool]:
+        state = ManagerState(tmp_path / str(finish))
+        servicer = ManagerServicer(state, ArrayRegistry([]))
+        release, ran_to_end = asyncio.Event(), []
+
+        async def body() -> str:
+            await release.wait()
+            ran_to_end.append(True)
+            return "made"
+
+        caller = asyncio.ensure_future(
+            servicer._logged(
+                "admin", "Configure", "x", body, lambda r: ("INFO", "iSM31071", r), finish=finish
+            )
+        )
+        await asyncio.sleep(0.01)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        release.set()
+        await asyncio.sleep(0.05)
+        try:
+            return [f"{e.operation} {e.msg_id} {e.text}" for e in state.events()], bool(ran_to_end)
+        finally:
+            state.close()
+
+    assert asyncio.run(scenario(True)) == (["Configure iSM31071 made [x]"], True)
+    assert asyncio.run(scenario(False)) == ([], False)

@@ -1,10 +1,14 @@
-"""RPC plumbing: mTLS identities, error translation, health and reflection on a real port-0 server."""
+"""RPC plumbing: mTLS identities, error translation, health and reflection on a real port-0 server,
+for both server flavours (thread-pool ``start_server`` and ``grpc.aio`` ``start_aio_server``)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any, Self
 
 import grpc
 import pytest
@@ -22,6 +26,7 @@ from snaplab.common.rpc import (
     client_errors,
     current_identity,
     make_channel,
+    start_aio_server,
     start_server,
     translate_errors,
     wait_healthy,
@@ -32,7 +37,7 @@ ECHO = echo_pb2.DESCRIPTOR.services_by_name["Echo"].full_name
 RAW_BIDI = "/snaplab.test.Raw/Bidi"
 
 
-def _who(context: grpc.ServicerContext) -> bytes:
+def _who(context: Any) -> bytes:
     ident = current_identity(context)
     return f"{ident.name}/{ident.role}".encode()
 
@@ -77,6 +82,85 @@ def _add_servicers(server: grpc.Server) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("snaplab.test.Raw", handlers),))
 
 
+@translate_errors
+class AioEchoServicer(echo_pb2_grpc.EchoServicer):
+    """EchoServicer for a grpc.aio server: the same behaviours as coroutines and async generators."""
+
+    async def Ping(self, request: echo_pb2.EchoRequest, context: Any) -> echo_pb2.EchoReply:
+        if request.payload == b"who":
+            return echo_pb2.EchoReply(payload=_who(context))
+        if request.payload == b"snap-error":
+            raise SnapLabError(E.NOT_FOUND, name="LD7")
+        if request.payload == b"boom":
+            raise ValueError("secret internals")
+        return echo_pb2.EchoReply(payload=request.payload, size=len(request.payload))
+
+    async def Stream(self, request_iterator: AsyncIterator[echo_pb2.EchoChunk], context: Any) -> echo_pb2.EchoReply:
+        total = 0
+        async for chunk in request_iterator:
+            total += len(chunk.payload)
+        return echo_pb2.EchoReply(payload=_who(context), size=total)
+
+    async def Download(self, request: echo_pb2.EchoRequest, context: Any) -> AsyncIterator[echo_pb2.EchoChunk]:
+        yield echo_pb2.EchoChunk(payload=_who(context))
+        if request.payload == b"snap-error":
+            raise SnapLabError(E.SRA_FULL, name="POOL0")
+        sent = 0
+        while sent < request.size:
+            n = min(request.chunk_size or 1024, request.size - sent)
+            yield echo_pb2.EchoChunk(payload=b"x" * n)
+            sent += n
+
+
+def _add_aio_servicers(server: grpc.aio.Server) -> None:
+    echo_pb2_grpc.add_EchoServicer_to_server(AioEchoServicer(), server)
+
+    async def bidi(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        async for request in requests:
+            yield request + b":" + _who(context)
+
+    handlers = {"Bidi": grpc.stream_stream_rpc_method_handler(bidi)}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("snaplab.test.Raw", handlers),))
+
+
+class AioServerThread:
+    """``start_aio_server`` on an event loop of its own thread, so these synchronous tests can call it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        try:
+            self.running = self._run(start_aio_server(_add_aio_servicers, **kwargs))
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            raise
+        self.port = self.running.port
+        self.health = self.running.health
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    def stop(self, grace: float = 0) -> None:
+        if self._loop.is_running():
+            self._run(self.running.stop(grace))
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+FLAVOURS: dict[str, Callable[..., Any]] = {
+    "threads": lambda **kw: start_server(_add_servicers, **kw),
+    "aio": lambda **kw: AioServerThread(**kw),
+}
+
+
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("pki")
@@ -94,15 +178,15 @@ def rogue_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return pki.write_principal(folder, "host-7", "host", ca_cert, ca_key)
 
 
-@pytest.fixture(scope="module")
-def server(certs: Path) -> Iterator[RunningServer]:
+@pytest.fixture(scope="module", params=sorted(FLAVOURS))
+def server(request: pytest.FixtureRequest, certs: Path) -> Iterator[RunningServer | AioServerThread]:
     tls = ServerTLS.from_folder(certs, "array-1")
-    with start_server(_add_servicers, tls=tls, service_names=[ECHO]) as running:
+    with FLAVOURS[request.param](tls=tls, service_names=[ECHO]) as running:
         yield running
 
 
 @pytest.fixture
-def channel(server: RunningServer, certs: Path) -> Iterator[grpc.Channel]:
+def channel(server: RunningServer | AioServerThread, certs: Path) -> Iterator[grpc.Channel]:
     with make_channel(f"localhost:{server.port}", ClientTLS.from_folder(certs, "host-7")) as ch:
         yield ch
 
@@ -130,7 +214,7 @@ def test_test_identity_header_is_ignored_on_tls_server(channel: grpc.Channel) ->
     assert reply.payload == b"host-7/host"
 
 
-def test_client_without_certificate_is_refused(server: RunningServer, certs: Path) -> None:
+def test_client_without_certificate_is_refused(server: RunningServer | AioServerThread, certs: Path) -> None:
     creds = grpc.ssl_channel_credentials(root_certificates=(certs / "ca.crt").read_bytes())
     with grpc.secure_channel(f"localhost:{server.port}", creds) as ch:
         with pytest.raises(grpc.RpcError) as info:
@@ -138,7 +222,9 @@ def test_client_without_certificate_is_refused(server: RunningServer, certs: Pat
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def test_client_certificate_from_another_ca_is_refused(server: RunningServer, certs: Path, rogue_certs: Path) -> None:
+def test_client_certificate_from_another_ca_is_refused(
+    server: RunningServer | AioServerThread, certs: Path, rogue_certs: Path
+) -> None:
     rogue = rogue_certs
     # Trusts the real CA for the server, but presents a certificate our CA never signed.
     tls = ClientTLS(
@@ -208,10 +294,25 @@ def test_stop_marks_not_serving(certs: Path) -> None:
     assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+def test_aio_stop_marks_not_serving(certs: Path) -> None:
+    running = AioServerThread(tls=ServerTLS.from_folder(certs, "array-1"), service_names=[ECHO])
+    running.stop(grace=0)
+    assert running.health._server_status[ECHO] == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_aio_server_refuses_a_port_in_use(certs: Path) -> None:
+    with (
+        start_server(_add_servicers, tls=None, service_names=[ECHO]) as taken,
+        pytest.raises(RuntimeError, match="cannot bind"),
+    ):
+        AioServerThread(tls=None, service_names=[ECHO], port=taken.port)
+
+
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
 @pytest.mark.parametrize("test_identities", [False, True])
-def test_insecure_server_identity_only_from_test_header(test_identities: bool) -> None:
-    with start_server(
-        _add_servicers, tls=None, service_names=[ECHO], insecure_test_identities=test_identities
+def test_insecure_server_identity_only_from_test_header(flavour: str, test_identities: bool) -> None:
+    with FLAVOURS[flavour](
+        tls=None, service_names=[ECHO], insecure_test_identities=test_identities
     ) as running, make_channel(f"127.0.0.1:{running.port}", None) as ch:
         stub = echo_pb2_grpc.EchoStub(ch)
         # Calls that do not ask who is calling work either way.

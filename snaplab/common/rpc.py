@@ -1,4 +1,11 @@
-"""gRPC plumbing shared by the daemons: mTLS servers and channels, caller identity, error translation."""
+"""gRPC plumbing shared by the daemons: mTLS servers and channels, caller identity, error translation.
+
+Two server flavours: ``start_server`` (a thread-pool ``grpc.server``: the array daemon, whose engine
+blocks) and ``start_aio_server`` (``grpc.aio``: the manager, which mostly waits on arrays and serves
+each call on one event loop, without thread hand-offs). Both authenticate callers the same way
+(``IdentityInterceptor`` / ``AioIdentityInterceptor``) and ``translate_errors`` decorates servicers of
+either kind.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ import inspect
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +48,20 @@ _OPEN_SERVICES = (
 _MSG_ID_IN_DETAILS = re.compile(r"^(iSM\d{5}): ?(.*)$", re.DOTALL)
 
 _identity: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("snaplab_identity", default=None)
+
+# The context grpc.aio hands to handlers is a Cython class that does not derive from the
+# grpc.aio.ServicerContext it implements.
+try:
+    from grpc._cython.cygrpc import _ServicerContext as _CyServicerContext
+
+    _AIO_CONTEXTS: tuple[type, ...] = (grpc.aio.ServicerContext, _CyServicerContext)
+except ImportError:  # pragma: no cover - another grpc build
+    _AIO_CONTEXTS = (grpc.aio.ServicerContext,)
+
+
+def is_aio_context(context: object) -> bool:
+    """Whether ``context`` is the servicer context of a call on a ``grpc.aio`` server."""
+    return isinstance(context, _AIO_CONTEXTS)
 
 
 # -- TLS material ------------------------------------------------------------------------------
@@ -77,24 +98,44 @@ class ClientTLS:
 # -- identity ----------------------------------------------------------------------------------
 
 
-def current_identity(context: grpc.ServicerContext) -> Identity:
-    """The authenticated caller of the RPC being served; aborts UNAUTHENTICATED if there is none."""
+def current_identity(context: grpc.ServicerContext | grpc.aio.ServicerContext) -> Identity:
+    """The authenticated caller of the RPC being served; aborts UNAUTHENTICATED if there is none
+    (on an aio server: raises it, and ``translate_errors`` ends the call with that status)."""
     ident = _identity.get()
     if ident is None:
-        abort_with(context, SnapLabError(E.UNAUTHENTICATED, detail="no client identity"))
+        err = SnapLabError(E.UNAUTHENTICATED, detail="no client identity")
+        if is_aio_context(context):
+            raise err
+        abort_with(context, err)
     return ident
 
 
-def _peer_identity(context: grpc.ServicerContext) -> Identity | None:
+# Verified peer certificate (PEM bytes) -> its identity. A certificate says who it is the same way
+# every time, so parsing it once per connection's certificate is enough; bounded so a stream of
+# distinct certificates cannot grow it without limit.
+_PEM_IDENTITIES: dict[bytes, Identity | None] = {}
+_PEM_CACHE_MAX = 4096
+
+
+def _peer_identity(context: grpc.ServicerContext | grpc.aio.ServicerContext) -> Identity | None:
     # TLS has already verified the chain against our CA; we only read who the peer is.
     pems = context.auth_context().get("x509_pem_cert") or []
     if not pems:
         return None
+    pem = pems[0]
     try:
-        return identity_from_pem(pems[0])
+        return _PEM_IDENTITIES[pem]
+    except KeyError:
+        pass
+    try:
+        ident: Identity | None = identity_from_pem(pem)
     except ValueError:
         log.warning("peer %s presented a certificate without a lab identity", context.peer())
-        return None
+        ident = None
+    if len(_PEM_IDENTITIES) >= _PEM_CACHE_MAX:
+        _PEM_IDENTITIES.clear()
+    _PEM_IDENTITIES[pem] = ident
+    return ident
 
 
 def _test_identity(metadata: tuple[Any, ...] | None) -> Identity | None:
@@ -172,6 +213,76 @@ class IdentityInterceptor(grpc.ServerInterceptor):
         )
 
 
+class AioIdentityInterceptor(grpc.aio.ServerInterceptor):
+    """:class:`IdentityInterceptor` for ``grpc.aio`` servers: same sources of identity, every handler shape.
+
+    Each aio RPC runs in its own task (its own copy of the context variables), so setting the
+    identity at the start of the handler cannot leak to another call. The wrapped handlers depend
+    on nothing but the method, so they are built once per method.
+    """
+
+    def __init__(self, *, tls: bool, insecure_test_identities: bool = False) -> None:
+        self._tls = tls
+        self._test_identities = insecure_test_identities and not tls
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def _enter(self, context: grpc.aio.ServicerContext) -> None:
+        if self._tls:
+            _identity.set(_peer_identity(context))
+        elif self._test_identities:
+            _identity.set(_test_identity(tuple(context.invocation_metadata() or ())))
+        else:
+            _identity.set(None)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(_OPEN_SERVICES):
+            return handler
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        enter = self._enter
+        kinds = {
+            (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+            (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+            (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+            (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+        }
+        attr, factory = kinds[(handler.request_streaming, handler.response_streaming)]
+        behaviour = getattr(handler, attr)
+
+        if inspect.isasyncgenfunction(behaviour):
+
+            async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                enter(context)
+                async for item in behaviour(request, context):
+                    yield item
+
+            wrapped: Callable[..., Any] = streaming
+        elif inspect.iscoroutinefunction(behaviour):
+
+            async def coroutine(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                enter(context)
+                return await behaviour(request, context)
+
+            wrapped = coroutine
+        else:
+            raise TypeError(f"aio servers take async handlers only, not {behaviour!r}")
+        return factory(
+            wrapped, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+
+
 # -- error translation -------------------------------------------------------------------------
 
 
@@ -186,6 +297,35 @@ def abort_with(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
             context.set_trailing_metadata(((MSG_ID_KEY, exc.msg_id),))
         context.abort(exc.code, exc.details)
     abort_with(context, SnapLabError(E.INTERNAL, detail=type(exc).__name__))
+
+
+def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str, str | None]:
+    """(code, details, iSM id) of the status :func:`abort_with` ends a call with for ``exc``."""
+    if isinstance(exc, SnapLabError):
+        return getattr(grpc.StatusCode, exc.status.name), str(exc), exc.msg_id
+    if isinstance(exc, SnapLabClientError):
+        return exc.code, exc.details, exc.msg_id
+    return _status_of(SnapLabError(E.INTERNAL, detail=type(exc).__name__))
+
+
+async def abort_with_aio(context: grpc.aio.ServicerContext, exc: BaseException) -> NoReturn:
+    """:func:`abort_with` for an aio server: the same status, iSM id and trailing metadata."""
+    code, details, msg_id = _status_of(exc)
+    trailing = ((MSG_ID_KEY, msg_id),) if msg_id else ()
+    await context.abort(code, details, trailing_metadata=trailing)
+    raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+
+
+def _already_ended_aio(context: grpc.aio.ServicerContext) -> bool:
+    return context.code() is not None or context.cancelled()
+
+
+async def _translate_aio(context: grpc.aio.ServicerContext, exc: Exception, where: str) -> None:
+    if isinstance(exc, grpc.aio.AbortError) or _already_ended_aio(context):
+        return
+    if not isinstance(exc, (SnapLabError, SnapLabClientError)):
+        log.exception("unexpected error in %s", where)
+    await abort_with_aio(context, exc)
 
 
 def _already_ended(context: grpc.ServicerContext) -> bool:
@@ -207,9 +347,48 @@ def translate_errors(cls: type) -> type:
     """Servicer-class decorator: every public method (unary or streaming) ends in a catalogue status.
 
     The daemon never dies of a request: anything unexpected is logged and answered INTERNAL.
+    Methods of an aio servicer (``async def``, or async generators for streamed replies) are
+    translated the same way, with the aio context's ``abort``.
     """
 
+    def wrap_async(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        where = f"{cls.__name__}.{name}"
+
+        @functools.wraps(method)
+        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            context = args[-1] if args else None
+            if not is_aio_context(context):
+                return await method(self, *args, **kwargs)  # a helper, not an RPC
+            try:
+                return await method(self, *args, **kwargs)
+            except Exception as exc:
+                await _translate_aio(context, exc, where)
+                raise
+
+        return wrapper
+
+    def wrap_async_gen(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        where = f"{cls.__name__}.{name}"
+
+        @functools.wraps(method)
+        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            context = args[-1] if args else None
+            try:
+                async for item in method(self, *args, **kwargs):
+                    yield item
+            except Exception as exc:
+                if not is_aio_context(context):
+                    raise
+                await _translate_aio(context, exc, where)
+                raise
+
+        return wrapper
+
     def wrap(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(method):
+            return wrap_async(name, method)
+        if inspect.isasyncgenfunction(method):
+            return wrap_async_gen(name, method)
         where = f"{cls.__name__}.{name}"
 
         def stream(result: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
@@ -307,6 +486,64 @@ def start_server(
     return RunningServer(server, bound, health_servicer)
 
 
+class RunningAioServer:
+    """A started ``grpc.aio`` server; ``await stop()`` drains it gracefully."""
+
+    def __init__(self, server: grpc.aio.Server, port: int, health_servicer: Any) -> None:
+        self.server = server
+        self.port = port
+        self.health = health_servicer
+
+    async def stop(self, grace: float = 5.0) -> None:
+        # NOT_SERVING first, so load balancers and wait_healthy() stop sending work before we drain.
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+async def start_aio_server(
+    add_servicers: Callable[[grpc.aio.Server], None],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: ServerTLS | None,
+    service_names: list[str],
+    insecure_test_identities: bool = False,
+) -> RunningAioServer:
+    """:func:`start_server` on ``grpc.aio`` (call it in the loop that will serve): the same mTLS,
+    identities, health and reflection, for servicers whose RPC methods are ``async``."""
+    if tls is not None and insecure_test_identities:
+        raise ValueError("test identities are only for insecure servers")
+    server = grpc.aio.server(
+        interceptors=[
+            AioIdentityInterceptor(tls=tls is not None, insecure_test_identities=insecure_test_identities)
+        ],
+        # Without so_reuseport=0 a second daemon could bind a fixed port already in use and share it silently.
+        options=[*_OPTIONS, ("grpc.so_reuseport", 0)],
+    )
+    add_servicers(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ["", *service_names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+
+    address = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+    try:
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            creds = grpc.ssl_server_credentials(
+                [(tls.key_pem, tls.cert_pem)], root_certificates=tls.ca_pem, require_client_auth=True
+            )
+            bound = server.add_secure_port(address, creds)
+    except RuntimeError as exc:  # grpc.aio raises where grpc.server returns 0
+        raise RuntimeError(f"cannot bind {address}") from exc
+    if not bound:
+        raise RuntimeError(f"cannot bind {address}")
+    await server.start()
+    return RunningAioServer(server, bound, health_servicer)
+
+
 # -- client ------------------------------------------------------------------------------------
 
 
@@ -351,6 +588,16 @@ def make_channel(target: str, tls: ClientTLS | None) -> grpc.Channel:
         root_certificates=tls.ca_pem, private_key=tls.key_pem, certificate_chain=tls.cert_pem
     )
     return grpc.secure_channel(target, creds, options=_OPTIONS)
+
+
+def make_aio_channel(target: str, tls: ClientTLS | None) -> grpc.aio.Channel:
+    """:func:`make_channel` for ``grpc.aio`` callers (create it in the loop that uses it)."""
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=_OPTIONS)
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=tls.ca_pem, private_key=tls.key_pem, certificate_chain=tls.cert_pem
+    )
+    return grpc.aio.secure_channel(target, creds, options=_OPTIONS)
 
 
 def wait_healthy(channel: grpc.Channel, timeout: float = 10.0, service: str = "") -> None:

@@ -382,6 +382,44 @@ class QueryReply(_message.Message):
     bv_link_lv: str
     def __init__(self, bv: _Optional[str] = ..., bv_number: _Optional[str] = ..., format: _Optional[str] = ..., state: _Optional[str] = ..., reserve_area: _Optional[str] = ..., generations: _Optional[_Iterable[_Union[Generation, _Mapping]]] = ..., lvs: _Optional[_Iterable[_Union[LvState, _Mapping]]] = ..., bv_link_lv: _Optional[str] = ...) -> None: ...
 
+class LookupBatch(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[LookupRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[LookupRequest, _Mapping]]] = ...) -> None: ...
+
+class LookupReplies(_message.Message):
+    __slots__ = ("replies",)
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
+    replies: _containers.RepeatedCompositeFieldContainer[LookupReply]
+    def __init__(self, replies: _Optional[_Iterable[_Union[LookupReply, _Mapping]]] = ...) -> None: ...
+
+class LookupRequest(_message.Message):
+    __slots__ = ("id", "query", "linkinfo")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    LINKINFO_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    query: QueryRequest
+    linkinfo: VolumeRef
+    def __init__(self, id: _Optional[int] = ..., query: _Optional[_Union[QueryRequest, _Mapping]] = ..., linkinfo: _Optional[_Union[VolumeRef, _Mapping]] = ...) -> None: ...
+
+class LookupReply(_message.Message):
+    __slots__ = ("id", "code", "details", "msg_id", "query", "linkinfo")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    MSG_ID_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    LINKINFO_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    code: int
+    details: str
+    msg_id: str
+    query: QueryReply
+    linkinfo: LinkInfo
+    def __init__(self, id: _Optional[int] = ..., code: _Optional[int] = ..., details: _Optional[str] = ..., msg_id: _Optional[str] = ..., query: _Optional[_Union[QueryReply, _Mapping]] = ..., linkinfo: _Optional[_Union[LinkInfo, _Mapping]] = ...) -> None: ...
+
 class LinkEntry(_message.Message):
     __slots__ = ("lv", "target", "kind", "mode")
     LV_FIELD_NUMBER: _ClassVar[int]

@@ -84,6 +84,11 @@ class ArrayStub:
                 request_serializer=snaplab_dot_v1_dot_array__pb2.VolumeRef.SerializeToString,
                 response_deserializer=snaplab_dot_v1_dot_array__pb2.LinkInfo.FromString,
                 _registered_method=True)
+        self.Lookup = channel.stream_stream(
+                '/snaplab.v1.Array/Lookup',
+                request_serializer=snaplab_dot_v1_dot_array__pb2.LookupBatch.SerializeToString,
+                response_deserializer=snaplab_dot_v1_dot_array__pb2.LookupReplies.FromString,
+                _registered_method=True)
         self.Read = channel.unary_stream(
                 '/snaplab.v1.Array/Read',
                 request_serializer=snaplab_dot_v1_dot_array__pb2.ReadRequest.SerializeToString,
@@ -181,6 +186,18 @@ class ArrayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Lookup(self, request_iterator, context):
+        """Query and LinkInfoOf on one long-lived stream (the manager's routing look-ups, B3): each
+        LookupBatch is answered by one LookupReplies with a reply per request (same ids), in the order
+        received. The caller is the stream's certificate, authorised per request exactly as by the
+        unary RPCs; a refusal is that reply's status (code, details, msg_id) and the stream stays open.
+        Read-only look-ups only, so a caller may resend over the unary RPCs whatever a broken stream
+        left unanswered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Read(self, request, context):
         """--- block I/O (A9), as the calling host ---
         """
@@ -272,6 +289,11 @@ def add_ArrayServicer_to_server(servicer, server):
                     servicer.LinkInfoOf,
                     request_deserializer=snaplab_dot_v1_dot_array__pb2.VolumeRef.FromString,
                     response_serializer=snaplab_dot_v1_dot_array__pb2.LinkInfo.SerializeToString,
+            ),
+            'Lookup': grpc.stream_stream_rpc_method_handler(
+                    servicer.Lookup,
+                    request_deserializer=snaplab_dot_v1_dot_array__pb2.LookupBatch.FromString,
+                    response_serializer=snaplab_dot_v1_dot_array__pb2.LookupReplies.SerializeToString,
             ),
             'Read': grpc.unary_stream_rpc_method_handler(
                     servicer.Read,
@@ -574,6 +596,33 @@ class Array:
             '/snaplab.v1.Array/LinkInfoOf',
             snaplab_dot_v1_dot_array__pb2.VolumeRef.SerializeToString,
             snaplab_dot_v1_dot_array__pb2.LinkInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Lookup(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/snaplab.v1.Array/Lookup',
+            snaplab_dot_v1_dot_array__pb2.LookupBatch.SerializeToString,
+            snaplab_dot_v1_dot_array__pb2.LookupReplies.FromString,
             options,
             channel_credentials,
             insecure,
