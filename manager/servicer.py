@@ -258,7 +258,15 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
     @staticmethod
     def _sc_done(operation: str) -> Callable[[object], tuple[str, str, str]]:
         msg = SC_DONE.get(operation)
-        return lambda _r: ("INFO", msg.msg_id if msg else "", msg.text if msg else f"{operation} done.")
+
+        def done(reply: object) -> tuple[str, str, str]:
+            deleted = getattr(reply, "deleted", None)
+            if operation == "iSMsc_delete" and deleted is not None and not deleted.deleted_sv:
+                # -auto found the SV already free: the host prints this notice, so the log says the same.
+                return "NOTICE", E.NOTHING_TO_DELETE.msg_id, E.NOTHING_TO_DELETE.text.split(" (")[0]
+            return "INFO", msg.msg_id if msg else "", msg.text if msg else f"{operation} done."
+
+        return done
 
     # -- B2: enrolment -------------------------------------------------------------------------
     async def Enrol(

@@ -554,6 +554,19 @@ def test_events_log_every_operation_and_watch_streams_them_live(lab: Lab) -> Non
     assert not reader.is_alive()
 
 
+def test_delete_auto_with_a_free_sv_is_logged_as_the_hosts_notice(lab: Lab) -> None:
+    """-auto that finds its SV already free prints a Notice on the host; the event log says the same."""
+    q = lab.business01.route("bv001", query=apb.QueryRequest(bv="bv001")).query
+    if all(g.state != "snap/deleted" for g in q.generations):  # make one SV of the set free
+        oldest = [g for g in q.generations if g.has_relgen][-1]
+        lab.business01.route("bv001", delete=apb.DeleteRequest(bv="bv001", sv=apb.SvRef(sv=oldest.sv, svflg="ld")))
+    start = lab.admin.events()[-1].seq
+    reply = lab.business01.route("bv001", delete=apb.DeleteRequest(bv="bv001", auto=True))
+    assert reply.deleted.deleted_sv == ""
+    events = lab.business01.events(after_seq=start)
+    assert [(e.classification, e.operation, e.msg_id) for e in events] == [("NOTICE", "iSMsc_delete", "iSM19030")]
+
+
 def test_monitor_notices_snapshots_the_array_deleted(lab: Lab) -> None:
     """SRA full (A6): the array deletes a generation as part of a host write; the manager logs it."""
     lab.business01.route("bv002", create=apb.CreateRequest(bv="bv002", cyclic=True))
