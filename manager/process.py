@@ -6,34 +6,31 @@ with ManagerProcess(tmp / "manager", certs=tmp / "certs", arrays={"array1": arra
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Self
 
+from snaplab.common.daemonproc import READY_TIMEOUT, STOP_TIMEOUT, DaemonProcess
 from snaplab.common.rpc import ClientTLS
 
 from .client import ManagerClient
 
-READY_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
+__all__ = ["ManagerProcess", "ManagerProcessError", "READY_TIMEOUT", "STOP_TIMEOUT"]
 
 
 class ManagerProcessError(RuntimeError):
     """The daemon did not start (its output is in the message) or did not stop."""
 
 
-class ManagerProcess:
+class ManagerProcess(DaemonProcess):
     """One ``snaplab-manager`` subprocess on a state folder. Not started until ``start()`` or ``with``.
 
     It runs with cwd = the state folder's parent; its output goes to ``log_path`` (default
     ``<state>.log``) and its ready file is ``<state>.ready.json``. ``arrays`` maps the array names
     the manager knows to their targets (``HOST:PORT``)."""
+
+    program = "snaplab-manager"
+    error = ManagerProcessError
 
     def __init__(
         self,
@@ -49,21 +46,13 @@ class ManagerProcess:
         log_path: Path | str | None = None,
         ready_timeout: float = READY_TIMEOUT,
     ) -> None:
-        self.state_dir = Path(state_dir).absolute()
+        self._init_process(state_dir, env=env, log_path=log_path, ready_timeout=ready_timeout)
         self.certs = Path(certs).absolute()
         self.arrays = dict(arrays)
         self.cert_name = cert_name
         self.listen = listen
         self.log_level = log_level
         self.extra_args = list(extra_args)
-        self.env = env
-        self.log_path = Path(log_path) if log_path else self.state_dir.with_name(self.state_dir.name + ".log")
-        self.ready_file = self.state_dir.with_name(self.state_dir.name + ".ready.json")
-        self.ready_timeout = ready_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self.ready: dict = {}
-        self._log_start = 0
 
     def command(self) -> list[str]:
         cmd = [
@@ -86,106 +75,6 @@ class ManagerProcess:
         for name, target in self.arrays.items():
             cmd += ["--array", f"{name}={target}"]
         return cmd + self.extra_args
-
-    def start(self) -> Self:
-        if self.running:
-            raise ManagerProcessError(f"already running (pid {self.pid})")
-        self.state_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.ready_file.unlink(missing_ok=True)  # a stale file from a killed daemon must not count
-        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                cwd=self.state_dir.parent,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env={**os.environ, **(self.env or {})},
-            )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.kill()
-            raise
-        return self
-
-    def _wait_ready(self) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ManagerProcessError(
-                    f"snaplab-manager exited with status {self.proc.returncode}:\n{self.log_tail()}"
-                )
-            try:
-                info = json.loads(self.ready_file.read_text())
-            except (FileNotFoundError, json.JSONDecodeError):
-                time.sleep(0.02)
-                continue
-            if info.get("pid") == self.proc.pid:
-                self.ready, self.port = info, int(info["port"])
-                return
-            time.sleep(0.02)
-        raise ManagerProcessError(
-            f"snaplab-manager not ready after {self.ready_timeout}s:\n{self.log_tail()}"
-        )
-
-    def log_tail(self, limit: int = 4000) -> str:
-        """What the daemon printed since the last start (the end of it)."""
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(self._log_start)
-                return f.read().decode(errors="replace")[-limit:]
-        except OSError:
-            return ""
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise ManagerProcessError("not started")
-        return self.proc.pid
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def returncode(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
-
-    def kill(self, sig: int = signal.SIGKILL, timeout: float = STOP_TIMEOUT) -> int | None:
-        """Send ``sig`` and wait for the exit; returns the exit status (None if it outlived ``timeout``)."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """SIGTERM (graceful), then SIGKILL after ``timeout``; returns the exit status."""
-        if self.proc is None:
-            return None
-        code = self.kill(signal.SIGTERM, timeout)
-        if code is None:
-            code = self.kill(signal.SIGKILL)
-        return code
-
-    def restart(self) -> Self:
-        self.stop()
-        return self.start()
-
-    def __enter__(self) -> Self:
-        return self if self.running else self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def client(self, principal: str) -> ManagerClient:
         """A client presenting ``principal``'s certificate from ``certs``."""
