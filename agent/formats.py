@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from snaplab.array.blockstore import BLOCK
+from snaplab.san.blocks import BLOCK
 from snaplab.v1 import array_pb2 as pb
 
 NO_TIME = "----/--/-- --:--:--"

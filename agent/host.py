@@ -59,7 +59,7 @@ from snaplab.agent import partitions as pt
 from snaplab.agent.commands.base import CommandError, trace_line
 from snaplab.agent.filesystem import FileSystem, SqlarFileSystem, holders
 from snaplab.agent.vollist import VolEntry, VolumeList, normalise_mount_point, normalise_volume_name
-from snaplab.array.client import ArrayClient
+from snaplab.san.array_client import ArrayClient
 
 from snaplab.common.errors import E
 from snaplab.common.rpc import ClientTLS, SnapLabClientError, call_error, make_channel

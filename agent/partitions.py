@@ -1,8 +1,8 @@
 """Partition tables as a host reads and writes them on its disks: MBR (primary, extended, logical), GPT, dynamic.
 
-The array reads the same sectors for its partition rules (A11, ``snaplab.array.disklayout``); this
+The array reads the same sectors for its partition rules (A11, ``snaplab.san.disklayout``); this
 module is the host's side: it parses a whole table into a :class:`Layout` and writes one back, using
-the array's MBR builder for the MBR, the EBRs and the GPT protective MBR.
+the shared MBR builder for the MBR, the EBRs and the GPT protective MBR.
 
 Numbering follows DiskPart: partitions are numbered from 1 in table order (MBR slots, then the
 logical partitions of the extended partition in chain order; GPT entries in order), and the
@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from snaplab.array import disklayout as dl
+from snaplab.san import disklayout as dl
 
 SECTOR = dl.SECTOR
 NTFS = 0x07  # "IFS": the type Windows gives a new basic data partition on an MBR disk

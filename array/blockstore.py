@@ -17,7 +17,8 @@ import bisect
 import os
 from dataclasses import dataclass, field
 
-BLOCK = 64 * 1024
+from snaplab.san.blocks import BLOCK
+
 ZERO = -1  # a version whose content is all zeros and holds no physical block
 _ZEROS = bytes(BLOCK)
 

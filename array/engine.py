@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 from snaplab.common.errors import E, SnapLabError
 
-from . import disklayout
+from snaplab.san import disklayout
 from .blockstore import BLOCK, ZERO, Family, split_range
 from .model import (
     ACCESS_CONTROL,

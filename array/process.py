@@ -18,7 +18,7 @@ from snaplab.common import pki
 from snaplab.common.daemonproc import READY_TIMEOUT, STOP_TIMEOUT, DaemonProcess
 from snaplab.common.rpc import ClientTLS
 
-from .client import ArrayClient
+from snaplab.san.array_client import ArrayClient
 
 __all__ = ["ArrayProcess", "ArrayProcessError", "make_lab_certs", "READY_TIMEOUT", "STOP_TIMEOUT"]
 

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.line(f"{c.fmt_size(size)} per run in {c.fmt_size(CHUNK)} chunks, {reps} runs per side; daemon and Echo "
              "server each in their own process, mTLS, 32 server threads")
 
-    from snaplab.array.client import ArrayClient
+    from snaplab.san.array_client import ArrayClient
 
     from snaplab.v1 import echo_pb2, echo_pb2_grpc
 

@@ -534,7 +534,7 @@ def worker_main(argv: list[str]) -> int:
     p.add_argument("--seconds", type=float, default=30.0, help="stop (exit 0) after this long")
     args = p.parse_args(argv)
 
-    from snaplab.array.client import ArrayClient
+    from snaplab.san.array_client import ArrayClient
 
     from snaplab.common.rpc import ClientTLS, SnapLabClientError
 

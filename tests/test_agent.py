@@ -20,8 +20,8 @@ from snaplab.agent import partitions as pt
 from snaplab.agent.daemon import AgentServicer, load_commands, run_command
 from snaplab.agent.host import Host
 from snaplab.agent.process import AgentProcess
-from snaplab.array import disklayout as dl
-from snaplab.array.client import ArrayClient
+from snaplab.san import disklayout as dl
+from snaplab.san.array_client import ArrayClient
 from snaplab.array.process import ArrayProcess, make_lab_certs
 from snaplab.manager.process import ManagerProcess
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from snaplab.array.blockstore import BLOCK
-from snaplab.array.client import ArrayClient
+from snaplab.san.blocks import BLOCK
+from snaplab.san.array_client import ArrayClient
 from snaplab.array.process import ArrayProcess, ArrayProcessError, make_lab_certs
 
 from snaplab.common.rpc import ClientTLS, SnapLabClientError, wait_healthy

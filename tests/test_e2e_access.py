@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from snaplab.array.client import ArrayClient
+from snaplab.san.array_client import ArrayClient
 from snaplab.deploy.lab import default_lab_file
 from snaplab.manager.client import ManagerClient
 

@@ -26,7 +26,7 @@ from snaplab.agent import filesystem as fs
 from snaplab.agent import partitions as pt
 from snaplab.agent.daemon import load_commands, run_command
 from snaplab.agent.host import Host
-from snaplab.array import disklayout as dl
+from snaplab.san import disklayout as dl
 from snaplab.array.engine import ArrayEngine
 from snaplab.array.servicer import SERVICE_NAME, add_to_server
 

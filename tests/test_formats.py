@@ -8,7 +8,7 @@ import re
 import pytest
 
 from snaplab.agent import formats
-from snaplab.array.blockstore import BLOCK
+from snaplab.san.blocks import BLOCK
 from snaplab.v1 import array_pb2 as pb
 
 GiB = 1 << 30

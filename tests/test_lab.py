@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from snaplab.array.client import ArrayClient
+from snaplab.san.array_client import ArrayClient
 from snaplab.deploy.lab import config_ops, default_lab_file
 from snaplab.deploy.spec import LabError, LabFileError, LabSpec, parse_size, split_command
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from snaplab.array.client import ArrayClient
+from snaplab.san.array_client import ArrayClient
 from snaplab.array.process import ArrayProcess, make_lab_certs
 from snaplab.manager import routing
 from snaplab.manager.client import ManagerClient

@@ -47,7 +47,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from snaplab.array import disklayout
+from snaplab.san import disklayout
 from snaplab.array.engine import ArrayEngine
 
 from snaplab.common.errors import E, Message, SnapLabError

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from snaplab.array import disklayout
-from snaplab.array.blockstore import BLOCK
+from snaplab.san import disklayout
+from snaplab.san.blocks import BLOCK
 from snaplab.array.engine import ArrayEngine
 from snaplab.array.model import ACCESS_CONTROL, DSV, STATE_ACTIVE, STATE_RESTORING, STATE_UNUSED, VERSION3
 from snaplab.common.errors import SnapLabError, all_messages

@@ -24,7 +24,7 @@ from snaplab.agent.commands import base, snapshot
 from snaplab.agent.commands.base import CommandError
 from snaplab.agent.vollist import VolEntry, VolumeList
 from snaplab.array import serde
-from snaplab.array.blockstore import BLOCK
+from snaplab.san.blocks import BLOCK
 from snaplab.array.engine import ArrayEngine
 from snaplab.array.model import ACCESS_CONTROL, DSV
 from snaplab.common.errors import E, SnapLabError

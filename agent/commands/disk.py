@@ -30,7 +30,7 @@ from snaplab.agent import partitions as pt
 from snaplab.agent.commands.base import CommandError, Ctx, command
 from snaplab.agent.host import Disk, Host, Volume, now_text, volume_guid
 from snaplab.agent.vollist import VolEntry, normalise_mount_point, normalise_volume_name
-from snaplab.array import disklayout as dl
+from snaplab.san import disklayout as dl
 
 from snaplab.common.errors import E
 

@@ -1,4 +1,5 @@
-"""A thin client of the Array service: one method per RPC or config op; refusals raise SnapLabClientError."""
+"""The wire client of the Array service (hosts on the SAN path, admins, tests): one method per RPC or
+config op; refusals raise SnapLabClientError."""
 
 from __future__ import annotations
 
