@@ -1,0 +1,123 @@
+"""Access control (SPEC A5): hosts, their paths, LD assignment, and who may do I/O on what now."""
+
+from __future__ import annotations
+
+import json
+
+from snaplab.common.errors import E, SnapLabError
+
+from .model import ACCESS_CONTROL, LD, PLATFORM_FORMATS, STATE_RESTORING, Gen, Host
+
+
+class AccessMixin:
+    """Hosts reach an LD through a port or an HBA WWN it is assigned to; SVs and SDVs never.
+
+    A mixin of ``ArrayEngine`` (engine.py); the fault checks of an I/O come from faults.py.
+    """
+
+    def register_host(self, name: str, wwns: list[str], ports: list[str], platform: str = "windows") -> Host:
+        if platform not in PLATFORM_FORMATS:
+            raise SnapLabError(E.BAD_ARGUMENT, detail=f"platform {platform}")
+        with self._tx():
+            for port in ports:
+                if not any(p.name == port for p in self.ports.values()):
+                    raise SnapLabError(E.PORT_NOT_FOUND, name=port)
+            h = Host(name, [w.lower() for w in wwns], list(ports), platform)
+            self.db.execute(
+                "INSERT OR REPLACE INTO hosts VALUES (?,?,?,?)", [name, json.dumps(h.wwns), json.dumps(h.ports), platform]
+            )
+            self.hosts[name] = h
+            return h
+
+    def _host_paths(self, host: Host) -> set[str]:
+        return {f"wwn:{w}" for w in host.wwns} | {f"port:{p}" for p in host.ports}
+
+    def _hosts_on_path(self, path: str) -> list[Host]:
+        return [h for h in self.hosts.values() if path in self._host_paths(h)]
+
+    def reaches(self, host: str, ld: LD) -> bool:
+        h = self.hosts.get(host)
+        return h is not None and bool(self.access.get(ld.number, set()) & self._host_paths(h))
+
+    def assign_access(self, ref: str | int, *, port: str | None = None, wwn: str | None = None) -> None:
+        """Assign an LD to a port or to an HBA WWN (A5). SV and SDV never; GPT LVs of one BV on distinct servers."""
+        if (port is None) == (wwn is None):
+            raise SnapLabError(E.BAD_ARGUMENT, detail="give a port or a WWN")
+        with self._tx():
+            if ACCESS_CONTROL not in self.licences or ("licence", ACCESS_CONTROL) in self.faults:
+                raise SnapLabError(E.LICENCE_MISSING, product=ACCESS_CONTROL)
+            ld = self.ld(ref)
+            if ld.type in ("SV", "SDV"):
+                raise SnapLabError(E.AC_FORBIDDEN_TYPE, name=ld.name)
+            if port is not None and not any(p.name == port for p in self.ports.values()):
+                raise SnapLabError(E.PORT_NOT_FOUND, name=port)
+            path = f"port:{port}" if port is not None else f"wwn:{wwn.lower()}"  # type: ignore[union-attr]
+            hosts = self._hosts_on_path(path)
+            for h in hosts:
+                if ld.format not in PLATFORM_FORMATS[h.platform]:
+                    raise SnapLabError(E.FORMAT_PLATFORM, name=f"{ld.name} ({ld.format}) to {h.name}")
+            if ld.format == "WG" and ld.type in ("LV", "BV"):
+                # Guide 3.1 (GPT): the BV and each of its LVs must all be used on different servers.
+                bv_num = ld.bv if ld.type == "LV" else ld.number
+                partners = [self.lds[bv_num], *self._lvs_of(bv_num)]  # type: ignore[index,arg-type]
+                for other in partners:
+                    if other.number != ld.number and any(self.reaches(h.name, other) for h in hosts):
+                        raise SnapLabError(E.AC_GPT_SAME_SERVER, name=ld.name)
+            self.db.execute("INSERT OR IGNORE INTO access VALUES (?,?)", [path, ld.number])
+            self.access.setdefault(ld.number, set()).add(path)
+
+    def unassign_access(self, ref: str | int, *, port: str | None = None, wwn: str | None = None) -> None:
+        with self._tx():
+            ld = self.ld(ref)
+            path = f"port:{port}" if port is not None else f"wwn:{(wwn or '').lower()}"
+            self.db.execute("DELETE FROM access WHERE path=? AND ld=?", [path, ld.number])
+            self.access.get(ld.number, set()).discard(path)
+
+    def visible_lds(self, host: str) -> list[LD]:
+        """The LDs a host sees as disks: assigned to one of its paths, and not SV/SDV."""
+        with self._lock:
+            if ("path", host) in self.faults:
+                return []
+            return [x for x in sorted(self.lds.values(), key=lambda x: x.number)
+                    if x.type not in ("SV", "SDV") and self.reaches(host, x)]
+
+    def check_access(self, ref: str | int, host: str, write: bool = False) -> LD:
+        """Raise unless ``host`` may do I/O on the LD now; returns the LD."""
+        with self._lock:
+            ld = self.ld(ref)
+            self._io_target(ld, host, write)
+            return ld
+
+    def _io_target(self, ld: LD, host: str | None, write: bool) -> tuple[str, LD, Gen | None]:
+        """Resolve what an I/O on ``ld`` reaches: ("head", BV-or-IV, None) or ("gen", SV, gen),
+        enforcing the calling host's access control (A5), link modes and faults."""
+        if host is not None:
+            if ("path", host) in self.faults:
+                raise SnapLabError(E.PATH_FAILURE, name=host)
+            if ld.type in ("SV", "SDV") or not self.reaches(host, ld):
+                raise SnapLabError(E.AC_DENIED, name=ld.name)
+            if ld.type == "BV" and self._bv_link(ld.number) is not None:
+                raise SnapLabError(E.AC_BV_LINKED, name=ld.name)
+        if ld.type == "SDV":
+            raise SnapLabError(E.AC_DENIED, name=ld.name)
+        if ld.type == "LV":
+            lk = self.links.get(ld.number)
+            if lk is None:
+                raise SnapLabError(E.LINK_LOST if ld.link_lost else E.NOT_READY, name=ld.name)
+            if lk.mode == "na":
+                raise SnapLabError(E.AC_DENIED, name=ld.name)
+            if lk.mode == "nr":
+                raise SnapLabError(E.NOT_READY, name=ld.name)
+            if lk.mode == "ro" and write:
+                raise SnapLabError(E.READ_ONLY, name=ld.name)
+            ld = self.lds[lk.target]
+        if ld.type == "SV":
+            g = self.gens[ld.number]
+            if not g.live:
+                raise SnapLabError(E.NOT_READY, name=ld.name)
+            self._check_gen_readable(ld, g)
+            if write and g.state == STATE_RESTORING:
+                raise SnapLabError(E.RESTORING, name=ld.name)
+            return "gen", ld, g
+        self._check_bv_usable(ld)
+        return "head", ld, None
