@@ -1,5 +1,5 @@
 """Helpers for the file-system benchmarks (bench_flush.py, bench_mount.py): a host with a real
-agent file system (``snaplab.agent.host.Host`` + ``agent/filesystem.py``) over gRPC to an in-process
+agent file system (``snaplab.agent.host.Host`` + ``agent/fs/``) over gRPC to an in-process
 array, as one process.
 
 ``FsRig(capacity)``: an ArrayEngine in a temp dir served over gRPC (insecure, test identities), a

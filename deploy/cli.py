@@ -271,7 +271,7 @@ def mount_path(lab: Lab, host: str, mountpoint: str) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from snaplab.agent.filesystem import export_partition  # imported here: lab commands need no agent code
+    from snaplab.agent.fs.export import export_partition  # imported here: lab commands need no agent code
     from snaplab.san.array_client import ArrayClient
 
     from snaplab.common.rpc import ClientTLS

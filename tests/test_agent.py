@@ -154,7 +154,7 @@ def test_diskpart_partitions_formats_and_assigns_g(business_g: Lab) -> None:
     assert dl.read_signature(mbr) not in (None, bytes(4))
     layout = pt.read_layout(lambda o, n: lab.admin.read("bv001", o, n), 16 * MiB)
     (part,) = layout.volumes()
-    # the file system is an SQLite archive in the partition (agent/filesystem.py)
+    # the file system is an SQLite archive in the partition (agent/fs/archive.py)
     assert lab.admin.read("bv001", part.start * 512, 16) == b"SQLite format 3\x00"
     vols = mountvol(lab.business)
     assert ["G:\\"] in vols.values() and ["C:\\"] in vols.values()

@@ -1,4 +1,4 @@
-"""Real data through the guide's procedures (agent/filesystem.py), end to end.
+"""Real data through the guide's procedures (agent/fs/), end to end.
 
 One lab for the module: the guide's reference lab (``snaplab lab up --lab <tmp>``), every command its
 own OS process (the console script with ``SNAPLAB_HOST``/``SNAPLAB_LAB``), files written and read by

@@ -1,4 +1,4 @@
-"""The hosts' file system (agent/filesystem.py): an SQLite archive per partition, a file-system cache in
+"""The hosts' file system (agent/fs/): an SQLite archive per partition, a file-system cache in
 the mount folder that reaches the volume only on flush or unmount, page-granular flushes, damage from
 a torn flush and CHKDSK's repair, partitions (MBR, extended-logical, GPT, dynamic) and signatures.
 
@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from snaplab.agent import filesystem as fs
+from snaplab.agent.fs.archive import FORMAT_ID, PAGE
+from snaplab.agent.fs.export import export_partition
+from snaplab.agent.fs.flush import STOP_HOOK, FlushStats
 from snaplab.agent import partitions as pt
 from snaplab.agent.daemon import load_commands, run_command
 from snaplab.agent.host import Host
@@ -36,7 +38,6 @@ pytestmark = pytest.mark.timeout(120)
 
 MiB = 1024 * 1024
 ARRAY = "A"
-PAGE = fs.PAGE
 BV_SCRIPT = "select disk 1\ncreate partition primary\nformat fs=ntfs label=BV001 quick\nassign letter=G\n"
 NOT_NORMAL = "iSM13639: Specified path is not normal status."
 
@@ -59,7 +60,7 @@ class Rig:
         """The database of a partition of an LD as the array holds it now, in a file."""
         cap = self.engine.ld(ld).capacity
         dest = self.root / f"{ld}-{partition}-{uuid.uuid4().hex[:6]}.db"
-        fs.export_partition(lambda o, n: self.engine.read(ld, o, n), cap, partition, dest)
+        export_partition(lambda o, n: self.engine.read(ld, o, n), cap, partition, dest)
         return dest
 
 
@@ -134,10 +135,10 @@ def g(rig: Rig) -> Path:
     return path
 
 
-def flush(rig: Rig, host: Host, mp: str = "G:") -> fs.FlushStats:
+def flush(rig: Rig, host: Host, mp: str = "G:") -> FlushStats:
     before = dict(host.io)
     rig.run(host, "iSMrc_flush", "-drv", mp)
-    return fs.FlushStats(
+    return FlushStats(
         pages=(host.io["write_bytes"] - before["write_bytes"]) // PAGE,
         writes=host.io["write_calls"] - before["write_calls"],
         bytes=host.io["write_bytes"] - before["write_bytes"],
@@ -156,7 +157,7 @@ def test_format_writes_an_empty_sqlar_archive_the_standard_tools_open(rig: Rig, 
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert conn.execute("SELECT count(*) FROM sqlar").fetchone() == (0,)
     meta = dict(conn.execute("SELECT key, value FROM snaplab_volume"))
-    assert meta["label"] == "BV001" and meta["format"] == fs.FORMAT_ID
+    assert meta["label"] == "BV001" and meta["format"] == FORMAT_ID
     conn.close()
     # the partition starts on a 64 KiB boundary: one SQLite page is one array block
     layout = pt.read_layout(lambda o, n: rig.engine.read("bv001", o, n), 64 * MiB)
@@ -346,10 +347,10 @@ def torn_snapshot(rig: Rig, g: Path) -> tuple[dict[str, bytes], dict[str, bytes]
     for i in range(5):
         (g / f"f{i:02d}.bin").write_bytes(os.urandom(90_000))
     (rig.h1.state / "debug").mkdir(exist_ok=True)
-    (rig.h1.state / "debug" / fs.STOP_HOOK).write_text("3")
+    (rig.h1.state / "debug" / STOP_HOOK).write_text("3")
     _, err, _ = rig.run(rig.h1, "iSMrc_flush", "-drv", "G:", code=1)
     assert NOT_NORMAL in err
-    assert not (rig.h1.state / "debug" / fs.STOP_HOOK).exists()  # one-shot
+    assert not (rig.h1.state / "debug" / STOP_HOOK).exists()  # one-shot
     rig.engine.create("bv001", "sv001_1")
     return state_a, files_of(g)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import grpc
@@ -80,6 +81,37 @@ def normalise_args(args: list[str]) -> list[str]:
                 a = "-" + a[len(d) :]
         out.append(a)
     return out
+
+
+def win_args(args: list[str], valued: tuple[str, ...] = ()) -> tuple[list[str], dict[str, Any]]:
+    """Windows-style arguments: positionals, and ``/X`` or ``/X:value`` switches (names upper-cased);
+    switches in ``valued`` take the next argument (``/s FILE``)."""
+    pos: list[str] = []
+    opts: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("/") and len(a) > 1:
+            name, _, value = a[1:].partition(":")
+            name = name.upper()
+            if name in opts:
+                raise CommandError(E.USAGE, detail=f"{a} given twice")
+            if name in valued and not value:
+                if i + 1 >= len(args):
+                    raise CommandError(E.USAGE, detail=f"{a} needs a value")
+                value = args[i + 1]
+                i += 1
+            opts[name] = value or True
+        else:
+            pos.append(a)
+        i += 1
+    return pos, opts
+
+
+def caller_path(host: Host, name: str) -> Path:
+    """A path a command was given: relative paths are relative to the caller's current folder."""
+    p = Path(name)
+    return p if p.is_absolute() else host.cwd / p
 
 
 @dataclass

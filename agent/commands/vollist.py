@@ -311,8 +311,9 @@ def ismvolgather(ctx: Ctx) -> int:
         raise CommandError(E.GATHER_FAILED, detail=f"{folder} is not a folder")
     stamp = datetime.now().strftime("%Y%m%d%H%M%S")
     path = folder / f"iSMvolgather_{host.name}_{stamp}.zip"
-    # Late import: the disk commands module registers its commands too; both are loaded by the daemon.
-    from snaplab.agent.commands.disk import disk_lines, mountvol_lines
+    # Late import: the disk command modules register their commands too; all are loaded by the daemon.
+    from snaplab.agent.commands.diskpart import disk_lines
+    from snaplab.agent.commands.volume_tools import mountvol_lines
 
     try:
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:

@@ -1,0 +1,339 @@
+"""The host's file-system cache: a mounted volume's archive read into a folder shown at its mount points.
+
+Mounting reads the database from the volume (the header's page count x 64 KiB, nothing more) into a
+working copy ``<state>/fscache/<guid>.db``, keeps a BLAKE2b-128 digest of every page as the volume
+holds it, checks it (``PRAGMA quick_check``, and every file's size and hash as it is extracted; a
+volume that fails is not mountable: iSM13639) and extracts the files into the mount point's folder
+``<state>/mnt/<G or c_mnt_bk>`` (what ``Host.mount_path`` and ``snaplab path HOST G:`` give). That
+folder IS the file-system cache: programs read and write it, and nothing they write reaches the
+volume until a flush (``iSMrc_flush``, ``iSMrc_umount`` without ``-force``/``-offline``: flush.py).
+
+A second mount point of a mounted volume is a symbolic link to the first one's folder; removing the
+last mount point of a volume (MOUNTVOL X: /D) keeps its file system mounted, cache included, in
+``<state>/fscache/<guid>.files`` until a mount point is added again, as Windows keeps a volume
+without a drive letter mounted. A full dismount (``iSMrc_umount``, ``-force``, FORMAT, a deleted
+partition, a disk that is Not Ready at agent start) removes the folders and the working copy. An
+agent that stops gracefully flushes what it can (a server shutdown flushes its caches); an agent that
+starts reads every mounted volume anew (what a crash left unflushed is lost).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sqlite3
+import stat
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from snaplab.agent.commands.base import CommandError
+from snaplab.agent.fs.archive import (
+    PAGE,
+    Damaged,
+    NotFormatted,
+    entry_kind,
+    file_hash,
+    parents,
+    quick_check,
+    read_image,
+    safe_name,
+    serial_of,
+    unpack,
+)
+from snaplab.agent.fs.flush import FlushStats, flush_volume
+from snaplab.agent.fs.session import Rec, Session, open_db
+
+from snaplab.common.errors import E
+
+if TYPE_CHECKING:
+    from snaplab.agent.host import Host, Volume
+
+log = logging.getLogger("snaplab.agent.filesystem")
+
+
+class FileSystemCache:
+    """The mounted file systems of one host's volumes (module docstring): one Session per volume."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.cache = host.state / "fscache"
+        self.debug = host.state / "debug"
+        if self.cache.is_dir():
+            _rmtree(self.cache)  # a new agent reads every volume anew
+        self.cache.mkdir(parents=True, exist_ok=True)
+        self.sessions: dict[tuple[str, str, int], Session] = {}
+
+    def mounted(self, volume: Volume) -> bool:
+        return volume.key in self.sessions
+
+    def attach(self, volume: Volume) -> None:
+        """Mount the volume's file system (read it into the cache); iSM13639 when it is not normal."""
+        if volume.key in self.sessions:
+            return
+        if volume.local or not volume.disk.ready:
+            raise CommandError(E.PATH_NOT_NORMAL)
+        try:
+            self._load(volume)
+        except (NotFormatted, Damaged) as exc:
+            log.info("%s is not mountable: %s", volume.name, exc or type(exc).__name__)
+            raise CommandError(E.PATH_NOT_NORMAL) from None
+
+    def _files(self, guid: str) -> tuple[Path, Path]:
+        return self.cache / f"{guid}.db", self.cache / f"{guid}.files"
+
+    def _load(self, volume: Volume) -> Session:
+        db, parked = self._files(volume.guid)
+        _remove_db(db)
+        _clear(parked)
+        try:
+            pages, digests = read_image(volume, db)
+            conn = open_db(db, volume.size // PAGE)
+            try:
+                problems = quick_check(conn)
+                if problems:
+                    raise Damaged("; ".join(problems[:3]))
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
+                if "sqlar" not in tables:
+                    raise Damaged("no sqlar table")
+                meta = (
+                    dict(conn.execute("SELECT key, value FROM snaplab_volume"))
+                    if "snaplab_volume" in tables
+                    else {}
+                )
+                t0 = time.time_ns()
+                parked.mkdir(parents=True)
+                known = extract(conn, parked, "snaplab_files" in tables, t0)
+            finally:
+                conn.close()
+        except BaseException:
+            _remove_db(db)
+            _clear(parked)
+            raise
+        s = Session(
+            volume.key,
+            volume.guid,
+            db,
+            parked,
+            parked,
+            pages,
+            digests,
+            volume.size,
+            label=str(meta.get("label") or ""),
+            serial=serial_of(meta.get("serial")),
+            known=known,
+        )
+        self.sessions[volume.key] = s
+        log.info("%s mounted: %d pages, %d entries", volume.name, pages, len(known))
+        return s
+
+    def mount(self, volume: Volume, mount_point: str) -> Path:
+        """Show the volume's files at ``mount_point`` (mounting its file system first if needed). A
+        volume whose file system is not normal gets an empty folder: no files to show (iSM13639 on
+        flush; CHKDSK /F repairs it)."""
+        path = self.host.mount_path(mount_point)
+        s = self.sessions.get(volume.key)
+        if s is None:
+            try:
+                self.attach(volume)
+            except CommandError:
+                _clear(path)
+                path.mkdir(parents=True, exist_ok=True)
+                return path
+            s = self.sessions[volume.key]
+        self._present(s, mount_point)
+        return path
+
+    def _present(self, s: Session, mp: str) -> None:
+        path = self.host.mount_path(mp)
+        if any(self.host.mount_path(p) == path for p in s.points):
+            if not os.path.lexists(path):  # someone removed it: show it again
+                if s.root == path:
+                    path.mkdir(parents=True, exist_ok=True)
+                else:
+                    os.symlink(s.root, path)
+            return
+        if path == s.root:
+            s.points.insert(0, mp)
+            return
+        _clear(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not s.points:
+            os.rename(s.root, path)
+            s.root = path
+            s.points = [mp]
+        else:
+            os.symlink(s.root, path)
+            s.points.append(mp)
+
+    def _withdraw(self, s: Session, mp: str) -> None:
+        path = self.host.mount_path(mp)
+        match = next((p for p in s.points if self.host.mount_path(p) == path), None)
+        if match is None:
+            _clear(path)
+            return
+        s.points.remove(match)
+        if path != s.root:
+            _clear(path)
+            return
+        if s.points:
+            new = self.host.mount_path(s.points[0])
+            _clear(new)
+            os.rename(s.root, new)
+            s.root = new
+            for other in s.points[1:]:
+                link = self.host.mount_path(other)
+                _clear(link)
+                os.symlink(new, link)
+        else:
+            _clear(s.parked)
+            os.rename(s.root, s.parked)
+            s.root = s.parked
+
+    def unmount(self, volume: Volume, force: bool = False, mount_point: str | None = None) -> None:
+        """With ``mount_point``: remove that mount point only (the file system stays mounted). Without:
+        dismount — flush first unless ``force`` (the cache is then discarded), remove every folder."""
+        s = self.sessions.get(volume.key)
+        if mount_point is not None:
+            if s is not None:
+                self._withdraw(s, mount_point)
+            else:
+                _clear(self.host.mount_path(mount_point))
+            return
+        if s is not None and not force:
+            self.flush(volume)
+        for mp in list(volume.mount_points) + (list(s.points) if s else []):
+            _clear(self.host.mount_path(mp))
+        self.drop(volume)
+
+    def drop(self, volume: Volume) -> None:
+        """Forget the volume's file system: its mount folders and working copy go, unflushed."""
+        s = self.sessions.pop(volume.key, None)
+        db, parked = self._files(volume.guid)
+        if s is not None:
+            for mp in s.points:
+                _clear(self.host.mount_path(mp))
+            _clear(s.root)
+            db = s.db
+            parked = s.parked
+        _remove_db(db)
+        _clear(parked)
+
+    def flush(self, volume: Volume) -> FlushStats:
+        """Write what changed in the mount folder to the volume (flush.py). iSM13639 when the
+        file system is not mounted (not normal) or the disk is not Ready."""
+        s = self.sessions.get(volume.key)
+        if s is None or volume.local or not volume.disk.ready:
+            raise CommandError(E.PATH_NOT_NORMAL)
+        return flush_volume(volume, s, self.debug)
+
+
+def _remove_db(db: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+
+
+def _rmtree(path: Path) -> None:
+    """shutil.rmtree that also removes what read-only folders (a file's mode from the volume) hold."""
+
+    def retry(func: Callable[..., object], name: str, _exc: object) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(name), 0o700)
+            if os.path.isdir(name) and not os.path.islink(name):
+                os.chmod(name, 0o700)
+            func(name)
+
+    shutil.rmtree(path, onerror=retry)
+
+
+def _clear(path: Path) -> None:
+    """Remove a mount folder, a symbolic link to one, or nothing."""
+    if os.path.islink(path):
+        os.unlink(path)
+    elif path.is_dir():
+        _rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def _write_file(path: str, content: bytes, perm: int, mt: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, perm)
+        os.utime(fd, ns=(mt, mt))
+    finally:
+        os.close(fd)
+
+
+def extract(conn: sqlite3.Connection, root: Path, has_files: bool, t0: int) -> dict[str, Rec]:
+    """Write every entry of the archive under ``root`` (mode, exact mtime); returns the records.
+    Damaged when an entry's data does not match its size or its recorded hash."""
+    q = (
+        "SELECT s.name, s.mode, s.mtime, s.sz, s.data, f.mtime_ns, f.hash FROM sqlar s "
+        "LEFT JOIN snaplab_files f ON f.name = s.name ORDER BY s.name"
+        if has_files
+        else "SELECT name, mode, mtime, sz, data, NULL, NULL FROM sqlar ORDER BY name"
+    )
+    known: dict[str, Rec] = {}
+    dirs: list[tuple[str, int, int]] = []
+    links: list[tuple[str, str, int]] = []
+    made: set[str] = {""}
+
+    def folder(name: str) -> None:
+        parent = name.rpartition("/")[0]
+        if parent not in made:
+            (root / parent).mkdir(parents=True, exist_ok=True)
+            made.update(parents(name))
+
+    for name, mode, mtime, sz, data, mtime_ns, h in conn.execute(q):
+        if not safe_name(name):
+            log.warning("archive entry %r skipped: not a relative path", name)
+            continue
+        mode = int(mode or 0)
+        k = entry_kind(mode) or "f"
+        mt = int(mtime_ns) if mtime_ns is not None else int(mtime or 0) * 1_000_000_000
+        if k == "d":
+            (root / name).mkdir(parents=True, exist_ok=True)
+            made.add(name)
+            made.update(parents(name))
+            dirs.append((name, stat.S_IMODE(mode), mt))
+            continue
+        try:
+            content = unpack(int(sz if sz is not None else 0), data)
+        except (ValueError, zlib.error) as exc:
+            raise Damaged(f"entry {name}: {exc}") from None
+        if k == "l":
+            links.append((name, content.decode(errors="surrogateescape"), mt))
+            continue
+        digest_ = file_hash(content)
+        if h is not None and bytes(h) != digest_:  # the row's data is not what was written for it
+            raise Damaged(f"entry {name}: content does not match its hash")
+        folder(name)
+        perm = stat.S_IMODE(mode) or 0o644
+        _write_file(str(root / name), content, perm, mt)
+        known[name] = Rec("f", len(content), mt, perm, digest_, synced=t0)
+    for name, target, mt in links:
+        path = root / name
+        if any(n in known and known[n].kind == "l" for n in parents(name)) or os.path.lexists(path):
+            continue
+        folder(name)
+        os.symlink(target, path)
+        with contextlib.suppress(OSError):
+            os.utime(path, ns=(mt, mt), follow_symlinks=False)
+        known[name] = Rec("l", 0, mt, 0o777, target=target, synced=t0)
+    for name, perm, mt in sorted(dirs, key=lambda d: -d[0].count("/")):
+        path = root / name
+        with contextlib.suppress(OSError):
+            os.chmod(path, perm or 0o755)
+            os.utime(path, ns=(mt, mt))
+        st = os.lstat(path)
+        known[name] = Rec("d", 0, st.st_mtime_ns, stat.S_IMODE(st.st_mode), synced=t0)
+    # folders without a row of their own (a foreign archive) are new entries for the next flush
+    return known

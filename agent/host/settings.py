@@ -1,0 +1,77 @@
+"""The host's option settings (``etc/iSMrpl.ini``) and its command trace (``etc/iSM_Log<yyyymmdd>.txt``).
+
+Settings, ``etc/iSMrpl.ini`` (read at each use; ON/OFF, YES/NO, 1/0)::
+
+    [SNAPSHOT]
+    MULTI_PARTITION = OFF   ; ON: snapshot, restore and link may act on LDs holding several partitions (A11)
+    GPT = OFF               ; ON: they may act on GPT disks (usage format WG) (A11)
+"""
+
+from __future__ import annotations
+
+import configparser
+import logging
+import threading
+from datetime import datetime
+from pathlib import Path
+
+from snaplab.agent.commands.base import trace_line
+
+log = logging.getLogger("snaplab.agent.host")
+
+DEFAULT_INI = """\
+; SnapControl option settings of this server (SnapLab). Values: ON or OFF.
+[SNAPSHOT]
+; ON: snapshot, restore and link may act on an LD that holds several partitions or logical drives.
+MULTI_PARTITION = OFF
+; ON: they may act on GPT disks (the LD's usage format must be WG).
+GPT = OFF
+"""
+
+
+class Settings:
+    """Part of Host: iSMrpl.ini, read at each use, and the message log."""
+
+    # State that Host.__init__ sets (host.py), named here so this part reads on its own.
+    name: str
+    etc: Path
+    _trace_lock: threading.Lock
+
+    def settings(self) -> configparser.ConfigParser:
+        cp = configparser.ConfigParser(inline_comment_prefixes=(";", "#"))
+        try:
+            cp.read(self.etc / "iSMrpl.ini", encoding="utf-8")
+        except configparser.Error as exc:
+            log.warning("iSMrpl.ini is not readable: %s", exc)
+        return cp
+
+    def setting(self, section: str, key: str, default: str = "") -> str:
+        cp = self.settings()
+        for s in cp.sections():
+            if s.upper() == section.upper():
+                return cp.get(s, key, fallback=default).strip()
+        return default
+
+    def flag(self, section: str, key: str, default: bool = False) -> bool:
+        value = self.setting(section, key, "").upper()
+        if value in ("ON", "YES", "1", "TRUE"):
+            return True
+        if value in ("OFF", "NO", "0", "FALSE"):
+            return False
+        return default
+
+    def layout_options(self) -> tuple[bool, bool]:
+        """(allow_multi_partition, allow_gpt) from iSMrpl.ini [SNAPSHOT] MULTI_PARTITION / GPT."""
+        return self.flag("SNAPSHOT", "MULTI_PARTITION"), self.flag("SNAPSHOT", "GPT")
+
+    def trace(self, command: str, classification: str, msg_id: str, text: str) -> None:
+        """Append one message-log line (SPEC §8) to etc/iSM_Log<yyyymmdd>.txt; never fails the command."""
+        line = trace_line(self.name, command, classification, msg_id, text)
+        try:
+            with (
+                self._trace_lock,
+                open(self.etc / f"iSM_Log{datetime.now():%Y%m%d}.txt", "a", encoding="utf-8") as f,
+            ):
+                f.write(line + "\n")
+        except OSError as exc:
+            log.warning("command trace not written: %s", exc)
