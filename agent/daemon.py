@@ -10,31 +10,28 @@ SIGTERM or SIGINT drains running commands, removes the socket and the ready file
 from __future__ import annotations
 
 import argparse
-import fcntl
 import importlib
-import json
 import logging
 import os
 import pkgutil
-import signal
 import sys
 import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import grpc
 from snaplab.agent.commands import base
 from snaplab.agent.host import Host
 
+from snaplab.common import daemon_runner
+from snaplab.common.daemon_runner import ArgumentParser, UsageError
 from snaplab.common.errors import E
 from snaplab.common.rpc import SnapLabClientError
 from snaplab.v1 import agent_pb2, agent_pb2_grpc
 
 PROG = "snaplab-agent"
-LOCK_FILE = "daemon.lock"
 MAX_SOCKET_PATH = 107  # sockaddr_un.sun_path, without its terminating NUL
 # Commands queue on the host's lock, each holding a worker: keep plenty so Status always gets one.
 MAX_WORKERS = 32
@@ -43,21 +40,8 @@ ROLES = ("business", "backup", "test", "standby")
 log = logging.getLogger("snaplab.agent.daemon")
 
 
-class UsageError(Exception):
-    """Bad command-line input or a start-up failure: one line on stderr, exit status 2 (1 for enrolment)."""
-
-    def __init__(self, message: str, status: int = 2) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog=PROG, description="Run one host's SnapControl agent (the iSM*/disk commands of that host)."
     )
     p.add_argument(
@@ -118,9 +102,7 @@ class Config:
 
 def parse_args(argv: list[str] | None) -> Config:
     a = _parser().parse_args(argv)
-    level = logging.getLevelName(a.log_level.upper())
-    if not isinstance(level, int):
-        raise UsageError(f"--log-level {a.log_level!r} is not a logging level")
+    level = daemon_runner.log_level(a.log_level)
     certs = Path(a.certs).absolute()
     for f in ("ca.crt", f"{a.host}.crt", f"{a.host}.key"):
         if not (certs / f).is_file():
@@ -130,16 +112,14 @@ def parse_args(argv: list[str] | None) -> Config:
     sock = Path(a.socket).absolute()
     if len(str(sock).encode()) > MAX_SOCKET_PATH:
         raise UsageError(f"--socket {sock} is longer than {MAX_SOCKET_PATH} bytes (a Unix socket limit)")
-    state = Path(a.state).absolute()
-    if state.exists() and not state.is_dir():
-        raise UsageError(f"--state {a.state} is not a folder")
+    state = daemon_runner.state_folder(a.state)
     return Config(
         a.host,
         state,
         certs,
         a.manager,
         sock,
-        Path(a.ready_file).absolute() if a.ready_file else None,
+        daemon_runner.ready_path(a.ready_file),
         a.role,
         a.platform,
         a.wwn,
@@ -220,25 +200,6 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
             )
 
 
-def _lock_state(state: Path) -> int:
-    fd = os.open(state / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise UsageError(f"state {state} is in use by another {PROG} (pid {holder})") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def _write_ready(path: Path, info: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info) + "\n")
-    os.replace(tmp, path)
-
-
 def enrol(host: Host, timeout: float, stop: threading.Event) -> None:
     """Enrol, retrying while the manager does not answer; a refusal ends the start at once."""
     deadline = time.monotonic() + timeout
@@ -267,7 +228,7 @@ def serve(cfg: Config, stop: threading.Event) -> int:
         cfg.socket.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create {exc.filename}: {exc.strerror}") from None
-    lock_fd = _lock_state(cfg.state)
+    lock_fd = daemon_runner.lock_state(cfg.state, PROG)
     host = Host(
         cfg.host,
         cfg.state,
@@ -303,15 +264,12 @@ def serve(cfg: Config, stop: threading.Event) -> int:
         os.chmod(cfg.socket, 0o600)
         try:
             if cfg.ready_file:
-                _write_ready(
+                daemon_runner.write_ready_file(
                     cfg.ready_file, {"socket": str(cfg.socket), "pid": os.getpid(), "host": cfg.host}
                 )
             print(f"{PROG}: {cfg.host} serving on unix:{cfg.socket} (state {cfg.state})", flush=True)
-            while not stop.wait(1.0):
-                pass
-            log.info("stopping: draining commands for up to %.1fs", cfg.grace)
-            if cfg.ready_file:
-                cfg.ready_file.unlink(missing_ok=True)
+            daemon_runner.wait_for_stop(stop)
+            daemon_runner.stopping(log, cfg.ready_file, "commands", cfg.grace)
         finally:
             server.stop(cfg.grace).wait()
             cfg.socket.unlink(missing_ok=True)
@@ -328,18 +286,7 @@ def serve(cfg: Config, stop: threading.Event) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    stop = threading.Event()
-    try:
-        cfg = parse_args(argv)
-        logging.basicConfig(
-            level=cfg.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        return serve(cfg, stop)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.status
+    return daemon_runner.run(PROG, parse_args, serve, argv)
 
 
 if __name__ == "__main__":

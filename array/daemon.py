@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
 import logging
 import os
-import signal
 import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
+from snaplab.common import daemon_runner
+from snaplab.common.daemon_runner import ArgumentParser, UsageError
 from snaplab.common.rpc import ServerTLS, start_server
 
 from .engine import ArrayEngine
@@ -21,24 +19,16 @@ from .servicer import SERVICE_NAME, add_to_server
 
 PROG = "snaplab-array"
 DEFAULT_NAME = "SnapLab_Array"
-LOCK_FILE = "daemon.lock"
 # Worker threads: a Wait holds one for up to its timeout, so keep well more than a lab's hosts.
 MAX_WORKERS = 32
 
 log = logging.getLogger("snaplab.array.daemon")
 
 
-class UsageError(Exception):
-    """Bad command-line input: reported as one line on stderr, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Run one emulated disk array (DynamicSnapVolume) as a gRPC daemon.")
+    p = ArgumentParser(
+        prog=PROG, description="Run one emulated disk array (DynamicSnapVolume) as a gRPC daemon."
+    )
     p.add_argument(
         "--state",
         required=True,
@@ -82,17 +72,9 @@ class Config:
     log_level: int
 
 
-def _listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise UsageError(f"--listen must be HOST:PORT with a port 0-65535, not {text!r}")
-    return host, int(port)
-
-
 def parse_args(argv: list[str] | None) -> Config:
     args = _parser().parse_args(argv)
-    host, port = _listen(args.listen)
+    host, port = daemon_runner.host_port(args.listen, "--listen")
     if args.certs and args.insecure:
         raise UsageError("give --certs or --insecure, not both")
     if not args.certs and not args.insecure:
@@ -105,38 +87,11 @@ def parse_args(argv: list[str] | None) -> Config:
             raise UsageError(f"cannot read certificates: {exc.strerror}: {exc.filename}") from None
     if args.name is not None and not 1 <= len(args.name) <= 32:
         raise UsageError("--name must be 1-32 characters")
-    level = logging.getLevelName(args.log_level.upper())
-    if not isinstance(level, int):
-        raise UsageError(f"--log-level {args.log_level!r} is not a logging level")
-    if not args.grace >= 0:
-        raise UsageError("--grace must not be negative")
-    state = Path(args.state).absolute()
-    if state.exists() and not state.is_dir():
-        raise UsageError(f"--state {args.state} is not a folder")
-    ready = Path(args.ready_file).absolute() if args.ready_file else None
-    return Config(state, host, port, tls, ready, args.name, args.grace, level)
-
-
-def _lock_state(state: Path) -> int:
-    """Hold an exclusive lock on the state folder for the daemon's life: two engines on one folder
-    would corrupt it. The lock dies with the process, even on SIGKILL."""
-    fd = os.open(state / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise UsageError(f"state {state} is in use by another {PROG} (pid {holder})") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def write_ready_file(path: Path, info: dict) -> None:
-    """Write atomically (tmp + rename): a watcher never reads a half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info) + "\n")
-    os.replace(tmp, path)
+    level = daemon_runner.log_level(args.log_level)
+    grace = daemon_runner.grace(args.grace)
+    state = daemon_runner.state_folder(args.state)
+    ready = daemon_runner.ready_path(args.ready_file)
+    return Config(state, host, port, tls, ready, args.name, grace, level)
 
 
 def serve(cfg: Config, stop: threading.Event) -> int:
@@ -144,7 +99,7 @@ def serve(cfg: Config, stop: threading.Event) -> int:
         cfg.state.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create state folder {cfg.state}: {exc.strerror}") from None
-    lock_fd = _lock_state(cfg.state)
+    lock_fd = daemon_runner.lock_state(cfg.state, PROG)
     engine = ArrayEngine(cfg.state, name=cfg.name or DEFAULT_NAME)
     try:
         if cfg.name and engine.name != cfg.name:
@@ -164,18 +119,15 @@ def serve(cfg: Config, stop: threading.Event) -> int:
             raise UsageError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from None
         try:
             if cfg.ready_file:
-                write_ready_file(
+                daemon_runner.write_ready_file(
                     cfg.ready_file, {"port": server.port, "pid": os.getpid(), "name": engine.name}
                 )
             print(
                 f"{PROG}: {engine.name} listening on {cfg.host}:{server.port} (state {cfg.state})", flush=True
             )
             log.info("serving %s as %s", SERVICE_NAME, "mTLS" if cfg.tls else "INSECURE (test identities)")
-            while not stop.wait(1.0):
-                pass
-            log.info("stopping: draining requests for up to %.1fs", cfg.grace)
-            if cfg.ready_file:
-                cfg.ready_file.unlink(missing_ok=True)
+            daemon_runner.wait_for_stop(stop)
+            daemon_runner.stopping(log, cfg.ready_file, "requests", cfg.grace)
         finally:
             for servicer in servicers:
                 servicer.shutdown()  # Lookup streams end now rather than holding the drain for its full grace
@@ -188,18 +140,7 @@ def serve(cfg: Config, stop: threading.Event) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    stop = threading.Event()
-    try:
-        cfg = parse_args(argv)
-        logging.basicConfig(
-            level=cfg.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        return serve(cfg, stop)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    return daemon_runner.run(PROG, parse_args, serve, argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ snapshot operations (create named/cyclic, delete, guard, restore + wait, link/un
 the LVs) against the real daemon over mTLS, journalling each op before and after (fsync); the daemon is
 SIGKILLed after a random 20-300 ms; it is restarted and every BV, SV and LV is compared with the model
 rebuilt from the journal (the in-flight op may have happened, not happened, or, for a write, happened for
-a prefix of its chunks), and the engine invariants are checked. See bench/crash_harness.py.
+a prefix of its chunks), and the engine invariants are checked. See tests/harness/crash_harness.py.
 
 Prints one progress line per kill and a final summary (kills, ops acknowledged, verifications,
 failures). Not a benchmark (no ratio; run_all.py does not run it). Exit status 1 if any failure, 0
@@ -26,7 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import crash_harness as ch  # bench/ is sys.path[0] when run as python3 bench/soak_crash.py
+# The harness is test support: it lives in tests/harness/ (a package on the tests folder's path).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from harness import crash_harness as ch  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

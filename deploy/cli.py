@@ -12,8 +12,13 @@ from typing import NoReturn
 
 from snaplab.common.rpc import SnapLabClientError
 
-from .lab import Lab, ProcessStatus, default_lab_dir, default_lab_file, run_command
-from .spec import LabError, LabSpec, format_size
+from .errors import LabError
+from .folder import default_lab_dir, default_lab_file
+from .lab import Lab
+from .setup_commands import run_command
+from .spec import LabSpec
+from .status import ProcessStatus
+from .values import format_size
 
 PROG = "snaplab"
 EXIT_NOT_RUNNING = 3  # `lab status` of a lab that is not running (as LSB init scripts do)

@@ -1,7 +1,7 @@
 """Crash safety (acceptance point 4): SIGKILL the real array daemon at random moments while a separate
 process performs acknowledged writes and snapshot operations; after every restart each acknowledged
 write and operation is there, reads of every BV, SV and LV match the model, and the engine's
-invariants hold (SRA accounting, no shared or leaked physical block, see bench/crash_harness.py).
+invariants hold (SRA accounting, no shared or leaked physical block, see tests/harness/crash_harness.py).
 
 ``SNAPLAB_CRASH_KILLS`` (default 20) sets the number of kills; ``SNAPLAB_CRASH_SEED`` replays a run's
 choices (operations and kill delays; where exactly a kill lands still depends on timing). The seed is
@@ -10,31 +10,22 @@ printed and named in any failure. ``python3 bench/soak_crash.py`` runs the same 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
-HARNESS = Path(__file__).resolve().parent.parent / "bench" / "crash_harness.py"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the harness package: see labtools' docstring
+from harness import crash_harness as ch
+
 KILLS = int(os.environ.get("SNAPLAB_CRASH_KILLS", "20"))
 SEED = int(os.environ["SNAPLAB_CRASH_SEED"]) if os.environ.get("SNAPLAB_CRASH_SEED") else None
-
-
-def _harness():
-    spec = importlib.util.spec_from_file_location("snaplab_crash_harness", HARNESS)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 # About 1 s per kill cycle on a 2-core machine (restart, worker start, verification); generous margin.
 @pytest.mark.timeout(max(170, 8 * KILLS))
 def test_sigkill_keeps_every_acknowledged_write_and_operation(tmp_path: Path) -> None:
-    ch = _harness()
     with ch.CrashHarness(tmp_path / "crash", seed=SEED, log=print) as harness:
         stats = harness.run(KILLS)
         print(harness.summary())

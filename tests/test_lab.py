@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 from snaplab.san.array_client import ArrayClient
-from snaplab.deploy.lab import config_ops, default_lab_file
-from snaplab.deploy.spec import LabError, LabFileError, LabSpec, parse_size, split_command
+from snaplab.deploy.configure import config_ops
+from snaplab.deploy.errors import LabError, LabFileError
+from snaplab.deploy.folder import default_lab_file
+from snaplab.deploy.spec import LabSpec
+from snaplab.deploy.values import parse_size, split_command
 
 from snaplab.common.rpc import ClientTLS
 

@@ -1,0 +1,138 @@
+"""The lab's daemons in start order (arrays, manager, agents): command lines, readiness, runtime.json."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from snaplab.common.rpc import ClientTLS, make_channel, wait_healthy
+
+from .errors import LabError
+from .folder import LabFolder, Report
+from .processes import READY_TIMEOUT, Spawned, daemon_command, last_line, record, spawn, wait_ready
+from .spec import ArraySpec, HostSpec, LabSpec
+from .status import agent_status
+
+ENROL_TIMEOUT = 30.0  # agent ready -> Agent.Status says enrolled
+
+
+# -- command lines -----------------------------------------------------------------------------
+
+
+def array_argv(lab: LabFolder, a: ArraySpec) -> list[str]:
+    argv = [sys.executable, "-m", "snaplab.array.daemon", "--state", str(lab.array_state(a.name))]
+    argv += ["--certs", str(lab.pki), "--cert-name", a.name, "--name", a.name]
+    return argv + ["--listen", "127.0.0.1:0"]
+
+
+def manager_argv(lab: LabFolder, spec: LabSpec, runtime: dict[str, Any]) -> list[str]:
+    argv = [
+        *daemon_command("snaplab-manager", "snaplab.manager.daemon"),
+        "--state",
+        str(lab.manager_state),
+        "--certs",
+        str(lab.pki),
+    ]
+    argv += ["--cert-name", "manager", "--listen", "127.0.0.1:0"]
+    for a in spec.arrays:
+        argv += ["--array", f"{a.name}={runtime['arrays'][a.name]['target']}"]
+    return argv
+
+
+def agent_argv(lab: LabFolder, h: HostSpec, manager_target: str, script: list[str]) -> list[str]:
+    """``script``: how to run ``snaplab-agent`` (looked up once for all hosts)."""
+    argv = [*script, "--host", h.name, "--state", str(lab.host_state(h.name)), "--certs", str(lab.pki)]
+    argv += ["--manager", manager_target, "--socket", str(lab.socket(h.name))]
+    argv += ["--role", h.role, "--platform", h.platform]
+    for w in h.wwns:
+        argv += ["--wwn", w]
+    for port in h.ports:
+        argv += ["--port", port]
+    if h.cluster:
+        argv += ["--cluster", h.cluster, "--cluster-role", h.cluster_role]
+    return argv
+
+
+# -- starting each tier ------------------------------------------------------------------------
+
+
+def _add(lab: LabFolder, runtime: dict[str, Any], s: Spawned, endpoint: str) -> None:
+    runtime["processes"].append(record(s, endpoint))
+    lab.write_runtime(runtime)  # at once: a `lab down` after a crash of `up` still finds it
+
+
+def _target(p: Spawned) -> str:
+    """Where a ready TCP daemon listens (its ready file names the port)."""
+    assert p.ready is not None
+    return f"127.0.0.1:{p.ready['port']}"
+
+
+def _add_healthy(lab: LabFolder, runtime: dict[str, Any], p: Spawned, target: str) -> None:
+    """Record a TCP daemon in runtime.json, then wait for its gRPC health to say SERVING."""
+    _add(lab, runtime, p, target)
+    channel = make_channel(target, ClientTLS.from_folder(lab.pki, "admin"))
+    try:
+        wait_healthy(channel, timeout=READY_TIMEOUT)
+    except TimeoutError as exc:
+        raise LabError(f"{p.label} on {target} is not healthy: {exc} (log: {p.log})") from None
+    finally:
+        channel.close()
+
+
+def start_arrays(
+    lab: LabFolder, spec: LabSpec, started: list[Spawned], runtime: dict[str, Any], report: Report
+) -> None:
+    procs = [spawn(lab, "array", a.name, array_argv(lab, a)) for a in spec.arrays]
+    started.extend(procs)
+    wait_ready(procs)
+    for p, a in zip(procs, spec.arrays, strict=True):
+        target = _target(p)
+        runtime["arrays"][a.name] = {"target": target, "product_id": a.product_id, "pid": p.popen.pid}
+        _add_healthy(lab, runtime, p, target)
+        report(f"array {a.name} listening on {target}")
+
+
+def start_manager(
+    lab: LabFolder, spec: LabSpec, started: list[Spawned], runtime: dict[str, Any], report: Report
+) -> None:
+    p = spawn(lab, "manager", "manager", manager_argv(lab, spec, runtime))
+    started.append(p)
+    wait_ready([p])
+    target = _target(p)
+    runtime["manager"] = {"target": target, "pid": p.popen.pid}
+    _add_healthy(lab, runtime, p, target)
+    report(f"manager listening on {target}")
+
+
+def start_agents(
+    lab: LabFolder, spec: LabSpec, started: list[Spawned], runtime: dict[str, Any], report: Report
+) -> None:
+    """All agents at once; each counts as started once it has enrolled with the manager."""
+    script = daemon_command("snaplab-agent", "snaplab.agent.daemon") if spec.hosts else []
+    manager = runtime["manager"]["target"]
+    procs = [spawn(lab, "agent", h.name, agent_argv(lab, h, manager, script)) for h in spec.hosts]
+    started.extend(procs)
+    wait_ready(procs)
+    for p, h in zip(procs, spec.hosts, strict=True):
+        sock = str(lab.socket(h.name))
+        runtime["hosts"][h.name] = {"socket": sock, "role": h.role, "pid": p.popen.pid}
+        _add(lab, runtime, p, f"unix:{sock}")
+    deadline = time.monotonic() + ENROL_TIMEOUT
+    for p, h in zip(procs, spec.hosts, strict=True):
+        while True:
+            status, detail = agent_status(lab.socket(h.name))
+            if status is not None and status.enrolled:
+                break
+            if p.popen.poll() is not None:
+                raise LabError(
+                    f"agent {h.name} exited with status {p.popen.returncode}: {last_line(p.log, p.log_start)} "
+                    f"(log: {p.log})"
+                )
+            if time.monotonic() > deadline:
+                why = detail or "not enrolled to the manager"
+                raise LabError(
+                    f"agent {h.name} is not healthy after {ENROL_TIMEOUT:.0f}s: {why} (log: {p.log})"
+                )
+            time.sleep(0.1)
+        report(f"agent {h.name} ({h.role}) on {lab.socket(h.name)}, enrolled")

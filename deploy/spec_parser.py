@@ -1,0 +1,56 @@
+"""The whole lab file: TOML decoding, each section read by its reader, then the checks across sections."""
+
+from __future__ import annotations
+
+import tomllib
+
+from .spec import LabSpec
+from .spec_access import AccessReader
+from .spec_arrays import ArraysReader
+from .spec_hosts import HostsReader
+from .spec_reader import unique
+from .spec_setup import SetupReader
+from .values import wwn_key
+
+# Principals of the lab PKI that are not arrays or hosts: names a lab file may not reuse.
+RESERVED_NAMES = ("manager", "admin", "ca")
+
+
+# One reader per section: a new section of the lab file is a new reader class added here.
+class LabParser(ArraysReader, HostsReader, AccessReader, SetupReader):
+    def parse(self, text: str) -> LabSpec:
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise self.fail("", f"not valid TOML: {exc}") from None
+        self.table(raw, "", ("lab", "arrays", "hosts", "access", "setup"))
+        lab = self.table(raw.get("lab", {}), "lab", ("description",))
+        spec = LabSpec(self.source, text, description=self.string(lab, "description", "lab", ""))
+        spec.arrays = [
+            self.array(a, f"arrays[{i}]") for i, a in enumerate(self.items(raw.get("arrays"), "arrays"))
+        ]
+        if not spec.arrays:
+            raise self.fail("arrays", "a lab needs at least one [[arrays]] entry")
+        unique(
+            [a.name for a in spec.arrays], lambda n: self.fail("arrays", f"array name {n!r} is used twice")
+        )
+        spec.hosts = [
+            self.host(h, f"hosts[{i}]", spec) for i, h in enumerate(self.items(raw.get("hosts"), "hosts"))
+        ]
+        unique([h.name for h in spec.hosts], lambda n: self.fail("hosts", f"host name {n!r} is used twice"))
+        taken = {a.name for a in spec.arrays} | set(RESERVED_NAMES)
+        for i, h in enumerate(spec.hosts):
+            if h.name in taken:
+                raise self.fail(f"hosts[{i}].name", f"{h.name!r} is already an array name or a reserved name")
+        wwns: dict[str, str] = {}
+        for h in spec.hosts:
+            for w in h.wwns:
+                key = wwn_key(w)
+                if key in wwns:
+                    raise self.fail(f"hosts[{h.name}].wwns", f"WWN {w} is also a WWN of host {wwns[key]}")
+                wwns[key] = h.name
+        for i, a in enumerate(self.items(raw.get("access"), "access")):
+            spec.access.extend(self.access(a, f"access[{i}]", spec))
+        for i, s in enumerate(self.items(raw.get("setup"), "setup")):
+            spec.setup.extend(self.setup(s, f"setup[{i}]", spec))
+        return spec

@@ -1,0 +1,140 @@
+"""Starting a daemon's gRPC server: mTLS, caller identities, health and reflection; thread-pool or ``grpc.aio``.
+
+Two flavours: ``start_server`` (a thread-pool ``grpc.server``: the array daemon, whose engine
+blocks) and ``start_aio_server`` (``grpc.aio``: the manager, which mostly waits on arrays and serves
+each call on one event loop, without thread hand-offs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .rpc_identity import AioIdentityInterceptor, IdentityInterceptor
+from .rpc_tls import CHANNEL_OPTIONS, ServerTLS, server_credentials
+
+# Without so_reuseport=0 a second daemon could bind a fixed port already in use and share it silently.
+_SERVER_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+class RunningServer:
+    """A started server; ``stop()`` (or leaving the ``with`` block) drains it gracefully."""
+
+    def __init__(self, server: grpc.Server, port: int, health_servicer: health.HealthServicer) -> None:
+        self.server = server
+        self.port = port
+        self.health = health_servicer
+
+    def stop(self, grace: float = 5.0) -> None:
+        # NOT_SERVING first, so load balancers and wait_healthy() stop sending work before we drain.
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def start_server(
+    add_servicers: Callable[[grpc.Server], None],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: ServerTLS | None,
+    service_names: list[str],
+    max_workers: int = 16,
+    insecure_test_identities: bool = False,
+) -> RunningServer:
+    """Start a server with health and reflection; mTLS (client certificate required) unless ``tls`` is None.
+
+    ``tls=None`` is for unit tests only: callers then have no identity, except a test header
+    when ``insecure_test_identities`` is set.
+    """
+    if tls is not None and insecure_test_identities:
+        raise ValueError("test identities are only for insecure servers")
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        interceptors=[IdentityInterceptor(tls=tls is not None, insecure_test_identities=insecure_test_identities)],
+        options=_SERVER_OPTIONS,
+    )
+    add_servicers(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ["", *service_names]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+
+    address = _address(host, port)
+    if tls is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, server_credentials(tls))
+    if not bound:
+        raise RuntimeError(f"cannot bind {address}")
+    server.start()
+    return RunningServer(server, bound, health_servicer)
+
+
+class RunningAioServer:
+    """A started ``grpc.aio`` server; ``await stop()`` drains it gracefully."""
+
+    def __init__(self, server: grpc.aio.Server, port: int, health_servicer: Any) -> None:
+        self.server = server
+        self.port = port
+        self.health = health_servicer
+
+    async def stop(self, grace: float = 5.0) -> None:
+        # NOT_SERVING first, so load balancers and wait_healthy() stop sending work before we drain.
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+async def start_aio_server(
+    add_servicers: Callable[[grpc.aio.Server], None],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: ServerTLS | None,
+    service_names: list[str],
+    insecure_test_identities: bool = False,
+) -> RunningAioServer:
+    """:func:`start_server` on ``grpc.aio`` (call it in the loop that will serve): the same mTLS,
+    identities, health and reflection, for servicers whose RPC methods are ``async``."""
+    if tls is not None and insecure_test_identities:
+        raise ValueError("test identities are only for insecure servers")
+    server = grpc.aio.server(
+        interceptors=[
+            AioIdentityInterceptor(tls=tls is not None, insecure_test_identities=insecure_test_identities)
+        ],
+        options=_SERVER_OPTIONS,
+    )
+    add_servicers(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ["", *service_names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+
+    address = _address(host, port)
+    try:
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, server_credentials(tls))
+    except RuntimeError as exc:  # grpc.aio raises where grpc.server returns 0
+        raise RuntimeError(f"cannot bind {address}") from exc
+    if not bound:
+        raise RuntimeError(f"cannot bind {address}")
+    await server.start()
+    return RunningAioServer(server, bound, health_servicer)
