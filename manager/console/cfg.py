@@ -1,0 +1,257 @@
+"""``iSMcfg``: the configuration subcommands, each one Configure request to the manager as admin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from snaplab.common.errors import E, SnapLabError
+from snaplab.v1 import array_pb2 as apb
+
+from ..client import ManagerClient
+from .options import Usage, fmt_size, need, parse_number, parse_options, parse_size
+
+ARRAY_OPT = "-arrayname"
+
+
+def _pool_ref(opts: dict[str, Any]) -> str:
+    if "-poolnumber" in opts and "-poolname" in opts:
+        raise Usage("give -poolnumber or -poolname, not both")
+    if "-poolnumber" in opts:
+        return str(parse_number(opts["-poolnumber"], "-poolnumber"))
+    if "-poolname" in opts:
+        return str(opts["-poolname"])
+    raise Usage("-poolnumber is required")
+
+
+def _path(opts: dict[str, Any]) -> dict[str, str]:
+    if ("-portname" in opts) == ("-wwn" in opts):
+        raise Usage("give -portname or -wwn")
+    return {"port": opts.get("-portname", ""), "wwn": opts.get("-wwn", "")}
+
+
+def _ld_ref(opts: dict[str, Any]) -> str:
+    if "-ldname" in opts:
+        return str(opts["-ldname"])
+    if "-ldn" in opts:
+        return f"{parse_number(opts['-ldn'], '-ldn'):04x}h"
+    raise Usage("-ldname is required")
+
+
+class Cfg:
+    """One ``iSMcfg`` subcommand: its options and how they become a ConfigRequest (or a fault)."""
+
+    def __init__(
+        self,
+        msg_id: str,
+        values: tuple[str, ...],
+        flags: tuple[str, ...] = (),
+        repeat: tuple[str, ...] = (),
+        summary: str = "",
+    ) -> None:
+        self.msg_id = msg_id
+        self.values = (*values, ARRAY_OPT)
+        self.flags = flags
+        self.repeat = repeat
+        self.summary = summary
+
+
+SUBCOMMANDS: dict[str, Cfg] = {
+    "poolbind": Cfg(
+        "iSM04001",
+        ("-poolnumber", "-poolname", "-pooltype", "-capacity"),
+        summary="-poolnumber N -poolname NAME -pooltype basic|dynamic -capacity SIZE",
+    ),
+    "ldbind": Cfg(
+        "iSM04002",
+        ("-poolnumber", "-poolname", "-ldn", "-ldname", "-capacity", "-ldattr", "-osformat"),
+        summary="-poolnumber N -ldname NAME -capacity SIZE [-ldn N] [-ldattr iv|cv|mv|rv] [-osformat WN]",
+    ),
+    "ldunbind": Cfg("iSM04003", ("-ldname", "-ldn"), summary="-ldname NAME | -ldn N"),
+    "srabind": Cfg(
+        "iSM04004",
+        ("-poolnumber", "-poolname", "-capacity", "-sdvname", "-sdvn"),
+        ("-extend",),
+        summary="-poolnumber N -capacity SIZE [-sdvname NAME] [-sdvn N] [-extend]",
+    ),
+    "generationadd": Cfg(
+        "iSM04005",
+        ("-bvname", "-poolnumber", "-poolname", "-count"),
+        repeat=("-svname",),
+        summary="-bvname BV -poolnumber N [-count C] [-svname SV ...]",
+    ),
+    "generationdel": Cfg("iSM04006", ("-bvname", "-count"), summary="-bvname BV [-count C]"),
+    "lvbind": Cfg("iSM04007", ("-bvname", "-lvn", "-lvname"), summary="-bvname BV -lvname LV [-lvn N]"),
+    "lvunbind": Cfg("iSM04008", ("-ldname", "-ldn"), summary="-ldname LV | -ldn N"),
+    "ldformat": Cfg(
+        "iSM04009", ("-ldname", "-ldn", "-osformat"), summary="-ldname NAME -osformat WN|WG|LX|..."
+    ),
+    "portadd": Cfg(
+        "iSM04010", ("-director", "-port", "-portname"), summary="-director N -port N -portname NAME"
+    ),
+    "arrayname": Cfg("iSM04011", ("-newname",), summary="-newname NAME"),
+    "licenseadd": Cfg("iSM04012", ("-product", "-capacity"), summary="-product PRODUCT [-capacity SIZE]"),
+    "licensedel": Cfg("iSM04013", ("-product",), summary="-product PRODUCT"),
+    "hostadd": Cfg(
+        "iSM04014",
+        ("-hostname", "-platform"),
+        repeat=("-wwn", "-portname"),
+        summary="-hostname HOST [-wwn WWN ...] [-portname PORT ...] [-platform windows]",
+    ),
+    "accessadd": Cfg(
+        "iSM04015", ("-ldname", "-ldn", "-portname", "-wwn"), summary="-ldname LD -portname PORT | -wwn WWN"
+    ),
+    "accessdel": Cfg(
+        "iSM04016", ("-ldname", "-ldn", "-portname", "-wwn"), summary="-ldname LD -portname PORT | -wwn WWN"
+    ),
+    "faultset": Cfg("iSM04017", ("-kind", "-target"), summary="-kind KIND -target TARGET"),
+    "faultclear": Cfg("iSM04018", ("-kind", "-target"), summary="-kind KIND -target TARGET"),
+}
+
+
+def _config_request(sub: str, o: dict[str, Any]) -> dict[str, Any]:
+    """The ConfigRequest fields of a configuration subcommand."""
+    if sub == "poolbind":
+        need(o, "-poolnumber", "-poolname", "-pooltype", "-capacity")
+        return {
+            "bind_pool": apb.BindPool(
+                number=parse_number(o["-poolnumber"], "-poolnumber"),
+                name=o["-poolname"],
+                kind=o["-pooltype"].lower(),
+                capacity=parse_size(o["-capacity"]),
+            )
+        }
+    if sub == "ldbind":
+        need(o, "-ldname", "-capacity")
+        number = {"number": parse_number(o["-ldn"], "-ldn")} if "-ldn" in o else {}
+        return {
+            "bind_ld": apb.BindLd(
+                name=o["-ldname"],
+                capacity=parse_size(o["-capacity"]),
+                pool=_pool_ref(o),
+                format=o.get("-osformat", "WN").upper(),
+                attr=o.get("-ldattr", "iv").lower(),
+                **number,
+            )
+        }
+    if sub in ("ldunbind", "lvunbind"):
+        return {"unbind_ld": apb.UnbindLd(ld=_ld_ref(o))}
+    if sub == "srabind":
+        need(o, "-capacity")
+        number = {"number": parse_number(o["-sdvn"], "-sdvn")} if "-sdvn" in o else {}
+        return {
+            "build_sra": apb.BuildSra(
+                pool=_pool_ref(o),
+                capacity=parse_size(o["-capacity"]),
+                sdv_name=o.get("-sdvname", ""),
+                extend=bool(o.get("-extend")),
+                **number,
+            )
+        }
+    if sub == "generationadd":
+        need(o, "-bvname")
+        names = o.get("-svname", [])
+        count = parse_number(o["-count"], "-count") if "-count" in o else max(1, len(names))
+        if names and len(names) != count:
+            raise Usage("give one -svname per generation (or none for automatic names)")
+        return {
+            "add_generations": apb.AddGenerations(
+                bv=o["-bvname"], pool=_pool_ref(o), count=count, sv_names=names
+            )
+        }
+    if sub == "generationdel":
+        need(o, "-bvname")
+        count = parse_number(o["-count"], "-count") if "-count" in o else 1
+        return {"delete_generations": apb.DeleteGenerations(bv=o["-bvname"], count=count)}
+    if sub == "lvbind":
+        need(o, "-bvname", "-lvname")
+        number = {"number": parse_number(o["-lvn"], "-lvn")} if "-lvn" in o else {}
+        return {"bind_lv": apb.BindLv(bv=o["-bvname"], name=o["-lvname"], **number)}
+    if sub == "ldformat":
+        need(o, "-osformat")
+        return {"set_format": apb.SetFormat(ld=_ld_ref(o), format=o["-osformat"].upper())}
+    if sub == "portadd":
+        need(o, "-director", "-port", "-portname")
+        return {
+            "add_port": apb.AddPort(
+                director=parse_number(o["-director"], "-director"),
+                port=parse_number(o["-port"], "-port"),
+                name=o["-portname"],
+            )
+        }
+    if sub == "arrayname":
+        need(o, "-newname")
+        return {"set_array_name": apb.SetArrayName(name=o["-newname"])}
+    if sub == "licenseadd":
+        need(o, "-product")
+        capacity = parse_size(o["-capacity"]) if "-capacity" in o else 0
+        return {"set_licence": apb.SetLicence(product=o["-product"], capacity=capacity)}
+    if sub == "licensedel":
+        need(o, "-product")
+        return {"remove_licence": apb.RemoveLicence(product=o["-product"])}
+    if sub == "hostadd":
+        need(o, "-hostname")
+        return {
+            "register_host": apb.RegisterHost(
+                name=o["-hostname"],
+                wwns=o.get("-wwn", []),
+                ports=o.get("-portname", []),
+                platform=o.get("-platform", "windows").lower(),
+            )
+        }
+    if sub in ("accessadd", "accessdel"):
+        field, cls = (
+            ("assign_access", apb.AssignAccess)
+            if sub == "accessadd"
+            else ("unassign_access", apb.UnassignAccess)
+        )
+        return {field: cls(ld=_ld_ref(o), **_path(o))}
+    raise Usage(f"unknown subcommand {sub}")  # pragma: no cover - SUBCOMMANDS and this list match
+
+
+def _ld_line(ld: apb.Ld) -> str:
+    return f"  {ld.type + ':' + ld.name:<36} {ld.number}  {ld.format or '-':<2}  {fmt_size(ld.capacity):>8}  {ld.pool}"
+
+
+def cfg_usage() -> str:
+    lines = ["Usage: iSMcfg SUBCOMMAND [OPTIONS] [-arrayname ARRAY]"]
+    lines += [f"  iSMcfg {name} {c.summary}" for name, c in SUBCOMMANDS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def run_cfg(client: ManagerClient, args: list[str]) -> list[str]:
+    """``iSMcfg SUBCOMMAND OPTIONS``: the lines to print on success; refusals raise."""
+    if not args:
+        raise Usage("give a subcommand")
+    sub = args[0].lower()
+    spec = SUBCOMMANDS.get(sub)
+    if spec is None:
+        raise Usage(f"unknown subcommand {args[0]}")
+    o = parse_options(args[1:], spec.values, spec.flags, spec.repeat)
+    array = o.get(ARRAY_OPT, "")
+    lines: list[str] = []
+    if sub in ("faultset", "faultclear"):
+        need(o, "-kind", "-target")
+        call = client.inject_fault if sub == "faultset" else client.clear_fault
+        state = call(o["-kind"], o["-target"], array=array)
+        lines.append(f"iSMcfg:Info: {spec.msg_id}: iSMcfg {sub} has normally terminated.")
+        lines += [f"  Fault: {f}" for f in state.faults]
+        return lines
+    request = _config_request(sub, o)
+    if sub == "lvunbind":  # lvunbind unbinds only LVs (the array's unbind takes any LD)
+        ref = request["unbind_ld"].ld
+        state = client.monitor(array).arrays[0].state
+        ld = next((x for x in state.lds if ref in (x.name, x.number)), None)
+        if ld is None:
+            raise SnapLabError(E.NOT_FOUND, name=ref)
+        if ld.type != "LV":
+            raise SnapLabError(E.NOT_LV, name=ld.name)
+    reply = client.configure(array, **request)
+    lines.append(f"iSMcfg:Info: {spec.msg_id}: iSMcfg {sub} has normally terminated.")
+    lines += [_ld_line(ld) for ld in reply.lds]
+    lines += [f"  Removed: {name}" for name in reply.names]
+    return lines
+
+
+# -- iSMview -------------------------------------------------------------------------------------
+
+

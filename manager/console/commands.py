@@ -1,0 +1,112 @@
+"""Running a console command line: the admin client of the lab, errors as iSM lines, the console scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+from snaplab.common.errors import E, SnapLabError
+from snaplab.common.rpc import ClientTLS, SnapLabClientError
+
+from ..client import ManagerClient
+from .cfg import cfg_usage, run_cfg
+from .options import DEFAULT_LAB, TIMEOUT, Usage
+from .view import run_view, view_usage
+
+# -- entry points ----------------------------------------------------------------------------------
+
+COMMANDS: dict[str, tuple[Callable[[ManagerClient, list[str]], list[str]], Callable[[], str]]] = {
+    "ismcfg": (run_cfg, cfg_usage),
+    "ismview": (run_view, view_usage),
+}
+
+
+def manager_target(lab_dir: Path) -> str:
+    """The manager's HOST:PORT from ``<lab>/runtime.json``."""
+    path = lab_dir / "runtime.json"
+    try:
+        target = json.loads(path.read_text())["manager"]["target"]
+    except FileNotFoundError:
+        raise SnapLabError(E.LAB_UNKNOWN, detail=f"{path} does not exist; is the lab up?") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SnapLabError(E.LAB_UNKNOWN, detail=f"{path} has no manager target") from None
+    if not isinstance(target, str) or not target:
+        raise SnapLabError(E.LAB_UNKNOWN, detail=f"{path} has no manager target")
+    return target
+
+
+def _client(lab_dir: Path, target: str | None) -> ManagerClient:
+    pki = lab_dir / "pki"
+    try:
+        tls = ClientTLS.from_folder(pki, "admin")
+    except OSError:
+        raise SnapLabError(E.LAB_UNKNOWN, detail=f"no admin certificate in {pki}") from None
+    return ManagerClient(target or manager_target(lab_dir), tls, timeout=TIMEOUT)
+
+
+def run_console(argv: list[str], lab_dir: str | Path, *, target: str | None = None) -> tuple[str, str, int]:
+    """Run one console command line (``argv[0]`` is ``iSMcfg`` or ``iSMview``); returns (stdout, stderr, status)."""
+    name = argv[0].replace("\\", "/").rsplit("/", 1)[-1] if argv else ""
+    if name.lower().endswith(".exe"):
+        name = name[:-4]
+    entry = COMMANDS.get(name.lower())
+    if entry is None:
+        return "", f"'{name}' is not recognized as an internal or external command.\n", 9009
+    run, usage = entry
+    args = list(argv[1:])
+    if args and args[0].lower() in ("-h", "-help", "--help", "-?"):
+        return usage(), "", 0
+    client: ManagerClient | None = None
+    try:
+        client = _client(Path(lab_dir).expanduser(), target)
+        lines = run(client, args)
+        return "".join(line + "\n" for line in lines), "", 0
+    except Usage as exc:
+        usage_text = E.USAGE.text.format(detail=str(exc))
+        return "", f"{name}:Error: {E.USAGE.msg_id}: {usage_text}\n{usage()}", 1
+    except SnapLabError as exc:
+        return "", f"{name}:Error: {exc.msg_id}: {exc.text}\n", 1
+    except SnapLabClientError as exc:
+        msg_id: str | None = exc.msg_id
+        text = exc.text
+        if not msg_id:
+            if exc.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                msg_id = E.MANAGER_UNREACHABLE.msg_id
+                text = E.MANAGER_UNREACHABLE.text.format(name=client.target if client else "-")
+            else:
+                msg_id, text = E.INTERNAL.msg_id, E.INTERNAL.text.format(detail=exc.details or exc.code.name)
+        return "", f"{name}:Error: {msg_id}: {text}\n", 1
+    except Exception as exc:  # noqa: BLE001 - never a traceback for the operator
+        return (
+            "",
+            f"{name}:Error: {E.INTERNAL.msg_id}: {E.INTERNAL.text.format(detail=type(exc).__name__)}\n",
+            1,
+        )
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _main(command: str) -> int:
+    lab = os.environ.get("SNAPLAB_LAB") or DEFAULT_LAB
+    out, err, code = run_console(
+        [command, *sys.argv[1:]], lab, target=os.environ.get("SNAPLAB_MANAGER") or None
+    )
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return code
+
+
+def main_cfg() -> int:
+    """Console script ``iSMcfg``."""
+    return _main("iSMcfg")
+
+
+def main_view() -> int:
+    """Console script ``iSMview``."""
+    return _main("iSMview")
