@@ -28,6 +28,7 @@ log = logging.getLogger("snaplab.agent")
 CommandFn = Callable[["Ctx"], "int | None"]
 COMMANDS: dict[str, CommandFn] = {}
 
+_NO_ANSWER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 # Typographic dashes appear in the guide's printed commands (e.g. "iSMsc_svguard –bv bv001");
 # an operator pasting them must get the same result as with "-".
 _DASHES = ("\u2013", "\u2014", "\u2212", "\uff0d")
@@ -51,7 +52,10 @@ class CommandError(Exception):
         super().__init__(f"{self.msg_id}: {self.text}")
 
     @classmethod
-    def of(cls, exc: BaseException) -> CommandError:
+    def of(cls, exc: BaseException, *, manager: str = "", array: str = "") -> CommandError:
+        """The refusal ``exc`` stands for. A failed call without an iSM id is named by what failed:
+        the management server at ``manager``, or the disk array ``array``, did not answer (never the
+        transport's own text)."""
         if isinstance(exc, CommandError):
             return exc
         if isinstance(exc, SnapLabError):
@@ -62,9 +66,15 @@ class CommandError(Exception):
         if isinstance(exc, grpc.RpcError):
             exc = call_error(exc)
         if isinstance(exc, SnapLabClientError):
+            if not exc.msg_id:
+                if exc.code not in _NO_ANSWER:
+                    return cls(E.INTERNAL, detail=exc.code.name)
+                if manager:
+                    return cls(E.MANAGER_UNREACHABLE, name=manager)
+                return cls(E.ARRAY_UNREACHABLE, name=array or "-")
             out = cls.__new__(cls)
             text = exc.text or str(exc)
-            out.msg_id = exc.msg_id or (E.ARRAY_UNREACHABLE.msg_id if exc.code == grpc.StatusCode.UNAVAILABLE else "iSM19999")
+            out.msg_id = exc.msg_id
             if text.startswith(f"{out.msg_id}: "):
                 text = text[len(out.msg_id) + 2 :]
             out.text = text
@@ -182,7 +192,7 @@ class Ctx:
         try:
             return self.host.manager.Route(req, timeout=timeout)
         except grpc.RpcError as exc:
-            raise CommandError.of(exc) from None
+            raise CommandError.of(exc, manager=self.host.manager_target) from None
 
 
 def run(host: Host, argv: list[str], stdin: str = "") -> tuple[str, str, int]:

@@ -100,8 +100,8 @@ def build(host: Host) -> VolumeList:
     """The volume list of the host as it is now."""
     disks = [d for d in host.visible_disks() if not d.local]
     if host.unreachable:
-        err = next(iter(host.unreachable.values()))
-        raise CommandError.of(err)
+        array, err = next(iter(host.unreachable.items()))
+        raise CommandError.of(err, array=array)
     cvs = _control_volumes(host, disks)
     entries: list[VolEntry] = []
     for d in disks:
