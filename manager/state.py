@@ -282,9 +282,13 @@ class ManagerState:
     def events(self, after_seq: int = 0, limit: int = 0) -> list[EventRecord]:
         """Events with ``seq > after_seq``, oldest first; at most ``limit`` (0: up to 10 000)."""
         n = MAX_EVENTS_PER_READ if limit <= 0 else min(limit, MAX_EVENTS_PER_READ)
-        # Read bounded too: a log written before the limits existed may hold huge fields.
+        # Read bounded too: a log written before the limits existed may hold huge fields, and NULs
+        # (which end an SQLite text for substr and length): the head of each field's bytes is read.
         room = {f: m + _CUT_MARK_ROOM for f, m in EVENT_LIMITS.items()}
-        fields = ", ".join(f"substr({f}, 1, {m}) AS {f}, length({f}) AS {f}_len" for f, m in room.items())
+        fields = ", ".join(
+            f"substr(CAST({f} AS BLOB), 1, {4 * m}) AS {f}, length(CAST({f} AS BLOB)) AS {f}_len"
+            for f, m in room.items()
+        )
         with self._lock:
             rows = list(
                 self.db.query(
@@ -294,7 +298,7 @@ class ManagerState:
             )
         out = []
         for r in rows:
-            kept = {f: shown(r[f] or "", m, total=r[f"{f}_len"]) for f, m in room.items()}
+            kept = {f: _bounded(r[f], r[f"{f}_len"], m) for f, m in room.items()}
             out.append(EventRecord(r["seq"], r["time"], classification=r["classification"], **kept))
         return out
 
@@ -368,6 +372,14 @@ class ManagerState:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+def _bounded(head: bytes | None, size: int | None, limit: int) -> str:
+    """A field read as the head of its bytes (``size`` in all): at most ``limit`` characters, escaped."""
+    text = (head or b"").decode("utf-8", "replace")
+    if (size or 0) > len(head or b""):
+        return shown(text, limit, total=size, unit="bytes")
+    return shown(text, limit)
 
 
 def _definition(row: dict) -> HostDefinition:

@@ -3,13 +3,14 @@
 Each string field of a request message (array, manager and agent contracts, nested messages
 included) has a ``Rule``: a length limit, a character rule and, for repeated fields, a count limit.
 ``check_request`` applies them to a decoded request and raises ``SnapLabError`` (iSM19005) naming
-the field; ``rpc_validation`` runs it on every request before any servicer sees it.
+the field (real numbers, i.e. timeouts, must be finite and not negative: iSM19001); ``rpc_validation`` runs it on every request before any servicer sees it.
 ``shown`` is the bounded, escaped form in which a string may appear in a message, a log line or
 the event log.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,15 +28,15 @@ _WWN = re.compile(r"[0-9A-Fa-f]{2}(?:[:-]?[0-9A-Fa-f]{2}){7}")
 _HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def shown(value: str, limit: int = SHOWN_CHARS, *, total: int | None = None) -> str:
+def shown(value: str, limit: int = SHOWN_CHARS, *, total: int | None = None, unit: str = "characters") -> str:
     """``value`` as it may be quoted: control and other unprintable characters escaped (``\\n``,
     ``\\x00``, ``\\u200b``), at most ``limit`` characters of it, and the length when cut (``total``:
-    the length of the whole when ``value`` is already a cut piece of it)."""
+    the size of the whole, in ``unit``, when ``value`` is already a cut piece of it)."""
     length = len(value) if total is None else max(total, len(value))
     head = value[:limit]
     text = head if head.isprintable() else head.encode("unicode_escape").decode("ascii")[:limit]
-    if length > limit:
-        return f"{text}...({length} characters)"
+    if length > limit or total is not None:
+        return f"{text}...({length} {unit})"
     return text
 
 
@@ -140,13 +141,15 @@ def rule_for(message: str, field: str) -> Rule | None:
 
 # -- applying them ----------------------------------------------------------------------------------
 
-_Plan = list[tuple[str, str, bool, Any]]  # (field, "str" | "msg" | "other", repeated, rule or None)
+_Plan = list[tuple[str, str, bool, Any]]  # (field, "str" | "real" | "msg" | "other", repeated, rule or None)
+_REALS = (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT)
 _PLANS: dict[str, _Plan] = {}
 
 
 def _plan(desc: Descriptor) -> _Plan:
-    """What to look at in one message type: its string fields (with their rule), message fields,
-    and repeated fields of other types (counted). Bytes fields are never read (block data)."""
+    """What to look at in one message type: its string fields (with their rule), real numbers
+    (timeouts: finite, not negative), message fields, and repeated fields of other types
+    (counted). Bytes fields are never read (block data)."""
     plan = _PLANS.get(desc.full_name)
     if plan is not None:
         return plan
@@ -155,6 +158,8 @@ def _plan(desc: Descriptor) -> _Plan:
         repeated = f.is_repeated
         if f.type == FieldDescriptor.TYPE_STRING:
             plan.append((f.name, "str", repeated, rule_for(desc.full_name, f.name)))
+        elif f.type in _REALS and not repeated:
+            plan.append((f.name, "real", False, None))
         elif f.type == FieldDescriptor.TYPE_MESSAGE and not f.message_type.GetOptions().map_entry:
             plan.append((f.name, "msg", repeated, MAX_ITEMS.get((desc.full_name, f.name), DEFAULT_MAX_ITEMS)))
         elif repeated:
@@ -197,6 +202,10 @@ def check_request(message: Any, path: str = "") -> None:
                     rule.check(where, v)
             else:
                 rule.check(where, getattr(message, name))
+        elif kind == "real":
+            value = getattr(message, name)
+            if not math.isfinite(value) or value < 0:
+                raise SnapLabError(E.BAD_ARGUMENT, detail=f"{where} must be a non-negative number")
         elif kind == "msg":
             if repeated:
                 items = getattr(message, name)
