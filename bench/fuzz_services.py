@@ -30,14 +30,14 @@ from pathlib import Path
 
 # The harness is test support: it lives in tests/ (labtools and the harness package).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from harness.fuzz_services import (  # noqa: E402
+from harness.fuzz_services import (
     Audit,
     backup_procedure,
     fuzz_agent,
     fuzz_command_lines,
     fuzz_manager,
 )
-from labtools import LabRun  # noqa: E402
+from labtools import LabRun
 
 SERVICES = ("manager", "agent", "commands")
 RSS_LIMIT = 64 * 1000 * 1000  # bytes a daemon may grow by during one service's run
@@ -46,11 +46,17 @@ RSS_LIMIT = 64 * 1000 * 1000  # bytes a daemon may grow by during one service's 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=10_000, help="requests per service (default 10000)")
-    p.add_argument("--spawns", type=int, default=200, help="command lines run as processes of their own (default 200)")
+    p.add_argument(
+        "--spawns", type=int, default=200, help="command lines run as processes of their own (default 200)"
+    )
     p.add_argument("--quick", action="store_true", help="300 requests and 10 spawns per service")
     p.add_argument("--seed", type=int, default=1, help="seed of the inputs (default 1)")
-    p.add_argument("--only", default=",".join(SERVICES), help=f"services, comma-separated (default {','.join(SERVICES)})")
-    p.add_argument("--host", default="test01", help="the host whose agent and commands are fuzzed (default test01)")
+    p.add_argument(
+        "--only", default=",".join(SERVICES), help=f"services, comma-separated (default {','.join(SERVICES)})"
+    )
+    p.add_argument(
+        "--host", default="test01", help="the host whose agent and commands are fuzzed (default test01)"
+    )
     p.add_argument("--keep", action="store_true", help="keep the lab folder (its daemons are stopped)")
     args = p.parse_args(argv)
     requests, spawns = (300, 10) if args.quick else (args.requests, args.spawns)
@@ -66,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         if up.returncode != 0:
             print(f"fuzz_services: lab up failed:\n{up.stdout}{up.stderr}")
             return 1
-        print(f"fuzz_services: reference lab up in {time.monotonic() - t0:.1f} s ({run.folder}); seed {args.seed}")
+        print(
+            f"fuzz_services: reference lab up in {time.monotonic() - t0:.1f} s ({run.folder}); seed {args.seed}"
+        )
         lab = run.folder
         for i, service in enumerate(only):
             audit = Audit.start(lab)
@@ -75,10 +83,18 @@ def main(argv: list[str] | None = None) -> int:
             if service == "manager":
                 out = fuzz_manager(lab, requests=requests, seconds=budget, seed=seed)
             elif service == "agent":
-                out = fuzz_agent(lab, args.host, requests=requests, seconds=budget, seed=seed, scratch=scratch)
+                out = fuzz_agent(
+                    lab, args.host, requests=requests, seconds=budget, seed=seed, scratch=scratch
+                )
             elif service == "commands":
                 out = fuzz_command_lines(
-                    lab, args.host, requests=requests, spawns=spawns, seconds=budget, seed=seed, scratch=scratch
+                    lab,
+                    args.host,
+                    requests=requests,
+                    spawns=spawns,
+                    seconds=budget,
+                    seed=seed,
+                    scratch=scratch,
                 )
             else:
                 print(f"fuzz_services: unknown service {service!r} (one of {', '.join(SERVICES)})")
@@ -88,9 +104,11 @@ def main(argv: list[str] | None = None) -> int:
             bad = out.problems + problems + procedure
             failed = failed or bool(bad)
             print(f"== {out.summary()}")
-            print(f"   deaths {figures['deaths']}, tracebacks in replies {sum('traceback' in x for x in out.problems)}, "
-                  f"tracebacks in logs {figures['tracebacks_in_logs']}, errors without an iSM id "
-                  f"{sum('iSM id' in x for x in out.problems)}")
+            print(
+                f"   deaths {figures['deaths']}, tracebacks in replies {sum('traceback' in x for x in out.problems)}, "
+                f"tracebacks in logs {figures['tracebacks_in_logs']}, errors without an iSM id "
+                f"{sum('iSM id' in x for x in out.problems)}"
+            )
             print(f"   log lines {figures['log_lines']}")
             print(f"   RSS growth (MB) {figures['rss_growth_mb']}")
             print(f"   backup procedure 2.2.1 afterwards: {'passed' if not procedure else 'FAILED'}")
@@ -98,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"   problem: {line}")
     finally:
         run.teardown()
-    print(f"== fuzz_services: {'FAIL' if failed else 'PASS'}" + (f" (lab folder kept: {root})" if failed or args.keep else ""))
+    print(
+        f"== fuzz_services: {'FAIL' if failed else 'PASS'}"
+        + (f" (lab folder kept: {root})" if failed or args.keep else "")
+    )
     if not failed and not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     return 1 if failed else 0

@@ -39,7 +39,9 @@ class Claim:
         return cls(host, frozenset(w.lower() for w in wwns), frozenset(ports))
 
 
-def check(claim: Claim, definitions: list[HostDefinition], others: Iterable[tuple[str, frozenset[str]]]) -> None:
+def check(
+    claim: Claim, definitions: list[HostDefinition], others: Iterable[tuple[str, frozenset[str]]]
+) -> None:
     """Rules 1-3 above. ``others``: (host name, WWNs) of every other host the manager or an array knows."""
     for name, wwns in others:
         taken = claim.wwns & wwns

@@ -204,8 +204,9 @@ class RefLab:
         return run_on(self.folder, host, line, cwd=self.root, **kw)
 
     def manager(self, principal: str) -> Any:
-        from snaplab.common.rpc import ClientTLS
         from snaplab.manager.client import ManagerClient
+
+        from snaplab.common.rpc import ClientTLS
 
         return ManagerClient(self.runtime["manager"]["target"], ClientTLS.from_folder(self.pki, principal), timeout=30)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from snaplab.manager.console import run_console
 
 from snaplab.common.rpc import ClientTLS, make_channel, wait_healthy
-from snaplab.manager.console import run_console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # labtools: see its docstring
 from labtools import LabRun, RefLab, alive
@@ -50,24 +50,39 @@ def error_line(lab: RefLab, host: str, line: str) -> str:
 
 
 def test_a_licence_shortfall_is_told_in_sizes(lab: RefLab) -> None:
-    assert run_console(["iSMcfg", "licenseadd", "-product", "DynamicSnapVolume", "-capacity", "1GB"], lab.folder)[2] == 0
+    assert (
+        run_console(
+            ["iSMcfg", "licenseadd", "-product", "DynamicSnapVolume", "-capacity", "1GB"], lab.folder
+        )[2]
+        == 0
+    )
     try:
-        _, err, code = run_console(["iSMcfg", "generationadd", "-bvname", "DB_CTL_BV", "-poolnumber", "1"], lab.folder)
+        _, err, code = run_console(
+            ["iSMcfg", "generationadd", "-bvname", "DB_CTL_BV", "-poolnumber", "1"], lab.folder
+        )
         assert code == 1
         assert err == (
             "iSMcfg:Error: iSM31031: Licensed capacity of DynamicSnapVolume (1.0GB) is less than physical "
             "capacity (512.0GB).\n"
         )
     finally:
-        run_console(["iSMcfg", "licenseadd", "-product", "DynamicSnapVolume", "-capacity", "512GB"], lab.folder)
+        run_console(
+            ["iSMcfg", "licenseadd", "-product", "DynamicSnapVolume", "-capacity", "512GB"], lab.folder
+        )
 
 
 def test_a_bv_failure_is_named_by_query_and_create(lab: RefLab) -> None:
     assert run_console(["iSMcfg", "faultset", "-kind", "bv_failure", "-target", "bv001"], lab.folder)[2] == 0
     try:
         failure = "iSM19062: BV has a physical failure; volume is not accessible. (bv001)"
-        assert error_line(lab, "business01", "iSMsc_query -bv bv001 -bvflg ld") == f"iSMsc_query:Error: {failure}"
-        assert error_line(lab, "business01", "iSMsc_create -bv bv001 -bvflg ld -cyclic") == f"iSMsc_create:Error: {failure}"
+        assert (
+            error_line(lab, "business01", "iSMsc_query -bv bv001 -bvflg ld")
+            == f"iSMsc_query:Error: {failure}"
+        )
+        assert (
+            error_line(lab, "business01", "iSMsc_create -bv bv001 -bvflg ld -cyclic")
+            == f"iSMsc_create:Error: {failure}"
+        )
     finally:
         run_console(["iSMcfg", "faultclear", "-kind", "bv_failure", "-target", "bv001"], lab.folder)
 
@@ -138,4 +153,8 @@ def test_a_dead_manager_is_named_as_the_management_server(lab: RefLab) -> None:
     line = f"iSMsc_query:Error: iSM31066: Management server does not respond. ({rt['target']})"
     assert error_line(lab, "backup01", "iSMsc_query -bv bv001 -bvflg ld") == line
     _, err, code = run_console(["iSMview", "-d"], lab.folder)
-    assert code == 1 and err.startswith("iSMview:Error: iSM31066: ") and grpc.StatusCode.UNAVAILABLE.name not in err
+    assert (
+        code == 1
+        and err.startswith("iSMview:Error: iSM31066: ")
+        and grpc.StatusCode.UNAVAILABLE.name not in err
+    )

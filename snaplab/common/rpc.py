@@ -27,9 +27,9 @@ from .rpc_errors import (
     translate_errors,
 )
 from .rpc_identity import TEST_IDENTITY_KEY, AioIdentityInterceptor, IdentityInterceptor, current_identity
-from .rpc_validation import AioValidationInterceptor, ValidationInterceptor
 from .rpc_server import RunningAioServer, RunningServer, start_aio_server, start_server
 from .rpc_tls import MAX_MESSAGE, ClientTLS, ServerTLS
+from .rpc_validation import AioValidationInterceptor, ValidationInterceptor
 
 __all__ = [
     "MAX_MESSAGE",

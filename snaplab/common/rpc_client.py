@@ -10,7 +10,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from .rpc_errors import call_error
 from .rpc_tls import CHANNEL_OPTIONS, ClientTLS, channel_credentials
 
-
 # A daemon that was away is reached again within a second of its return: gRPC's default reconnect
 # backoff grows to 120 s, during which every call on the channel fails at once with UNAVAILABLE.
 RECONNECT_OPTIONS = [

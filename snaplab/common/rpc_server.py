@@ -16,8 +16,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .rpc_identity import AioIdentityInterceptor, IdentityInterceptor
-from .rpc_validation import AioValidationInterceptor, ValidationInterceptor
 from .rpc_tls import CHANNEL_OPTIONS, ServerTLS, server_credentials
+from .rpc_validation import AioValidationInterceptor, ValidationInterceptor
 
 # Without so_reuseport=0 a second daemon could bind a fixed port already in use and share it silently.
 _SERVER_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]

@@ -45,8 +45,10 @@ def _checked_deserializer(parse: Callable[[bytes], Any] | None) -> Callable[[byt
     def deserialize(data: bytes) -> Any:
         try:
             message = parse(data)
-        except Exception:  # DecodeError, invalid UTF-8 in a string field, ...
-            return _Refused(SnapLabError(E.BAD_REQUEST, detail=f"{len(data)} bytes are not a {type_name} message"))
+        except Exception:  # noqa: BLE001 - DecodeError, invalid UTF-8 in a string field, ...
+            return _Refused(
+                SnapLabError(E.BAD_REQUEST, detail=f"{len(data)} bytes are not a {type_name} message")
+            )
         if ours:
             message.DiscardUnknownFields()
             try:

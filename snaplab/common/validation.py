@@ -210,10 +210,14 @@ def check_request(message: Any, path: str = "") -> None:
             if repeated:
                 items = getattr(message, name)
                 if len(items) > rule:
-                    raise SnapLabError(E.NAME_INVALID, detail=f"{where}: {len(items)} entries, at most {rule}")
+                    raise SnapLabError(
+                        E.NAME_INVALID, detail=f"{where}: {len(items)} entries, at most {rule}"
+                    )
                 for item in items:
                     check_request(item, f"{where}.")
             elif message.HasField(name):
                 check_request(getattr(message, name), f"{where}.")
         elif len(getattr(message, name)) > rule:
-            raise SnapLabError(E.NAME_INVALID, detail=f"{where}: {len(getattr(message, name))} values, at most {rule}")
+            raise SnapLabError(
+                E.NAME_INVALID, detail=f"{where}: {len(getattr(message, name))} values, at most {rule}"
+            )

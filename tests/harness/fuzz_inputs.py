@@ -71,7 +71,9 @@ class Inputs:
     def fake(self) -> str:
         """A well-formed name of nothing in the lab."""
         r = self.rng
-        return "fz" + "".join(r.choice(string.ascii_letters + string.digits + "_") for _ in range(r.randrange(1, 12)))
+        return "fz" + "".join(
+            r.choice(string.ascii_letters + string.digits + "_") for _ in range(r.randrange(1, 12))
+        )
 
     def evil(self) -> str:
         """A string meant to break something: a shape of ``_SHAPES``, a long one, random code points."""
@@ -84,7 +86,14 @@ class Inputs:
             return r.choice("Ax.-_/\\é日") * n
         chars = []
         for _ in range(r.randrange(1, 40)):
-            cp = r.choice((r.randrange(0, 0x80), r.randrange(0x80, 0x800), r.randrange(0x800, 0xD800), r.randrange(0xE000, 0x110000)))
+            cp = r.choice(
+                (
+                    r.randrange(0, 0x80),
+                    r.randrange(0x80, 0x800),
+                    r.randrange(0x800, 0xD800),
+                    r.randrange(0xE000, 0x110000),
+                )
+            )
             chars.append(chr(cp))
         return "".join(chars)
 
@@ -185,7 +194,11 @@ def _control_op(g: Inputs, real_lookups: bool) -> dict[str, Any]:
     if kind == "wait":
         # A real BV with a made-up SV is refused at once; a short timeout keeps any real wait short.
         bv = g.name(("bv001",)) if real_lookups else fake_bv
-        return {"wait": apb.WaitRequest(bv=bv, sv=apb.SvRef(sv=g.fake(), svflg="ld"), cond=g.name(), timeout_seconds=g.timeout())}
+        return {
+            "wait": apb.WaitRequest(
+                bv=bv, sv=apb.SvRef(sv=g.fake(), svflg="ld"), cond=g.name(), timeout_seconds=g.timeout()
+            )
+        }
     if kind == "guard":
         return {"guard": apb.GuardRequest(bv=fake_bv, sv=_sv(g), on=r.random() < 0.5)}
     if kind == "link":
@@ -216,9 +229,13 @@ def _config_op(g: Inputs) -> apb.ConfigRequest:
         return C(set_format=apb.SetFormat(ld=g.fake(), format=g.name()))
     if kind == 6:
         names = [g.name() for _ in range(r.randrange(0, 4))]
-        return C(add_generations=apb.AddGenerations(bv=g.fake(), pool=g.name(), count=g.number(), sv_names=names))
+        return C(
+            add_generations=apb.AddGenerations(bv=g.fake(), pool=g.name(), count=g.number(), sv_names=names)
+        )
     if kind == 7:
-        return C(register_host=apb.RegisterHost(name=g.fake(), wwns=[g.wwn()], ports=[g.fake()], platform=g.name()))
+        return C(
+            register_host=apb.RegisterHost(name=g.fake(), wwns=[g.wwn()], ports=[g.fake()], platform=g.name())
+        )
     # Operations that would change the array when well-formed go only with a string no rule allows.
     bad = "\x00" + g.evil() + "x" * 64
     if kind == 8:
@@ -230,7 +247,21 @@ def manager_call(g: Inputs) -> Call:
     """One request to the Manager service."""
     r = g.rng
     principal = r.choice(_PRINCIPALS)
-    method = r.choice(("Enrol", "Route", "Route", "Route", "Snapshot", "Configure", "Monitor", "Events", "Watch", "InjectFault", "ClearFault"))
+    method = r.choice(
+        (
+            "Enrol",
+            "Route",
+            "Route",
+            "Route",
+            "Snapshot",
+            "Configure",
+            "Monitor",
+            "Events",
+            "Watch",
+            "InjectFault",
+            "ClearFault",
+        )
+    )
     msg: Any
     if method == "Enrol":
         # Always a claim of HBAs that are nobody's: a mismatch with any definition (never empty).
@@ -243,7 +274,9 @@ def manager_call(g: Inputs) -> Call:
             cluster_role=r.choice(("", "active", "standby", g.name())),
         )
     elif method == "Route":
-        msg = mpb.ControlRequest(array=r.choice(("", ARRAY, g.name())), via=g.name(REAL_LDS), **_control_op(g, True))
+        msg = mpb.ControlRequest(
+            array=r.choice(("", ARRAY, g.name())), via=g.name(REAL_LDS), **_control_op(g, True)
+        )
     elif method == "Snapshot":
         msg = mpb.ControlRequest(array=r.choice(("", ARRAY, g.name())), via=g.name(), **_control_op(g, False))
     elif method == "Configure":
@@ -254,7 +287,9 @@ def manager_call(g: Inputs) -> Call:
         msg = mpb.EventsRequest(after_seq=g.big(), limit=g.number())
     else:
         # A fault kind no array has (faults naming real targets would change the lab).
-        msg = mpb.ManagedFault(array=r.choice(("", ARRAY)), fault=apb.FaultRequest(kind=g.name(), target=g.name()))
+        msg = mpb.ManagedFault(
+            array=r.choice(("", ARRAY)), fault=apb.FaultRequest(kind=g.name(), target=g.name())
+        )
     return Call(f"/snaplab.v1.Manager/{method}", method == "Watch", principal, g.encoded(msg))
 
 
@@ -273,7 +308,25 @@ _OPTIONS = (
     "-cr", "-a", "-r", "-check", "-cvdef", "-cvdel", "-export", "-import", "-d", "-derivsv", "-limit",
     "–bv", "/L", "/N", "/E", "/D", "/P", "/F", "/R", "/Y", "/Q", "/FS:NTFS", "/V:x", "/s", "/?",
 )  # fmt: skip
-_VALUES = ("ld", "relgen", "ld.relgen", "drv", "mvol", "set", "cancel", "active", "rw", "ro", "nr", "na", "Z:", "Q:", "H:", "C:", "X:\\fz")
+_VALUES = (
+    "ld",
+    "relgen",
+    "ld.relgen",
+    "drv",
+    "mvol",
+    "set",
+    "cancel",
+    "active",
+    "rw",
+    "ro",
+    "nr",
+    "na",
+    "Z:",
+    "Q:",
+    "H:",
+    "C:",
+    "X:\\fz",
+)
 _DISKPART = (
     "list disk", "list volume", "list partition", "select disk", "select partition", "select volume",
     "detail disk", "create partition primary", "create partition extended", "create partition logical",
@@ -293,7 +346,12 @@ _FORMS = {
     "iSMsc_svguard": ("-bv V -bvflg F -sv V -svflg F -mode K",),
     "iSMsc_link": ("-lv V -lvflg F -sv V -svflg F", "-lv V -lvflg F -bv V -bvflg F -lvacc K"),
     "iSMsc_unlink": ("-lv V -lvflg F", "-lv V -lvflg F -sv V -svflg F"),
-    "iSMsc_query": ("-bv V -bvflg F", "-sv V -svflg F", "-bv V -bvflg F -detail", "-bv V -bvflg F -sv V -svflg F -summary"),
+    "iSMsc_query": (
+        "-bv V -bvflg F",
+        "-sv V -svflg F",
+        "-bv V -bvflg F -detail",
+        "-bv V -bvflg F -sv V -svflg F -summary",
+    ),
     "iSMsc_linkinfo": ("-vol V -volflg F -lcl", "-vol V -volflg F"),
     "iSMrc_flush": ("-drv D", "-mvol M"),
     "iSMrc_umount": ("-drv D", "-drv D -force", "-mvol M -offline"),
@@ -333,7 +391,9 @@ def command_line(g: Inputs, folder: str) -> tuple[list[str], str]:
     Real LD names appear only with look-up commands; paths that a command writes to are under
     ``folder`` (made-up names everywhere else)."""
     r = g.rng
-    name = r.choice(COMMANDS) if r.random() < 0.92 else r.choice((g.fake(), g.evil(), "iSMsc_CREATE", "iSMcfg"))
+    name = (
+        r.choice(COMMANDS) if r.random() < 0.92 else r.choice((g.fake(), g.evil(), "iSMsc_CREATE", "iSMcfg"))
+    )
     real = REAL_LDS if name in LOOKUP_COMMANDS else ()
     args: list[str] = []
     if name in _FORMS and r.random() < 0.6:

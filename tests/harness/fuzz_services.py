@@ -71,7 +71,10 @@ def fuzz_manager(lab: Path, *, requests: int, seconds: float, seed: int) -> Outc
     """Raw requests (bytes) to every Manager method as a host, another host and the admin."""
     runtime = json.loads((lab / "runtime.json").read_text())
     target = runtime["manager"]["target"]
-    channels = {p: make_channel(target, ClientTLS.from_folder(lab / "pki", p)) for p in ("business01", "test01", "admin")}
+    channels = {
+        p: make_channel(target, ClientTLS.from_folder(lab / "pki", p))
+        for p in ("business01", "test01", "admin")
+    }
     g = Inputs(seed)
     out = Outcome("manager")
     t0 = time.monotonic()
@@ -150,7 +153,10 @@ def fuzz_command_lines(
     t0 = time.monotonic()
     cases = [raw_command_line(g, str(scratch)) for _ in range(requests)]
     lines = "".join(
-        json.dumps({"argv": [base64.b64encode(a).decode() for a in argv], "stdin": base64.b64encode(data).decode()}) + "\n"
+        json.dumps(
+            {"argv": [base64.b64encode(a).decode() for a in argv], "stdin": base64.b64encode(data).decode()}
+        )
+        + "\n"
         for argv, data in cases
     )
     proc = subprocess.run(
@@ -181,7 +187,12 @@ def fuzz_command_lines(
             check=False,
         )
         _command_result(
-            out, exe.name, p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"), ""
+            out,
+            exe.name,
+            p.returncode,
+            p.stdout.decode("utf-8", "replace"),
+            p.stderr.decode("utf-8", "replace"),
+            "",
         )
     out.seconds = time.monotonic() - t0
     return out
@@ -194,7 +205,12 @@ def _command_result(out: Outcome, name: str, code: int, stdout: str, stderr: str
         out.problems.append(f"{where}: main raised {raised[:300]!r}")
     # Every refusal of an iSM command is an iSM line (Windows' own tools print Windows' texts).
     base = name.lower().removesuffix(".exe")
-    if code not in (0, 9009) and base.startswith("ism") and not ISM_ERROR.search(stderr) and len(out.problems) < 20:
+    if (
+        code not in (0, 9009)
+        and base.startswith("ism")
+        and not ISM_ERROR.search(stderr)
+        and len(out.problems) < 20
+    ):
         out.problems.append(f"{where}: no iSM id in {stderr[:200]!r}")
 
 
@@ -255,7 +271,9 @@ class Audit:
         tracebacks = {k: t.count(TRACEBACK) for k, t in logs.items() if TRACEBACK in t}
         problems += [f"{k}: {n} tracebacks" for k, n in tracebacks.items()]
         lines = {k: t.count("\n") for k, t in logs.items()}
-        problems += [f"{k}: {n} log lines for {requests} requests" for k, n in lines.items() if n > requests + 20]
+        problems += [
+            f"{k}: {n} log lines for {requests} requests" for k, n in lines.items() if n > requests + 20
+        ]
         figures = {
             "deaths": len(deaths),
             "tracebacks_in_logs": sum(tracebacks.values()),
@@ -292,7 +310,13 @@ def backup_procedure(lab: Path, cwd: Path) -> list[str]:
         argv = line.split()
         env = {**os.environ, "SNAPLAB_LAB": str(lab), "SNAPLAB_HOST": host}
         p = subprocess.run(
-            [str(bindir / argv[0]), *argv[1:]], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+            [str(bindir / argv[0]), *argv[1:]],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         if p.returncode != 0:
             problems.append(f"{host}> {line}: exit {p.returncode}: {(p.stdout + p.stderr).strip()[-300:]}")

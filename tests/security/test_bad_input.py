@@ -29,10 +29,19 @@ BIN = Path(sys.executable).parent
 GARBAGE = 50
 
 
-def command(lab: RefLab, argv: list[bytes], stdin: bytes = b"", **env: str) -> subprocess.CompletedProcess[bytes]:
+def command(
+    lab: RefLab, argv: list[bytes], stdin: bytes = b"", **env: str
+) -> subprocess.CompletedProcess[bytes]:
     """A console script run with raw bytes, as a shell would hand them over."""
     e = {**os.environ, "SNAPLAB_LAB": str(lab.folder), "SNAPLAB_HOST": "test01", **env}
-    return subprocess.run([bytes(BIN / argv[0].decode()), *argv[1:]], input=stdin, env=e, capture_output=True, timeout=60, check=False)
+    return subprocess.run(
+        [bytes(BIN / argv[0].decode()), *argv[1:]],
+        input=stdin,
+        env=e,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def one_error(p: subprocess.CompletedProcess[bytes], line: str) -> None:
@@ -56,7 +65,11 @@ def test_command_lines_that_are_not_text_get_an_ism_line(ref_lab: RefLab) -> Non
         "FORMAT:Error: iSM11100: Command syntax is incorrect. (standard input is not valid UTF-8 text (byte 0))",
     )
     p = command(lab, [b"iSMvollist", b"-a"], SNAPLAB_HOST="")
-    assert p.returncode == 1 and p.stderr.startswith(b"iSMvollist:Error: iSM11101: ") and b"SNAPLAB_HOST" in p.stderr
+    assert (
+        p.returncode == 1
+        and p.stderr.startswith(b"iSMvollist:Error: iSM11101: ")
+        and b"SNAPLAB_HOST" in p.stderr
+    )
     # Limits the agent keeps: too many arguments, a NUL in stdin.
     one_error(
         command(lab, [b"iSMvollist", *[b"-a"] * 300]),
@@ -67,8 +80,15 @@ def test_command_lines_that_are_not_text_get_an_ism_line(ref_lab: RefLab) -> Non
         "DISKPART:Error: iSM19005: Specified name is invalid. (stdin: character \\x00 is not allowed)",
     )
     # An output the terminal's encoding cannot show is escaped, not a UnicodeEncodeError.
-    p = command(lab, [b"iSMsc_query", "-bv".encode(), "bv\u00e9\u65e5".encode(), b"-bvflg", b"ld"], PYTHONIOENCODING="ascii")
-    assert p.returncode == 1 and p.stderr.startswith(b"iSMsc_query:Error: iSM") and b"\\xe9\\u65e5" in p.stderr and b"Traceback" not in p.stderr
+    p = command(
+        lab, [b"iSMsc_query", b"-bv", "bv\u00e9\u65e5".encode(), b"-bvflg", b"ld"], PYTHONIOENCODING="ascii"
+    )
+    assert (
+        p.returncode == 1
+        and p.stderr.startswith(b"iSMsc_query:Error: iSM")
+        and b"\\xe9\\u65e5" in p.stderr
+        and b"Traceback" not in p.stderr
+    )
 
 
 def _garbage_to(channel: grpc.Channel, methods: list[str], rng: random.Random) -> list[str]:
@@ -76,7 +96,9 @@ def _garbage_to(channel: grpc.Channel, methods: list[str], rng: random.Random) -
     for i in range(GARBAGE):
         data = rng.randbytes(rng.randrange(1, 200))
         try:
-            channel.unary_unary(methods[i % len(methods)], request_serializer=None, response_deserializer=None)(data, timeout=10)
+            channel.unary_unary(
+                methods[i % len(methods)], request_serializer=None, response_deserializer=None
+            )(data, timeout=10)
             codes.append("OK")
         except grpc.RpcError as exc:
             codes.append(f"{exc.code().name} {(exc.details() or '')[:8]}")  # type: ignore[attr-defined]
@@ -89,11 +111,19 @@ def test_garbage_protobuf_is_one_log_line_per_request(ref_lab: RefLab, service: 
     rt = lab.runtime
     if service == "manager":
         channel = make_channel(rt["manager"]["target"], ClientTLS.from_folder(lab.pki, "business01"))
-        methods = [f"/snaplab.v1.Manager/{m}" for m in ("Enrol", "Route", "Snapshot", "Configure", "Monitor", "Events")]
+        methods = [
+            f"/snaplab.v1.Manager/{m}"
+            for m in ("Enrol", "Route", "Snapshot", "Configure", "Monitor", "Events")
+        ]
         log, pid = lab.log("manager.log"), rt["manager"]["pid"]
     elif service == "array":
-        channel = make_channel(rt["arrays"][lab.ARRAY]["target"], ClientTLS.from_folder(lab.pki, "business01"))
-        methods = [f"/snaplab.v1.Array/{m}" for m in ("Configure", "Create", "Query", "LinkInfoOf", "Disks", "Describe")]
+        channel = make_channel(
+            rt["arrays"][lab.ARRAY]["target"], ClientTLS.from_folder(lab.pki, "business01")
+        )
+        methods = [
+            f"/snaplab.v1.Array/{m}"
+            for m in ("Configure", "Create", "Query", "LinkInfoOf", "Disks", "Describe")
+        ]
         log, pid = lab.log(f"array-{lab.ARRAY}.log"), rt["arrays"][lab.ARRAY]["pid"]
     else:
         channel = grpc.insecure_channel(f"unix:{rt['hosts']['test01']['socket']}")
@@ -107,7 +137,9 @@ def test_garbage_protobuf_is_one_log_line_per_request(ref_lab: RefLab, service: 
     # Random bytes that happen to decode are answered by the service like any other request.
     refused = [c for c in codes if c == "INVALID_ARGUMENT iSM19006"]
     assert len(refused) >= GARBAGE * 0.8, codes
-    assert all(c.split()[0] in ("OK", "INVALID_ARGUMENT", "PERMISSION_DENIED", "NOT_FOUND") for c in codes), codes
+    assert all(c.split()[0] in ("OK", "INVALID_ARGUMENT", "PERMISSION_DENIED", "NOT_FOUND") for c in codes), (
+        codes
+    )
     new = log.read_text().splitlines()[before:]
     assert len([line for line in new if "iSM19006" in line]) == len(refused)
     assert len(new) <= GARBAGE and not any("Traceback" in line for line in new), new[:5]

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from snaplab.manager.client import ManagerClient
+from snaplab.manager.console import run_console
 
 from snaplab.common import pki
 from snaplab.common.rpc import ClientTLS, SnapLabClientError
-from snaplab.manager.client import ManagerClient
-from snaplab.manager.console import run_console
 from snaplab.v1 import array_pb2 as apb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # labtools: see its docstring
@@ -75,7 +75,10 @@ def test_business01_enrolling_with_the_backup_servers_port_is_refused(ref_lab: R
     with lab.array("business01") as a:
         refused(grpc.StatusCode.PERMISSION_DENIED, "iSM31042", a.read, "lv001", 0, 512)
     logged = [(e.source, e.classification, e.operation, e.msg_id) for e in lab.events_after(seq)]
-    assert logged == [("business01", "ERROR", "Enrol", "iSM31069"), ("business01", "ERROR", "iSMsc_link", "iSM31042")]
+    assert logged == [
+        ("business01", "ERROR", "Enrol", "iSM31069"),
+        ("business01", "ERROR", "iSMsc_link", "iSM31042"),
+    ]
     assert "enrolment of business01 refused: iSM31069" in lab.log("manager.log").read_text()
     # The host's own agent, which claims the lab's cabling, still works.
     assert lab.cmd("business01", "iSMsc_query -bv bv001 -bvflg ld").code == 0
@@ -84,14 +87,21 @@ def test_business01_enrolling_with_the_backup_servers_port_is_refused(ref_lab: R
 def test_test01_claiming_a_wwn_access_control_names_gets_nothing(ref_lab: RefLab) -> None:
     lab = ref_lab
     grant = ["iSMcfg", "accessadd", "-ldname", "DB_DATA_BV", "-wwn", FUTURE_WWN]
-    out, err, code = run_console(grant, lab.folder)
+    _out, err, code = run_console(grant, lab.folder)
     assert code == 0, err
     try:
         seen = disks(lab, "test01")
         seq = lab.last_seq()
         with lab.manager("test01") as t:
             for claim in ([FUTURE_WWN], [*TEST_WWNS, FUTURE_WWN]):
-                e = refused(grpc.StatusCode.PERMISSION_DENIED, "iSM31069", t.enrol, "test", wwns=claim, ports=["TEST_PRIMARY"])
+                e = refused(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "iSM31069",
+                    t.enrol,
+                    "test",
+                    wwns=claim,
+                    ports=["TEST_PRIMARY"],
+                )
                 assert f"WWN {FUTURE_WWN} is not its HBA" in e.text
             q = apb.QueryRequest(bv="DB_DATA_BV")
             refused(grpc.StatusCode.PERMISSION_DENIED, "iSM31042", t.route, "DB_DATA_BV", query=q)
@@ -117,7 +127,13 @@ def test_a_host_the_lab_does_not_define_cannot_enrol(ref_lab: RefLab, tmp_path: 
         for claim in ([], [FUTURE_WWN]):
             e = refused(grpc.StatusCode.PERMISSION_DENIED, "iSM31068", who.enrol, "test", wwns=claim)
             assert e.text == "Server is not defined on the management server. (intruder01)"
-        refused(grpc.StatusCode.PERMISSION_DENIED, "iSM31060", who.route, "lv001", query=apb.QueryRequest(bv="bv001"))
+        refused(
+            grpc.StatusCode.PERMISSION_DENIED,
+            "iSM31060",
+            who.route,
+            "lv001",
+            query=apb.QueryRequest(bv="bv001"),
+        )
     assert "intruder01" not in hosts(lab)
     assert [(e.source, e.msg_id) for e in lab.events_after(seq)][:2] == [("intruder01", "iSM31068")] * 2
 
@@ -139,7 +155,10 @@ def test_an_agent_whose_cabling_differs_from_the_lab_does_not_start(ref_lab: Ref
 def test_hosts_are_enrolled_as_the_lab_file_defines_them(ref_lab: RefLab) -> None:
     known = hosts(ref_lab)
     assert known["business01"] == (BIZ_WWNS, BIZ_PORTS)
-    assert known["backup01"] == (["10:00:00:00:c9:2a:03:01", "10:00:00:00:c9:2a:03:02"], ["BACKUP_PRIMARY", "BACKUP_SECONDARY"])
+    assert known["backup01"] == (
+        ["10:00:00:00:c9:2a:03:01", "10:00:00:00:c9:2a:03:02"],
+        ["BACKUP_PRIMARY", "BACKUP_SECONDARY"],
+    )
     with ref_lab.array("admin") as a:
         registered = {h.name: sorted(h.ports) for h in a.describe().hosts}
     assert registered == {h: ports for h, (_w, ports) in known.items()}

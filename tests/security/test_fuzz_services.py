@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # labtools, harness: see labtools' docstring
-from harness.fuzz_services import Audit, Outcome, backup_procedure, fuzz_agent, fuzz_command_lines, fuzz_manager
+from harness.fuzz_services import (
+    Audit,
+    Outcome,
+    backup_procedure,
+    fuzz_agent,
+    fuzz_command_lines,
+    fuzz_manager,
+)
 from labtools import RefLab
 
 pytestmark = pytest.mark.timeout(300)
@@ -40,7 +47,9 @@ def audited(lab: RefLab, run: Callable[[], Outcome]) -> Outcome:
 
 
 def test_fuzz_the_manager(ref_lab: RefLab) -> None:
-    out = audited(ref_lab, lambda: fuzz_manager(ref_lab.folder, requests=REQUESTS, seconds=SECONDS, seed=SEED))
+    out = audited(
+        ref_lab, lambda: fuzz_manager(ref_lab.folder, requests=REQUESTS, seconds=SECONDS, seed=SEED)
+    )
     assert out.requests >= min(REQUESTS, 100)
     assert out.codes["INVALID_ARGUMENT"] > 0 and out.codes["PERMISSION_DENIED"] > 0
 
@@ -48,7 +57,9 @@ def test_fuzz_the_manager(ref_lab: RefLab) -> None:
 def test_fuzz_an_agent_socket(ref_lab: RefLab, tmp_path: Path) -> None:
     out = audited(
         ref_lab,
-        lambda: fuzz_agent(ref_lab.folder, "test01", requests=REQUESTS, seconds=SECONDS, seed=SEED, scratch=tmp_path),
+        lambda: fuzz_agent(
+            ref_lab.folder, "test01", requests=REQUESTS, seconds=SECONDS, seed=SEED, scratch=tmp_path
+        ),
     )
     assert out.requests >= min(REQUESTS, 100) and out.codes["OK"] > 0
 
@@ -57,7 +68,13 @@ def test_fuzz_the_command_lines(ref_lab: RefLab, tmp_path: Path) -> None:
     out = audited(
         ref_lab,
         lambda: fuzz_command_lines(
-            ref_lab.folder, "test01", requests=REQUESTS, spawns=15, seconds=SECONDS, seed=SEED, scratch=tmp_path
+            ref_lab.folder,
+            "test01",
+            requests=REQUESTS,
+            spawns=15,
+            seconds=SECONDS,
+            seed=SEED,
+            scratch=tmp_path,
         ),
     )
     assert out.requests >= min(REQUESTS, 100) + 15 and out.codes["exit 0"] > 0

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from snaplab.agent.cli import exec_command
-from snaplab.common.rpc import SnapLabClientError
 from snaplab.manager.client import ManagerClient
 from snaplab.manager.console import run_console
 from snaplab.manager.console import view as console_view
+
+from snaplab.common.rpc import SnapLabClientError
 from snaplab.v1 import array_pb2 as apb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # labtools: see its docstring
@@ -78,7 +78,10 @@ def test_ten_megabyte_strings_are_refused_before_anything_is_done(ref_lab: RefLa
 def test_names_that_break_the_character_rules_are_refused_everywhere(ref_lab: RefLab) -> None:
     lab = ref_lab
     with lab.manager("business01") as biz:
-        for via, why in (("bv001\x00", "character \\x00 is not allowed"), ("bv 001", "a blank is not allowed")):
+        for via, why in (
+            ("bv001\x00", "character \\x00 is not allowed"),
+            ("bv 001", "a blank is not allowed"),
+        ):
             e = refused_invalid(biz.route, via, query=apb.QueryRequest(bv="bv001"))
             assert e.text == f"Specified name is invalid. (via: {why})"
         e = refused_invalid(biz.enrol, "business", wwns=["10:00:00:00:c9:2a:01"])
@@ -87,20 +90,33 @@ def test_names_that_break_the_character_rules_are_refused_everywhere(ref_lab: Re
         refused_invalid(a.register_host, "no/such host", ports=["DB_PRIMARY"])
     # The agent's socket applies the same table: an argument of 100 000 characters (a command line
     # can carry it) is refused by the agent with its own message.
-    out, err, code = exec_command(lab.folder, "business01", ["iSMsc_query", "-bv", "b" * 100_000, "-bvflg", "ld"])
-    assert code == 1 and err.startswith("iSMsc_query:Error: iSM19005: Specified name is invalid. (argv: 100000 characters")
+    _out, err, code = exec_command(
+        lab.folder, "business01", ["iSMsc_query", "-bv", "b" * 100_000, "-bvflg", "ld"]
+    )
+    assert code == 1 and err.startswith(
+        "iSMsc_query:Error: iSM19005: Specified name is invalid. (argv: 100000 characters"
+    )
     ran = lab.cmd("business01", "iSMsc_query -bv " + "b" * 100_000 + " -bvflg ld")
     assert ran.code == 1 and "iSM19005" in ran.stderr and "Traceback" not in ran.stderr
 
 
-def test_the_event_log_is_bounded_escaped_and_iSMview_pages(ref_lab: RefLab, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_event_log_is_bounded_escaped_and_iSMview_pages(
+    ref_lab: RefLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lab = ref_lab
     # A log written before the limits existed: a 20 MB event with control characters, straight into
     # manager.db beside the running manager.
     with sqlite3.connect(lab.folder / "manager" / "manager.db", timeout=30) as db:
         db.execute(
             "INSERT INTO events(time, source, classification, operation, msg_id, text) VALUES (?,?,?,?,?,?)",
-            ("2026/01/01 00:00:00", "old\x1bsource", "ERROR", "iSMsc_link", "iSM31042", "\x00\n" + "y" * (20 << 20)),
+            (
+                "2026/01/01 00:00:00",
+                "old\x1bsource",
+                "ERROR",
+                "iSMsc_link",
+                "iSM31042",
+                "\x00\n" + "y" * (20 << 20),
+            ),
         )
     # More than two pages of refusals, each logged (business01 reaches no LD called nosuch).
     with lab.manager("business01") as biz:
