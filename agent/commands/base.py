@@ -18,6 +18,7 @@ import grpc
 
 from snaplab.common.errors import E, Message, SnapLabError
 from snaplab.common.rpc import SnapLabClientError, call_error
+from snaplab.common.validation import shown
 from snaplab.v1 import manager_pb2
 
 if TYPE_CHECKING:  # the host model imports this module
@@ -118,10 +119,18 @@ def win_args(args: list[str], valued: tuple[str, ...] = ()) -> tuple[list[str], 
     return pos, opts
 
 
+MAX_PATH_PART = 255  # bytes of one file name (NAME_MAX)
+MAX_PATH = 4095  # bytes of a whole path (PATH_MAX without its NUL)
+
+
 def caller_path(host: Host, name: str) -> Path:
-    """A path a command was given: relative paths are relative to the caller's current folder."""
+    """A path a command was given: relative paths are relative to the caller's current folder.
+    One the file system cannot hold is a syntax error (iSM11100), not an OSError later."""
     p = Path(name)
-    return p if p.is_absolute() else host.cwd / p
+    p = p if p.is_absolute() else host.cwd / p
+    if len(str(p).encode()) > MAX_PATH or any(len(part.encode()) > MAX_PATH_PART for part in p.parts):
+        raise CommandError(E.USAGE, detail=f"path {shown(name)} is too long")
+    return p
 
 
 @dataclass

@@ -37,9 +37,8 @@ import io
 import json
 import zipfile
 from datetime import datetime
-from pathlib import Path
 
-from snaplab.agent.commands.base import CommandError, Ctx, command
+from snaplab.agent.commands.base import CommandError, Ctx, caller_path, command
 from snaplab.agent.host import Disk, Host, now_text
 from snaplab.agent.vollist import VolEntry, VolumeList, normalise_mount_point, normalise_volume_name
 
@@ -304,9 +303,7 @@ def _cv_definition(ctx: Ctx, action: str, ld: str) -> int:
 def ismvolgather(ctx: Ctx) -> int:
     opts = ctx.options(with_value=("-d",))
     host = ctx.host
-    folder = Path(opts["-d"]) if "-d" in opts else host.cwd
-    if not folder.is_absolute():
-        folder = host.cwd / folder
+    folder = caller_path(host, opts["-d"]) if "-d" in opts else host.cwd
     if not folder.is_dir():
         raise CommandError(E.GATHER_FAILED, detail=f"{folder} is not a folder")
     stamp = datetime.now().strftime("%Y%m%d%H%M%S")

@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 
 from snaplab.common.rpc import ClientTLS, make_channel
+from snaplab.v1 import agent_pb2
 
 from .fuzz_inputs import COMMANDS, Inputs, agent_call, manager_call, raw_command_line
 
@@ -128,7 +129,13 @@ def fuzz_agent(lab: Path, host: str, *, requests: int, seconds: float, seed: int
                 reply = channel.unary_unary(path, request_serializer=None, response_deserializer=None)(
                     payload, timeout=60.0
                 )
-                out.note("OK", reply.decode("utf-8", "replace"), path)
+                if method == "Run":  # the command's own answer: an iSM line when an iSM command refuses
+                    r = agent_pb2.CommandReply.FromString(reply)
+                    argv = agent_pb2.CommandRequest.FromString(payload).argv  # accepted, so it decodes
+                    name = argv[0].replace("\\", "/").rsplit("/", 1)[-1] if argv else "-"
+                    _command_result(out, name, r.exit_code, r.stdout, r.stderr, "")
+                else:
+                    out.note("OK", reply.decode("utf-8", "replace"), path)
             except grpc.RpcError as exc:
                 details = exc.details() or ""  # type: ignore[attr-defined]
                 code = exc.code().name  # type: ignore[attr-defined]
