@@ -3,9 +3,9 @@
 Each string field of a request message (array, manager and agent contracts, nested messages
 included) has a ``Rule``: a length limit, a character rule and, for repeated fields, a count limit.
 ``check_request`` applies them to a decoded request and raises ``SnapLabError`` (iSM19005) naming
-the field (real numbers, i.e. timeouts, must be finite and not negative: iSM19001); ``rpc_validation`` runs it on every request before any servicer sees it.
-``shown`` is the bounded, escaped form in which a string may appear in a message, a log line or
-the event log.
+the field (real numbers, i.e. timeouts, must be finite and not negative: iSM19001);
+``rpc_validation`` runs it on every request before any servicer sees it. ``shown`` is the bounded,
+escaped form in which a string may appear in a message, a log line or the event log.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("*", "array"): OBJECT,
     ("*", "sdv_name"): OBJECT,
     ("*", "cluster"): OBJECT,
-    ("*", "target"): OBJECT,
+    ("*", "target"): Rule(64),  # a fault's target: a pool, LD or product, or a host (certificate names)
     ("*", "sv"): GENERATION,
     ("*", "ports"): OBJECT,
     ("snaplab.v1.AddGenerations", "sv_names"): Rule(32, max_items=1024),
