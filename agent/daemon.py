@@ -29,6 +29,7 @@ from snaplab.common import daemon_runner
 from snaplab.common.daemon_runner import ArgumentParser, UsageError
 from snaplab.common.errors import E
 from snaplab.common.rpc import SnapLabClientError, ValidationInterceptor
+from snaplab.common.validation import shown
 from snaplab.v1 import agent_pb2, agent_pb2_grpc
 
 PROG = "snaplab-agent"
@@ -164,6 +165,7 @@ def run_command(host: Host, argv: list[str], stdin: str = "") -> tuple[str, str,
     name = argv[0].replace("\\", "/").rsplit("/", 1)[-1] if argv else ""
     key = name.lower().removesuffix(".exe")
     if key not in base.COMMANDS:
+        name = shown(name)  # echoed in the error line and the trace: control characters escaped
         text = E.USAGE.text.format(detail=f"unknown command {name or '(none)'}")
         host.trace(name or "agent", "ERROR", E.USAGE.msg_id, text)
         return "", f"{name or 'agent'}:Error: {E.USAGE.msg_id}: {text}\n", 1

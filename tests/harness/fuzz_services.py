@@ -29,7 +29,7 @@ from snaplab.v1 import agent_pb2
 from .fuzz_inputs import COMMANDS, Inputs, agent_call, manager_call, raw_command_line
 
 TRACEBACK = "Traceback (most recent call last)"
-ISM_ERROR = re.compile(r"^\S+:Error: iSM\d{5}: \S", re.MULTILINE)
+ISM_ERROR = re.compile(r"^[^\n]*?:Error: iSM\d{5}: \S", re.MULTILINE)
 WINDOWS_TOOLS = ("mountvol", "diskpart", "format", "chkdsk")
 CALL_TIMEOUT = 10.0
 WATCH_TIMEOUT = 0.5
