@@ -5,6 +5,10 @@ The command name is the program's name; the host is ``SNAPLAB_HOST`` and the lab
 process sends its argv (and, for DISKPART without /s and FORMAT without /Y, its standard input) and
 exits with the agent's status. It imports only grpc and the generated agent contract: every command
 is a new Python process, so its import time is its start-up cost.
+
+Whatever the command line or its input holds, the process answers with an ``iSMnnnnn`` line and a
+non-zero status, never a traceback: arguments or input that are not valid UTF-8 text are a syntax
+error here (iSM11100); the agent refuses what breaks its limits (iSM19005) with its own message.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import grpc
 
 from snaplab.v1 import agent_pb2, agent_pb2_grpc
 
-# Kept in step with snaplab.common.errors (E.AGENT_DOWN, E.INTERNAL); tests compare them.
+# Kept in step with snaplab.common.errors (E.AGENT_DOWN, E.INTERNAL, E.USAGE); tests compare them.
 AGENT_DOWN = ("iSM11101", "SnapControl service of the server does not respond. ({name})")
 INTERNAL = ("iSM19999", "Internal error occurred. ({detail})")
+USAGE = ("iSM11100", "Command syntax is incorrect. ({detail})")
+_GONE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
 
 
 def lab_folder() -> str:
@@ -52,12 +58,13 @@ def exec_command(
         reply = agent_pb2_grpc.AgentStub(channel).Run(request, timeout=timeout)
     except grpc.RpcError as exc:
         code = exc.code() if hasattr(exc, "code") else None
-        if code in (
-            grpc.StatusCode.UNAVAILABLE,
-            grpc.StatusCode.DEADLINE_EXCEEDED,
-            grpc.StatusCode.CANCELLED,
-        ):
+        details = (exc.details() if hasattr(exc, "details") else "") or ""
+        if code in _GONE:
             return "", _error(name, AGENT_DOWN, name=host), 1
+        if details.startswith("iSM"):  # the agent's own refusal, e.g. iSM19005 for an argument too long
+            return "", f"{name}:Error: {details}\n", 1
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return "", _error(name, USAGE, detail="the command line and its input are too long"), 1
         return "", _error(name, INTERNAL, detail=code.name if code else "RpcError"), 1
     finally:
         channel.close()
@@ -70,20 +77,59 @@ def _wants_stdin(name: str, args: list[str]) -> bool:
     return (n == "diskpart" and "/s" not in low) or (n == "format" and "/y" not in low)
 
 
-def main() -> int:
-    name = _command_name(sys.argv[0])
-    args = sys.argv[1:]
+def _not_text(args: list[str]) -> str | None:
+    """Why the arguments cannot be sent (they reach us decoded with surrogate escapes), or None."""
+    for i, a in enumerate(args, 1):
+        try:
+            a.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"argument {i} is not valid UTF-8 text"
+    return None
+
+
+def _read_stdin() -> str:
+    """The standard input as text; ValueError says why it is not."""
+    try:
+        data = sys.stdin.buffer.read()
+    except OSError as exc:
+        raise ValueError(f"standard input cannot be read: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"standard input is not valid UTF-8 text (byte {exc.start})") from None
+
+
+def _run(name: str, args: list[str]) -> tuple[str, str, int]:
     host = os.environ.get("SNAPLAB_HOST", "")
     if not host:
-        sys.stderr.write(
-            f"{name}: SNAPLAB_HOST is not set: name the lab host this command runs on, "
-            f"e.g. export SNAPLAB_HOST=business01\n"
-        )
-        return 1
+        why = "SNAPLAB_HOST is not set: name the lab host this command runs on, e.g. export SNAPLAB_HOST=business01"
+        return "", _error(name, AGENT_DOWN, name=why), 1
+    bad = _not_text(args)
+    if bad:
+        return "", _error(name, USAGE, detail=bad), 1
     stdin = ""
     if _wants_stdin(name, args) and sys.stdin is not None and not sys.stdin.isatty():
-        stdin = sys.stdin.read()
-    out, err, code = exec_command(lab_folder(), host, [name, *args], stdin)
+        try:
+            stdin = _read_stdin()
+        except ValueError as exc:
+            return "", _error(name, USAGE, detail=str(exc)), 1
+    return exec_command(lab_folder(), host, [name, *args], stdin)
+
+
+def main() -> int:
+    for stream in (sys.stdout, sys.stderr):  # an output encoding that cannot show a character escapes it
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+    name = _command_name(sys.argv[0])
+    if _not_text([name]):
+        name = name.encode("utf-8", "backslashreplace").decode("utf-8")
+    try:
+        out, err, code = _run(name, sys.argv[1:])
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - never a traceback for the operator
+        out, err, code = "", _error(name, INTERNAL, detail=type(exc).__name__), 1
     sys.stdout.write(out)
     sys.stdout.flush()
     sys.stderr.write(err)

@@ -28,7 +28,8 @@ from snaplab.agent.host import Host
 from snaplab.common import daemon_runner
 from snaplab.common.daemon_runner import ArgumentParser, UsageError
 from snaplab.common.errors import E
-from snaplab.common.rpc import SnapLabClientError
+from snaplab.common.rpc import SnapLabClientError, ValidationInterceptor
+from snaplab.common.validation import shown
 from snaplab.v1 import agent_pb2, agent_pb2_grpc
 
 PROG = "snaplab-agent"
@@ -164,6 +165,7 @@ def run_command(host: Host, argv: list[str], stdin: str = "") -> tuple[str, str,
     name = argv[0].replace("\\", "/").rsplit("/", 1)[-1] if argv else ""
     key = name.lower().removesuffix(".exe")
     if key not in base.COMMANDS:
+        name = shown(name)  # echoed in the error line and the trace: control characters escaped
         text = E.USAGE.text.format(detail=f"unknown command {name or '(none)'}")
         host.trace(name or "agent", "ERROR", E.USAGE.msg_id, text)
         return "", f"{name or 'agent'}:Error: {E.USAGE.msg_id}: {text}\n", 1
@@ -250,7 +252,10 @@ def serve(cfg: Config, stop: threading.Event) -> int:
                 host.boot()
         except Exception:  # a start must not fail because one array is slow: the next command rescans
             log.exception("disk scan at start failed")
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="agent"))
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="agent"),
+            interceptors=[ValidationInterceptor()],  # argv and stdin within their limits (common.validation)
+        )
         agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(host), server)
         cfg.socket.unlink(missing_ok=True)  # a stale socket of a killed agent (the state lock says none runs)
         old = os.umask(0o177)  # the socket is born 0600: only this user's commands reach this host

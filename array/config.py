@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from snaplab.common.errors import E, SnapLabError
+from snaplab.common.units import size_text
 from snaplab.san import disklayout
 
 from .blockstore import BLOCK, Family
@@ -295,7 +296,11 @@ class ConfigMixin:
         if DSV not in self.licences or ("licence", DSV) in self.faults:
             raise SnapLabError(E.LICENCE_MISSING, product=DSV)
         if building and self.licences[DSV] < self.physical_capacity():
-            raise SnapLabError(E.LICENCE_CAPACITY, licensed=self.licences[DSV], physical=self.physical_capacity())
+            raise SnapLabError(
+                E.LICENCE_CAPACITY,
+                licensed=size_text(self.licences[DSV]),
+                physical=size_text(self.physical_capacity()),
+            )
 
     def licence_state(self) -> dict:
         with self._lock:

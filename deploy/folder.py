@@ -22,6 +22,11 @@ RUNTIME_VERSION = 1
 LOCK_TIMEOUT = 120.0  # another up/down on the same folder
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
+# A lab folder holds private keys, the hosts' file-system caches and every daemon's state: it is this
+# user's alone. It is made 0700, and everything made while a lab command holds it (the daemons it
+# starts included, who inherit the mask) is born without group or other permissions: keys 0600.
+PRIVATE_UMASK = 0o077
+PRIVATE_DIR = 0o700
 
 Report = Callable[[str], None]
 
@@ -108,9 +113,27 @@ class LabFolder:
 
     @contextlib.contextmanager
     def locked(self, what: str) -> Iterator[None]:
-        """One ``lab up``/``lab down`` at a time per folder (the lock dies with its process)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        """One ``lab up``/``lab down`` at a time per folder (the lock dies with its process), with
+        the private umask for whatever it makes (``PRIVATE_UMASK``)."""
+        old_mask = os.umask(PRIVATE_UMASK)
+        try:
+            self._private_folder()
+            with self._lock_file(what):
+                yield
+        finally:
+            os.umask(old_mask)
+
+    def _private_folder(self) -> None:
+        """Make the folder (and missing parents) 0700; a lab made before that rule is tightened."""
+        missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
+        for p in reversed(missing):
+            p.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        if self.is_lab() and self.folder.stat().st_mode & 0o777 != PRIVATE_DIR:
+            self.folder.chmod(PRIVATE_DIR)
+
+    @contextlib.contextmanager
+    def _lock_file(self, what: str) -> Iterator[None]:
+        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             deadline = time.monotonic() + LOCK_TIMEOUT
             while True:
@@ -174,8 +197,10 @@ class LabFolder:
         }
 
     def make(self, spec: LabSpec, report: Report) -> None:
-        """A new lab's folder: its lab file, the CA and one certificate per principal, empty state folders."""
+        """A new lab's folder (0700): its lab file, the CA and one certificate per principal (keys
+        0600), empty state folders."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.chmod(PRIVATE_DIR)
         self.incomplete_marker.touch()
         self.lab_file.write_text(spec.text, encoding="utf-8")
         principals = [(a.name, "array") for a in spec.arrays]

@@ -6,7 +6,7 @@ from snaplab.common.errors import E, SnapLabError
 from snaplab.v1 import array_pb2, manager_pb2
 
 from .routing import ArrayView, ControlOp, LdInfo, ViaState
-from .state import EventRecord, HostRecord
+from .state import EventRecord, HostDefinition, HostRecord
 
 # ControlRequest's oneof field -> (routing kind, Array RPC method).
 OPS = {
@@ -85,6 +85,21 @@ def host_msg(rec: HostRecord) -> manager_pb2.HostInfo:
         cluster=rec.cluster,
         cluster_role=rec.cluster_role,
         enrolled=rec.enrolled,
+    )
+
+
+def host_definition(array: str, h: array_pb2.Host) -> HostDefinition:
+    """A host as an array registered it, as a definition on that array."""
+    return HostDefinition(array, h.name, tuple(w.lower() for w in h.wwns), tuple(h.ports), h.platform or "windows")
+
+
+def registered_as(h: array_pb2.Host | None, d: HostDefinition) -> bool:
+    """Whether the array's registration of the host is its definition."""
+    return (
+        h is not None
+        and {w.lower() for w in h.wwns} == set(d.wwns)
+        and set(h.ports) == set(d.ports)
+        and (h.platform or "windows") == d.platform
     )
 
 

@@ -19,11 +19,11 @@ from snaplab.common.pki import Identity
 from snaplab.common.rpc import SnapLabClientError, current_identity, translate_errors
 from snaplab.v1 import array_pb2, manager_pb2, manager_pb2_grpc
 
-from . import routing, serde
+from . import enrolment, routing, serde
 from .arrays import CALL_TIMEOUT, ArrayLink, ArrayRegistry
 from .messages import SC_DONE, M
 from .observe import Observer
-from .state import CLUSTER_ROLES, HOST_ROLES, HostRecord, ManagerState
+from .state import CLUSTER_ROLES, HOST_ROLES, HostDefinition, HostRecord, ManagerState
 
 SERVICE_NAME = manager_pb2.DESCRIPTOR.services_by_name["Manager"].full_name
 WATCH_POLL = 0.5  # seconds a Watch sleeps between checks that its client is still there
@@ -32,6 +32,7 @@ HOST_ROLE = ("host",)
 ADMIN_ROLE = ("admin",)
 VIEW_ROLES = ("host", "admin", "manager")
 BAD_LICENCE = ("product fault", "capacity short")
+MONITOR_TIMEOUT = 5.0  # seconds state monitoring waits for one array before showing it "unknown"
 
 log = logging.getLogger("snaplab.manager")
 T = TypeVar("T")
@@ -221,18 +222,16 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
         self._event(source, classification, operation, msg_id, text + suffix)
         return result
 
-    async def _register(self, link: ArrayLink, host: HostRecord) -> None:
-        """Register the host with one array, with the ports that array has (a host may be cabled to
-        several arrays, each with its own port names)."""
-        ports = {p.name for p in (await link.describe()).ports}
+    async def _register(self, link: ArrayLink, definition: HostDefinition) -> None:
+        """Register a host with one array as the configuration defines it there."""
         await link.call(
             "Configure",
             array_pb2.ConfigRequest(
                 register_host=array_pb2.RegisterHost(
-                    name=host.name,
-                    wwns=list(host.wwns),
-                    ports=[p for p in host.ports if p in ports],
-                    platform=host.platform,
+                    name=definition.name,
+                    wwns=list(definition.wwns),
+                    ports=list(definition.ports),
+                    platform=definition.platform,
                 )
             ),
         )
@@ -283,23 +282,13 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
                 raise SnapLabError(E.BAD_ARGUMENT, detail="cluster_role must be active or standby")
             if request.cluster_role and not request.cluster:
                 raise SnapLabError(E.BAD_ARGUMENT, detail="cluster_role needs a cluster name")
-            host = HostRecord(
-                ident.name,
-                request.role,
-                request.platform or "windows",
-                tuple(w.lower() for w in request.wwns),
-                tuple(request.ports),
-                request.cluster,
-                request.cluster_role,
-            )
-            # An HBA's WWN belongs to one server: a host cannot take over another's access by claiming it.
-            claimed = set(host.wwns)
-            for other in self.state.hosts():
-                if other.name != host.name and claimed & set(other.wwns):
-                    raise SnapLabError(
-                        E.ALREADY_EXISTS, name=f"WWN {min(claimed & set(other.wwns))} of {other.name}"
-                    )
-            known_ports: set[str] = set()
+            claim = enrolment.Claim.of(ident.name, request.wwns, request.ports)
+            defined = {d.array: d for d in self.state.definitions(ident.name)}
+            registered: dict[str, array_pb2.Host] = {}
+            others: list[tuple[str, frozenset[str]]] = [
+                (h.name, frozenset(h.wwns)) for h in self.state.hosts() if h.name != ident.name
+            ]
+            others += [(d.name, frozenset(d.wwns)) for d in self.state.definitions() if d.name != ident.name]
             reachable = []
             for link in self.arrays.links:
                 try:
@@ -309,25 +298,30 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
                         raise
                     self._event(ident.name, "WARNING", "Enrol", exc.msg_id, exc.text)
                     continue
-                for h in state.hosts:
-                    taken = claimed & {w.lower() for w in h.wwns}
-                    if h.name != host.name and taken:
-                        raise SnapLabError(E.ALREADY_EXISTS, name=f"WWN {min(taken)} of {h.name}")
-                known_ports |= {p.name for p in state.ports}
                 reachable.append(link)
-            unknown = [p for p in host.ports if p not in known_ports]
-            if reachable and unknown:
-                raise SnapLabError(E.PORT_NOT_FOUND, name=", ".join(unknown))
+                for h in state.hosts:
+                    if h.name == ident.name:
+                        registered[link.key] = h
+                    else:
+                        others.append((h.name, frozenset(w.lower() for w in h.wwns)))
+                if link.key not in defined and link.key in registered:
+                    # Defined on the array itself by an admin (only admin and manager register hosts there).
+                    defined[link.key] = serde.host_definition(link.key, registered[link.key])
+            definitions = [defined[k] for k in sorted(defined)]
+            enrolment.check(claim, definitions, others)
             for link in reachable:
-                await self._register(link, host)
+                d = defined.get(link.key)
+                if d is not None and not serde.registered_as(registered.get(link.key), d):
+                    await self._register(link, d)
+            host = enrolment.record(ident.name, definitions)
             self.state.enrol(
                 host.name,
-                host.role,
+                request.role,
                 platform=host.platform,
                 wwns=host.wwns,
                 ports=host.ports,
-                cluster=host.cluster,
-                cluster_role=host.cluster_role,
+                cluster=request.cluster,
+                cluster_role=request.cluster_role,
             )
             return manager_pb2.EnrolReply(
                 arrays=[
@@ -335,13 +329,18 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
                 ]
             )
 
-        return await self._logged(
-            ident.name,
-            "Enrol",
-            detail,
-            body,
-            lambda _r: ("INFO", M.ENROLLED.msg_id, M.ENROLLED.text.format(detail=f"{ident.name}")),
-        )
+        try:
+            return await self._logged(
+                ident.name,
+                "Enrol",
+                detail,
+                body,
+                lambda _r: ("INFO", M.ENROLLED.msg_id, M.ENROLLED.text.format(detail=f"{ident.name}")),
+            )
+        except SnapLabError as exc:
+            if exc.msg_id in (E.HOST_MISMATCH.msg_id, E.HOST_NOT_DEFINED.msg_id):
+                log.warning("enrolment of %s refused: %s", ident.name, exc)
+            raise
 
     # -- B3: control I/O of a host -------------------------------------------------------------
     async def Route(
@@ -355,9 +354,11 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
             op, method, array_request = serde.control_op(request)
             link = await self.arrays.get(request.array, via=request.via)
             view = await link.view()
-            if ident.name not in view.host_paths:  # the array lost (or never got) this host's registration
+            definition = next((d for d in self.state.definitions(host.name) if d.array == link.key), None)
+            if ident.name not in view.host_paths and definition is not None:
+                # The array lost (or never got: it was down at enrolment) this host's registration.
                 try:
-                    await self._register(link, host)
+                    await self._register(link, definition)
                     view = await link.view()
                 except SnapLabError:
                     pass
@@ -434,6 +435,10 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
                 reply = await link.call("Configure", request.request)
             finally:
                 link.invalidate()
+            if request.request.WhichOneof("op") == "register_host":
+                # The host definition enrolment checks against (B2), kept even while the array is away.
+                r = request.request.register_host
+                self.state.define_host(link.key, r.name, wwns=r.wwns, ports=r.ports, platform=r.platform or "windows")
             if request.request.WhichOneof("op") in ("add_generations", "delete_generations"):
                 self.observer.forget(link.key, getattr(request.request, request.request.WhichOneof("op")).bv)
             return reply
@@ -458,43 +463,52 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
     ) -> manager_pb2.MonitorReply:
         ident = current_identity(context)
         _require(ident, VIEW_ROLES, "monitor the disk arrays")
-        out = []
-        for link in await self.arrays.select(request.array):
-            try:
-                state = await link.describe()
-            except (SnapLabError, SnapLabClientError) as exc:
-                log.warning("cannot describe %s: %s", link.key, exc)
-                out.append(
-                    manager_pb2.ArrayMonitor(
-                        state=array_pb2.ArrayState(name=link.last_name),
-                        target=link.target,
-                        resource_state="unknown",
-                        monitoring="stopped",
-                    )
-                )
-                continue
-            self.observer.faults_seen(link.key, state.faults)
-            snapshots = []
-            for ld in state.lds:
-                if ld.type != "BV":
-                    continue
-                try:
-                    reply = await link.call("Query", array_pb2.QueryRequest(bv=ld.name))
-                except (SnapLabError, SnapLabClientError):
-                    continue  # unbound since Describe, or the array went away: leave it out
-                self.observer.query_seen(link.key, reply)
-                snapshots.append(reply)
-            bad = bool(state.faults) or any(v in BAD_LICENCE for v in state.licences.values())
-            out.append(
-                manager_pb2.ArrayMonitor(
-                    state=state,
-                    target=link.target,
-                    resource_state="fault" if bad else "ready",
-                    monitoring="running",
-                    snapshots=snapshots,
-                )
-            )
+        links = await self.arrays.select(request.array)
+        # Every array at once, each within MONITOR_TIMEOUT: one that is frozen or gone shows as
+        # "unknown" and never holds up the others or the caller.
+        out = await asyncio.gather(*(self._monitor_one(link) for link in links))
         return manager_pb2.MonitorReply(arrays=out, hosts=[serde.host_msg(h) for h in self.state.hosts()])
+
+    async def _monitor_one(self, link: ArrayLink) -> manager_pb2.ArrayMonitor:
+        snapshots: list[array_pb2.QueryReply] = []
+        state: array_pb2.ArrayState | None = None
+        try:
+            async with asyncio.timeout(MONITOR_TIMEOUT):
+                state = await link.describe()
+                self.observer.faults_seen(link.key, state.faults)
+                for ld in state.lds:
+                    if ld.type != "BV":
+                        continue
+                    try:
+                        reply = await link.call("Query", array_pb2.QueryRequest(bv=ld.name))
+                    except (SnapLabError, SnapLabClientError):
+                        continue  # unbound since Describe, or the array went away: leave it out
+                    self.observer.query_seen(link.key, reply)
+                    snapshots.append(reply)
+        except TimeoutError:
+            if state is None:
+                log.warning("%s did not answer Describe within %.0f s", link.key, MONITOR_TIMEOUT)
+                self.observer.reachability(link.key, False)
+            else:
+                snapshots = []  # a partial list would look like lost snapshots: show the array without it
+        except (SnapLabError, SnapLabClientError) as exc:
+            log.warning("cannot describe %s: %s", link.key, exc)
+            state = None
+        if state is None:
+            return manager_pb2.ArrayMonitor(
+                state=array_pb2.ArrayState(name=link.last_name),
+                target=link.target,
+                resource_state="unknown",
+                monitoring="stopped",
+            )
+        bad = bool(state.faults) or any(v in BAD_LICENCE for v in state.licences.values())
+        return manager_pb2.ArrayMonitor(
+            state=state,
+            target=link.target,
+            resource_state="fault" if bad else "ready",
+            monitoring="running",
+            snapshots=snapshots,
+        )
 
     # -- B6: event log ---------------------------------------------------------------------------
     async def Events(

@@ -1,4 +1,4 @@
-"""The manager's state in SQLite (``<state>/manager.db``): enrolled hosts and the event log."""
+"""The manager's state in SQLite (``<state>/manager.db``): host definitions, enrolled hosts and the event log."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from snaplab.common.validation import shown
+
 DB_FILE = "manager.db"
 CLASSIFICATIONS = ("INFO", "NOTICE", "WARNING", "ERROR")
 HOST_ROLES = ("business", "backup", "test", "standby")
@@ -20,6 +22,11 @@ CLUSTER_ROLES = ("", "active", "standby")
 MAX_EVENTS_PER_READ = 10_000
 CHECKPOINT_INTERVAL = 1.0  # seconds between WAL checkpoints (by a background thread) while events come in
 WAL_SIZE_LIMIT = 8 * 1024 * 1024  # bytes the WAL file keeps on disk between checkpoints
+# Characters an event keeps of each field (longer ones are cut, unprintable characters escaped): an
+# event costs at most a few KiB of manager.db whatever a request carried, and a page of the log
+# (MAX_EVENTS_PER_READ events) always fits in one reply.
+EVENT_LIMITS = {"source": 64, "operation": 32, "msg_id": 16, "text": 1024}
+_CUT_MARK_ROOM = 32  # a stored field may end in "...(N characters)" beyond its limit
 
 log = logging.getLogger("snaplab.manager")
 
@@ -49,6 +56,19 @@ class HostRecord:
 
 
 @dataclass(frozen=True)
+class HostDefinition:
+    """A host as the lab's configuration defines it on one array (``iSMcfg hostadd``, a lab file's
+    ``[[hosts]]``): its HBAs' WWNs and the array ports it is cabled to. Enrolment takes these, never
+    what the host's request claims (SPEC B2)."""
+
+    array: str  # the array's key (``--array KEY=...``)
+    name: str
+    wwns: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+    platform: str = "windows"
+
+
+@dataclass(frozen=True)
 class EventRecord:
     """One line of the event log."""
 
@@ -73,10 +93,13 @@ class ManagerState:
 
     Rules it keeps:
 
+    - A host definition is keyed by (array, host name) and written only by an admin's configuration
+      (``define_host``); defining again replaces it.
     - A host is keyed by the name in its certificate; enrolling again replaces its record (role,
       platform, WWNs, ports, cluster) and its enrolment time, never another host's.
     - Events are append-only: each gets the next sequence number (1, 2, …, never reused) and the
-      time it was logged; the classification is one of INFO, NOTICE, WARNING, ERROR.
+      time it was logged; the classification is one of INFO, NOTICE, WARNING, ERROR. Each field is
+      stored and read in a bounded, escaped form (``EVENT_LIMITS``, ``validation.shown``).
     - Every write is one committed transaction before the method returns: a restart keeps it.
     - All methods are thread-safe. ``wait_events`` blocks until an event newer than a sequence
       number exists, a timeout passes, or ``close()``/``wake()`` is called — so a live watcher never
@@ -114,6 +137,11 @@ class ManagerState:
             pk="name",
             if_not_exists=True,
         )
+        self.db.table("host_definitions").create(
+            {"array": str, "name": str, "wwns": str, "ports": str, "platform": str},  # JSON lists
+            pk=("array", "name"),
+            if_not_exists=True,
+        )
         self.db.table("events").create(
             {
                 "seq": int,
@@ -132,12 +160,41 @@ class ManagerState:
         self._waiters.last_seq = int(row[0] or 0)
         self._listeners: list[Callable[[], None]] = []
         self._hosts = {r["name"]: _host(r) for r in self.db.query("SELECT * FROM hosts")}
+        self._definitions = {
+            (r["array"], r["name"]): _definition(r) for r in self.db.query("SELECT * FROM host_definitions")
+        }
         self._dirty = threading.Event()  # written since the last checkpoint
         self._stop_checkpoints = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoints, name="manager-db-checkpoint", daemon=True
         )
         self._checkpointer.start()
+
+    # -- host definitions ----------------------------------------------------------------------------
+    def define_host(
+        self,
+        array: str,
+        name: str,
+        *,
+        wwns: list[str] | tuple[str, ...] = (),
+        ports: list[str] | tuple[str, ...] = (),
+        platform: str = "windows",
+    ) -> HostDefinition:
+        """Record (or replace) how the configuration defines host ``name`` on ``array``."""
+        d = HostDefinition(array, name, tuple(w.lower() for w in wwns), tuple(ports), platform)
+        with self._lock:
+            self._write(
+                "INSERT OR REPLACE INTO host_definitions(array, name, wwns, ports, platform) VALUES (?,?,?,?,?)",
+                [array, name, json.dumps(list(d.wwns)), json.dumps(list(d.ports)), platform],
+            )
+            self._definitions[(array, name)] = d
+        return d
+
+    def definitions(self, name: str | None = None) -> list[HostDefinition]:
+        """The definitions of host ``name`` (every host's if None), by array and name."""
+        with self._lock:
+            found = [d for key, d in sorted(self._definitions.items()) if name is None or key[1] == name]
+        return found
 
     # -- hosts -------------------------------------------------------------------------------------
     def enrol(
@@ -197,6 +254,9 @@ class ManagerState:
         """Append one event and wake every watcher; returns it with its sequence number."""
         if classification not in CLASSIFICATIONS:
             raise ValueError(f"classification {classification!r} is not one of {CLASSIFICATIONS}")
+        lim = EVENT_LIMITS
+        source, operation = shown(source, lim["source"]), shown(operation, lim["operation"])
+        msg_id, text = shown(msg_id, lim["msg_id"]), shown(text, lim["text"])
         with self._lock:
             time = self._clock()
             # One statement in autocommit mode: its own transaction, committed when it returns.
@@ -222,11 +282,25 @@ class ManagerState:
     def events(self, after_seq: int = 0, limit: int = 0) -> list[EventRecord]:
         """Events with ``seq > after_seq``, oldest first; at most ``limit`` (0: up to 10 000)."""
         n = MAX_EVENTS_PER_READ if limit <= 0 else min(limit, MAX_EVENTS_PER_READ)
+        # Read bounded too: a log written before the limits existed may hold huge fields, and NULs
+        # (which end an SQLite text for substr and length): the head of each field's bytes is read.
+        room = {f: m + _CUT_MARK_ROOM for f, m in EVENT_LIMITS.items()}
+        fields = ", ".join(
+            f"substr(CAST({f} AS BLOB), 1, {4 * m}) AS {f}, length(CAST({f} AS BLOB)) AS {f}_len"
+            for f, m in room.items()
+        )
         with self._lock:
-            rows = self.db.query(
-                "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", [max(0, after_seq), n]
+            rows = list(
+                self.db.query(
+                    f"SELECT seq, time, classification, {fields} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                    [max(0, after_seq), n],
+                )
             )
-            return [EventRecord(**r) for r in rows]
+        out = []
+        for r in rows:
+            kept = {f: _bounded(r[f], r[f"{f}_len"], m) for f, m in room.items()}
+            out.append(EventRecord(r["seq"], r["time"], classification=r["classification"], **kept))
+        return out
 
     @property
     def last_seq(self) -> int:
@@ -298,6 +372,24 @@ class ManagerState:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+def _bounded(head: bytes | None, size: int | None, limit: int) -> str:
+    """A field read as the head of its bytes (``size`` in all): at most ``limit`` characters, escaped."""
+    text = (head or b"").decode("utf-8", "replace")
+    if (size or 0) > len(head or b""):
+        return shown(text, limit, total=size, unit="bytes")
+    return shown(text, limit)
+
+
+def _definition(row: dict) -> HostDefinition:
+    return HostDefinition(
+        row["array"],
+        row["name"],
+        tuple(json.loads(row["wwns"] or "[]")),
+        tuple(json.loads(row["ports"] or "[]")),
+        row["platform"] or "windows",
+    )
 
 
 def _host(row: dict) -> HostRecord:

@@ -15,6 +15,7 @@ import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CLI_TIMEOUT = 120  # one snaplab command (the default lab's up runs every setup command)
 COMMAND_TIMEOUT = 60  # one host command (iSMsc_wait waits for a restore, DISKPART formats)
@@ -181,3 +182,49 @@ def run_on(
         check=False,
     )
     return Ran(host, line, proc.stdout, proc.stderr, proc.returncode)
+
+
+class RefLab:
+    """A running lab made from the reference lab file: commands on its hosts, clients with its
+    certificates, its event log and its files."""
+
+    ARRAY = "Tokyo_Customer_DataBase"
+
+    def __init__(self, run: LabRun) -> None:
+        self.run = run
+        self.folder = run.folder
+        self.root = run.root
+        self.pki = self.folder / "pki"
+
+    @property
+    def runtime(self) -> dict:
+        return json.loads((self.folder / "runtime.json").read_text())
+
+    def cmd(self, host: str, line: str, **kw: Any) -> Ran:
+        return run_on(self.folder, host, line, cwd=self.root, **kw)
+
+    def manager(self, principal: str) -> Any:
+        from snaplab.manager.client import ManagerClient
+
+        from snaplab.common.rpc import ClientTLS
+
+        return ManagerClient(self.runtime["manager"]["target"], ClientTLS.from_folder(self.pki, principal), timeout=30)
+
+    def array(self, principal: str) -> Any:
+        from snaplab.common.rpc import ClientTLS
+        from snaplab.san.array_client import ArrayClient
+
+        target = self.runtime["arrays"][self.ARRAY]["target"]
+        return ArrayClient(target, ClientTLS.from_folder(self.pki, principal), timeout=30)
+
+    def last_seq(self) -> int:
+        with self.manager("admin") as m:
+            events = m.events()
+        return events[-1].seq if events else 0
+
+    def events_after(self, seq: int) -> list[Any]:
+        with self.manager("admin") as m:
+            return m.events(after_seq=seq)
+
+    def log(self, name: str) -> Path:
+        return self.folder / "run" / name

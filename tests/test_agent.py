@@ -80,6 +80,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         admin.bind_ld("iv003", 4 * MiB, 0, "WN", number=0x30)
         admin.add_generations("bv001", 1, 2, sv_names=["sv001_1", "sv001_2"])
         admin.bind_lv("bv001", "lv001", number=0x40)
+        # The admin's definitions of the hosts' cabling (B2): enrolment takes these, never the claim.
+        admin.register_host("business01", ports=["P0"])
+        admin.register_host("backup01", ports=["P1"])
         with ManagerProcess(root / "manager", certs=pki, arrays={ARRAY: array.target}) as manager:
             business = AgentProcess(root, "business01", certs=pki, manager=manager.target, ports=["P0"])
             backup = AgentProcess(

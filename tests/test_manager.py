@@ -346,6 +346,8 @@ def build(lab: Lab) -> None:
     lab.cfg("ldbind", "-poolnumber", "0", "-ldname", "bv002", "-capacity", "4MB")
     lab.cfg("generationadd", "-bvname", "bv002", "-poolnumber", "2")
     for host, role in (("business01", "business"), ("backup01", "backup")):
+        # The lab's configuration defines each host's HBA (B2); the host's enrolment must match it.
+        lab.cfg("hostadd", "-hostname", host, "-wwn", WWN[host])
         reply = getattr(lab, host).enrol(role, wwns=[WWN[host]])
         assert [(a.name, a.target) for a in reply.arrays] == [(ARRAY, lab.array.target)]
     lab.cfg("accessadd", "-ldname", "bv001", "-wwn", WWN["business01"])
@@ -755,6 +757,7 @@ def test_routing_look_ups_survive_the_array_restarting(tmp_path: Path, lab: Lab)
             a.bind_ld("bvk", 4 * MiB, 0, "WN")
             a.add_generations("bvk", 1, 1)
             a.assign_access("bvk", wwn=WWN["business01"])
+            a.register_host("business01", wwns=[WWN["business01"]])  # the admin's definition of the host
         with (
             ManagerProcess(tmp_path / "m4", certs=certs, arrays={"Kobe": array.target}) as m4,
             m4.client("business01") as biz,

@@ -142,13 +142,14 @@ class FakeStub:
 
 class FakeHost:
     """The parts of ``snaplab.agent.host.Host`` the snapshot commands use, with the same signatures:
-    ``manager``, ``vollist()``, ``resolve_ld(name, flg)`` (the disk entry), ``control_via(array,
+    ``manager`` (and ``manager_target``, which refusals name), ``vollist()``, ``resolve_ld(name, flg)`` (the disk entry), ``control_via(array,
     entry)``, ``stale_check(entry)``, ``layout_options()`` (a pair of flags), ``disk(array,
     ld_number)`` (``.volumes[].mount_points``: the live mount table), ``scan()``, ``trace(...)``."""
 
     def __init__(self, name: str, manager: FakeManager, entries: list[VolEntry] | None) -> None:
         self.name = name
         self.manager = manager.stub(name)
+        self.manager_target = "fake-manager:0"
         now = datetime.now().strftime("%Y/%m/%d %H:%M:%S")
         self.list = VolumeList(name, now, entries) if entries is not None else None
         self.mounts: dict[int, list[str]] = {}  # disk number -> mount points now mounted
@@ -186,7 +187,9 @@ class FakeHost:
         if d is None:
             return None
         points = self.mounts.get(d.disk, [])
-        return SimpleNamespace(number=d.disk, volumes=[SimpleNamespace(mount_points=points)])
+        return SimpleNamespace(
+            number=d.disk, volumes=[SimpleNamespace(mount_points=points)], failed=False, error=""
+        )
 
     @contextlib.contextmanager
     def released(self) -> Iterator[None]:

@@ -18,6 +18,7 @@ import grpc
 
 from snaplab.common.errors import E, Message, SnapLabError
 from snaplab.common.rpc import SnapLabClientError, call_error
+from snaplab.common.validation import shown
 from snaplab.v1 import manager_pb2
 
 if TYPE_CHECKING:  # the host model imports this module
@@ -28,6 +29,7 @@ log = logging.getLogger("snaplab.agent")
 CommandFn = Callable[["Ctx"], "int | None"]
 COMMANDS: dict[str, CommandFn] = {}
 
+_NO_ANSWER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 # Typographic dashes appear in the guide's printed commands (e.g. "iSMsc_svguard –bv bv001");
 # an operator pasting them must get the same result as with "-".
 _DASHES = ("\u2013", "\u2014", "\u2212", "\uff0d")
@@ -51,7 +53,10 @@ class CommandError(Exception):
         super().__init__(f"{self.msg_id}: {self.text}")
 
     @classmethod
-    def of(cls, exc: BaseException) -> CommandError:
+    def of(cls, exc: BaseException, *, manager: str = "", array: str = "") -> CommandError:
+        """The refusal ``exc`` stands for. A failed call without an iSM id is named by what failed:
+        the management server at ``manager``, or the disk array ``array``, did not answer (never the
+        transport's own text)."""
         if isinstance(exc, CommandError):
             return exc
         if isinstance(exc, SnapLabError):
@@ -62,9 +67,15 @@ class CommandError(Exception):
         if isinstance(exc, grpc.RpcError):
             exc = call_error(exc)
         if isinstance(exc, SnapLabClientError):
+            if not exc.msg_id:
+                if exc.code not in _NO_ANSWER:
+                    return cls(E.INTERNAL, detail=exc.code.name)
+                if manager:
+                    return cls(E.MANAGER_UNREACHABLE, name=manager)
+                return cls(E.ARRAY_UNREACHABLE, name=array or "-")
             out = cls.__new__(cls)
             text = exc.text or str(exc)
-            out.msg_id = exc.msg_id or (E.ARRAY_UNREACHABLE.msg_id if exc.code == grpc.StatusCode.UNAVAILABLE else "iSM19999")
+            out.msg_id = exc.msg_id
             if text.startswith(f"{out.msg_id}: "):
                 text = text[len(out.msg_id) + 2 :]
             out.text = text
@@ -108,10 +119,18 @@ def win_args(args: list[str], valued: tuple[str, ...] = ()) -> tuple[list[str], 
     return pos, opts
 
 
+MAX_PATH_PART = 255  # bytes of one file name (NAME_MAX)
+MAX_PATH = 4095  # bytes of a whole path (PATH_MAX without its NUL)
+
+
 def caller_path(host: Host, name: str) -> Path:
-    """A path a command was given: relative paths are relative to the caller's current folder."""
+    """A path a command was given: relative paths are relative to the caller's current folder.
+    One the file system cannot hold is a syntax error (iSM11100), not an OSError later."""
     p = Path(name)
-    return p if p.is_absolute() else host.cwd / p
+    p = p if p.is_absolute() else host.cwd / p
+    if len(str(p).encode()) > MAX_PATH or any(len(part.encode()) > MAX_PATH_PART for part in p.parts):
+        raise CommandError(E.USAGE, detail=f"path {shown(name)} is too long")
+    return p
 
 
 @dataclass
@@ -182,7 +201,7 @@ class Ctx:
         try:
             return self.host.manager.Route(req, timeout=timeout)
         except grpc.RpcError as exc:
-            raise CommandError.of(exc) from None
+            raise CommandError.of(exc, manager=self.host.manager_target) from None
 
 
 def run(host: Host, argv: list[str], stdin: str = "") -> tuple[str, str, int]:

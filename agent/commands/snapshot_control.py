@@ -122,7 +122,16 @@ def _lookup(ctx: Ctx, name: str, flg: str) -> VolEntry | None:
 
 
 def _control_via(ctx: Ctx, array: str, entry: VolEntry) -> str:
-    return ctx.host.control_via(array, entry) or entry.ld_name
+    try:
+        return ctx.host.control_via(array, entry) or entry.ld_name
+    except CommandError as err:
+        if err.msg_id == E.VIA_NOT_READY.msg_id:
+            # Not Ready because the array reports a failure of the volume (a BV failure, an SRA
+            # failure): that failure is the message, not "Not Ready".
+            disk = ctx.host.disk(entry.array, entry.ld_number)
+            if disk is not None and disk.failed and disk.error.startswith("iSM"):
+                raise CommandError.of(SnapLabClientError(grpc.StatusCode.DATA_LOSS, disk.error)) from None
+        raise
 
 
 def resolve(ctx: Ctx, name: str, flg: str) -> Vol:
@@ -272,7 +281,7 @@ def monitor_family(
         reply = ctx.host.manager.Monitor(manager_pb2.MonitorRequest(array=array), timeout=MONITOR_TIMEOUT)
     except _ROUTE_ERRORS as exc:
         if not quiet:
-            raise CommandError.of(exc) from None
+            raise CommandError.of(exc, manager=ctx.host.manager_target) from None
         log.info("monitor not available: %s", exc)
         return None
     for am in reply.arrays:

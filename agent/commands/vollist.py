@@ -37,9 +37,8 @@ import io
 import json
 import zipfile
 from datetime import datetime
-from pathlib import Path
 
-from snaplab.agent.commands.base import CommandError, Ctx, command
+from snaplab.agent.commands.base import CommandError, Ctx, caller_path, command
 from snaplab.agent.host import Disk, Host, now_text
 from snaplab.agent.vollist import VolEntry, VolumeList, normalise_mount_point, normalise_volume_name
 
@@ -100,8 +99,8 @@ def build(host: Host) -> VolumeList:
     """The volume list of the host as it is now."""
     disks = [d for d in host.visible_disks() if not d.local]
     if host.unreachable:
-        err = next(iter(host.unreachable.values()))
-        raise CommandError.of(err)
+        array, err = next(iter(host.unreachable.items()))
+        raise CommandError.of(err, array=array)
     cvs = _control_volumes(host, disks)
     entries: list[VolEntry] = []
     for d in disks:
@@ -304,9 +303,7 @@ def _cv_definition(ctx: Ctx, action: str, ld: str) -> int:
 def ismvolgather(ctx: Ctx) -> int:
     opts = ctx.options(with_value=("-d",))
     host = ctx.host
-    folder = Path(opts["-d"]) if "-d" in opts else host.cwd
-    if not folder.is_absolute():
-        folder = host.cwd / folder
+    folder = caller_path(host, opts["-d"]) if "-d" in opts else host.cwd
     if not folder.is_dir():
         raise CommandError(E.GATHER_FAILED, detail=f"{folder} is not a folder")
     stamp = datetime.now().strftime("%Y%m%d%H%M%S")

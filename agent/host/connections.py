@@ -96,7 +96,7 @@ class Connections:
         try:
             data = self.array(disk.array).read(disk.ld_name, offset, length)
         except SnapLabClientError as exc:
-            raise CommandError.of(exc) from None
+            raise CommandError.of(exc, array=disk.array) from None
         self.io["read_calls"] += 1
         self.io["read_bytes"] += len(data)
         return data
@@ -109,6 +109,6 @@ class Connections:
         try:
             self.array(disk.array).write(disk.ld_name, offset, data)
         except SnapLabClientError as exc:
-            raise CommandError.of(exc) from None
+            raise CommandError.of(exc, array=disk.array) from None
         self.io["write_calls"] += 1
         self.io["write_bytes"] += len(data)

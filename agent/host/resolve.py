@@ -104,7 +104,7 @@ class Resolve:
         de = self.disk_entry(vl, entry)
         disks = self.disks()
         if de.array in self.unreachable:
-            raise CommandError.of(self.unreachable[de.array])
+            raise CommandError.of(self.unreachable[de.array], array=de.array)
         d = next((x for x in disks if x.array == de.array and x.ld_number == de.ld_number), None)
         if d is None:
             self._explain_missing(de)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from snaplab.common.units import size_text
+
 PRODUCT_ID = "D1-10"  # the model iSMview shows for every emulated array
 DEFAULT_LAB = "~/.snaplab/lab"
 TIMEOUT = 30.0
@@ -78,11 +80,7 @@ def parse_number(text: str, what: str) -> int:
         raise Usage(f"{what} {text!r} is not a number (decimal, or hex like 0038h)") from None
 
 
-def fmt_size(n: int) -> str:
-    for unit, size in (("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return f"{n / (1 << 20):.1f}MB" if n else "0.0MB"
+fmt_size = size_text  # the console's layouts and the array's messages print sizes alike
 
 
 # -- iSMcfg --------------------------------------------------------------------------------------

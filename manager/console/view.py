@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 
 from snaplab.v1 import array_pb2 as apb
@@ -9,6 +10,8 @@ from snaplab.v1 import manager_pb2 as mpb
 
 from ..client import ManagerClient
 from .options import PRODUCT_ID, Usage, fmt_size, parse_number, parse_options
+
+EVENT_PAGE = 500  # events per Events call of iSMview -event
 
 
 def view_usage() -> str:
@@ -135,6 +138,21 @@ def event_line(e: mpb.Event) -> str:
     return f"{when} {e.source} {op[:5]} {e.classification} {op} : {e.msg_id or '-'} : {e.text}"
 
 
+def event_pages(client: ManagerClient, after: int, limit: int) -> Iterator[mpb.Event]:
+    """The events after ``after`` (at most ``limit``, 0: all), read a page of ``EVENT_PAGE`` at a
+    time: however long the log, each reply stays small."""
+    left = limit or None
+    while left is None or left > 0:
+        asked = EVENT_PAGE if left is None else min(EVENT_PAGE, left)
+        page = client.events(after, asked)
+        yield from page
+        if len(page) < asked:
+            return
+        after = page[-1].seq
+        if left is not None:
+            left -= len(page)
+
+
 def run_view(client: ManagerClient, args: list[str]) -> list[str]:
     if not args:
         raise Usage("give -d, -all ARRAY, -snap, -host or -event")
@@ -161,5 +179,5 @@ def run_view(client: ManagerClient, args: list[str]) -> list[str]:
         o = parse_options(rest, ("-after", "-limit"))
         after = parse_number(o["-after"], "-after") if "-after" in o else 0
         limit = parse_number(o["-limit"], "-limit") if "-limit" in o else 0
-        return [event_line(e) for e in client.events(after, limit)]
+        return [event_line(e) for e in event_pages(client, after, limit)]
     raise Usage(f"unknown option {args[0]}")

@@ -61,6 +61,8 @@ class E:
     BAD_RANGE = _m("iSM19002", "Specified I/O range is out of the volume. ({detail})", S.INVALID_ARGUMENT)
     NOT_FOUND = _m("iSM19003", "Specified volume does not exist. ({name})", S.NOT_FOUND)
     ALREADY_EXISTS = _m("iSM19004", "Specified object already exists. ({name})", S.ALREADY_EXISTS)
+    NAME_INVALID = _m("iSM19005", "Specified name is invalid. ({detail})", S.INVALID_ARGUMENT)
+    BAD_REQUEST = _m("iSM19006", "Request cannot be decoded. ({detail})", S.INVALID_ARGUMENT)
     BUSY = _m("iSM19411", "Specified volume is busy in another operation. ({name})", S.UNAVAILABLE)
     INTERNAL = _m("iSM19999", "Internal error occurred. ({detail})", S.INTERNAL)
     # -- configuration: pools, LDs (A1, A3) -------------------------------------------------------
@@ -158,6 +160,14 @@ class E:
     VIA_NOT_READY = _m("iSM31063", "Volume used for control I/O is Not Ready. ({name})", S.FAILED_PRECONDITION)
     ARRAY_UNKNOWN = _m("iSM31064", "Specified disk array is not managed. ({name})", S.NOT_FOUND)
     ARRAY_UNREACHABLE = _m("iSM31065", "Disk array does not respond. ({name})", S.UNAVAILABLE)
+    # -- manager: host definitions (B2: a host's HBAs and cabling are the lab's, never its claim) --------
+    HOST_NOT_DEFINED = _m(
+        "iSM31068", "Server is not defined on the management server. ({name})", S.PERMISSION_DENIED
+    )
+    HOST_MISMATCH = _m(
+        "iSM31069", "Server configuration differs from its definition on the management server. ({detail})",
+        S.PERMISSION_DENIED,
+    )
     # -- manager console (iSMcfg, iSMview) -------------------------------------------------------
     MANAGER_UNREACHABLE = _m("iSM31066", "Management server does not respond. ({name})", S.UNAVAILABLE)
     LAB_UNKNOWN = _m("iSM31067", "Management server of the lab is not known. ({detail})", S.FAILED_PRECONDITION)

@@ -8,6 +8,8 @@ Each part lives in a module of its own; callers import from here:
 - ``rpc_identity``: who is calling (``current_identity``), set per RPC by the servers' interceptors
 - ``rpc_errors``: ``translate_errors``/``abort_with`` (an error -> its status and iSM id) and
   ``SnapLabClientError``/``client_errors`` (a failed call -> a typed error)
+- ``rpc_validation``: every request decoded and its strings checked (``validation``) before a
+  servicer sees it; installed by both servers and the agent's socket
 - ``rpc_client``: ``make_channel``/``make_aio_channel``, ``wait_healthy``
 """
 
@@ -27,18 +29,21 @@ from .rpc_errors import (
 from .rpc_identity import TEST_IDENTITY_KEY, AioIdentityInterceptor, IdentityInterceptor, current_identity
 from .rpc_server import RunningAioServer, RunningServer, start_aio_server, start_server
 from .rpc_tls import MAX_MESSAGE, ClientTLS, ServerTLS
+from .rpc_validation import AioValidationInterceptor, ValidationInterceptor
 
 __all__ = [
     "MAX_MESSAGE",
     "MSG_ID_KEY",
     "TEST_IDENTITY_KEY",
     "AioIdentityInterceptor",
+    "AioValidationInterceptor",
     "ClientTLS",
     "IdentityInterceptor",
     "RunningAioServer",
     "RunningServer",
     "ServerTLS",
     "SnapLabClientError",
+    "ValidationInterceptor",
     "abort_with",
     "abort_with_aio",
     "call_error",

@@ -10,19 +10,28 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from .rpc_errors import call_error
 from .rpc_tls import CHANNEL_OPTIONS, ClientTLS, channel_credentials
 
+# A daemon that was away is reached again within a second of its return: gRPC's default reconnect
+# backoff grows to 120 s, during which every call on the channel fails at once with UNAVAILABLE.
+RECONNECT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+_CLIENT_OPTIONS = [*CHANNEL_OPTIONS, *RECONNECT_OPTIONS]
+
 
 def make_channel(target: str, tls: ClientTLS | None) -> grpc.Channel:
     """A channel to ``target`` presenting our certificate (servers' SANs cover localhost and 127.0.0.1)."""
     if tls is None:
-        return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-    return grpc.secure_channel(target, channel_credentials(tls), options=CHANNEL_OPTIONS)
+        return grpc.insecure_channel(target, options=_CLIENT_OPTIONS)
+    return grpc.secure_channel(target, channel_credentials(tls), options=_CLIENT_OPTIONS)
 
 
 def make_aio_channel(target: str, tls: ClientTLS | None) -> grpc.aio.Channel:
     """:func:`make_channel` for ``grpc.aio`` callers (create it in the loop that uses it)."""
     if tls is None:
-        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-    return grpc.aio.secure_channel(target, channel_credentials(tls), options=CHANNEL_OPTIONS)
+        return grpc.aio.insecure_channel(target, options=_CLIENT_OPTIONS)
+    return grpc.aio.secure_channel(target, channel_credentials(tls), options=_CLIENT_OPTIONS)
 
 
 def wait_healthy(channel: grpc.Channel, timeout: float = 10.0, service: str = "") -> None:

@@ -29,7 +29,7 @@ _OPEN_SERVICES = (
 _identity: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("snaplab_identity", default=None)
 
 # (request streaming, response streaming) -> the handler's attribute and its factory, for re-wrapping.
-_HANDLER_KINDS = {
+HANDLER_KINDS = {
     (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
     (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
     (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
@@ -138,7 +138,7 @@ class IdentityInterceptor(grpc.ServerInterceptor):
 
             return stream_response if streaming_response else unary_response
 
-        attr, factory = _HANDLER_KINDS[(handler.request_streaming, handler.response_streaming)]
+        attr, factory = HANDLER_KINDS[(handler.request_streaming, handler.response_streaming)]
         return factory(
             wrap(getattr(handler, attr), handler.response_streaming),
             request_deserializer=handler.request_deserializer,
@@ -185,7 +185,7 @@ class AioIdentityInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         enter = self._enter
-        attr, factory = _HANDLER_KINDS[(handler.request_streaming, handler.response_streaming)]
+        attr, factory = HANDLER_KINDS[(handler.request_streaming, handler.response_streaming)]
         behaviour = getattr(handler, attr)
 
         if inspect.isasyncgenfunction(behaviour):

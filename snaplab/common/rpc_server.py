@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .rpc_identity import AioIdentityInterceptor, IdentityInterceptor
 from .rpc_tls import CHANNEL_OPTIONS, ServerTLS, server_credentials
+from .rpc_validation import AioValidationInterceptor, ValidationInterceptor
 
 # Without so_reuseport=0 a second daemon could bind a fixed port already in use and share it silently.
 _SERVER_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
@@ -65,7 +66,10 @@ def start_server(
         raise ValueError("test identities are only for insecure servers")
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        interceptors=[IdentityInterceptor(tls=tls is not None, insecure_test_identities=insecure_test_identities)],
+        interceptors=[
+            IdentityInterceptor(tls=tls is not None, insecure_test_identities=insecure_test_identities),
+            ValidationInterceptor(),  # every request's bytes and strings (rpc_validation)
+        ],
         options=_SERVER_OPTIONS,
     )
     add_servicers(server)
@@ -115,7 +119,8 @@ async def start_aio_server(
         raise ValueError("test identities are only for insecure servers")
     server = grpc.aio.server(
         interceptors=[
-            AioIdentityInterceptor(tls=tls is not None, insecure_test_identities=insecure_test_identities)
+            AioIdentityInterceptor(tls=tls is not None, insecure_test_identities=insecure_test_identities),
+            AioValidationInterceptor(),
         ],
         options=_SERVER_OPTIONS,
     )
