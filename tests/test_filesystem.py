@@ -219,16 +219,17 @@ def test_flush_writes_only_the_pages_that_changed(rig: Rig, g: Path) -> None:
     first = flush(rig, rig.h1)
     assert first.pages > 60
     assert flush(rig, rig.h1).bytes == 0  # nothing changed: nothing written
-    (g / "f100.bin").write_bytes(os.urandom(20_000))  # one small file: its leaf page, the index, page 1
+    # one small file: its leaf pages (sqlar, snaplab_files) in place and, first, in the journal
+    (g / "f100.bin").write_bytes(os.urandom(20_000))
     small = flush(rig, rig.h1)
-    assert 1 <= small.pages <= 4, small
+    assert 1 <= small.pages <= 6, small
     (g / "new.bin").write_bytes(os.urandom(MiB))  # 1 MiB of new data: 17 pages of it and a few more
     one = flush(rig, rig.h1)
     assert one.bytes <= 2 * MiB and one.pages >= 16, one
     assert one.writes < one.pages  # adjacent pages go in one write
     (g / "big.bin").unlink()
     gone = flush(rig, rig.h1)
-    assert gone.pages <= 6, gone  # freed pages are not rewritten
+    assert gone.pages <= 10, gone  # freed pages are not rewritten (their rows' pages, twice)
     assert sha(archive(rig.image("bv001"))) == sha(files_of(g))
 
 
