@@ -337,8 +337,9 @@ def lost_files(out: str) -> list[str]:
 
 
 def torn_snapshot(rig: Rig, g: Path) -> tuple[dict[str, bytes], dict[str, bytes]]:
-    """Files flushed (state A), then more written and a flush stopped after 3 page writes, a snapshot
-    taken right then into sv001_1: (files of A, files of the cache at the torn flush)."""
+    """Files flushed (state A), then more written and a flush stopped after 3 of its in-place page
+    writes (its journal committed), a snapshot taken right then into sv001_1: (files of A, files of
+    the cache at the torn flush)."""
     for i in range(30):
         (g / f"f{i:02d}.bin").write_bytes(os.urandom(1000 + 4000 * i))
     flush(rig, rig.h1)

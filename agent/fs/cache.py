@@ -136,13 +136,24 @@ class FileSystemCache:
             os.rename(held["root"], parked)
             s = kept.session_of(held, db, parked, pages, digests)
             kept.forget(self.cache, volume.guid)
-            log.info("%s mounted with the cache kept at the last stop (%d entries not flushed)", volume.name, len(held.get("entries") or {}))
-            self.host.trace("mount", "WARNING", "", f"{volume.name}: the cache kept at the last stop is back in place")
+            log.info(
+                "%s mounted with the cache kept at the last stop (%d entries not flushed)",
+                volume.name,
+                len(held.get("entries") or {}),
+            )
+            self.host.trace(
+                "mount", "WARNING", "", f"{volume.name}: the cache kept at the last stop is back in place"
+            )
         else:
             if held is not None:
-                where = kept.set_aside(self.host.state, self.cache, held, "the volume changed while the server was down")
+                where = kept.set_aside(
+                    self.host.state, self.cache, held, "the volume changed while the server was down"
+                )
                 self.host.trace(
-                    "mount", "WARNING", "", f"{volume.name}: the cache kept at the last stop was set aside in {where}"
+                    "mount",
+                    "WARNING",
+                    "",
+                    f"{volume.name}: the cache kept at the last stop was set aside in {where}",
                 )
             s = Session(
                 volume.key,
@@ -284,12 +295,17 @@ class FileSystemCache:
             self._keep(s, name, "the server stopped while flushing", entries)
             try:
                 if v is None:
-                    gone = self.host.unreachable.get(key[0])
-                    raise CommandError.of(gone) if gone else CommandError(E.PATH_NOT_NORMAL)
+                    raise CommandError(
+                        E.ARRAY_UNREACHABLE if key[0] in self.host.unreachable else E.PATH_NOT_NORMAL,
+                        name=key[0],
+                    )
                 self.flush(v)
                 kept.forget(self.cache, s.guid)
             except Exception as exc:  # noqa: BLE001 - a stop keeps what it cannot flush
-                reason = str(CommandError.of(exc))
+                error = CommandError.of(exc)
+                if error.msg_id == E.ARRAY_UNREACHABLE.msg_id:  # the catalogue's words, not gRPC's
+                    error = CommandError(E.ARRAY_UNREACHABLE, name=key[0])
+                reason = str(error)
                 if v is not None and not v.disk.ready:
                     reason = f"{reason} (disk {v.disk.state})"
                 path = self._keep(s, name, reason, unflushed_entries(s))

@@ -37,7 +37,6 @@ from snaplab.agent.fs.archive import (
     FILES_DDL,
     PAGE,
     VOLUME_DDL,
-    WRITE_CHUNK,
     digest,
     entry_kind,
     file_hash,
@@ -250,7 +249,9 @@ def _put(
     path = root / name
     if kind == "meta":
         assert rec is not None
-        conn.execute("UPDATE sqlar SET mode = ?, mtime = ? WHERE name = ?", (st.st_mode, mtime_ns // 10**9, name))
+        conn.execute(
+            "UPDATE sqlar SET mode = ?, mtime = ? WHERE name = ?", (st.st_mode, mtime_ns // 10**9, name)
+        )
         _upsert_files(conn, name, mtime_ns, rec.hash)
         known[name] = Rec(rec.kind, rec.size, mtime_ns, perm, rec.hash, rec.target, t0)
         stats.changed += 1
@@ -278,7 +279,8 @@ def _put(
         if kind == "check" and rec is not None and h == rec.hash and len(content) == rec.size:
             if (rec.mtime_ns, rec.perm) != (mtime_ns, perm):  # touched, not changed
                 conn.execute(
-                    "UPDATE sqlar SET mode = ?, mtime = ? WHERE name = ?", (st.st_mode, mtime_ns // 10**9, name)
+                    "UPDATE sqlar SET mode = ?, mtime = ? WHERE name = ?",
+                    (st.st_mode, mtime_ns // 10**9, name),
                 )
                 _upsert_files(conn, name, mtime_ns, h)
                 stats.changed += 1
@@ -293,7 +295,9 @@ def _put(
         stats.created += 1
         stats.names[name] = "new"
     elif moved is not None:
-        conn.execute("INSERT INTO sqlar(mode, mtime, sz, data, name) VALUES (?, ?, ?, ?, CAST(? AS BLOB))", row)
+        conn.execute(
+            "INSERT INTO sqlar(mode, mtime, sz, data, name) VALUES (?, ?, ?, ?, CAST(? AS BLOB))", row
+        )
         moved.append(name)
         stats.changed += 1
         stats.names[name] = "changed"
@@ -341,11 +345,10 @@ def flush_volume(volume: Volume, s: Session, debug: Path) -> FlushStats:
     t0 = time.time_ns()
     tree = walk(s.root)
     plan = _plan(s, tree)
-    dirty: set[int] | None = set()
     undo: dict[int, bytes] = {}
     with PageFile(s.db) as f:
         before_pages, before_free = f.pages, f.free()
-    old_known, old_unsynced = s.known, dict(s.unsynced)
+    saved = (s.known, dict(s.unsynced), s.base, None if s.dirty is None else set(s.dirty))
     if plan.ops or plan.gone:
         conn = open_db(s.db, s.size // PAGE - 1)  # the last block is the journal's
         try:
@@ -368,21 +371,25 @@ def flush_volume(volume: Volume, s: Session, debug: Path) -> FlushStats:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
+        # from here the working copy is ahead of the volume until its pages are written
         s.known = known
         s.unsynced.update(stats.names)
-    if dirty is not None and not dirty and not s.pending:
+        s.base = s.base or Base(s.pages, before_free)
+        s.dirty = None if dirty is None or s.dirty is None else s.dirty | dirty
+    if s.dirty is not None and not s.dirty and not s.pending:
         return stats
     base = s.base or Base(s.pages, before_free)
     with PageFile(s.db) as f:
         new_pages, new_free = f.pages, f.free()
-        changed = _changed(s, f, dirty)
+        changed = _changed(s, f, s.dirty)
     try:
         write_changes(volume, s, changed, base, new_pages, set(new_free), stats, debug, undo)
     except NoRoom:
         _revert(s.db, undo, before_pages)
-        s.known, s.unsynced = old_known, old_unsynced
+        s.known, s.unsynced, s.base, s.dirty = saved
         log.warning("flush of %s refused: no room for its journal", volume.name)
         raise CommandError(E.DISK_OPERATION, detail="There is not enough space on the disk.") from None
+    s.dirty = set()
     s.unsynced = {}
     log.info(
         "flush of %s: %d created, %d changed, %d deleted; %d pages in %d writes (%d through the journal)",
@@ -404,9 +411,7 @@ def complete(volume: Volume, s: Session, stats: FlushStats | None = None) -> Non
     with PageFile(s.db) as f:
         pages = f.pages
         content = {p: (volume_form(f.read(p)) if p == 1 else f.read(p)) for p in s.pending if p <= pages}
-    finish(volume, s, content, stats or FlushStats())
-    s.pages = pages
-    s.seq += 1
+    finish(volume, s, content, stats or FlushStats(), pages)
     s.unsynced = {}
 
 

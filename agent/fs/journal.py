@@ -104,11 +104,12 @@ def encode(key: Key, new_pages: int, seq: int, pages: dict[int, tuple[bytes, byt
         offset += len(image)
     body = b"".join(images) + b"".join(entries)
     length = len(body) + HEADER
-    head = _HEAD.pack(MAGIC, VERSION, len(pages), length, new_pages, seq, start, array.encode()[:64], ld.encode()[:32])
+    head = _HEAD.pack(
+        MAGIC, VERSION, len(pages), length, new_pages, seq, start, array.encode()[:64], ld.encode()[:32]
+    )
     total = hashlib.blake2b(body + head, digest_size=_SUM).digest()
     journal = body + head + total
     return bytes(math.ceil(length / PAGE) * PAGE - length) + journal
-
 
 
 def read_record(dev: Device) -> Record | None:
@@ -126,7 +127,7 @@ def read_record(dev: Device) -> Record | None:
         return None
     raw = last if span == 1 else dev.read((n_blocks - span) * PAGE, span * PAGE)
     journal = raw[len(raw) - length :]
-    body = journal[: -HEADER]
+    body = journal[:-HEADER]
     if hashlib.blake2b(body + head, digest_size=_SUM).digest() != total:
         return None  # torn: the flush that wrote it had not committed
     at = len(body) - count * _ENTRY.size
@@ -134,7 +135,9 @@ def read_record(dev: Device) -> Record | None:
     try:
         for i in range(count):
             target, offset, size, is_delta, old, new = _ENTRY.unpack_from(body, at + i * _ENTRY.size)
-            if offset + size > at or (not is_delta and (size != PAGE or digest(body[offset : offset + size]) != new)):
+            if offset + size > at or (
+                not is_delta and (size != PAGE or digest(body[offset : offset + size]) != new)
+            ):
                 return None
             entries.append(Entry(target, old, new))
             images[target] = (bool(is_delta), body[offset : offset + size])

@@ -51,12 +51,12 @@ class Unflushed:
 
     def lines(self) -> list[str]:
         at = ", ".join(self.mount_points) or self.volume
-        head = (
-            f"{self.host}: {at} ({self.volume} on {self.array} {self.ld or '?'}) was not flushed: {self.reason}; "
-            f"its file-system cache is kept for the next start ({self.where})"
-        )
         names = sorted(self.entries)
-        out = [head, f"  {len(names)} entr{'y' if len(names) == 1 else 'ies'} not flushed:"]
+        out = [
+            f"{self.host}: {at} not flushed ({self.volume}, {self.array} {self.ld or '?'}): {self.reason}",
+            f"  its file-system cache is kept for the next start: {self.where}",
+            f"  {len(names)} entr{'y' if len(names) == 1 else 'ies'} not flushed:",
+        ]
         out += [f"    {n} ({self.entries[n]})" for n in names[:50]]
         if len(names) > 50:
             out.append(f"    ... and {len(names) - 50} more")
@@ -66,7 +66,13 @@ class Unflushed:
 def _rec(d: dict[str, Any]) -> Rec:
     h = d.get("hash")
     return Rec(
-        d["kind"], d["size"], d["mtime_ns"], d["perm"], bytes.fromhex(h) if h else None, d["target"], d["synced"]
+        d["kind"],
+        d["size"],
+        d["mtime_ns"],
+        d["perm"],
+        bytes.fromhex(h) if h else None,
+        d["target"],
+        d["synced"],
     )
 
 
@@ -81,7 +87,13 @@ def manifest_path(cache: Path, guid: str) -> Path:
 
 
 def save(
-    cache: Path, host: str, s: Session, volume: str, reason: str, entries: dict[str, str], journal: dict[int, bytes]
+    cache: Path,
+    host: str,
+    s: Session,
+    volume: str,
+    reason: str,
+    entries: dict[str, str],
+    journal: dict[int, bytes],
 ) -> Path:
     """Write (atomically) the manifest of a cache kept for the next start. ``journal``: while a
     committed flush is not all in place, the digests its pending pages get when a mount replays it."""
@@ -103,6 +115,7 @@ def save(
         "pages": s.pages,
         "digests": base64.b64encode(bytes(s.digests)).decode(),
         "pending": sorted(s.pending),
+        "dirty": None if s.dirty is None else sorted(s.dirty),
         "base": None if s.base is None else {"pages": s.base.pages, "free": sorted(s.base.free)},
         "committed": s.committed,
         "journal": {str(p): d.hex() for p, d in journal.items()},
@@ -201,6 +214,7 @@ def session_of(m: dict[str, Any], db: Path, parked: Path, pages: int, digests: b
         serial=m.get("serial", ""),
         known={n: _rec(r) for n, r in m["known"].items()},
         pending=set() if committed else set(m.get("pending", [])),
+        dirty=None if m.get("dirty", []) is None else set(m.get("dirty", [])),
         base=None if committed or base is None else Base(int(base["pages"]), frozenset(base["free"])),
         seq=int(m.get("seq", 0)),
         unsynced=dict(m.get("unsynced", {})),
@@ -215,7 +229,9 @@ def set_aside(state: Path, cache: Path, m: dict[str, Any], why: str) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):
         os.rename(m["root"], dest)
-    log.warning("the kept cache of %s was not taken back (%s): its files are in %s", m.get("volume"), why, dest)
+    log.warning(
+        "the kept cache of %s was not taken back (%s): its files are in %s", m.get("volume"), why, dest
+    )
     forget(cache, m["guid"])
     return dest
 
@@ -241,5 +257,7 @@ def report(state: Path, host: str) -> list[Unflushed]:
                 )
             )
         except (OSError, ValueError, KeyError, TypeError, IndexError):
-            out.append(Unflushed(host, path.stem, [], "?", "?", 0, "its manifest is unreadable", {}, str(path)))
+            out.append(
+                Unflushed(host, path.stem, [], "?", "?", 0, "its manifest is unreadable", {}, str(path))
+            )
     return out

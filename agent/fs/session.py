@@ -62,8 +62,11 @@ class Session:
     known: dict[str, Rec] = field(default_factory=dict)
     points: list[str] = field(default_factory=list)  # presented mount points; points[0] owns root
     pending: set[int] = field(default_factory=set)  # changed pages an interrupted flush did not write
+    dirty: set[int] | None = field(default_factory=set)  # pages the working copy changed since (None: any)
     base: Base | None = None  # the volume's database while a flush is not committed (writeback.py)
     committed: bool = False  # the pending pages' journal is committed on the volume
     seq: int = 0  # flushes written (the commit record's sequence)
-    unsynced: dict[str, str] = field(default_factory=dict)  # entries in the working copy, not yet on the volume
+    unsynced: dict[str, str] = field(
+        default_factory=dict
+    )  # entries in the working copy, not yet on the volume
     ld_name: str = ""  # the LD and mount points as they were when mounted (reports of what was not flushed)

@@ -77,7 +77,9 @@ class Hooks:
             if len(parts) == 2 and parts[0] in PHASES and parts[1].isdigit():
                 h.pause = (parts[0], int(parts[1]))
             else:
-                log.warning("debug hook %s: %r is not 'PHASE K' (PHASE: %s)", PAUSE_HOOK, text, ", ".join(PHASES))
+                log.warning(
+                    "debug hook %s: %r is not 'PHASE K' (PHASE: %s)", PAUSE_HOOK, text, ", ".join(PHASES)
+                )
         return h
 
     def cut(self, phase: str, total: int) -> int | None:
@@ -93,13 +95,22 @@ class Hooks:
             self.pause = None
             marker = self.folder / PAUSED
             marker.write_text(json.dumps({"phase": phase, "pages": done, "of": total, "pid": os.getpid()}))
-            log.warning("flush of %s paused after %d of %d %s pages (debug hook %s)", name, done, total, phase, PAUSE_HOOK)
+            log.warning(
+                "flush of %s paused after %d of %d %s pages (debug hook %s)",
+                name,
+                done,
+                total,
+                phase,
+                PAUSE_HOOK,
+            )
             deadline = time.monotonic() + PAUSE_LIMIT
             while marker.exists() and time.monotonic() < deadline:
                 time.sleep(0.01)
             marker.unlink(missing_ok=True)
             return
-        log.warning("flush of %s stopped after %d of %d in-place pages (debug hook %s)", name, done, total, STOP_HOOK)
+        log.warning(
+            "flush of %s stopped after %d of %d in-place pages (debug hook %s)", name, done, total, STOP_HOOK
+        )
         raise CommandError(E.PATH_NOT_NORMAL)
 
 
@@ -183,9 +194,15 @@ def write_changes(
     data = sorted(p for p in changed if p > base.pages or p in base.free)
     total_blocks = volume.size // PAGE
     old = {p: _volume_page(p, before[p]) for p in live if p in before}
-    old = {p: page for p, page in old.items() if bytes(s.digests[(p - 1) * DIGEST : p * DIGEST]) == digest(page)}
+    old = {
+        p: page for p, page in old.items() if bytes(s.digests[(p - 1) * DIGEST : p * DIGEST]) == digest(page)
+    }
     old.update(journal.read_pages(volume, [p for p in live if p not in old]))
-    jbytes = journal.encode(volume.key, new_pages, s.seq + 1, {p: (old[p], changed[p]) for p in live}) if live else b""
+    jbytes = (
+        journal.encode(volume.key, new_pages, s.seq + 1, {p: (old[p], changed[p]) for p in live})
+        if live
+        else b""
+    )
     span = len(jbytes) // PAGE
     region = list(range(total_blocks - span + 1, total_blocks + 1))
     busy = set(changed) | s.pending
@@ -194,9 +211,15 @@ def write_changes(
     ):
         raise NoRoom()
     log.debug(
-        "flush of %s: %d free pages, %d journalled %s in %d blocks", volume.name, len(data), len(live), live[:20], span
+        "flush of %s: %d free pages, %d journalled %s in %d blocks",
+        volume.name,
+        len(data),
+        len(live),
+        live[:20],
+        span,
     )
     if not changed:
+        _done(s, new_pages)
         return
     hooks = Hooks.read(debug)
     stats.journalled += len(live)
@@ -213,11 +236,17 @@ def write_changes(
         w.phase("journal", region, {p: jbytes[i * PAGE : (i + 1) * PAGE] for i, p in enumerate(region)})
         s.committed = True
     w.phase("place", [p for p in live if p != 1] + ([1] if 1 in live else []), changed)
+    _done(s, new_pages)
+    s.seq += 1
+
+
+def _done(s: Session, pages: int) -> None:
+    """The volume holds the working copy: nothing pending, no base, no journal to complete."""
     s.pending = set()
+    s.dirty = set()
     s.base = None
     s.committed = False
-    s.pages = new_pages
-    s.seq += 1
+    s.pages = pages
 
 
 def _volume_page(p: int, page: bytes) -> bytes:
@@ -225,10 +254,9 @@ def _volume_page(p: int, page: bytes) -> bytes:
     return volume_form(page) if p == 1 else page
 
 
-def finish(volume: Volume, s: Session, pages: dict[int, bytes], stats: FlushStats) -> None:
+def finish(volume: Volume, s: Session, pages: dict[int, bytes], stats: FlushStats, new_pages: int) -> None:
     """Complete a committed flush: its pages still pending are written in place (page 1 last)."""
     w = Writer(volume, s, stats, Hooks(Path(".")))
     w.phase("place", sorted(p for p in pages if p != 1) + ([1] if 1 in pages else []), pages)
-    s.pending = set()
-    s.base = None
-    s.committed = False
+    _done(s, new_pages)
+    s.seq += 1

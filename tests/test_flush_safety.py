@@ -8,21 +8,21 @@ folder is the restarted server. Real SIGKILLs of the agent daemon: tests/test_fl
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
-import shutil
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from snaplab.agent.daemon import load_commands, run_command
 from snaplab.agent.fs import journal, kept
 from snaplab.agent.fs.archive import PAGE
 from snaplab.agent.fs.export import export_partition
-from snaplab.agent.fs.writeback import PAUSE_HOOK, STOP_HOOK
+from snaplab.agent.fs.writeback import STOP_HOOK
 from snaplab.agent.host import Host
 from snaplab.array.engine import ArrayEngine
 from snaplab.array.servicer import SERVICE_NAME, add_to_server
@@ -45,6 +45,7 @@ class Died(BaseException):  # not an error a command could report: the host is g
 class Rig:
     root: Path
     engine: ArrayEngine
+    server: Any
     target: str
     h1: Host
     h2: Host
@@ -67,9 +68,13 @@ class Rig:
             self.h1.boot()
         return self.h1
 
-    def image(self, ld: str) -> Path:
+    def image(self, ld: str, *, journal: bool = False) -> Path:
+        """``snaplab export``: the partition's database, with its own committed journal applied."""
         dest = self.root / f"{ld}-{os.urandom(3).hex()}.db"
-        export_partition(lambda o, n: self.engine.read(ld, o, n), self.engine.ld(ld).capacity, 1, dest)
+        key = (ARRAY, self.engine.ld(ld).number_text) if journal else None
+        export_partition(
+            lambda o, n: self.engine.read(ld, o, n), self.engine.ld(ld).capacity, 1, dest, ld=key
+        )
         return dest
 
 
@@ -103,7 +108,14 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         lambda s: add_to_server(e, s), tls=None, service_names=[SERVICE_NAME], insecure_test_identities=True
     )
     target = f"127.0.0.1:{server.port}"
-    r = Rig(tmp_path, e, target, Host("h1", tmp_path / "h1", arrays={ARRAY: target}), Host("h2", tmp_path / "h2", arrays={ARRAY: target}, role="backup"))
+    r = Rig(
+        tmp_path,
+        e,
+        server,
+        target,
+        Host("h1", tmp_path / "h1", arrays={ARRAY: target}),
+        Host("h2", tmp_path / "h2", arrays={ARRAY: target}, role="backup"),
+    )
     try:
         r.run(r.h1, "DISKPART", stdin=BV_SCRIPT)
         r.run(r.h1, "iSMvollist", "-cr")
@@ -111,7 +123,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     finally:
         r.h1.close()
         r.h2.close()
-        server.stop(0)
+        r.server.stop(0)
         e.close()
 
 
@@ -175,7 +187,9 @@ def test_a_crash_at_any_write_of_a_flush_leaves_the_old_or_the_new_flush(rig: Ri
         got = tree(g)
         assert got in (before, after), f"step {step}: died at write {k}: neither the old nor the new flush"
         assert died or got == after
-        seen["flushed" if not died else "died after the commit" if got == after else "died before the commit"] += 1
+        seen[
+            "flushed" if not died else "died after the commit" if got == after else "died before the commit"
+        ] += 1
         out, _, code = rig.run(rig.h1, "CHKDSK", "G:", code=None)
         assert code == 0 and "found no problems" in out, out
     assert all(seen.values()), seen
@@ -202,12 +216,15 @@ def test_a_flush_stopped_in_place_is_replayed_by_its_own_ld_not_by_a_copy(rig: R
     bv_key = rig.h1.volume_at("G:").key  # type: ignore[union-attr]
     dev = Device(rig.engine, "bv001", rig.h1.volume_at("G:"))  # type: ignore[arg-type]
     assert journal.pending(dev, bv_key).state == "replayed"  # committed, not all in place
-    # the copy: torn, and not replayed
-    conn = sqlite3.connect(rig.image("sv001_1"))
-    with pytest.raises(sqlite3.DatabaseError):
-        assert conn.execute("PRAGMA quick_check").fetchone() == ("ok",)
-        raise sqlite3.DatabaseError("quick_check passed")
-    conn.close()
+    # the copy: torn, and not replayed (its export neither)
+    for image in (rig.image("sv001_1"), rig.image("sv001_1", journal=True), rig.image("bv001")):
+        conn = sqlite3.connect(image)
+        with pytest.raises(sqlite3.DatabaseError):
+            assert conn.execute("PRAGMA quick_check").fetchone() == ("ok",)
+            raise sqlite3.DatabaseError("quick_check passed")
+        conn.close()
+    # the export of the BV itself applies its journal: the new flush, whole
+    assert archive_tree(rig.image("bv001", journal=True)) == cache
     rig.engine.link("lv001", "sv001_1")
     lv = next(v for d in rig.h2.disks() for v in d.volumes if d.ld_name == "lv001")
     rig.run(rig.h2, "MOUNTVOL", "H:", lv.name)
@@ -247,3 +264,130 @@ def test_a_page_is_never_torn_by_the_hosts_death() -> None:
     from snaplab.san.array_client import DEFAULT_CHUNK
 
     assert DEFAULT_CHUNK % PAGE == 0
+
+
+def test_a_flush_whose_writes_fail_is_completed_by_the_next(rig: Rig) -> None:
+    """The array refuses the k-th write of a flush (the command fails, the host lives on): the cache
+    and the working copy keep what was not written, and the next flush writes exactly that."""
+    from snaplab.agent.commands.base import CommandError
+    from snaplab.common.errors import E
+
+    rng = random.Random(3)
+    g = rig.h1.mount_path("G:")
+    real = rig.h1.write_disk
+    for k in (0, 1, 2, 3, 5):
+        mutate(g, rng, k)
+        cache = tree(g)
+        calls = [0]
+
+        def refusing(disk, offset, data, k=k):  # type: ignore[no-untyped-def]
+            calls[0] += 1
+            if calls[0] > k:
+                raise CommandError(E.PATH_NOT_NORMAL)
+            real(disk, offset, data)
+
+        rig.h1.write_disk = refusing  # type: ignore[method-assign]
+        _, err, code = rig.run(rig.h1, "iSMrc_flush", "-drv", "G:", code=None)
+        rig.h1.write_disk = real  # type: ignore[method-assign]
+        assert code in (0, 1)
+        rig.run(rig.h1, "iSMrc_flush", "-drv", "G:")
+        rig.restart()  # read anew from the volume
+        assert tree(g) == cache, f"refused from write {k}"
+
+
+# -- caches a stop could not flush (kept.py) ----------------------------------------------------------
+
+
+def array_down(rig: Rig) -> None:
+    """The array stops answering (its server goes; the engine and its state stay)."""
+    rig.server.stop(0)
+
+
+def array_up(rig: Rig) -> None:
+    rig.server = start_server(
+        lambda s: add_to_server(rig.engine, s),
+        tls=None,
+        service_names=[SERVICE_NAME],
+        insecure_test_identities=True,
+    )
+    rig.target = f"127.0.0.1:{rig.server.port}"
+
+
+def test_a_stop_with_the_array_down_keeps_the_cache_and_the_next_start_flushes_it(rig: Rig) -> None:
+    g = rig.h1.mount_path("G:")
+    (g / "flushed.txt").write_text("on the volume")
+    rig.run(rig.h1, "iSMrc_flush", "-drv", "G:")
+    (g / "flushed.txt").write_text("changed, not flushed")
+    (g / "docs").mkdir()
+    (g / "docs" / "new.bin").write_bytes(os.urandom(200_000))
+    cache = tree(g)
+    array_down(rig)
+    with rig.h1.command():
+        kept_now = rig.h1.flush_all()  # what the agent does on SIGTERM
+    assert len(kept_now) == 1
+    u = kept_now[0]
+    assert u.host == "h1" and u.mount_points == ["G:"] and u.ld == "bv001" and "iSM31065" in u.reason
+    assert u.entries == {"flushed.txt": "changed", "docs": "new", "docs/new.bin": "new"}
+    text = "\n".join(u.lines())
+    assert "h1: G: not flushed (" in text and "A bv001" in text and "docs/new.bin (new)" in text
+    assert "iSM31065: Disk array does not respond. (A)" in text
+    assert kept.report(rig.h1.state, "h1") == kept_now  # what `snaplab lab down` reads
+    rig.h1.close()
+    # the next start, with the array still down: the cache stays kept
+    rig.h1 = Host("h1", rig.root / "h1", arrays={ARRAY: rig.target})
+    with rig.h1.command():
+        rig.h1.boot()
+        assert rig.h1.flush_all() == []  # nothing mounted, nothing lost: still kept
+    assert [x.where for x in kept.report(rig.h1.state, "h1")] == [u.where]
+    rig.h1.close()
+    # the array is back: the start takes the cache back, and a flush writes it
+    array_up(rig)
+    rig.h1 = Host("h1", rig.root / "h1", arrays={ARRAY: rig.target})
+    with rig.h1.command():
+        rig.h1.boot()
+    assert tree(g) == cache
+    assert kept.report(rig.h1.state, "h1") == []
+    rig.run(rig.h1, "iSMrc_flush", "-drv", "G:")
+    rig.restart()  # a crash now loses nothing: it is on the volume
+    assert tree(g) == cache
+
+
+def test_a_kept_cache_is_set_aside_when_the_volume_changed_while_the_server_was_down(rig: Rig) -> None:
+    """The cache was built on a volume that a restore replaced while the server was down: it cannot
+    be applied to it; its files are set aside under <state>/unflushed/ and the volume mounts as it is."""
+    g = rig.h1.mount_path("G:")
+    rig.engine.create("bv001", "sv001_1")  # the empty file system
+    (g / "a.txt").write_text("flushed")
+    rig.run(rig.h1, "iSMrc_flush", "-drv", "G:")
+    (g / "b.txt").write_text("in the cache only")
+    array_down(rig)
+    with rig.h1.command():
+        assert len(rig.h1.flush_all()) == 1
+    rig.h1.close()
+    array_up(rig)
+    rig.engine.restore("bv001", "sv001_1")  # while the server is down
+    rig.engine.wait("bv001", "sv001_1", timeout=30)
+    rig.h1 = Host("h1", rig.root / "h1", arrays={ARRAY: rig.target})
+    with rig.h1.command():
+        rig.h1.boot()
+    assert tree(g) == {}
+    (aside,) = (rig.h1.state / "unflushed").iterdir()
+    assert tree(aside) == {"a.txt": sha(b"flushed"), "b.txt": sha(b"in the cache only")}
+    assert kept.report(rig.h1.state, "h1") == []
+    trace = "".join(p.read_text() for p in (rig.h1.state / "etc").glob("iSM_Log*.txt"))
+    assert "was set aside in" in trace
+
+
+def archive_tree(image: Path) -> dict[str, str]:
+    """sha256 of the files of an sqlar image, read with nothing but Python's sqlite3."""
+    conn = sqlite3.connect(f"file:{image}?mode=ro", uri=True)
+    try:
+        assert conn.execute("PRAGMA quick_check").fetchone() == ("ok",)
+        rows = conn.execute("SELECT name, sz, data FROM sqlar WHERE data IS NOT NULL AND sz >= 0").fetchall()
+    finally:
+        conn.close()
+    return {n: sha(zlib.decompress(d) if len(d) < sz else d) for n, sz, d in rows}
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
