@@ -214,7 +214,7 @@ def session_of(m: dict[str, Any], db: Path, parked: Path, pages: int, digests: b
         serial=m.get("serial", ""),
         known={n: _rec(r) for n, r in m["known"].items()},
         pending=set() if committed else set(m.get("pending", [])),
-        dirty=None if m.get("dirty", []) is None else set(m.get("dirty", [])),
+        dirty=set() if committed else None if m.get("dirty", []) is None else set(m.get("dirty", [])),
         base=None if committed or base is None else Base(int(base["pages"]), frozenset(base["free"])),
         seq=int(m.get("seq", 0)),
         unsynced=dict(m.get("unsynced", {})),
