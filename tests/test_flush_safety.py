@@ -29,7 +29,7 @@ from snaplab.array.servicer import SERVICE_NAME, add_to_server
 
 from snaplab.common.rpc import start_server
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(300)
 
 MiB = 1024 * 1024
 ARRAY = "A"
