@@ -4,7 +4,8 @@ At start it enrols with the manager (retrying until the manager answers, up to `
 does what a server start does to the disk model (:meth:`Host.boot`), then serves ``Agent.Run``
 (one command at a time per host) and ``Agent.Status`` (never waits for a command) on
 ``--socket`` (mode 0600, local IPC, no TLS) and writes the ready file ``{"socket", "pid", "host"}``.
-SIGTERM or SIGINT drains running commands, removes the socket and the ready file, exits 0.
+SIGTERM or SIGINT drains running commands, removes the socket and the ready file, flushes every
+mounted file system (one it cannot flush is kept for the next start: agent/fs/kept.py), exits 0.
 """
 
 from __future__ import annotations
@@ -278,9 +279,11 @@ def serve(cfg: Config, stop: threading.Event) -> int:
         finally:
             server.stop(cfg.grace).wait()
             cfg.socket.unlink(missing_ok=True)
-            try:  # a server shutdown writes its file-system caches to the volumes
+            try:  # a server shutdown writes its file-system caches to the volumes, or keeps them
                 with host.command():
-                    host.flush_all()
+                    for u in host.flush_all():
+                        for line in u.lines():
+                            log.warning("%s", line)
             except Exception:
                 log.exception("flush at shutdown failed")
     finally:

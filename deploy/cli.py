@@ -186,6 +186,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for line in _process_table(statuses, with_state=True):
         print(line)
     print(f"{healthy} of {len(statuses)} processes healthy")
+    for u in lab.unflushed():  # caches a host kept at its last stop and has not taken back yet
+        print(f"kept, not flushed: {u.lines()[0]}")
     return 0 if statuses and healthy == len(statuses) and rt.get("state") == "up" else 1
 
 
@@ -200,7 +202,18 @@ def cmd_down(args: argparse.Namespace) -> int:
         if count
         else f"no lab was running in {lab.folder}"
     )
-    return 0
+    kept = lab.unflushed()
+    for u in kept:  # a host could not flush its file-system cache: say what, and fail
+        lines = u.lines()
+        print(f"{PROG}: error: {lines[0]}", file=sys.stderr)
+        for line in lines[1:]:
+            print(line, file=sys.stderr)
+    if kept:
+        print(
+            f"{PROG}: 'snaplab lab up' takes the kept caches back; then flush them (iSMrc_flush)",
+            file=sys.stderr,
+        )
+    return 1 if kept else 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -302,6 +315,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 args.partition,
                 Path(args.file),
                 whole=args.whole,
+                ld=(args.array, ld.number),
             )
         except ValueError as exc:
             raise LabError(f"{ld.name}: {exc}") from None

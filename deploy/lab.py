@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import processes
 from .configure import config_ops, configure, pin_volumes
@@ -26,6 +26,9 @@ from .processes import Spawned
 from .setup_commands import run_command, run_setup
 from .spec import LabSpec
 from .status import ProcessStatus, agent_status, lab_status
+
+if TYPE_CHECKING:
+    from snaplab.agent.fs.kept import Unflushed
 
 # The names callers have always imported from here; each lives in the module of its concern.
 __all__ = [
@@ -174,7 +177,9 @@ class Lab(LabFolder):
         """Stop every process of the lab (agents, then the manager, then arrays); returns how many ran.
 
         Only processes that are still ours are signalled: the pid's start time and command line (which
-        names this folder) must match what ``up`` recorded. Strays are found by command line.
+        names this folder) must match what ``up`` recorded. Strays are found by command line. Agents
+        flush their file-system caches as they stop (and get AGENT_STOP_TIMEOUT for it); what one
+        could not flush it keeps for its next start: :meth:`unflushed` says what.
         """
         with self.locked("down"):
             rt = self.read_runtime() or {}
@@ -183,7 +188,8 @@ class Lab(LabFolder):
             count = 0
             for tier in (0, 1, 2):
                 group = [p for p in records if order.get(p.get("kind", ""), 0) == tier]
-                count += processes.stop(self, group, report=report)
+                wait = processes.AGENT_STOP_TIMEOUT if tier == 0 else processes.STOP_TIMEOUT
+                count += processes.stop(self, group, report=report, timeout=wait)
             strays = self.strays()
             stray_records = [{"kind": "process", "name": "?", "pid": pid} for pid in strays]
             count += processes.stop(self, stray_records, verify=False, report=report)
@@ -196,6 +202,16 @@ class Lab(LabFolder):
                         p.unlink(missing_ok=True)
             self.runtime_path.unlink(missing_ok=True)
             return count
+
+    def unflushed(self) -> list[Unflushed]:
+        """What the hosts keep that they could not flush when they stopped (agent/fs/kept.py): which
+        host, volume (mount points, array, LD) and entries. Read from the hosts' folders."""
+        from snaplab.agent.fs import kept  # imported here: lab commands need no agent code
+
+        hosts = self.folder / "hosts"
+        if not hosts.is_dir():
+            return []
+        return [u for h in sorted(hosts.iterdir()) if h.is_dir() for u in kept.report(h, h.name)]
 
     # -- status ----------------------------------------------------------------------------------
     def status(self) -> list[ProcessStatus]:

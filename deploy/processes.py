@@ -27,6 +27,7 @@ from .folder import LabFolder, Report
 
 READY_TIMEOUT = 30.0  # per daemon, from spawn to its ready file
 STOP_TIMEOUT = 10.0  # SIGTERM -> exit, before SIGKILL
+AGENT_STOP_TIMEOUT = 60.0  # an agent flushes its file-system caches as it stops
 
 
 @dataclass
@@ -147,9 +148,14 @@ def strays(lab: LabFolder) -> list[int]:
 
 
 def stop(
-    lab: LabFolder, records: list[dict[str, Any]], *, verify: bool = True, report: Report = lambda _line: None
+    lab: LabFolder,
+    records: list[dict[str, Any]],
+    *,
+    verify: bool = True,
+    report: Report = lambda _line: None,
+    timeout: float = STOP_TIMEOUT,
 ) -> int:
-    """SIGTERM, wait up to STOP_TIMEOUT, SIGKILL the rest; returns how many were running."""
+    """SIGTERM, wait up to ``timeout``, SIGKILL the rest; returns how many were running."""
 
     def alive(rec: dict[str, Any]) -> bool:
         if verify:
@@ -160,7 +166,7 @@ def stop(
     live = [r for r in records if alive(r)]
     for r in live:
         send_signal(r["pid"], signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
+    deadline = time.monotonic() + timeout
     while any(alive(r) for r in live) and time.monotonic() < deadline:
         time.sleep(0.05)
     for r in live:

@@ -196,8 +196,9 @@ def test_p3_without_flush_the_unflushed_file_is_missing(guide: Lab) -> None:
 
 def test_a_snapshot_taken_while_a_flush_writes_is_damaged_and_chkdsk_repairs_it(guide: Lab) -> None:
     """2.3.5 (3): a snapshot taken in the middle of a flush's page writes (the debug hook
-    ``<host state>/debug/flush_stop_after`` stops business01's flush after 3 pages) gives the backup
-    server a damaged file system: iSM13639 on mount; a drive letter (MOUNTVOL) and CHKDSK /F repair it."""
+    ``<host state>/debug/flush_stop_after`` stops business01's flush after 3 of its in-place pages,
+    the journal committed) gives the backup server a damaged file system (a copy does not replay the
+    BV's journal): iSM13639 on mount; a drive letter (MOUNTVOL) and CHKDSK /F repair it."""
     lab = guide
     g = lab.path("business01", "G:")
     write_files(g, "torn_a", 12)

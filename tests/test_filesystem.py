@@ -219,16 +219,17 @@ def test_flush_writes_only_the_pages_that_changed(rig: Rig, g: Path) -> None:
     first = flush(rig, rig.h1)
     assert first.pages > 60
     assert flush(rig, rig.h1).bytes == 0  # nothing changed: nothing written
-    (g / "f100.bin").write_bytes(os.urandom(20_000))  # one small file: its leaf page, the index, page 1
+    # one small file: its leaf pages (sqlar, snaplab_files) in place and, first, in the journal
+    (g / "f100.bin").write_bytes(os.urandom(20_000))
     small = flush(rig, rig.h1)
-    assert 1 <= small.pages <= 4, small
+    assert 1 <= small.pages <= 6, small
     (g / "new.bin").write_bytes(os.urandom(MiB))  # 1 MiB of new data: 17 pages of it and a few more
     one = flush(rig, rig.h1)
     assert one.bytes <= 2 * MiB and one.pages >= 16, one
     assert one.writes < one.pages  # adjacent pages go in one write
     (g / "big.bin").unlink()
     gone = flush(rig, rig.h1)
-    assert gone.pages <= 6, gone  # freed pages are not rewritten
+    assert gone.pages <= 10, gone  # freed pages are not rewritten (their rows' pages, twice)
     assert sha(archive(rig.image("bv001"))) == sha(files_of(g))
 
 
@@ -336,8 +337,9 @@ def lost_files(out: str) -> list[str]:
 
 
 def torn_snapshot(rig: Rig, g: Path) -> tuple[dict[str, bytes], dict[str, bytes]]:
-    """Files flushed (state A), then more written and a flush stopped after 3 page writes, a snapshot
-    taken right then into sv001_1: (files of A, files of the cache at the torn flush)."""
+    """Files flushed (state A), then more written and a flush stopped after 3 of its in-place page
+    writes (its journal committed), a snapshot taken right then into sv001_1: (files of A, files of
+    the cache at the torn flush)."""
     for i in range(30):
         (g / f"f{i:02d}.bin").write_bytes(os.urandom(1000 + 4000 * i))
     flush(rig, rig.h1)

@@ -40,6 +40,7 @@ FORMAT_ID = "snaplab-sqlar/1"
 READ_CHUNK = 4 * 1024 * 1024
 WRITE_CHUNK = 4 * 1024 * 1024
 DIGEST = 16
+UNKNOWN = b"\xff" * DIGEST  # the digest a session keeps for a page whose content it does not know
 
 VOLUME_DDL = "CREATE TABLE IF NOT EXISTS snaplab_volume(key TEXT PRIMARY KEY, value)"
 SQLAR_DDL = "CREATE TABLE IF NOT EXISTS sqlar(name TEXT PRIMARY KEY, mode INT, mtime INT, sz INT, data BLOB)"

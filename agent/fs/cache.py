@@ -12,9 +12,12 @@ A second mount point of a mounted volume is a symbolic link to the first one's f
 last mount point of a volume (MOUNTVOL X: /D) keeps its file system mounted, cache included, in
 ``<state>/fscache/<guid>.files`` until a mount point is added again, as Windows keeps a volume
 without a drive letter mounted. A full dismount (``iSMrc_umount``, ``-force``, FORMAT, a deleted
-partition, a disk that is Not Ready at agent start) removes the folders and the working copy. An
-agent that stops gracefully flushes what it can (a server shutdown flushes its caches); an agent that
-starts reads every mounted volume anew (what a crash left unflushed is lost).
+partition, a disk that is Not Ready at agent start) removes the folders and the working copy.
+
+Mounting first replays the volume's committed flush journal, if it is this LD's (journal.py). An
+agent that stops gracefully flushes every cache; one it cannot flush is kept for its next start
+(kept.py), which takes it back at the volume's first mount. Otherwise an agent that starts reads
+every mounted volume anew: what a crash left unflushed is lost, what was flushed before is whole.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from snaplab.agent.commands.base import CommandError
+from snaplab.agent.fs import journal, kept
 from snaplab.agent.fs.archive import (
     PAGE,
     Damaged,
@@ -44,8 +48,10 @@ from snaplab.agent.fs.archive import (
     safe_name,
     serial_of,
     unpack,
+    digest,
+    volume_form,
 )
-from snaplab.agent.fs.flush import FlushStats, flush_volume
+from snaplab.agent.fs.flush import FlushStats, PageFile, complete, flush_volume, unflushed_entries
 from snaplab.agent.fs.session import Rec, Session, open_db
 
 from snaplab.common.errors import E
@@ -63,9 +69,11 @@ class FileSystemCache:
         self.host = host
         self.cache = host.state / "fscache"
         self.debug = host.state / "debug"
-        if self.cache.is_dir():
-            _rmtree(self.cache)  # a new agent reads every volume anew
         self.cache.mkdir(parents=True, exist_ok=True)
+        self.kept = kept.load_all(self.cache)  # caches a stop could not flush (kept.py)
+        for entry in self.cache.iterdir():  # the rest: a new agent reads every volume anew
+            if entry.name != kept.KEPT:
+                _rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         self.sessions: dict[tuple[str, str, int], Session] = {}
 
     def mounted(self, volume: Volume) -> bool:
@@ -90,7 +98,10 @@ class FileSystemCache:
         db, parked = self._files(volume.guid)
         _remove_db(db)
         _clear(parked)
+        held = self.kept.get(volume.key)
+        adopt = False
         try:
+            journal.replay(volume, volume.key, volume.name)
             pages, digests = read_image(volume, db)
             conn = open_db(db, volume.size // PAGE)
             try:
@@ -105,30 +116,61 @@ class FileSystemCache:
                     if "snaplab_volume" in tables
                     else {}
                 )
-                t0 = time.time_ns()
-                parked.mkdir(parents=True)
-                known = extract(conn, parked, "snaplab_files" in tables, t0)
+                adopt = held is not None and kept.matches(held, pages, digests)
+                if not adopt:
+                    t0 = time.time_ns()
+                    parked.mkdir(parents=True)
+                    known = extract(conn, parked, "snaplab_files" in tables, t0)
             finally:
                 conn.close()
         except BaseException:
             _remove_db(db)
             _clear(parked)
             raise
-        s = Session(
-            volume.key,
-            volume.guid,
-            db,
-            parked,
-            parked,
-            pages,
-            digests,
-            volume.size,
-            label=str(meta.get("label") or ""),
-            serial=serial_of(meta.get("serial")),
-            known=known,
-        )
+        if held is not None:
+            del self.kept[volume.key]
+        if adopt:
+            assert held is not None
+            _remove_db(db)
+            os.rename(held["db"], db)
+            os.rename(held["root"], parked)
+            s = kept.session_of(held, db, parked, pages, digests)
+            kept.forget(self.cache, volume.guid)
+            log.info(
+                "%s mounted with the cache kept at the last stop (%d entries not flushed)",
+                volume.name,
+                len(held.get("entries") or {}),
+            )
+            self.host.trace(
+                "mount", "WARNING", "", f"{volume.name}: the cache kept at the last stop is back in place"
+            )
+        else:
+            if held is not None:
+                where = kept.set_aside(
+                    self.host.state, self.cache, held, "the volume changed while the server was down"
+                )
+                self.host.trace(
+                    "mount",
+                    "WARNING",
+                    "",
+                    f"{volume.name}: the cache kept at the last stop was set aside in {where}",
+                )
+            s = Session(
+                volume.key,
+                volume.guid,
+                db,
+                parked,
+                parked,
+                pages,
+                digests,
+                volume.size,
+                label=str(meta.get("label") or ""),
+                serial=serial_of(meta.get("serial")),
+                known=known,
+            )
+        s.ld_name = volume.disk.ld_name
         self.sessions[volume.key] = s
-        log.info("%s mounted: %d pages, %d entries", volume.name, pages, len(known))
+        log.info("%s mounted: %d pages, %d entries", volume.name, pages, len(s.known))
         return s
 
     def mount(self, volume: Volume, mount_point: str) -> Path:
@@ -230,6 +272,53 @@ class FileSystemCache:
         if s is None or volume.local or not volume.disk.ready:
             raise CommandError(E.PATH_NOT_NORMAL)
         return flush_volume(volume, s, self.debug)
+
+    def settle(self, volume: Volume) -> None:
+        """Bring the volume to a state that reads whole (CHKDSK): a committed flush of this host's
+        session is completed, else the volume's own journal replayed."""
+        s = self.sessions.get(volume.key)
+        if s is not None:
+            complete(volume, s)
+        elif not volume.local:
+            journal.replay(volume, volume.key, volume.name)
+
+    def shutdown(self, view: dict[tuple[str, str, int], Volume]) -> list[kept.Unflushed]:
+        """A graceful stop: flush every mounted file system (``view``: the volumes seen now); one that
+        cannot be flushed is kept for the next start (kept.py). Returns those kept."""
+        out = []
+        for key, s in list(self.sessions.items()):
+            entries = unflushed_entries(s)
+            if not entries and not s.pending:
+                continue
+            v = view.get(key)
+            name = v.name if v is not None else f"\\\\?\\Volume{{{s.guid}}}\\"
+            self._keep(s, name, "the server stopped while flushing", entries)
+            try:
+                if v is None:
+                    raise CommandError(
+                        E.ARRAY_UNREACHABLE if key[0] in self.host.unreachable else E.PATH_NOT_NORMAL,
+                        name=key[0],
+                    )
+                self.flush(v)
+                kept.forget(self.cache, s.guid)
+            except Exception as exc:  # noqa: BLE001 - a stop keeps what it cannot flush
+                error = CommandError.of(exc)
+                if error.msg_id == E.ARRAY_UNREACHABLE.msg_id:  # the catalogue's words, not gRPC's
+                    error = CommandError(E.ARRAY_UNREACHABLE, name=key[0])
+                reason = str(error)
+                if v is not None and not v.disk.ready:
+                    reason = f"{reason} (disk {v.disk.state})"
+                path = self._keep(s, name, reason, unflushed_entries(s))
+                log.warning("%s not flushed at shutdown (%s): its cache is kept in %s", name, reason, path)
+                out += [u for u in kept.report(self.host.state, self.host.name) if u.where == str(path)]
+        return out
+
+    def _keep(self, s: Session, name: str, reason: str, entries: dict[str, str]) -> Path:
+        replay: dict[int, bytes] = {}
+        if s.committed:
+            with PageFile(s.db) as f:
+                replay = {p: digest(volume_form(f.read(p)) if p == 1 else f.read(p)) for p in s.pending}
+        return kept.save(self.cache, self.host.name, s, name, reason, entries, replay)
 
 
 def _remove_db(db: Path) -> None:

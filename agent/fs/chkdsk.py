@@ -1,10 +1,11 @@
 """CHKDSK: check a volume's archive, report in Windows' layout, and with /F rebuild it from what survives.
 
-A volume whose pages do not agree (a snapshot of a torn flush, flush.py) fails the check:
+A volume whose pages do not agree (a snapshot taken while a flush wrote in place, writeback.py) fails the check:
 ``iSMrc_mount`` refuses it (iSM13639), MOUNTVOL still assigns it a mount point (an empty folder:
 there is no file system to show) and ``CHKDSK X: /F`` repairs it (:func:`check`).
 
-CHKDSK reads the volume's database (not the cache): ``quick_check`` then ``integrity_check``, then
+CHKDSK reads the volume's database (not the cache), after replaying the volume's own committed flush
+journal as a mount does (a copy's is not replayed, journal.py): ``quick_check`` then ``integrity_check``, then
 every page is scanned for rows the way ``.recover`` does (scavenge.py): each file row is checked
 against its size, its zlib stream and the hash ``snaplab_files`` recorded. Without /F it reports the
 problems; with /F it rebuilds a fresh archive of every good row (a file no index names goes to
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from snaplab.agent.commands.base import CommandError
+from snaplab.agent.fs import journal
 from snaplab.agent.fs.archive import (
     FS_NAME,
     PAGE,
@@ -52,6 +54,7 @@ def check(fs: FileSystemCache, volume: Volume, fix: bool = False) -> tuple[int, 
     3 problems found and not fixed (no /F), or the volume is RAW or unreadable."""
     if volume.local:
         return 0, _report_head("", fix) + _stages(0, 0) + _clean_tail() + _space(volume.size, 0, 0)
+    fs.settle(volume)  # this LD's committed flush journal first: what a mount would read
     try:
         n = read_header(volume)
     except NotFormatted:
@@ -102,6 +105,7 @@ def check(fs: FileSystemCache, volume: Volume, fix: bool = False) -> tuple[int, 
         if len(image) > volume.size:
             lines += ["Insufficient disk space to recover lost files.", "CHKDSK cannot continue."]
             return 3, lines
+        journal.clear(volume)  # a record of the damaged database describes none of the new one
         volume.write(0, image)
     for name in scan.orphans:
         lines.append(f"  Recovering orphaned file {name} into found.000/{name}")

@@ -5,19 +5,17 @@ A flush (``iSMrc_flush``, ``iSMrc_umount`` without ``-force``/``-offline``):
 1. walk the folder; a file is changed when its kind, size, mtime (ns) or permission bits differ
    from what the last sync recorded, or, when its mtime is within 2 s of that sync (a write in the
    same timestamp tick could hide), when its content hash differs;
-2. apply the created, changed and deleted entries to the working copy in one transaction;
-3. write to the array ONLY the pages whose digest changed: the working copy runs in WAL mode, so
-   the committed frames name the pages the transaction touched; those (and pages past the old end)
-   are compared with the digests, adjacent ones coalesced into one write, page 1 (the header) last;
+2. apply the created, changed and deleted entries to the working copy in one transaction; a file
+   big enough to have overflow pages gets a new row (inserted under its name as a BLOB, the old row
+   deleted, the name made TEXT again: the same size, so SQLite rewrites only the cell), so its new
+   content lands on pages the volume's database does not use and needs no journal (writeback.py);
+3. the working copy runs in WAL mode, so the committed frames name the pages the transaction
+   touched; those (and pages past the old end) whose digest changed are written: the volume's free
+   pages first, then the pages its database uses through the redo journal (journal.py), page 1 last;
 4. keep the new digests.
 
-
-A snapshot taken while a flush is writing its pages can hold a database whose pages do not agree
-(page 1 is written last, so it still describes the old tree): such a volume fails the check
-(chkdsk.py). To reproduce it, a debug hook makes the next flush of a host stop after K page writes,
-as if the host died there: put K in ``<state>/debug/flush_stop_after`` (read and removed by that
-flush, which then fails with iSM13639 and leaves the volume torn; the cache stays, so a later flush
-completes it).
+A crash at any point leaves the volume with the old or the new flush (a mount replays a committed
+journal). The debug hooks (``flush_stop_after``, ``flush_pause_at``) are described in writeback.py.
 """
 
 from __future__ import annotations
@@ -39,14 +37,15 @@ from snaplab.agent.fs.archive import (
     FILES_DDL,
     PAGE,
     VOLUME_DDL,
-    WRITE_CHUNK,
     digest,
     entry_kind,
     file_hash,
     pack,
     volume_form,
 )
-from snaplab.agent.fs.session import Rec, Session, open_db
+from snaplab.agent.fs import journal
+from snaplab.agent.fs.session import Base, Rec, Session, open_db
+from snaplab.agent.fs.writeback import STOP_HOOK, NoRoom, finish, write_changes
 
 from snaplab.common.errors import E
 
@@ -57,7 +56,8 @@ log = logging.getLogger("snaplab.agent.filesystem")
 
 RACY_NS = 2_000_000_000  # files modified this close to a sync are compared by content
 WAL_MAGICS = (0x377F0682, 0x377F0683)
-STOP_HOOK = "flush_stop_after"  # <state>/debug/<this>: K -> the next flush stops after K page writes
+SPILL = 60 * 1024  # a file this large has overflow pages: its row is moved, not overwritten (step 2)
+__all__ = ["STOP_HOOK", "FlushStats", "flush_volume", "walk"]
 
 
 def wal_pages(wal: Path) -> set[int] | None:
@@ -129,6 +129,8 @@ class FlushStats:
     pages: int = 0  # pages written to the volume
     writes: int = 0  # write calls (runs of adjacent pages)
     bytes: int = 0
+    journalled: int = 0  # pages the volume's database used, written twice (journal, then in place)
+    names: dict[str, str] = field(default_factory=dict)  # entry -> new, changed, deleted
 
 
 @dataclass
@@ -174,92 +176,181 @@ def _plan(s: Session, tree: dict[str, os.stat_result]) -> Plan:
     return plan
 
 
+def unflushed_entries(s: Session) -> dict[str, str]:
+    """What the volume lacks of the mount folder: entries a flush began to write and did not finish,
+    and those changed since (name -> new, changed, deleted). Reads only local files."""
+    out = dict(s.unsynced)
+    plan = _plan(s, walk(s.root)) if s.root.is_dir() else Plan()
+    for kind, name, st, rec in plan.ops:
+        if kind == "check" and rec is not None and stat.S_ISREG(st.st_mode):
+            try:
+                if file_hash((s.root / name).read_bytes()) == rec.hash and st.st_size == rec.size:
+                    if (rec.mtime_ns, rec.perm) == (st.st_mtime_ns, stat.S_IMODE(st.st_mode)):
+                        continue
+            except OSError:
+                continue
+        out[name] = "new" if rec is None else "changed"
+    for name in plan.gone:
+        out[name] = "deleted"
+    return out
+
+
 def _upsert_files(conn: sqlite3.Connection, name: str, mtime_ns: int, h: bytes | None) -> None:
+    """The file's snaplab_files row, updated where it is (a REPLACE would move it to a new rowid)."""
     conn.execute(
-        "INSERT OR REPLACE INTO snaplab_files(name, mtime_ns, hash) VALUES (?, ?, ?)", (name, mtime_ns, h)
+        "INSERT INTO snaplab_files(name, mtime_ns, hash) VALUES (?, ?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET mtime_ns = excluded.mtime_ns, hash = excluded.hash",
+        (name, mtime_ns, h),
     )
 
 
+Op = tuple[str, str, os.stat_result, Rec | None]
+
+
+def _moves(op: Op) -> bool:
+    """Whether the op writes a file big enough for overflow pages (its row is moved: step 2)."""
+    return op[0] in ("put", "check") and stat.S_ISREG(op[2].st_mode) and op[2].st_size > SPILL
+
+
 def _apply(conn: sqlite3.Connection, root: Path, plan: Plan, t0: int, stats: FlushStats) -> dict[str, Rec]:
-    """Apply a plan to the working copy (inside the caller's transaction); returns the new records."""
+    """Apply a plan to the working copy (inside the caller's transaction); returns the new records.
+    Rows of big files are inserted first, before anything is deleted, so their pages come from the
+    volume's free pages and not from pages this transaction frees (which the volume still uses)."""
     known = dict(plan.unchanged)
+    moved: list[str] = []
+    for op in [o for o in plan.ops if _moves(o)] + [o for o in plan.ops if not _moves(o)]:
+        _put(conn, root, op, t0, stats, known, moved if _moves(op) else None)
     for name in plan.gone:
         conn.execute("DELETE FROM sqlar WHERE name = ?", (name,))
         conn.execute("DELETE FROM snaplab_files WHERE name = ?", (name,))
         stats.deleted += 1
-    for op, name, st, rec in plan.ops:
-        k = entry_kind(st.st_mode) or "f"
-        perm = stat.S_IMODE(st.st_mode)
-        mtime_ns = st.st_mtime_ns
-        path = root / name
-        if op == "meta":
-            assert rec is not None
-            conn.execute(
-                "UPDATE sqlar SET mode = ?, mtime = ? WHERE name = ?", (st.st_mode, mtime_ns // 10**9, name)
-            )
-            _upsert_files(conn, name, mtime_ns, rec.hash)
-            known[name] = Rec(rec.kind, rec.size, mtime_ns, perm, rec.hash, rec.target, t0)
-            stats.changed += 1
-            continue
-        target, h = "", None
-        if k == "d":
-            sz, data = 0, None
-        elif k == "l":
-            try:
-                target = os.readlink(path)
-            except OSError:
-                continue
-            sz, data = -1, target.encode(errors="surrogateescape")
-        else:
-            try:
-                with open(path, "rb") as f:
-                    content = f.read()
-            except OSError as exc:
-                log.warning("flush: cannot read %s: %s", path, exc)
-                if rec is not None:
-                    known[name] = rec
-                continue
-            h = file_hash(content)
-            if op == "check" and rec is not None and h == rec.hash and len(content) == rec.size:
-                if (rec.mtime_ns, rec.perm) != (mtime_ns, perm):  # touched, not changed
-                    conn.execute(
-                        "UPDATE sqlar SET mode = ?, mtime = ? WHERE name = ?",
-                        (st.st_mode, mtime_ns // 10**9, name),
-                    )
-                    _upsert_files(conn, name, mtime_ns, h)
-                    stats.changed += 1
-                known[name] = Rec("f", rec.size, mtime_ns, perm, h, "", t0)
-                continue
-            sz, data = len(content), pack(content)
-        row = (st.st_mode, mtime_ns // 10**9, sz, data, name)
-        if (
-            conn.execute(
-                "UPDATE sqlar SET mode = ?, mtime = ?, sz = ?, data = ? WHERE name = ?", row
-            ).rowcount
-            == 0
-        ):
-            conn.execute("INSERT INTO sqlar(mode, mtime, sz, data, name) VALUES (?, ?, ?, ?, ?)", row)
-            stats.created += 1
-        else:
-            stats.changed += 1
-        _upsert_files(conn, name, mtime_ns, h)
-        known[name] = Rec(k, max(sz, 0), mtime_ns, perm, h, target, t0)
+        stats.names[name] = "deleted"
+    for name in moved:
+        conn.execute("DELETE FROM sqlar WHERE name = ?", (name,))
+        conn.execute("UPDATE sqlar SET name = CAST(name AS TEXT) WHERE name = CAST(? AS BLOB)", (name,))
     return known
+
+
+def _put(
+    conn: sqlite3.Connection,
+    root: Path,
+    op: Op,
+    t0: int,
+    stats: FlushStats,
+    known: dict[str, Rec],
+    moved: list[str] | None,
+) -> None:
+    """One created, changed or touched entry; with ``moved``, a changed file's new row goes in under
+    its name as a BLOB (renamed once the old row is gone) and its name is added to ``moved``."""
+    kind, name, st, rec = op
+    k = entry_kind(st.st_mode) or "f"
+    perm = stat.S_IMODE(st.st_mode)
+    mtime_ns = st.st_mtime_ns
+    path = root / name
+    if kind == "meta":
+        assert rec is not None
+        conn.execute(
+            "UPDATE sqlar SET mode = ?, mtime = ? WHERE name = ?", (st.st_mode, mtime_ns // 10**9, name)
+        )
+        _upsert_files(conn, name, mtime_ns, rec.hash)
+        known[name] = Rec(rec.kind, rec.size, mtime_ns, perm, rec.hash, rec.target, t0)
+        stats.changed += 1
+        stats.names[name] = "changed"
+        return
+    target, h = "", None
+    if k == "d":
+        sz, data = 0, None
+    elif k == "l":
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return
+        sz, data = -1, target.encode(errors="surrogateescape")
+    else:
+        try:
+            with open(path, "rb") as f:
+                content = f.read()
+        except OSError as exc:
+            log.warning("flush: cannot read %s: %s", path, exc)
+            if rec is not None:
+                known[name] = rec
+            return
+        h = file_hash(content)
+        if kind == "check" and rec is not None and h == rec.hash and len(content) == rec.size:
+            if (rec.mtime_ns, rec.perm) != (mtime_ns, perm):  # touched, not changed
+                conn.execute(
+                    "UPDATE sqlar SET mode = ?, mtime = ? WHERE name = ?",
+                    (st.st_mode, mtime_ns // 10**9, name),
+                )
+                _upsert_files(conn, name, mtime_ns, h)
+                stats.changed += 1
+                stats.names[name] = "changed"
+            known[name] = Rec("f", rec.size, mtime_ns, perm, h, "", t0)
+            return
+        sz, data = len(content), pack(content)
+    row = (st.st_mode, mtime_ns // 10**9, sz, data, name)
+    exists = conn.execute("SELECT 1 FROM sqlar WHERE name = ?", (name,)).fetchone() is not None
+    if not exists:
+        conn.execute("INSERT INTO sqlar(mode, mtime, sz, data, name) VALUES (?, ?, ?, ?, ?)", row)
+        stats.created += 1
+        stats.names[name] = "new"
+    elif moved is not None:
+        conn.execute(
+            "INSERT INTO sqlar(mode, mtime, sz, data, name) VALUES (?, ?, ?, ?, CAST(? AS BLOB))", row
+        )
+        moved.append(name)
+        stats.changed += 1
+        stats.names[name] = "changed"
+    else:
+        conn.execute("UPDATE sqlar SET mode = ?, mtime = ?, sz = ?, data = ? WHERE name = ?", row)
+        stats.changed += 1
+        stats.names[name] = "changed"
+    _upsert_files(conn, name, mtime_ns, h)
+    known[name] = Rec(k, max(sz, 0), mtime_ns, perm, h, target, t0)
+
+
+class PageFile:
+    """A database file read page by page as it is on disk (not its WAL): ``with PageFile(path) as f``."""
+
+    def __init__(self, path: Path) -> None:
+        self.f = open(path, "rb")  # noqa: SIM115 - closed by __exit__
+        self.pages = os.path.getsize(path) // PAGE
+
+    def __enter__(self) -> PageFile:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.f.close()
+
+    def read(self, p: int) -> bytes:
+        self.f.seek((p - 1) * PAGE)
+        return self.f.read(PAGE)
+
+    def free(self) -> frozenset[int]:
+        """The free-list leaves of the database."""
+        if not self.pages:
+            return frozenset()
+        return frozenset(journal.free_leaves(self.read, self.read(1), self.pages)[1])
 
 
 def flush_volume(volume: Volume, s: Session, debug: Path) -> FlushStats:
     """Write what changed in the mount folder of a mounted volume to it (module docstring); ``debug`` is
-    the folder of the stop hook. iSM13639 when the mount folder is gone."""
+    the folder of the hooks. iSM13639 when the mount folder is gone, iSM13630 when the volume is full."""
     if not s.root.is_dir():  # the mount folder itself was removed: not a volume any more
         log.warning("flush of %s: its folder %s is gone", volume.name, s.root)
         raise CommandError(E.PATH_NOT_NORMAL)
     stats = FlushStats()
+    if s.committed:  # an earlier flush committed its journal and stopped: complete it first
+        complete(volume, s, stats)
     t0 = time.time_ns()
     tree = walk(s.root)
     plan = _plan(s, tree)
-    dirty: set[int] | None = set()
+    undo: dict[int, bytes] = {}
+    with PageFile(s.db) as f:
+        before_pages, before_free = f.pages, f.free()
+    saved = (s.known, dict(s.unsynced), s.base, None if s.dirty is None else set(s.dirty))
     if plan.ops or plan.gone:
-        conn = open_db(s.db, s.size // PAGE)
+        conn = open_db(s.db, s.size // PAGE - 1)  # the last block is the journal's
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -276,94 +367,86 @@ def flush_volume(volume: Volume, s: Session, debug: Path) -> FlushStats:
                     ) from None
                 raise
             dirty = wal_pages(Path(str(s.db) + "-wal"))
+            undo = _undo(s.db, dirty, before_pages, before_free)
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
+        # from here the working copy is ahead of the volume until its pages are written
         s.known = known
-    if dirty is not None and not dirty and not s.pending:
+        s.unsynced.update(stats.names)
+        s.base = s.base or Base(s.pages, before_free)
+        s.dirty = None if dirty is None or s.dirty is None else s.dirty | dirty
+    if s.dirty is not None and not s.dirty and not s.pending:
         return stats
-    _write_pages(volume, s, dirty, stats, debug)
+    base = s.base or Base(s.pages, before_free)
+    with PageFile(s.db) as f:
+        new_pages, new_free = f.pages, f.free()
+        changed = _changed(s, f, s.dirty)
+    try:
+        write_changes(volume, s, changed, base, new_pages, set(new_free), stats, debug, undo)
+    except NoRoom:
+        _revert(s.db, undo, before_pages)
+        s.known, s.unsynced, s.base, s.dirty = saved
+        log.warning("flush of %s refused: no room for its journal", volume.name)
+        raise CommandError(E.DISK_OPERATION, detail="There is not enough space on the disk.") from None
+    s.dirty = set()
+    s.unsynced = {}
     log.info(
-        "flush of %s: %d created, %d changed, %d deleted; %d pages in %d writes",
+        "flush of %s: %d created, %d changed, %d deleted; %d pages in %d writes (%d through the journal)",
         volume.name,
         stats.created,
         stats.changed,
         stats.deleted,
         stats.pages,
         stats.writes,
+        stats.journalled,
     )
     return stats
 
 
-def _stop_after(debug: Path) -> int | None:
-    hook = debug / STOP_HOOK
-    try:
-        text = hook.read_text().strip()
-    except OSError:
-        return None
-    hook.unlink(missing_ok=True)
-    try:
-        return max(0, int(text))
-    except ValueError:
-        log.warning("debug hook %s: %r is not a page count", hook, text)
-        return None
+def complete(volume: Volume, s: Session, stats: FlushStats | None = None) -> None:
+    """Write in place what a committed flush of this session had not (as a mount would replay it)."""
+    if not s.committed:
+        return
+    with PageFile(s.db) as f:
+        pages = f.pages
+        content = {p: (volume_form(f.read(p)) if p == 1 else f.read(p)) for p in s.pending if p <= pages}
+    finish(volume, s, content, stats or FlushStats(), pages)
+    s.unsynced = {}
 
 
-def _write_pages(volume: Volume, s: Session, dirty: set[int] | None, stats: FlushStats, debug: Path) -> None:
-    """Write the pages whose digest changed (adjacent ones in one write, page 1 last); keep the
-    digests. ``dirty`` is the set the WAL named (None: compare every page)."""
-    new_pages = os.path.getsize(s.db) // PAGE
+def _undo(db: Path, dirty: set[int] | None, pages: int, free: frozenset[int]) -> dict[int, bytes]:
+    """The pages the transaction changed that the working copy used before it, as they were (its
+    file is not checkpointed yet): what a refused flush puts back."""
+    if not dirty:
+        return {}
+    with PageFile(db) as f:
+        return {p: f.read(p) for p in dirty if p <= pages and p not in free}
+
+
+def _revert(db: Path, undo: dict[int, bytes], pages: int) -> None:
+    """Put the working copy back as it was before the transaction (undo pages, old length)."""
+    with open(db, "r+b") as f:
+        for p, page in undo.items():
+            f.seek((p - 1) * PAGE)
+            f.write(page)
+        f.truncate(pages * PAGE)
+
+
+def _changed(s: Session, f: PageFile, dirty: set[int] | None) -> dict[int, bytes]:
+    """The pages of the working copy the volume does not hold: of those the WAL named (None: all),
+    the pending ones and those past the volume's end, the ones whose digest differs."""
+    new_pages = f.pages
     if dirty is None:
         candidates = set(range(1, new_pages + 1))
     else:
         candidates = dirty | s.pending | set(range(s.pages + 1, new_pages + 1))
     changed: dict[int, bytes] = {}
-    with open(s.db, "rb") as f:
-        for p in sorted(c for c in candidates if c <= new_pages):
-            f.seek((p - 1) * PAGE)
-            page = f.read(PAGE)
-            if p == 1:
-                page = volume_form(page)
-            if (
-                p <= s.pages
-                and p not in s.pending
-                and s.digests[(p - 1) * DIGEST : p * DIGEST] == digest(page)
-            ):
-                continue
-            changed[p] = page
-    if len(s.digests) < new_pages * DIGEST:
-        s.digests += bytes(new_pages * DIGEST - len(s.digests))
-    order = sorted(p for p in changed if p != 1) + ([1] if 1 in changed else [])
-    stop = _stop_after(debug) if order else None
-    runs: list[list[int]] = []
-    for p in order:
-        if runs and p == runs[-1][-1] + 1 and p != 1 and (len(runs[-1]) + 1) * PAGE <= WRITE_CHUNK:
-            runs[-1].append(p)
-        else:
-            runs.append([p])
-    s.pending = set(order)
-    written = 0
-    for run in runs:
-        if stop is not None and written + len(run) > stop:
-            run = run[: stop - written]
-        if run:
-            data = b"".join(changed[p] for p in run)
-            volume.write((run[0] - 1) * PAGE, data)
-            written += len(run)
-            stats.pages += len(run)
-            stats.writes += 1
-            stats.bytes += len(data)
-            for p in run:
-                s.digests[(p - 1) * DIGEST : p * DIGEST] = digest(changed[p])
-                s.pending.discard(p)
-        if stop is not None and written >= stop and s.pending:
-            log.warning(
-                "flush of %s stopped after %d of %d pages (debug hook %s)",
-                volume.name,
-                written,
-                len(order),
-                STOP_HOOK,
-            )
-            raise CommandError(E.PATH_NOT_NORMAL)
-    s.pending = set()
-    s.pages = new_pages
+    for p in sorted(c for c in candidates if c <= new_pages):
+        page = f.read(p)
+        if p == 1:
+            page = volume_form(page)
+        if p <= s.pages and p not in s.pending and s.digests[(p - 1) * DIGEST : p * DIGEST] == digest(page):
+            continue
+        changed[p] = page
+    return changed

@@ -36,6 +36,15 @@ class Rec:
     synced: int = 0  # time.time_ns() of the sync that recorded it
 
 
+@dataclass(frozen=True)
+class Base:
+    """The database the volume holds while a flush is not committed: its page count and the pages
+    it does not use (free-list leaves): those a flush may write before its commit record."""
+
+    pages: int
+    free: frozenset[int]
+
+
 @dataclass
 class Session:
     """A volume whose file system is mounted on this host."""
@@ -53,3 +62,11 @@ class Session:
     known: dict[str, Rec] = field(default_factory=dict)
     points: list[str] = field(default_factory=list)  # presented mount points; points[0] owns root
     pending: set[int] = field(default_factory=set)  # changed pages an interrupted flush did not write
+    dirty: set[int] | None = field(default_factory=set)  # pages the working copy changed since (None: any)
+    base: Base | None = None  # the volume's database while a flush is not committed (writeback.py)
+    committed: bool = False  # the pending pages' journal is committed on the volume
+    seq: int = 0  # flushes written (the commit record's sequence)
+    unsynced: dict[str, str] = field(
+        default_factory=dict
+    )  # entries in the working copy, not yet on the volume
+    ld_name: str = ""  # the LD and mount points as they were when mounted (reports of what was not flushed)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from snaplab.agent.commands.base import CommandError
-from snaplab.agent.fs import chkdsk
+from snaplab.agent.fs import chkdsk, journal
 from snaplab.agent.fs.archive import (
     FS_NAME,
     PAGE,
@@ -24,6 +24,7 @@ from snaplab.agent.fs.archive import (
 )
 from snaplab.agent.fs.cache import FileSystemCache
 from snaplab.agent.fs.flush import FlushStats
+from snaplab.agent.fs.kept import Unflushed
 
 from snaplab.common.errors import E
 
@@ -53,6 +54,7 @@ class FileSystem(Protocol):
     def flush(self, volume: Volume) -> FlushStats: ...
     def unmount(self, volume: Volume, force: bool = False, mount_point: str | None = None) -> None: ...
     def check(self, volume: Volume, fix: bool = False) -> tuple[int, list[str]]: ...
+    def shutdown(self, view: dict[tuple[str, str, int], Volume]) -> list[Unflushed]: ...
 
 
 class SqlarFileSystem(FileSystemCache):
@@ -79,6 +81,7 @@ class SqlarFileSystem(FileSystemCache):
             end = min(max(old * PAGE, 2 * PAGE), volume.size)
             for off in range(len(image), end, WRITE_CHUNK):
                 volume.write(off, bytes(min(WRITE_CHUNK, end - off)))
+        journal.clear(volume)  # the old file system's last flush record goes with it
         volume.write(0, image)
         return BootInfo(FS_NAME, label, serial_text(serial), volume.size)
 

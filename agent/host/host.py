@@ -12,7 +12,10 @@ State folder ``<lab>/hosts/<host>/``::
     mnt/<slug>/                the folder of each mount point of a mounted volume (``G`` for G:, ``c_mnt_bk`` for
                                C:\\mnt\\bk\\): the file-system cache, written to the volume on flush (agent/fs/)
     fscache/<guid>.db          the working copy of a mounted volume's file system (an SQLite archive)
-    debug/flush_stop_after     debug hook: the next flush stops after that many page writes (a torn flush)
+    fscache/kept/              caches a graceful stop could not flush, for the next start (agent/fs/kept.py)
+    unflushed/                 kept caches the next start could not take back (the volume had changed)
+    debug/flush_stop_after     debug hook: the next flush stops after that many in-place page writes
+    debug/flush_pause_at       debug hook: the next flush pauses in a phase (agent/fs/writeback.py)
 
 The model's parts: disks and volumes (model.py), the manager and arrays (connections.py), settings
 and trace (settings.py), the volume list (resolve.py), the disk scan (discovery.py), the mount table

@@ -17,6 +17,7 @@ import sqlite_utils
 from snaplab.agent import partitions as pt
 from snaplab.agent.commands.base import CommandError
 from snaplab.agent.fs.holders import holders
+from snaplab.agent.fs.kept import Unflushed
 from snaplab.agent.fs.sqlarfs import FileSystem
 from snaplab.agent.host.model import Disk, Volume, display_mount_point, mount_slug
 from snaplab.agent.vollist import normalise_mount_point
@@ -218,15 +219,15 @@ class MountTable:
         self.invalidate()
         return affected
 
-    def flush_all(self) -> None:
-        """What a server shutdown does to its file-system caches: flush every mounted volume it can."""
-        for d in self.disks():
-            for v in d.volumes:
-                if not d.local and d.ready and self.fs.mounted(v):
-                    try:
-                        self.fs.flush(v)
-                    except Exception as exc:  # noqa: BLE001 - a shutdown flushes what it can
-                        log.warning("flush of %s at shutdown failed: %s", v.name, exc)
+    def flush_all(self) -> list[Unflushed]:
+        """What a server shutdown does to its file-system caches: flush every mounted volume; those it
+        cannot flush are kept for the next start (agent/fs/kept.py) and returned."""
+        try:
+            view = {v.key: v for d in self.disks() if not d.local for v in d.volumes}
+        except Exception as exc:  # noqa: BLE001 - a shutdown keeps what it cannot flush
+            log.warning("disk scan at shutdown failed: %s", exc)
+            view = {}
+        return self.fs.shutdown(view)
 
     def automount_disk(self, disk: Disk) -> list[str]:
         """A disk arrived: mount its volumes at their remembered points (automount on, not offline)."""
