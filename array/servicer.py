@@ -141,16 +141,17 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
         self._pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="array-io")
         self._slots = _CallerSlots(CALLER_SLOTS)
         self._commits = _Commits(engine)
-        self._stopped: asyncio.Future[None] | None = None  # done once shutdown() is called
+        self._stopping = False
+        self._reading: dict[grpc.aio.ServicerContext, asyncio.Timeout] = {}  # Lookup streams waiting for a batch
 
     def shutdown(self) -> None:
         """End every Lookup stream now (they never end by themselves) so the server drains at once;
         their callers resend what was left unanswered over the unary RPCs, or find the array gone.
         Call it on the server's event loop."""
-        if self._stopped is None:
-            self._stopped = asyncio.get_running_loop().create_future()
-        if not self._stopped.done():
-            self._stopped.set_result(None)
+        self._stopping = True
+        now = asyncio.get_running_loop().time()
+        for reading in list(self._reading.values()):
+            reading.reschedule(now)
 
     def close(self) -> None:
         """After the server stopped: end the watcher and the engine threads."""
@@ -312,20 +313,19 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
         self, request_iterator: AsyncIterator[pb.LookupBatch], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.LookupReplies]:
         ident = current_identity(context)  # a caller without an identity is refused before the stream starts
-        if self._stopped is None:
-            self._stopped = asyncio.get_running_loop().create_future()
-        stopped = self._stopped
         batches = request_iterator.__aiter__()
-        while not stopped.done():
-            reading = asyncio.ensure_future(batches.__anext__())
-            await asyncio.wait((reading, stopped), return_when=asyncio.FIRST_COMPLETED)
-            if not reading.done():
-                reading.cancel()
-                break
+        while not self._stopping:
             try:
-                batch = reading.result()
+                # A read that shutdown() can end: it reschedules this timeout to now.
+                async with asyncio.timeout(None) as reading:
+                    self._reading[context] = reading
+                    batch = await batches.__anext__()
             except StopAsyncIteration:
                 return
+            except TimeoutError:
+                break
+            finally:
+                self._reading.pop(context, None)
             run = self._run_quick if len(batch.requests) <= QUICK_LOOKUPS else self._run
             yield pb.LookupReplies(replies=await run(ident, self._lookup_batch, batch, ident))
         raise SnapLabError(E.STOPPING, name="disk array")

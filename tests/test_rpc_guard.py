@@ -82,7 +82,7 @@ def test_a_caller_gets_its_quota_and_is_refused_beyond(server: AioServerThread, 
     _settled(server, 1)
     with pytest.raises(grpc.RpcError) as info:  # a second wait: over its waits
         stub.Ping(echo_pb2.EchoRequest(payload=b"0"), metadata=_as("h1/host"), timeout=5)
-    assert (info.value.code(), _ism(info.value)) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "iSM31090")
+    assert (info.value.code(), _ism(info.value)) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "iSM31150")
     assert "host h1 has 1 waits in progress" in info.value.details()
     # another caller is not affected, and the control roles have their own quota
     assert stub.Ping(echo_pb2.EchoRequest(payload=b"0"), metadata=_as("h2/host"), timeout=5).payload == b"0"
@@ -100,7 +100,7 @@ def test_hosts_together_are_capped_but_control_roles_are_served(server: AioServe
         _settled(server, 4)
         with pytest.raises(grpc.RpcError) as info:
             stub.Ping(echo_pb2.EchoRequest(payload=b"0"), metadata=_as("h3/host"), timeout=5)
-        assert (info.value.code(), _ism(info.value)) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "iSM31091")
+        assert (info.value.code(), _ism(info.value)) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "iSM31151")
         for who in ("admin/admin", "manager/manager"):
             assert stub.Ping(echo_pb2.EchoRequest(payload=b"0"), metadata=_as(who), timeout=5).payload == b"0"
     finally:
@@ -118,13 +118,13 @@ def test_idle_streams_end_for_hosts_but_not_for_control_roles(server: AioServerT
     admin = stub.Stream.future(_idle(release), metadata=_as("admin/admin"), timeout=10)
     download = stub.Download(echo_pb2.EchoRequest(size=1000), metadata=_as("h2/host"), timeout=10)
     assert host.exception(5) is not None
-    assert (host.code(), _ism(host)) == (grpc.StatusCode.DEADLINE_EXCEEDED, "iSM31092")
+    assert (host.code(), _ism(host)) == (grpc.StatusCode.DEADLINE_EXCEEDED, "iSM31152")
     time.sleep(LIMITS.idle_timeout * 3)
     assert not admin.done()  # a control role's stream may wait for as long as it likes
     with pytest.raises(grpc.RpcError) as info:  # replies it did not take for longer than the timeout
         for _chunk in download:
             pass
-    assert (info.value.code(), _ism(info.value)) == (grpc.StatusCode.DEADLINE_EXCEEDED, "iSM31092")
+    assert (info.value.code(), _ism(info.value)) == (grpc.StatusCode.DEADLINE_EXCEEDED, "iSM31152")
     release.set()
     assert admin.result(5).size == 0
     _settled(server, 0)

@@ -144,18 +144,18 @@ class E:
     LINK_LOST = _m(
         "iSM19066", "LV was unlinked because its snapshot was deleted; I/O failed. ({name})", S.FAILED_PRECONDITION
     )
-    FAULT_NOT_SET = _m("iSM19067", "Specified fault is not set. ({name})", S.NOT_FOUND)
+    FAULT_NOT_SET = _m("iSM19080", "Specified fault is not set. ({name})", S.NOT_FOUND)
     # -- identity ------------------------------------------------------------------------------
     UNAUTHENTICATED = _m("iSM31050", "Caller has no valid certificate of this lab. ({detail})", S.UNAUTHENTICATED)
     # -- daemon resources: per-caller limits (every daemon's gRPC server, snaplab/common/rpc_guard.py) --
     CALLER_LIMIT = _m(
-        "iSM31090", "Too many requests of this caller are in progress; retry later. ({detail})", S.RESOURCE_EXHAUSTED
+        "iSM31150", "Too many requests of this caller are in progress; retry later. ({detail})", S.RESOURCE_EXHAUSTED
     )
     SERVER_BUSY = _m(
-        "iSM31091", "Too many requests of servers are in progress; retry later. ({detail})", S.RESOURCE_EXHAUSTED
+        "iSM31151", "Too many requests of servers are in progress; retry later. ({detail})", S.RESOURCE_EXHAUSTED
     )
-    STREAM_IDLE = _m("iSM31092", "Stream was idle too long and is closed. ({detail})", S.DEADLINE_EXCEEDED)
-    STOPPING = _m("iSM31093", "Service is stopping; the stream is closed. ({name})", S.UNAVAILABLE)
+    STREAM_IDLE = _m("iSM31152", "Stream was idle too long and is closed. ({detail})", S.DEADLINE_EXCEEDED)
+    STOPPING = _m("iSM31153", "Service is stopping; the stream is closed. ({name})", S.UNAVAILABLE)
     # -- manager: control I/O routing (B3) ----------------------------------------------------
     NOT_ENROLLED = _m("iSM31060", "Server is not registered to the management server. ({name})", S.PERMISSION_DENIED)
     CV_RULE = _m(

@@ -5,11 +5,11 @@ every RPC of a daemon's services:
 
 - **limits** (:class:`CallLimits`): calls, streaming calls and waits in progress at once, per
   caller (certificate name and role) and for all non-control callers together; beyond a limit the
-  call is refused at once with RESOURCE_EXHAUSTED (iSM31090 for the caller's own limit, iSM31091
+  call is refused at once with RESOURCE_EXHAUSTED (iSM31150 for the caller's own limit, iSM31151
   for the shared one). Control roles (manager, admin) have a quota of their own, outside the
   shared one, so their traffic is served whatever hosts do;
 - **idle streams**: a non-control caller's stream that sends no message, or does not take the
-  reply it is sent, for ``idle_timeout`` seconds is ended with DEADLINE_EXCEEDED (iSM31092);
+  reply it is sent, for ``idle_timeout`` seconds is ended with DEADLINE_EXCEEDED (iSM31152);
 - **undecodable requests**: bytes that do not parse as the method's request message are refused
   with INVALID_ARGUMENT (iSM19001) and one log line, never a traceback.
 
@@ -225,7 +225,7 @@ class GuardInterceptor(WrappingAioInterceptor):
 async def _checked_requests(
     requests: AsyncIterator[Any], idle: float | None, method: str, ident: Identity | None
 ) -> AsyncIterator[Any]:
-    """The request stream, ended with iSM31092 after ``idle`` seconds without a message and with
+    """The request stream, ended with iSM31152 after ``idle`` seconds without a message and with
     iSM19001 at a message that does not decode (both raised where the servicer reads the stream)."""
     it = requests.__aiter__()
     while True:
@@ -249,7 +249,7 @@ async def _checked_requests(
 async def _send_all(
     replies: AsyncIterator[Any], context: grpc.aio.ServicerContext, idle: float | None, method: str
 ) -> None:
-    """Write each reply; one the client does not take within ``idle`` seconds ends the call (iSM31092)."""
+    """Write each reply; one the client does not take within ``idle`` seconds ends the call (iSM31152)."""
     try:
         async for item in replies:
             if idle is None:

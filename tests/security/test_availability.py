@@ -3,8 +3,8 @@
 The attack, through the real daemons: one host opens 32 idle ``Write``, 32 unread ``Read`` and 32
 idle ``Lookup`` streams on the array, and routes 32 ``iSMsc_wait`` through the manager. On the old
 thread-pool array that took all 32 worker threads and every other caller got DEADLINE_EXCEEDED.
-Now the host gets its quota and the rest is refused at once (RESOURCE_EXHAUSTED, iSM31090); its
-streams end when idle (iSM31092); waits hold no thread; and every other caller — another host,
+Now the host gets its quota and the rest is refused at once (RESOURCE_EXHAUSTED, iSM31150); its
+streams end when idle (iSM31152); waits hold no thread; and every other caller — another host,
 a host routing through the manager, the admin — is answered within 2x of an idle lab's median.
 """
 
@@ -175,7 +175,7 @@ def test_one_host_cannot_stall_the_others(lab: sl.SecurityLab) -> None:
         attack.close()
     for kind, got in refusals.items():
         assert len(got) >= ROUNDS * (ATTACK - LIMITS.host.calls), (kind, len(got))
-        assert set(got) == {("RESOURCE_EXHAUSTED", "iSM31090")}, (kind, set(got))
+        assert set(got) == {("RESOURCE_EXHAUSTED", "iSM31150")}, (kind, set(got))
     report = []
     for name in others:
         base, under = statistics.median(idle[name]), statistics.median(attacked[name])
@@ -198,13 +198,13 @@ def test_idle_streams_are_closed(lab: sl.SecurityLab) -> None:
         try:
             for call in (write, lookup):
                 assert call.exception(timeout=IDLE_TIMEOUT + 20) is not None
-                assert (call.code(), _msg_id(call)) == (grpc.StatusCode.DEADLINE_EXCEEDED, "iSM31092")
+                assert (call.code(), _msg_id(call)) == (grpc.StatusCode.DEADLINE_EXCEEDED, "iSM31152")
             assert IDLE_TIMEOUT - 0.5 <= time.monotonic() - t0 < IDLE_TIMEOUT + 20
             time.sleep(1.0)  # the Read's reply stream has waited on us for longer than the timeout by now
             with pytest.raises(grpc.RpcError) as info:
                 for _chunk in read:
                     pass
-            assert (info.value.code(), _msg_id(info.value)) == (grpc.StatusCode.DEADLINE_EXCEEDED, "iSM31092")
+            assert (info.value.code(), _msg_id(info.value)) == (grpc.StatusCode.DEADLINE_EXCEEDED, "iSM31152")
         finally:
             release.set()
             read.cancel()
@@ -244,7 +244,7 @@ def test_routed_wait_still_works_and_holds_nothing(lab: sl.SecurityLab) -> None:
 
 
 def test_many_hosts_together_cannot_crowd_out_the_admin(lab: sl.SecurityLab, tmp_path: Path) -> None:
-    """Hosts together hold at most the shared limit (then iSM31091); the admin and the manager are
+    """Hosts together hold at most the shared limit (then iSM31151); the admin and the manager are
     served whatever they hold."""
     n_hosts = LIMITS.hosts_total // LIMITS.host.streams
     names = [f"crowd{i:02d}" for i in range(n_hosts + 1)]
@@ -262,7 +262,7 @@ def test_many_hosts_together_cannot_crowd_out_the_admin(lab: sl.SecurityLab, tmp
             try:
                 last.Disks(pb.DisksRequest(), timeout=5)
             except grpc.RpcError as exc:
-                assert (exc.code(), _msg_id(exc)) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "iSM31091")
+                assert (exc.code(), _msg_id(exc)) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "iSM31151")
                 break
             assert time.monotonic() < deadline, "the shared limit of hosts was never reached"
             time.sleep(0.1)

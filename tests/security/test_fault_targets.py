@@ -63,7 +63,7 @@ def test_faults_on_real_targets_still_work(lab: sl.SecurityLab) -> None:
         assert f"{kind}:{target}" not in admin.clear_fault(kind, target).faults
     assert list(admin.describe().faults) == []
     # a fault that is not set: its own message, not "volume does not exist"
-    assert sl.outcome(lambda: admin.clear_fault("path", "test01")) == ("refused", ("NOT_FOUND", "iSM19067"))
+    assert sl.outcome(lambda: admin.clear_fault("path", "test01")) == ("refused", ("NOT_FOUND", "iSM19080"))
     # pool given by number is the pool's name in the fault
     assert "sra_full:Pool1" in admin.inject_fault("sra_full", "1").faults
     admin.clear_fault("sra_full", "1")
