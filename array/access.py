@@ -8,6 +8,10 @@ from snaplab.common.errors import E, SnapLabError
 
 from .model import ACCESS_CONTROL, LD, PLATFORM_FORMATS, STATE_RESTORING, Gen, Host
 
+UNREACHABLE_TYPES = ("SV", "SDV")  # never assigned to a host
+CV_CANDIDATE_ATTRS = ("iv", "mv")  # C3: an IV or MV LD may be a host's CV (as the manager's routing counts it)
+READY_MODES = ("rw", "ro")
+
 
 class AccessMixin:
     """Hosts reach an LD through a port or an HBA WWN it is assigned to; SVs and SDVs never.
@@ -80,6 +84,76 @@ class AccessMixin:
                 return []
             return [x for x in sorted(self.lds.values(), key=lambda x: x.number)
                     if x.type not in ("SV", "SDV") and self.reaches(host, x)]
+
+    # -- what a host may look up directly (Query, LinkInfoOf, Describe): the manager's routing (B3) answer
+    def _reached(self, host: str) -> list[LD]:
+        return [x for x in self.lds.values() if x.type not in UNREACHABLE_TYPES and self.reaches(host, x)]
+
+    def _partners(self, ld: LD) -> set[int]:
+        """The LDs paired with one (routing rule 5): an LV's BV and that BV's SVs; a BV's SVs and LVs."""
+        if ld.type == "LV" and ld.bv is not None:
+            return {ld.bv} | {x.number for x in self._svs_of(ld.bv)}
+        if ld.type == "BV":
+            return {x.number for x in (*self._svs_of(ld.number), *self._lvs_of(ld.number))}
+        return set()
+
+    def check_host_lookup(self, host: str, ref: str) -> None:
+        """Raise unless ``host`` may look up LD ``ref`` (query, linkinfo) on the array directly: allowed
+        exactly when the manager would route the look-up for it through some volume it reaches —
+        through a CV (an LD of type CV, or an IV/MV LD) for any LD it reaches or that is paired with
+        one it reaches; else through the LD itself, which must be reachable, not a BV linked to an LV
+        and, for an LV, linked rw or ro. Refusals are routing's: iSM19063, iSM19003 (unknown, asked
+        through a CV), iSM31042, iSM31043, iSM31063."""
+        with self._lock:
+            if ("path", host) in self.faults:
+                raise SnapLabError(E.PATH_FAILURE, name=host)
+            reached = self._reached(host)
+            through_cv = any(x.type == "CV" or (x.type == "IV" and x.attr in CV_CANDIDATE_ATTRS) for x in reached)
+            try:
+                ld = self.ld(ref)
+            except SnapLabError:
+                if through_cv:
+                    raise
+                raise SnapLabError(E.AC_DENIED, name=ref) from None
+            if through_cv:
+                allowed = {x.number for x in reached}
+                for x in reached:
+                    allowed |= self._partners(x)
+                if ld.number in allowed:
+                    return
+            if all(x.number != ld.number for x in reached):
+                raise SnapLabError(E.AC_DENIED, name=ld.name)
+            if ld.type == "BV" and self._bv_link(ld.number) is not None:
+                raise SnapLabError(E.AC_BV_LINKED, name=ld.name)
+            if ld.type == "LV":
+                lk = self.links.get(ld.number)
+                if lk is None or lk.mode not in READY_MODES:
+                    raise SnapLabError(E.VIA_NOT_READY, name=ld.name)
+
+    def describe_for_host(self, host: str) -> dict:
+        """``describe()`` as ``host`` may see it: its own record and ports, the LDs it sees as disks
+        (their access paths only its own), the pools they and their SVs use, and the faults on those,
+        on its own path and on licences. Nothing about other hosts or LDs it is not given."""
+        with self._lock:
+            d = self.describe()
+            h = self.hosts.get(host)
+            paths = self._host_paths(h) if h is not None else set()
+            visible = self.visible_lds(host)
+            names = {x.name for x in visible}
+            pools = {self.pools[x.pool].name for x in visible}
+            pools |= {self.pools[p].name for x in visible if x.type == "BV" and (p := self._sv_pool(x.number)) is not None}
+
+            def shown(fault: str) -> bool:
+                kind, _, target = fault.partition(":")
+                return (kind == "licence" or (kind == "path" and target == host)
+                        or (kind == "bv_failure" and target in names) or (kind.startswith("sra_") and target in pools))
+
+            d["lds"] = [dict(x, access=[a for a in x["access"] if a in paths]) for x in d["lds"] if x["name"] in names]
+            d["pools"] = [p for p in d["pools"] if p["name"] in pools]
+            d["ports"] = [p for p in d["ports"] if h is not None and p["name"] in h.ports]
+            d["hosts"] = [x for x in d["hosts"] if x["name"] == host]
+            d["faults"] = [f for f in d["faults"] if shown(f)]
+            return d
 
     def check_access(self, ref: str | int, host: str, write: bool = False) -> LD:
         """Raise unless ``host`` may do I/O on the LD now; returns the LD."""

@@ -1,26 +1,26 @@
-"""The array daemon (`snaplab-array`): one ArrayEngine served over gRPC with mTLS, health and reflection."""
+"""The array daemon (`snaplab-array`): one ArrayEngine served over gRPC (``grpc.aio``) with mTLS, health and reflection."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
-import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from snaplab.common import daemon_runner
 from snaplab.common.daemon_runner import ArgumentParser, UsageError
-from snaplab.common.rpc import ServerTLS, start_server
+from snaplab.common.rpc import CallLimits, ServerTLS, start_aio_server
 
 from .engine import ArrayEngine
-from .servicer import SERVICE_NAME, add_to_server
+from .servicer import SERVICE_NAME, WAIT_METHOD, add_to_server
 
 PROG = "snaplab-array"
 DEFAULT_NAME = "SnapLab_Array"
-# Worker threads: a Wait holds one for up to its timeout, so keep well more than a lab's hosts.
-MAX_WORKERS = 32
+# What each caller may have in progress (snaplab/common/rpc_guard.py); the README lists the figures.
+LIMITS = CallLimits(wait_methods=frozenset({WAIT_METHOD}))
 
 log = logging.getLogger("snaplab.array.daemon")
 
@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-level", default="INFO", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
     )
+    p.add_argument(
+        "--stream-idle-timeout",
+        type=float,
+        default=LIMITS.idle_timeout,
+        metavar="SECONDS",
+        help=f"end a host's stream idle this long (default {LIMITS.idle_timeout:g})",
+    )
     return p
 
 
@@ -70,6 +77,7 @@ class Config:
     name: str | None
     grace: float
     log_level: int
+    limits: CallLimits = LIMITS
 
 
 def parse_args(argv: list[str] | None) -> Config:
@@ -87,14 +95,18 @@ def parse_args(argv: list[str] | None) -> Config:
             raise UsageError(f"cannot read certificates: {exc.strerror}: {exc.filename}") from None
     if args.name is not None and not 1 <= len(args.name) <= 32:
         raise UsageError("--name must be 1-32 characters")
+    if not 0 < args.stream_idle_timeout < float("inf"):
+        raise UsageError("--stream-idle-timeout must be a positive number of seconds")
     level = daemon_runner.log_level(args.log_level)
     grace = daemon_runner.grace(args.grace)
     state = daemon_runner.state_folder(args.state)
     ready = daemon_runner.ready_path(args.ready_file)
-    return Config(state, host, port, tls, ready, args.name, grace, level)
+    limits = replace(LIMITS, idle_timeout=args.stream_idle_timeout)
+    return Config(state, host, port, tls, ready, args.name, grace, level, limits)
 
 
-def serve(cfg: Config, stop: threading.Event) -> int:
+async def serve(cfg: Config, stop: asyncio.Event) -> int:
+    """Serve until ``stop`` is set, then drain for ``cfg.grace`` seconds (runs in the daemon's loop)."""
     try:
         cfg.state.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -106,14 +118,14 @@ def serve(cfg: Config, stop: threading.Event) -> int:
             log.info("state already names the array %s; --name %s ignored", engine.name, cfg.name)
         servicers = []
         try:
-            server = start_server(
+            server = await start_aio_server(
                 lambda s: servicers.append(add_to_server(engine, s)),
                 host=cfg.host,
                 port=cfg.port,
                 tls=cfg.tls,
                 service_names=[SERVICE_NAME],
-                max_workers=MAX_WORKERS,
                 insecure_test_identities=cfg.tls is None,
+                limits=cfg.limits,
             )
         except RuntimeError as exc:  # grpc reports a port in use or a bad address like this
             raise UsageError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from None
@@ -126,12 +138,14 @@ def serve(cfg: Config, stop: threading.Event) -> int:
                 f"{PROG}: {engine.name} listening on {cfg.host}:{server.port} (state {cfg.state})", flush=True
             )
             log.info("serving %s as %s", SERVICE_NAME, "mTLS" if cfg.tls else "INSECURE (test identities)")
-            daemon_runner.wait_for_stop(stop)
+            await stop.wait()
             daemon_runner.stopping(log, cfg.ready_file, "requests", cfg.grace)
         finally:
             for servicer in servicers:
                 servicer.shutdown()  # Lookup streams end now rather than holding the drain for its full grace
-            server.stop(cfg.grace)  # health NOT_SERVING first, then drain
+            await server.stop(cfg.grace)  # health NOT_SERVING first, then drain
+            for servicer in servicers:
+                servicer.close()
     finally:
         engine.close()
         os.close(lock_fd)
@@ -140,7 +154,7 @@ def serve(cfg: Config, stop: threading.Event) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return daemon_runner.run(PROG, parse_args, serve, argv)
+    return daemon_runner.run_aio(PROG, parse_args, serve, argv)
 
 
 if __name__ == "__main__":

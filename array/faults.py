@@ -15,25 +15,44 @@ class FaultsMixin:
     A mixin of ``ArrayEngine`` (engine.py); snapshot operations and I/O call its ``_check_*``.
     """
 
-    def inject_fault(self, kind: str, target: str) -> None:
+    def _fault_target(self, kind: str, target: str) -> str:
+        """The canonical target of a fault, refused unless it names something this array has: a pool
+        with an SRA (sra_*; iSM31001, iSM31014), a BV (bv_failure; iSM19003, iSM19020), a product
+        (licence; iSM19001), a registered host (path; iSM31007), another array (array_link; iSM19001)."""
         if kind not in FAULT_KINDS:
             raise SnapLabError(E.BAD_ARGUMENT, detail=f"fault kind {kind}")
+        if kind in ("sra_full", "sra_failure"):
+            p = self._pool(target)
+            if not self._sra_capacity(p.number):
+                raise SnapLabError(E.SRA_NOT_BUILT, name=p.name)
+            return p.name
+        if kind == "bv_failure":
+            bv = self.ld(target)
+            if bv.number not in self.families:
+                raise SnapLabError(E.NOT_BV, name=bv.name)
+            return bv.name
+        if kind == "licence" and target not in PRODUCTS:
+            raise SnapLabError(E.BAD_ARGUMENT, detail=f"product {target}")
+        if kind == "path" and target not in self.hosts:
+            raise SnapLabError(E.HOST_NOT_FOUND, name=target)
+        if kind == "array_link" and target == self.name:
+            raise SnapLabError(E.BAD_ARGUMENT, detail=f"array_link to the array itself ({target})")
+        return target
+
+    def inject_fault(self, kind: str, target: str) -> None:
+        with self._lock:  # checked before the transaction: a refusal changes nothing to roll back
+            target = self._fault_target(kind, target)
+            self._inject(kind, target)
+
+    def _inject(self, kind: str, target: str) -> None:
         with self._tx():
-            if kind in ("sra_full", "sra_failure"):
+            if kind == "sra_failure":  # every snapshot sharing the SRA becomes unreadable
                 p = self._pool(target)
-                target = p.name
-                if kind == "sra_failure":  # every snapshot sharing the SRA becomes unreadable
-                    for sv in (x for x in self.lds.values() if x.type == "SV" and x.pool == p.number):
-                        self._fail_gen(self.gens[sv.number], FAULT_SRA)
+                for sv in (x for x in self.lds.values() if x.type == "SV" and x.pool == p.number):
+                    self._fail_gen(self.gens[sv.number], FAULT_SRA)
             elif kind == "bv_failure":
-                bv = self.ld(target)
-                if bv.number not in self.families:
-                    raise SnapLabError(E.NOT_BV, name=bv.name)
-                target = bv.name
-                for sv in self._svs_of(bv.number):
+                for sv in self._svs_of(self.ld(target).number):
                     self._fail_gen(self.gens[sv.number], FAULT_BV)
-            elif kind == "licence" and target not in PRODUCTS:
-                raise SnapLabError(E.BAD_ARGUMENT, detail=f"product {target}")
             self.db.execute("INSERT OR IGNORE INTO faults VALUES (?,?)", [kind, target])
             self.faults.add((kind, target))
 
@@ -48,12 +67,16 @@ class FaultsMixin:
     def clear_fault(self, kind: str, target: str) -> None:
         """Clear a fault. A repaired BV comes back empty (its data was lost); failed generations stay
         failed until deleted and re-created, as the guide's recovery steps say."""
-        with self._tx():
-            if kind in ("sra_full", "sra_failure"):
-                target = self._pool(target).name
+        with self._lock:
+            if (kind, target) not in self.faults:  # a fault set before its target went is still clearable
+                target = self._fault_target(kind, target)
             if (kind, target) not in self.faults:
-                raise SnapLabError(E.NOT_FOUND, name=f"{kind} {target}")
-            if kind == "bv_failure":
+                raise SnapLabError(E.FAULT_NOT_SET, name=f"{kind}:{target}")
+            self._clear(kind, target)
+
+    def _clear(self, kind: str, target: str) -> None:
+        with self._tx():
+            if kind == "bv_failure" and target in self.by_name:
                 bv = self.ld(target)
                 fam = self.families[bv.number]
                 self.db.execute("DELETE FROM blocks WHERE family=?", [fam.ld])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from snaplab.common.errors import E, SnapLabError
 from snaplab.san import disklayout
@@ -155,3 +157,26 @@ class RestoreMixin:
                 if self._closed:
                     raise SnapLabError(E.INTERNAL, detail="array is shutting down")
                 self._cond.wait(timeout=min(left, 1.0) if left is not None else 1.0)
+
+    def watch_commits(self, committed: Callable[[], None], stop: Callable[[], bool]) -> None:
+        """Call ``committed()`` after every committed transaction until ``stop()`` or the engine closes.
+
+        For waits that hold no thread of their own (the gRPC service's ``Wait``): one thread runs
+        this for all of them. It holds the lock whenever it is not waiting, so no commit goes unseen;
+        ``committed`` runs under the lock and must be quick.
+        """
+        with self._lock:
+            while not self._closed and not stop():
+                if self._cond.wait(timeout=1.0):
+                    committed()
+
+    @contextmanager
+    def lock_if_free(self) -> Iterator[bool]:
+        """Hold the engine's lock if it is free now (yields True), else hold nothing (False): lets an
+        event loop run a quick read-only call at once when that would not block it."""
+        got = self._lock.acquire(blocking=False)
+        try:
+            yield got
+        finally:
+            if got:
+                self._lock.release()

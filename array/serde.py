@@ -14,6 +14,7 @@ from snaplab.common.errors import E, SnapLabError
 from snaplab.v1 import array_pb2 as pb
 
 DEFAULT_WAIT_SECONDS = 60.0
+INT64_MAX = (1 << 63) - 1  # the contract's sizes are int64: a sum beyond it is shown as this (saturated)
 
 
 def bad(detail: str) -> SnapLabError:
@@ -247,12 +248,16 @@ def ld_msg(d: dict) -> pb.Ld:
     )
 
 
+def _int64(n: int) -> int:
+    return min(n, INT64_MAX)
+
+
 def array_state_msg(d: dict) -> pb.ArrayState:
     return pb.ArrayState(
         name=d["name"],
-        physical_capacity=d["physical_capacity"],
+        physical_capacity=_int64(d["physical_capacity"]),
         ports=[pb.Port(director=p["director"], port=p["port"], name=p["name"]) for p in d["ports"]],
-        pools=[pb.Pool(**p) for p in d["pools"]],
+        pools=[pb.Pool(**{k: _int64(v) if k.startswith("sra_") else v for k, v in p.items()}) for p in d["pools"]],
         lds=[ld_msg(x) for x in d["lds"]],
         licences=d["licences"],
         faults=d["faults"],

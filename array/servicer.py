@@ -1,11 +1,22 @@
-"""The Array gRPC service: authorise the caller by certificate role, convert (serde), call the engine."""
+"""The Array gRPC service (``grpc.aio``): authorise the caller by certificate role, convert (serde), call the engine.
+
+Every RPC is a coroutine on the server's event loop; the engine (which blocks: a lock, SQLite, data
+files) runs in thread pools, one for control roles (manager, admin) and one for everyone else, so
+control traffic never queues behind hosts' I/O, and a non-control caller has at most
+``CALLER_SLOTS`` engine calls queued or running at once. A stream between messages and a ``Wait``
+hold no thread: waits sleep until the engine commits (one watcher thread for all of them).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import threading
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 
@@ -19,23 +30,105 @@ from . import serde
 from .engine import ArrayEngine
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Array"].full_name
+WAIT_METHOD = f"/{SERVICE_NAME}/Wait"  # a wait, for the server's per-caller limits (rpc_guard)
 DEFAULT_CHUNK = 1024 * 1024
 MAX_CHUNK = 4 * 1024 * 1024
-# Wait polls the engine in slices this long, so a cancelled or expired call frees its worker thread.
+POOL_THREADS = 8  # engine threads per pool (control, others); the engine's lock serialises most calls anyway
+CALLER_SLOTS = 2  # engine calls a non-control caller may have queued or running at once
+QUICK_LOOKUPS = 8  # a look-up batch this small runs on the event loop when the engine is free
+# A wait re-checks its condition at least this often, even if no commit woke it, and at most this often.
 _WAIT_SLICE = 1.0
+_WAIT_RECHECK = 0.02
 
 CONTROL_ROLES = ("manager", "admin")  # configuration, snapshot operations, faults
-VIEW_ROLES = ("manager", "admin", "host")  # query, linkinfo, describe, disks
+VIEW_ROLES = ("manager", "admin", "host")  # query, linkinfo, describe, disks (a host: what it is given)
 IO_ROLES = ("host", "admin")  # block I/O: a host as itself, an admin unrestricted
 
 log = logging.getLogger("snaplab.array")
 
 
-def _authorise(context: grpc.ServicerContext, roles: tuple[str, ...], what: str) -> Identity:
-    ident = current_identity(context)
+def _authorise(ident: Identity, roles: tuple[str, ...], what: str) -> Identity:
     if ident.role not in roles:
         raise SnapLabError(E.CONTROL_DENIED, detail=f"{ident.role} {ident.name} may not {what}")
     return ident
+
+
+class _CallerSlots:
+    """At most ``n`` engine calls per caller queued or running in the shared pool, so one caller's
+    streams cannot fill the pool's queue ahead of everyone else. Used on the event loop only."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._slots: dict[tuple[str, str], tuple[asyncio.Semaphore, int]] = {}
+
+    async def acquire(self, key: tuple[str, str]) -> None:
+        sem, users = self._slots.get(key) or (asyncio.Semaphore(self.n), 0)
+        self._slots[key] = (sem, users + 1)
+        try:
+            await sem.acquire()
+        except BaseException:
+            self._drop(key)
+            raise
+
+    def release(self, key: tuple[str, str]) -> None:
+        self._slots[key][0].release()
+        self._drop(key)
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        sem, users = self._slots[key]
+        if users <= 1:
+            del self._slots[key]
+        else:
+            self._slots[key] = (sem, users - 1)
+
+
+class _Commits:
+    """Wakes the waits on the server's event loop after each engine commit, from one thread for all."""
+
+    def __init__(self, engine: ArrayEngine) -> None:
+        self.version = 0
+        self._waiters = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+        self._stop = False
+        self._thread = threading.Thread(
+            target=engine.watch_commits, args=(self._committed, lambda: self._stop), name="array-commits", daemon=True
+        )
+        self._thread.start()
+
+    def _committed(self) -> None:  # the watcher thread, under the engine's lock
+        loop = self._loop
+        if self._waiters and loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(self._bump)
+
+    def _bump(self) -> None:
+        self.version += 1
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        self._loop = asyncio.get_running_loop()
+        self._waiters += 1
+        try:
+            yield
+        finally:
+            self._waiters -= 1
+
+    async def changed_since(self, seen: int, timeout: float) -> None:
+        """Return once a commit after version ``seen`` happened, or after ``timeout`` seconds."""
+        if self.version != seen:
+            return
+        if self._event is None:
+            self._event = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
+
+    def close(self) -> None:
+        self._stop = True  # the watcher ends within a second, or at once when the engine closes
 
 
 @translate_errors
@@ -44,32 +137,82 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
 
     def __init__(self, engine: ArrayEngine) -> None:
         self.engine = engine
-        self._lock = threading.Lock()
+        self._control_pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="array-ctl")
+        self._pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="array-io")
+        self._slots = _CallerSlots(CALLER_SLOTS)
+        self._commits = _Commits(engine)
         self._stopping = False
-        self._lookups: set[grpc.ServicerContext] = set()
+        self._reading: dict[grpc.aio.ServicerContext, asyncio.Timeout] = {}  # Lookup streams waiting for a batch
 
     def shutdown(self) -> None:
         """End every Lookup stream now (they never end by themselves) so the server drains at once;
-        their callers resend what was left unanswered over the unary RPCs, or find the array gone."""
-        with self._lock:
-            self._stopping = True
-            open_streams = list(self._lookups)
-        for context in open_streams:
-            context.cancel()
+        their callers resend what was left unanswered over the unary RPCs, or find the array gone.
+        Call it on the server's event loop."""
+        self._stopping = True
+        now = asyncio.get_running_loop().time()
+        for reading in list(self._reading.values()):
+            reading.reschedule(now)
+
+    def close(self) -> None:
+        """After the server stopped: end the watcher and the engine threads."""
+        self._commits.close()
+        self._control_pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True)
 
     # -- helpers (private: not translated, not RPCs) -------------------------------------------
+    async def _run(self, ident: Identity, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` in the caller's engine pool. A caller's slot is freed when the call
+        has ended in its thread, not when the caller stopped waiting for it."""
+        call = functools.partial(fn, *args, **kwargs)
+        if ident.role in CONTROL_ROLES:
+            return await asyncio.wrap_future(self._control_pool.submit(call))
+        key = (ident.name, ident.role)
+        await self._slots.acquire(key)
+        try:
+            future = self._pool.submit(call)
+        except BaseException:
+            self._slots.release(key)
+            raise
+        loop = asyncio.get_running_loop()
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._slots.release, key))
+        return await asyncio.wrap_future(future)
+
+    async def _run_quick(self, ident: Identity, fn: Callable[..., Any], *args: Any) -> Any:
+        """A quick read-only call: on the event loop at once if the engine's lock is free (no thread
+        hand-off, the common case of routing's look-ups), else as :meth:`_run`."""
+        with self.engine.lock_if_free() as free:
+            if free:
+                return fn(*args)
+        return await self._run(ident, fn, *args)
+
+    def _spawn(self, ident: Identity, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        """:meth:`_run` started now, awaited later (block I/O overlaps the engine with the network)."""
+        task = asyncio.ensure_future(self._run(ident, fn, *args, **kwargs))
+        task.add_done_callback(_retrieved)
+        return task
+
+    async def _call(
+        self, context: grpc.aio.ServicerContext, roles: tuple[str, ...], what: str,
+        fn: Callable[[Any, Identity], Any], request: Any,
+    ) -> Any:
+        """One unary RPC: authorise, then ``fn(request, ident)`` in the caller's engine pool."""
+        ident = _authorise(current_identity(context), roles, what)
+        return await self._run(ident, fn, request, ident)
+
     def _lds(self, names: Iterable[str]) -> list[dict]:
         wanted = set(names)
         return [d for d in self.engine.describe()["lds"] if d["name"] in wanted]
 
-    def _io_host(self, context: grpc.ServicerContext, what: str) -> str | None:
+    @staticmethod
+    def _io_host(ident: Identity) -> str | None:
         """The host block I/O is done as: the calling host, or None (unrestricted) for an admin."""
-        ident = _authorise(context, IO_ROLES, what)
         return ident.name if ident.role == "host" else None
 
     # -- configuration -------------------------------------------------------------------------
-    def Configure(self, request: pb.ConfigRequest, context: grpc.ServicerContext) -> pb.ConfigReply:
-        _authorise(context, CONTROL_ROLES, "configure the array")
+    async def Configure(self, request: pb.ConfigRequest, context: grpc.aio.ServicerContext) -> pb.ConfigReply:
+        return await self._call(context, CONTROL_ROLES, "configure the array", self._configure, request)
+
+    def _configure(self, request: pb.ConfigRequest, ident: Identity) -> pb.ConfigReply:
         op, args, kwargs = serde.config_call(request)
         removed = [self.engine.ld(args[0]).name] if op == "unbind_ld" else []
         result = getattr(self.engine, op)(*args, **kwargs)
@@ -78,94 +221,126 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
         return serde.config_reply(self._lds(serde.made_ld_names(result)), removed)
 
     # -- snapshot operations -------------------------------------------------------------------
-    def Create(self, request: pb.CreateRequest, context: grpc.ServicerContext) -> pb.Generation:
-        _authorise(context, CONTROL_ROLES, "create snapshots")
+    async def Create(self, request: pb.CreateRequest, context: grpc.aio.ServicerContext) -> pb.Generation:
+        return await self._call(context, CONTROL_ROLES, "create snapshots", self._create, request)
+
+    def _create(self, request: pb.CreateRequest, ident: Identity) -> pb.Generation:
         args, kwargs = serde.create_call(request)
         return serde.generation_msg(self.engine.create(*args, **kwargs))
 
-    def Delete(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteReply:
-        _authorise(context, CONTROL_ROLES, "delete snapshots")
+    async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteReply:
+        return await self._call(context, CONTROL_ROLES, "delete snapshots", self._delete, request)
+
+    def _delete(self, request: pb.DeleteRequest, ident: Identity) -> pb.DeleteReply:
         args, kwargs = serde.delete_call(request)
         return pb.DeleteReply(deleted_sv=self.engine.delete(*args, **kwargs) or "")
 
-    def Restore(self, request: pb.RestoreRequest, context: grpc.ServicerContext) -> pb.Generation:
-        _authorise(context, CONTROL_ROLES, "restore snapshots")
+    async def Restore(self, request: pb.RestoreRequest, context: grpc.aio.ServicerContext) -> pb.Generation:
+        return await self._call(context, CONTROL_ROLES, "restore snapshots", self._restore, request)
+
+    def _restore(self, request: pb.RestoreRequest, ident: Identity) -> pb.Generation:
         args, kwargs = serde.restore_call(request)
         return serde.generation_msg(self.engine.restore(*args, **kwargs))
 
-    def Wait(self, request: pb.WaitRequest, context: grpc.ServicerContext) -> pb.Generation:
-        _authorise(context, CONTROL_ROLES, "wait for snapshots")
+    async def Wait(self, request: pb.WaitRequest, context: grpc.aio.ServicerContext) -> pb.Generation:
+        """Check the condition; until it holds, sleep (holding no thread) until a commit or a slice passed."""
+        ident = _authorise(current_identity(context), CONTROL_ROLES, "wait for snapshots")
         args, kwargs = serde.wait_call(request, context.time_remaining())
-        deadline = time.monotonic() + kwargs.pop("timeout")
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                return serde.generation_msg(
-                    self.engine.wait(*args, **kwargs, timeout=max(0.0, min(left, _WAIT_SLICE)))
-                )
-            except SnapLabError as exc:
-                if exc.msg_id != E.WAIT_TIMEOUT.msg_id or left <= _WAIT_SLICE or not context.is_active():
-                    raise
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + kwargs.pop("timeout")
+        with self._commits.watching():
+            while True:
+                seen = self._commits.version  # before the check: a commit during it is not missed
+                checked = loop.time()
+                try:
+                    return serde.generation_msg(
+                        await self._run_quick(ident, functools.partial(self.engine.wait, *args, **kwargs, timeout=0))
+                    )
+                except SnapLabError as exc:
+                    left = deadline - loop.time()
+                    if exc.msg_id != E.WAIT_TIMEOUT.msg_id or left <= 0:
+                        raise
+                await self._commits.changed_since(seen, min(left, _WAIT_SLICE))
+                # Commits can come by the hundred a second (host writes, restore batches): check at most
+                # every _WAIT_RECHECK, so many waits cost the engine little.
+                await asyncio.sleep(max(0.0, checked + _WAIT_RECHECK - loop.time()))
 
-    def Guard(self, request: pb.GuardRequest, context: grpc.ServicerContext) -> pb.Generation:
-        _authorise(context, CONTROL_ROLES, "guard snapshots")
+    async def Guard(self, request: pb.GuardRequest, context: grpc.aio.ServicerContext) -> pb.Generation:
+        return await self._call(context, CONTROL_ROLES, "guard snapshots", self._guard, request)
+
+    def _guard(self, request: pb.GuardRequest, ident: Identity) -> pb.Generation:
         args, kwargs = serde.guard_call(request)
         sv = self.engine.guard(*args, **kwargs)
         return serde.find_generation(self.engine.query(request.bv), sv)
 
-    def Link(self, request: pb.LinkRequest, context: grpc.ServicerContext) -> pb.LinkInfo:
-        _authorise(context, CONTROL_ROLES, "link volumes")
+    async def Link(self, request: pb.LinkRequest, context: grpc.aio.ServicerContext) -> pb.LinkInfo:
+        return await self._call(context, CONTROL_ROLES, "link volumes", self._link, request)
+
+    def _link(self, request: pb.LinkRequest, ident: Identity) -> pb.LinkInfo:
         args, kwargs = serde.link_call(request)
         return serde.linkinfo_msg(self.engine.link(*args, **kwargs))
 
-    def Unlink(self, request: pb.UnlinkRequest, context: grpc.ServicerContext) -> pb.LinkInfo:
-        _authorise(context, CONTROL_ROLES, "unlink volumes")
+    async def Unlink(self, request: pb.UnlinkRequest, context: grpc.aio.ServicerContext) -> pb.LinkInfo:
+        return await self._call(context, CONTROL_ROLES, "unlink volumes", self._unlink, request)
+
+    def _unlink(self, request: pb.UnlinkRequest, ident: Identity) -> pb.LinkInfo:
         args, kwargs = serde.unlink_call(request)
         return serde.linkinfo_msg(self.engine.unlink(*args, **kwargs))
 
-    def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> pb.QueryReply:
-        return self._query(request, context)
+    async def Query(self, request: pb.QueryRequest, context: grpc.aio.ServicerContext) -> pb.QueryReply:
+        ident = _authorise(current_identity(context), VIEW_ROLES, "query snapshots")
+        return await self._run_quick(ident, self._query, request, ident)
 
-    def LinkInfoOf(self, request: pb.VolumeRef, context: grpc.ServicerContext) -> pb.LinkInfo:
-        return self._linkinfo(request, context)
+    async def LinkInfoOf(self, request: pb.VolumeRef, context: grpc.aio.ServicerContext) -> pb.LinkInfo:
+        ident = _authorise(current_identity(context), VIEW_ROLES, "query links")
+        return await self._run_quick(ident, self._linkinfo, request, ident)
 
-    def _query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> pb.QueryReply:
-        _authorise(context, VIEW_ROLES, "query snapshots")
-        return serde.query_msg(self.engine.query(serde.required(request.bv, "bv")))
+    def _query(self, request: pb.QueryRequest, ident: Identity) -> pb.QueryReply:
+        _authorise(ident, VIEW_ROLES, "query snapshots")
+        bv = serde.required(request.bv, "bv")
+        if ident.role == "host":  # a host looks up only what the manager would route for it
+            self.engine.check_host_lookup(ident.name, bv)
+        return serde.query_msg(self.engine.query(bv))
 
-    def _linkinfo(self, request: pb.VolumeRef, context: grpc.ServicerContext) -> pb.LinkInfo:
-        _authorise(context, VIEW_ROLES, "query links")
-        return serde.linkinfo_msg(self.engine.linkinfo(serde.required(request.name, "name")))
+    def _linkinfo(self, request: pb.VolumeRef, ident: Identity) -> pb.LinkInfo:
+        _authorise(ident, VIEW_ROLES, "query links")
+        name = serde.required(request.name, "name")
+        if ident.role == "host":
+            self.engine.check_host_lookup(ident.name, name)
+        return serde.linkinfo_msg(self.engine.linkinfo(name))
 
-    def Lookup(
-        self, request_iterator: Iterator[pb.LookupBatch], context: grpc.ServicerContext
-    ) -> Iterator[pb.LookupReplies]:
-        current_identity(context)  # a caller without an identity is refused before the stream starts
-        with self._lock:
-            if self._stopping:
-                return iter(())
-            self._lookups.add(context)
-
-        def replies() -> Iterator[pb.LookupReplies]:
+    async def Lookup(
+        self, request_iterator: AsyncIterator[pb.LookupBatch], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.LookupReplies]:
+        ident = current_identity(context)  # a caller without an identity is refused before the stream starts
+        batches = request_iterator.__aiter__()
+        while not self._stopping:
             try:
-                for batch in request_iterator:
-                    if self._stopping:
-                        return
-                    yield pb.LookupReplies(replies=[self._lookup_one(r, context) for r in batch.requests])
+                # A read that shutdown() can end: it reschedules this timeout to now.
+                async with asyncio.timeout(None) as reading:
+                    self._reading[context] = reading
+                    batch = await batches.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                break
             finally:
-                with self._lock:
-                    self._lookups.discard(context)
+                self._reading.pop(context, None)
+            run = self._run_quick if len(batch.requests) <= QUICK_LOOKUPS else self._run
+            yield pb.LookupReplies(replies=await run(ident, self._lookup_batch, batch, ident))
+        raise SnapLabError(E.STOPPING, name="disk array")
 
-        return replies()
+    def _lookup_batch(self, batch: pb.LookupBatch, ident: Identity) -> list[pb.LookupReply]:
+        return [self._lookup_one(r, ident) for r in batch.requests]
 
-    def _lookup_one(self, request: pb.LookupRequest, context: grpc.ServicerContext) -> pb.LookupReply:
+    def _lookup_one(self, request: pb.LookupRequest, ident: Identity) -> pb.LookupReply:
         """One look-up answered as its unary RPC would be: the reply, or the status it would end with."""
         op = request.WhichOneof("op")
         try:
             if op == "query":
-                return pb.LookupReply(id=request.id, query=self._query(request.query, context))
+                return pb.LookupReply(id=request.id, query=self._query(request.query, ident))
             if op == "linkinfo":
-                return pb.LookupReply(id=request.id, linkinfo=self._linkinfo(request.linkinfo, context))
+                return pb.LookupReply(id=request.id, linkinfo=self._linkinfo(request.linkinfo, ident))
             raise serde.bad("LookupRequest names no look-up")
         except Exception as exc:
             if not isinstance(exc, SnapLabError):
@@ -179,8 +354,9 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
             )
 
     # -- block I/O -----------------------------------------------------------------------------
-    def Read(self, request: pb.ReadRequest, context: grpc.ServicerContext) -> Iterator[pb.DataChunk]:
-        host = self._io_host(context, "read volumes")
+    async def Read(self, request: pb.ReadRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.DataChunk]:
+        ident = _authorise(current_identity(context), IO_ROLES, "read volumes")
+        host = self._io_host(ident)
         ld = serde.required(request.ld, "ld")
         if request.offset < 0 or request.length < 0 or request.chunk_size < 0:
             raise serde.bad("offset, length and chunk_size must not be negative")
@@ -188,43 +364,65 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
         offset, end = request.offset, request.offset + request.length
         # The first chunk is read before the stream starts, so access, faults and a bad LD come back
         # as the call's status rather than after some data.
-        first = self.engine.read(ld, offset, min(chunk, request.length), host=host)
-        capacity = self.engine.ld(ld).capacity
+        first, capacity = await self._run(ident, self._read_first, ld, offset, min(chunk, request.length), host)
         if end > capacity:
             raise SnapLabError(E.BAD_RANGE, detail=f"{offset}+{request.length} > {capacity}")
-
-        def chunks() -> Iterator[pb.DataChunk]:
+        pos = offset + len(first)
+        # The next chunk is read while this one is sent.
+        ahead = self._spawn(ident, self.engine.read, ld, pos, min(chunk, end - pos), host=host) if pos < end else None
+        try:
             if first:
                 yield pb.DataChunk(data=first)
-            pos = offset + len(first)
-            while pos < end:
-                data = self.engine.read(ld, pos, min(chunk, end - pos), host=host)
-                yield pb.DataChunk(data=data)
+            while ahead is not None:
+                data = await ahead
                 pos += len(data)
+                ahead = None
+                if pos < end and data:
+                    ahead = self._spawn(ident, self.engine.read, ld, pos, min(chunk, end - pos), host=host)
+                yield pb.DataChunk(data=data)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
 
-        return chunks()
+    def _read_first(self, ld: str, offset: int, length: int, host: str | None) -> tuple[bytes, int]:
+        data = self.engine.read(ld, offset, length, host=host)
+        return data, self.engine.ld(ld).capacity
 
-    def Write(
-        self, request_iterator: Iterator[pb.WriteChunk], context: grpc.ServicerContext
+    async def Write(
+        self, request_iterator: AsyncIterator[pb.WriteChunk], context: grpc.aio.ServicerContext
     ) -> pb.WriteReply:
-        host = self._io_host(context, "write volumes")
+        ident = _authorise(current_identity(context), IO_ROLES, "write volumes")
+        host = self._io_host(ident)
         first_ld = ""
         total = 0
-        # Each chunk is committed (durable) when engine.write returns; a refusal mid-stream keeps the
-        # chunks before it and reports the error.
-        for chunk in request_iterator:
-            first_ld = first_ld or chunk.ld
-            ld = chunk.ld or first_ld
-            if not ld:
-                raise serde.bad("the first WriteChunk must name the LD")
-            if chunk.offset < 0:
-                raise serde.bad("offset must not be negative")
-            self.engine.write(ld, chunk.offset, chunk.data, host=host)
-            total += len(chunk.data)
+        writing: asyncio.Task[Any] | None = None
+        # Each chunk is committed (durable) when engine.write returns, and the next is written only
+        # after it (the next is received meanwhile); a refusal mid-stream keeps the chunks before it
+        # and reports the error.
+        try:
+            async for chunk in request_iterator:
+                first_ld = first_ld or chunk.ld
+                ld = chunk.ld or first_ld
+                if not ld:
+                    raise serde.bad("the first WriteChunk must name the LD")
+                if chunk.offset < 0:
+                    raise serde.bad("offset must not be negative")
+                if writing is not None:
+                    await writing
+                writing = self._spawn(ident, self.engine.write, ld, chunk.offset, chunk.data, host=host)
+                total += len(chunk.data)
+            if writing is not None:
+                await writing
+                writing = None
+        finally:
+            if writing is not None:
+                writing.cancel()
         return pb.WriteReply(bytes_written=total)
 
-    def Disks(self, request: pb.DisksRequest, context: grpc.ServicerContext) -> pb.DisksReply:
-        ident = _authorise(context, VIEW_ROLES, "list disks")
+    async def Disks(self, request: pb.DisksRequest, context: grpc.aio.ServicerContext) -> pb.DisksReply:
+        return await self._call(context, VIEW_ROLES, "list disks", self._disks, request)
+
+    def _disks(self, request: pb.DisksRequest, ident: Identity) -> pb.DisksReply:
         if ident.role == "host":
             if request.host and request.host != ident.name:
                 raise SnapLabError(
@@ -238,26 +436,36 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
         return pb.DisksReply(lds=[serde.ld_msg(by_name[n]) for n in names if n in by_name])
 
     # -- monitoring and faults -----------------------------------------------------------------
-    def Describe(self, request: pb.DescribeRequest, context: grpc.ServicerContext) -> pb.ArrayState:
-        _authorise(context, VIEW_ROLES, "describe the array")
+    async def Describe(self, request: pb.DescribeRequest, context: grpc.aio.ServicerContext) -> pb.ArrayState:
+        return await self._call(context, VIEW_ROLES, "describe the array", self._describe, request)
+
+    def _describe(self, request: pb.DescribeRequest, ident: Identity) -> pb.ArrayState:
+        if ident.role == "host":  # its own part only: nothing of other hosts or LDs it is not given
+            return serde.array_state_msg(self.engine.describe_for_host(ident.name))
         return serde.array_state_msg(self.engine.describe())
 
-    def InjectFault(self, request: pb.FaultRequest, context: grpc.ServicerContext) -> pb.ArrayState:
-        _authorise(context, CONTROL_ROLES, "inject faults")
-        self.engine.inject_fault(
-            serde.required(request.kind, "kind"), serde.required(request.target, "target")
-        )
+    async def InjectFault(self, request: pb.FaultRequest, context: grpc.aio.ServicerContext) -> pb.ArrayState:
+        return await self._call(context, CONTROL_ROLES, "inject faults", self._inject_fault, request)
+
+    def _inject_fault(self, request: pb.FaultRequest, ident: Identity) -> pb.ArrayState:
+        self.engine.inject_fault(serde.required(request.kind, "kind"), serde.required(request.target, "target"))
         return serde.array_state_msg(self.engine.describe())
 
-    def ClearFault(self, request: pb.FaultRequest, context: grpc.ServicerContext) -> pb.ArrayState:
-        _authorise(context, CONTROL_ROLES, "clear faults")
-        self.engine.clear_fault(
-            serde.required(request.kind, "kind"), serde.required(request.target, "target")
-        )
+    async def ClearFault(self, request: pb.FaultRequest, context: grpc.aio.ServicerContext) -> pb.ArrayState:
+        return await self._call(context, CONTROL_ROLES, "clear faults", self._clear_fault, request)
+
+    def _clear_fault(self, request: pb.FaultRequest, ident: Identity) -> pb.ArrayState:
+        self.engine.clear_fault(serde.required(request.kind, "kind"), serde.required(request.target, "target"))
         return serde.array_state_msg(self.engine.describe())
 
 
-def add_to_server(engine: ArrayEngine, server: grpc.Server) -> ArrayServicer:
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """A spawned engine call nobody awaits any more (its stream ended) must not log "never retrieved"."""
+    if not task.cancelled():
+        task.exception()
+
+
+def add_to_server(engine: ArrayEngine, server: grpc.aio.Server) -> ArrayServicer:
     servicer = ArrayServicer(engine)
     array_pb2_grpc.add_ArrayServicer_to_server(servicer, server)
     return servicer

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = c.Report("bench_grpc_io", "block I/O over gRPC (host -> array daemon) vs raw gRPC (Echo) streams",
                    args)
     rep.line(f"{c.fmt_size(size)} per run in {c.fmt_size(CHUNK)} chunks, {reps} runs per side; daemon and Echo "
-             "server each in their own process, mTLS, 32 server threads")
+             "server each in their own process, mTLS (daemon on grpc.aio, Echo on 32 threads)")
 
     from snaplab.san.array_client import ArrayClient
 

@@ -2,10 +2,10 @@
 """A routed control operation (host -> manager -> array) vs a raw single-hop gRPC echo, latency and throughput.
 
 Real daemons, each in its own process, mTLS with lab certificates: the array daemon, the manager
-(``--array Bench_Array=...``) and, as the reference, an Echo server (bench/grpc_common.py: the array
-daemon's plumbing -- ``snaplab.common.rpc.start_server``, client certificates, the identity
-interceptor, 32 worker threads -- and a ``Ping`` that only returns its payload). The manager serves
-on ``grpc.aio`` (``start_aio_server``); the Echo reference stays on the thread pool because that is
+(``--array Bench_Array=...``) and, as the reference, an Echo server (bench/grpc_common.py: the
+daemons' plumbing on a thread pool -- ``snaplab.common.rpc.start_server``, client certificates, the
+identity interceptor, 32 worker threads -- and a ``Ping`` that only returns its payload). The manager
+and the array serve on ``grpc.aio`` (``start_aio_server``); the Echo reference stays on the thread pool because that is
 the faster plain echo here (an aio Echo with the same interceptor, health and reflection measured
 ~25% fewer Pings/s, 16 clients, alternated rounds), so the reference is not made easier to beat. The array is
 configured through the manager as ``admin`` from a generated lab file (deploy.lab.config_ops): per

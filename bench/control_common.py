@@ -274,9 +274,12 @@ def profiled_main(argv: list[str]) -> int:
 
     mod = importlib.import_module(args.module)
     threading.setprofile(hook)
+    main_prof = profs["main"] = cProfile.Profile(timer) if timer else cProfile.Profile()  # the event loop
+    main_prof.enable()
     try:
         return mod.main(rest)
     finally:
+        main_prof.disable()
         threading.setprofile(None)  # type: ignore[arg-type]
         for prof in list(profs.values()):
             with contextlib.suppress(ValueError, RuntimeError):  # another thread's, or never enabled

@@ -24,7 +24,7 @@ from snaplab.agent.host import Host
 from snaplab.array.engine import ArrayEngine
 from snaplab.array.servicer import SERVICE_NAME, add_to_server
 
-from snaplab.common.rpc import start_server
+from snaplab.common.rpc import AioServerThread
 
 ARRAY = "BenchArray"
 MiB = 1 << 20
@@ -48,7 +48,7 @@ class FsRig:
             self.svs = [sv.name for sv in e.add_generations("bv001", SRA_POOL, count=2)]
             e.register_host("bench01", [], ["P0"])
             e.assign_access("bv001", port="P0")
-            self.server = start_server(
+            self.server = AioServerThread(
                 lambda s: add_to_server(e, s),
                 tls=None,
                 service_names=[SERVICE_NAME],

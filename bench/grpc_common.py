@@ -6,7 +6,8 @@
   profiled (``--profile``: the daemon runs under ``python3 bench/grpc_common.py profiled-array``);
 * ``EchoProcess``: the raw gRPC reference, ``snaplab.v1.Echo`` served by another process with the
   same plumbing as the daemon (``snaplab.common.rpc.start_server``: mTLS with client certificates,
-  the identity interceptor, health, reflection, 32 worker threads) and a servicer doing nothing but
+  the identity interceptor, health, reflection, 32 worker threads: the thread pool, which moves plain
+  bytes faster than ``grpc.aio``, so the reference is the harder one) and a servicer doing nothing but
   moving bytes: ``Stream`` drops what it receives (or keeps it, once, when asked with ``x-echo-keep``)
   and ``Download`` sends the kept bytes back, so the reference carries the very bytes the array gets,
   in the same chunks;
@@ -135,7 +136,7 @@ def echo_main(argv: list[str]) -> int:
     p.add_argument("--certs", required=True)
     p.add_argument("--cert-name", default="echo")
     p.add_argument("--ready-file", required=True)
-    p.add_argument("--workers", type=int, default=32)  # as the array daemon (daemon.MAX_WORKERS)
+    p.add_argument("--workers", type=int, default=32)
     args = p.parse_args(argv)
     servicer, add = _echo_servicer()
     stop = threading.Event()
@@ -233,9 +234,12 @@ def profiled_array_main(argv: list[str]) -> int:
     threading.setprofile(hook)
     from snaplab.array import daemon
 
+    main_prof = profs["main"] = cProfile.Profile()  # the main thread runs the event loop
+    main_prof.enable()
     try:
-        return daemon.main(rest)  # the main thread only waits for SIGTERM: not profiled
+        return daemon.main(rest)
     finally:
+        main_prof.disable()
         threading.setprofile(None)  # type: ignore[arg-type]
         s = io.StringIO()
         merged = None
@@ -247,7 +251,7 @@ def profiled_array_main(argv: list[str]) -> int:
             merged = st if merged is None else merged.add(prof)
         if merged is not None:
             for key in ("cumulative", "tottime"):
-                s.write(f"--- daemon, all worker threads merged (sorted by {key})\n")
+                s.write(f"--- daemon, all threads merged (sorted by {key})\n")
                 merged.strip_dirs().sort_stats(key).print_stats(args.top)
         Path(args.out).write_text(s.getvalue())
 

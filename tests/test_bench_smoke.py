@@ -51,3 +51,11 @@ def test_soak_crash_runs() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "== soak_crash: PASS" in proc.stdout, proc.stdout
     assert re.search(r"kills 2; operations acknowledged \d+", proc.stdout), proc.stdout
+
+
+def test_fuzz_array_runs() -> None:
+    """bench/fuzz_array.py (not a benchmark: no ratio) runs as a script and passes a short run."""
+    proc = _run(str(BENCH / "fuzz_array.py"), "--quick")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "== fuzz_array: PASS" in proc.stdout, proc.stdout
+    assert re.search(r"^200 requests \(\d+ undecodable\)", proc.stdout, re.MULTILINE), proc.stdout

@@ -32,7 +32,7 @@ from snaplab.san import disklayout as dl
 from snaplab.array.engine import ArrayEngine
 from snaplab.array.servicer import SERVICE_NAME, add_to_server
 
-from snaplab.common.rpc import start_server
+from snaplab.common.rpc import AioServerThread
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -109,7 +109,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     e.assign_access("bv001", port="P0")
     e.assign_access("bv002", port="P0")
     e.assign_access("lv001", port="P1")
-    server = start_server(
+    server = AioServerThread(
         lambda s: add_to_server(e, s), tls=None, service_names=[SERVICE_NAME], insecure_test_identities=True
     )
     target = f"127.0.0.1:{server.port}"

@@ -3,12 +3,10 @@ for both server flavours (thread-pool ``start_server`` and ``grpc.aio`` ``start_
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import grpc
 import pytest
@@ -18,6 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from snaplab.common import pki
 from snaplab.common.errors import E, SnapLabError
 from snaplab.common.rpc import (
+    AioServerThread,
     ClientTLS,
     RunningServer,
     ServerTLS,
@@ -26,7 +25,6 @@ from snaplab.common.rpc import (
     client_errors,
     current_identity,
     make_channel,
-    start_aio_server,
     start_server,
     translate_errors,
     wait_healthy,
@@ -123,41 +121,9 @@ def _add_aio_servicers(server: grpc.aio.Server) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("snaplab.test.Raw", handlers),))
 
 
-class AioServerThread:
-    """``start_aio_server`` on an event loop of its own thread, so these synchronous tests can call it."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        try:
-            self.running = self._run(start_aio_server(_add_aio_servicers, **kwargs))
-        except BaseException:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            raise
-        self.port = self.running.port
-        self.health = self.running.health
-
-    def _run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
-
-    def stop(self, grace: float = 0) -> None:
-        if self._loop.is_running():
-            self._run(self.running.stop(grace))
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
 FLAVOURS: dict[str, Callable[..., Any]] = {
     "threads": lambda **kw: start_server(_add_servicers, **kw),
-    "aio": lambda **kw: AioServerThread(**kw),
+    "aio": lambda **kw: AioServerThread(_add_aio_servicers, **kw),
 }
 
 
@@ -230,9 +196,8 @@ def test_client_certificate_from_another_ca_is_refused(
     tls = ClientTLS(
         (rogue / "host-7.crt").read_bytes(), (rogue / "host-7.key").read_bytes(), (certs / "ca.crt").read_bytes()
     )
-    with make_channel(f"127.0.0.1:{server.port}", tls) as ch:
-        with pytest.raises(grpc.RpcError) as info:
-            echo_pb2_grpc.EchoStub(ch).Ping(echo_pb2.EchoRequest(payload=b"who"), timeout=5)
+    with make_channel(f"127.0.0.1:{server.port}", tls) as ch, pytest.raises(grpc.RpcError) as info:
+        echo_pb2_grpc.EchoStub(ch).Ping(echo_pb2.EchoRequest(payload=b"who"), timeout=5)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -295,7 +260,7 @@ def test_stop_marks_not_serving(certs: Path) -> None:
 
 
 def test_aio_stop_marks_not_serving(certs: Path) -> None:
-    running = AioServerThread(tls=ServerTLS.from_folder(certs, "array-1"), service_names=[ECHO])
+    running = AioServerThread(_add_aio_servicers, tls=ServerTLS.from_folder(certs, "array-1"), service_names=[ECHO])
     running.stop(grace=0)
     assert running.health._server_status[ECHO] == health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -305,7 +270,7 @@ def test_aio_server_refuses_a_port_in_use(certs: Path) -> None:
         start_server(_add_servicers, tls=None, service_names=[ECHO]) as taken,
         pytest.raises(RuntimeError, match="cannot bind"),
     ):
-        AioServerThread(tls=None, service_names=[ECHO], port=taken.port)
+        AioServerThread(_add_aio_servicers, tls=None, service_names=[ECHO], port=taken.port)
 
 
 @pytest.mark.parametrize("flavour", sorted(FLAVOURS))

@@ -19,6 +19,7 @@ class Status(enum.Enum):
     DATA_LOSS = "DATA_LOSS"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     INTERNAL = "INTERNAL"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class E:
     LD_NAME_IN_USE = _m("iSM31004", "Specified logical disk name is in use. ({name})", S.ALREADY_EXISTS)
     LD_IN_USE = _m("iSM31005", "Specified logical disk is in use. ({name})", S.FAILED_PRECONDITION)
     PORT_NOT_FOUND = _m("iSM31006", "Specified port does not exist. ({name})", S.NOT_FOUND)
+    HOST_NOT_FOUND = _m("iSM31007", "Specified server is not registered to the disk array. ({name})", S.NOT_FOUND)
     BV_POOL_KIND = _m("iSM31010", "BV must be in a basic pool or a dynamic pool. ({name})", S.FAILED_PRECONDITION)
     SV_POOL_KIND = _m("iSM31011", "SV and LV must be in a dynamic pool. ({name})", S.FAILED_PRECONDITION)
     SV_POOL_MIXED = _m("iSM31012", "All SVs of a BV must be in one pool. ({name})", S.FAILED_PRECONDITION)
@@ -144,8 +146,18 @@ class E:
     LINK_LOST = _m(
         "iSM19066", "LV was unlinked because its snapshot was deleted; I/O failed. ({name})", S.FAILED_PRECONDITION
     )
+    FAULT_NOT_SET = _m("iSM19080", "Specified fault is not set. ({name})", S.NOT_FOUND)
     # -- identity ------------------------------------------------------------------------------
     UNAUTHENTICATED = _m("iSM31050", "Caller has no valid certificate of this lab. ({detail})", S.UNAUTHENTICATED)
+    # -- daemon resources: per-caller limits (every daemon's gRPC server, snaplab/common/rpc_guard.py) --
+    CALLER_LIMIT = _m(
+        "iSM31150", "Too many requests of this caller are in progress; retry later. ({detail})", S.RESOURCE_EXHAUSTED
+    )
+    SERVER_BUSY = _m(
+        "iSM31151", "Too many requests of servers are in progress; retry later. ({detail})", S.RESOURCE_EXHAUSTED
+    )
+    STREAM_IDLE = _m("iSM31152", "Stream was idle too long and is closed. ({detail})", S.DEADLINE_EXCEEDED)
+    STOPPING = _m("iSM31153", "Service is stopping; the stream is closed. ({name})", S.UNAVAILABLE)
     # -- manager: control I/O routing (B3) ----------------------------------------------------
     NOT_ENROLLED = _m("iSM31060", "Server is not registered to the management server. ({name})", S.PERMISSION_DENIED)
     CV_RULE = _m(

@@ -3,8 +3,11 @@
 Each part lives in a module of its own; callers import from here:
 
 - ``rpc_tls``: ``ServerTLS``/``ClientTLS`` (a principal's certificate, key and the lab CA)
-- ``rpc_server``: ``start_server`` (thread pool: the array) and ``start_aio_server`` (``grpc.aio``:
-  the manager), both with mTLS, health and reflection
+- ``rpc_server``: ``start_aio_server`` (``grpc.aio``: the daemons) and ``start_server`` (thread
+  pool: benchmark references, plumbing tests), both with mTLS, health and reflection;
+  ``AioServerThread`` (an aio server for synchronous callers)
+- ``rpc_guard``: per-caller limits, idle streams and undecodable requests on aio servers
+  (``CallLimits``, ``Quota``)
 - ``rpc_identity``: who is calling (``current_identity``), set per RPC by the servers' interceptors
 - ``rpc_errors``: ``translate_errors``/``abort_with`` (an error -> its status and iSM id) and
   ``SnapLabClientError``/``client_errors`` (a failed call -> a typed error)
@@ -26,8 +29,9 @@ from .rpc_errors import (
     is_aio_context,
     translate_errors,
 )
+from .rpc_guard import CallLimits, Quota
 from .rpc_identity import TEST_IDENTITY_KEY, AioIdentityInterceptor, IdentityInterceptor, current_identity
-from .rpc_server import RunningAioServer, RunningServer, start_aio_server, start_server
+from .rpc_server import AioServerThread, RunningAioServer, RunningServer, start_aio_server, start_server
 from .rpc_tls import MAX_MESSAGE, ClientTLS, ServerTLS
 from .rpc_validation import AioValidationInterceptor, ValidationInterceptor
 
@@ -36,9 +40,12 @@ __all__ = [
     "MSG_ID_KEY",
     "TEST_IDENTITY_KEY",
     "AioIdentityInterceptor",
+    "AioServerThread",
     "AioValidationInterceptor",
+    "CallLimits",
     "ClientTLS",
     "IdentityInterceptor",
+    "Quota",
     "RunningAioServer",
     "RunningServer",
     "ServerTLS",

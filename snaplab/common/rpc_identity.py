@@ -146,26 +146,15 @@ class IdentityInterceptor(grpc.ServerInterceptor):
         )
 
 
-class AioIdentityInterceptor(grpc.aio.ServerInterceptor):
-    """:class:`IdentityInterceptor` for ``grpc.aio`` servers: same sources of identity, every handler shape.
+class WrappingAioInterceptor(grpc.aio.ServerInterceptor):
+    """An aio interceptor that wraps each method's handler once (``_wrap``) and serves the wrapped one
+    from then on; the infrastructure services (health, reflection) pass unwrapped."""
 
-    Each aio RPC runs in its own task (its own copy of the context variables), so setting the
-    identity at the start of the handler cannot leak to another call. The wrapped handlers depend
-    on nothing but the method, so they are built once per method.
-    """
-
-    def __init__(self, *, tls: bool, insecure_test_identities: bool = False) -> None:
-        self._tls = tls
-        self._test_identities = insecure_test_identities and not tls
+    def __init__(self) -> None:
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    def _enter(self, context: grpc.aio.ServicerContext) -> None:
-        if self._tls:
-            _identity.set(_peer_identity(context))
-        elif self._test_identities:
-            _identity.set(_test_identity(tuple(context.invocation_metadata() or ())))
-        else:
-            _identity.set(None)
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        raise NotImplementedError
 
     async def intercept_service(
         self,
@@ -179,11 +168,33 @@ class AioIdentityInterceptor(grpc.aio.ServerInterceptor):
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        wrapped = self._wrap(handler)
+        wrapped = self._wrap(handler, method)
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
-    def _wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+
+class AioIdentityInterceptor(WrappingAioInterceptor):
+    """:class:`IdentityInterceptor` for ``grpc.aio`` servers: same sources of identity, every handler shape.
+
+    Each aio RPC runs in its own task (its own copy of the context variables), so setting the
+    identity at the start of the handler cannot leak to another call. The wrapped handlers depend
+    on nothing but the method, so they are built once per method.
+    """
+
+    def __init__(self, *, tls: bool, insecure_test_identities: bool = False) -> None:
+        super().__init__()
+        self._tls = tls
+        self._test_identities = insecure_test_identities and not tls
+
+    def _enter(self, context: grpc.aio.ServicerContext) -> None:
+        if self._tls:
+            _identity.set(_peer_identity(context))
+        elif self._test_identities:
+            _identity.set(_test_identity(tuple(context.invocation_metadata() or ())))
+        else:
+            _identity.set(None)
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         enter = self._enter
         attr, factory = HANDLER_KINDS[(handler.request_streaming, handler.response_streaming)]
         behaviour = getattr(handler, attr)

@@ -1,20 +1,25 @@
-"""Starting a daemon's gRPC server: mTLS, caller identities, health and reflection; thread-pool or ``grpc.aio``.
+"""Starting a daemon's gRPC server: mTLS, caller identities, health and reflection; ``grpc.aio`` or thread-pool.
 
-Two flavours: ``start_server`` (a thread-pool ``grpc.server``: the array daemon, whose engine
-blocks) and ``start_aio_server`` (``grpc.aio``: the manager, which mostly waits on arrays and serves
-each call on one event loop, without thread hand-offs).
+Two flavours: ``start_aio_server`` (``grpc.aio``: the daemons; every call is a coroutine on one
+event loop, so a call that waits holds no thread, and the guard of ``rpc_guard`` limits what each
+caller may have in progress) and ``start_server`` (a thread-pool ``grpc.server``: the benchmarks'
+raw-gRPC reference and plumbing tests). ``AioServerThread`` runs an aio server on a loop of its own
+thread, for synchronous callers (in-process tests and benchmarks).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
 from concurrent import futures
-from typing import Any
+from typing import Any, Self
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from .rpc_guard import DEFAULT_LIMITS, CallLimits, GuardInterceptor
 from .rpc_identity import AioIdentityInterceptor, IdentityInterceptor
 from .rpc_tls import CHANNEL_OPTIONS, ServerTLS, server_credentials
 from .rpc_validation import AioValidationInterceptor, ValidationInterceptor
@@ -91,12 +96,14 @@ def start_server(
 
 
 class RunningAioServer:
-    """A started ``grpc.aio`` server; ``await stop()`` drains it gracefully."""
+    """A started ``grpc.aio`` server; ``await stop()`` drains it gracefully. ``guard`` counts what
+    each caller has in progress."""
 
-    def __init__(self, server: grpc.aio.Server, port: int, health_servicer: Any) -> None:
+    def __init__(self, server: grpc.aio.Server, port: int, health_servicer: Any, guard: GuardInterceptor) -> None:
         self.server = server
         self.port = port
         self.health = health_servicer
+        self.guard = guard
 
     async def stop(self, grace: float = 5.0) -> None:
         # NOT_SERVING first, so load balancers and wait_healthy() stop sending work before we drain.
@@ -112,15 +119,19 @@ async def start_aio_server(
     tls: ServerTLS | None,
     service_names: list[str],
     insecure_test_identities: bool = False,
+    limits: CallLimits | None = DEFAULT_LIMITS,
 ) -> RunningAioServer:
     """:func:`start_server` on ``grpc.aio`` (call it in the loop that will serve): the same mTLS,
-    identities, health and reflection, for servicers whose RPC methods are ``async``."""
+    identities, health and reflection, for servicers whose RPC methods are ``async``; each caller
+    within ``limits`` (None: no limits); every request checked by ``rpc_validation``."""
     if tls is not None and insecure_test_identities:
         raise ValueError("test identities are only for insecure servers")
+    guard = GuardInterceptor(limits)
     server = grpc.aio.server(
         interceptors=[
             AioIdentityInterceptor(tls=tls is not None, insecure_test_identities=insecure_test_identities),
-            AioValidationInterceptor(),
+            guard,  # after the identity: it counts by caller
+            AioValidationInterceptor(),  # innermost: decoding and request rules, the one place for both
         ],
         options=_SERVER_OPTIONS,
     )
@@ -142,4 +153,38 @@ async def start_aio_server(
     if not bound:
         raise RuntimeError(f"cannot bind {address}")
     await server.start()
-    return RunningAioServer(server, bound, health_servicer)
+    return RunningAioServer(server, bound, health_servicer, guard)
+
+
+class AioServerThread:
+    """:func:`start_aio_server` on an event loop of its own thread, for synchronous callers: ``port``,
+    ``run(coroutine)`` in the server's loop, ``stop(grace)``; a context manager."""
+
+    def __init__(self, add_servicers: Callable[[grpc.aio.Server], None], **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="aio-server", daemon=True)
+        self._thread.start()
+        try:
+            self.running: RunningAioServer = self.run(start_aio_server(add_servicers, **kwargs))
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            raise
+        self.port = self.running.port
+        self.health = self.running.health
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def stop(self, grace: float = 0) -> None:
+        if self._loop.is_running():
+            self.run(self.running.stop(grace), timeout=grace + 30.0)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,1 +1,1 @@
-"""Test harnesses that drive the real daemons from outside: the crash harness (tests/test_crash.py, bench/soak_crash.py)."""
+"""Test harnesses that drive the real daemons from outside: the crash harness (tests/test_crash.py, bench/soak_crash.py), the array fuzz (tests/security/test_fuzz_array.py, bench/fuzz_array.py) and the security tests' lab."""
