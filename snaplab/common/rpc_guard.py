@@ -33,7 +33,7 @@ from snaplab.common.errors import E, SnapLabError
 from snaplab.common.pki import Identity
 
 from .rpc_errors import abort_with_aio
-from .rpc_identity import _HANDLER_KINDS, WrappingAioInterceptor, _identity
+from .rpc_identity import HANDLER_KINDS, WrappingAioInterceptor, _identity
 
 log = logging.getLogger("snaplab.common.rpc")
 
@@ -138,7 +138,7 @@ class GuardInterceptor(WrappingAioInterceptor):
 
     # -- interception --------------------------------------------------------------------------
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-        attr, factory = _HANDLER_KINDS[(handler.request_streaming, handler.response_streaming)]
+        attr, factory = HANDLER_KINDS[(handler.request_streaming, handler.response_streaming)]
         behaviour = getattr(handler, attr)
         streaming_in, streaming_out = handler.request_streaming, handler.response_streaming
         streaming = streaming_in or streaming_out

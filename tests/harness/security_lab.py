@@ -77,6 +77,8 @@ def configure(admin: ArrayClient) -> None:
     admin.bind_ld("bv002", 4 * MiB, 0, "WN")
     admin.add_generations("bv002", 1, 1, sv_names=["sv002_1"])
     admin.bind_lv("bv002", "lv002")
+    for host, wwn in WWN.items():  # the hosts' definitions: what they may enrol as (SPEC B2)
+        admin.register_host(host, [wwn], [])
     for host, lds in (("business01", ("bv001", "iv003")), ("backup01", ("lv001", "BACKUP_CV")),
                       ("test01", ("bv002", "lv002"))):
         for ld in lds:
