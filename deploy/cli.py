@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from snaplab.common.rpc import SnapLabClientError
 
+from . import lifecycle
 from .errors import LabError
 from .folder import default_lab_dir, default_lab_file
 from .lab import Lab
@@ -46,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG, description="SnapLab: a lab of an emulated disk array, its management server and hosts."
     )
     p.add_argument("--lab", metavar="DIR", help="lab folder (default: $SNAPLAB_LAB, else ~/.snaplab/lab)")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{lab,exec,path,export}", parser_class=_Parser)
+    sub = p.add_subparsers(
+        dest="cmd", required=True, metavar="{lab,host,exec,path,export}", parser_class=_Parser
+    )
 
     lab = sub.add_parser("lab", help="start, inspect or stop the lab")
     lab_sub = lab.add_subparsers(
@@ -71,6 +74,19 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="validate a lab file and summarise it, without starting anything"
     )
     check.add_argument("labfile", nargs="?", metavar="LABFILE")
+
+    host = sub.add_parser("host", help="stop, crash, boot or restart one host of a running lab")
+    host_sub = host.add_subparsers(
+        dest="host_cmd", required=True, metavar="{stop,kill,start,restart}", parser_class=_Parser
+    )
+    for name, text in (
+        ("stop", "orderly shutdown: flush every mounted volume, then exit"),
+        ("kill", "a crash: SIGKILL, nothing flushed"),
+        ("start", "boot: the host's disks are discovered again (guide 3.9)"),
+        ("restart", "stop (if it runs), then start"),
+    ):
+        hp = host_sub.add_parser(name, parents=[lab_opt], help=text)
+        hp.add_argument("host", metavar="HOST")
 
     ex = sub.add_parser(
         "exec",
@@ -216,6 +232,26 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 1 if kept else 0
 
 
+def cmd_host(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    act = {
+        "stop": lifecycle.stop_host,
+        "kill": lifecycle.kill_host,
+        "start": lifecycle.start_host,
+        "restart": lifecycle.restart_host,
+    }[args.host_cmd]
+    with lab.locked(f"host {args.host_cmd}"):
+        act(lab, args.host, lambda line: _say(f"  {line}"))
+    print(f"host {args.host}: {lifecycle.host_state(lab, lab.read_runtime() or {}, args.host)}")
+    kept = [u for u in lab.unflushed() if u.host == args.host] if args.host_cmd in ("stop", "restart") else []
+    for u in kept:  # the stop could not flush a file system: say what, and fail (as lab down does)
+        lines = u.lines()
+        print(f"{PROG}: error: {lines[0]}", file=sys.stderr)
+        for line in lines[1:]:
+            print(line, file=sys.stderr)
+    return 1 if kept else 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     spec = LabSpec.load(args.labfile or default_lab_file())
     print(f"{spec.source}: ok")
@@ -328,6 +364,10 @@ COMMANDS = {
     ("lab", "status"): cmd_status,
     ("lab", "down"): cmd_down,
     ("lab", "check"): cmd_check,
+    ("host", "stop"): cmd_host,
+    ("host", "kill"): cmd_host,
+    ("host", "start"): cmd_host,
+    ("host", "restart"): cmd_host,
     ("exec", None): cmd_exec,
     ("path", None): cmd_path,
     ("export", None): cmd_export,
@@ -337,7 +377,8 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        return COMMANDS[(args.cmd, getattr(args, "lab_cmd", None))](args)
+        sub = getattr(args, "lab_cmd", None) or getattr(args, "host_cmd", None)
+        return COMMANDS[(args.cmd, sub)](args)
     except UsageError as exc:
         print(f"{exc}", file=sys.stderr)
         return 2

@@ -254,6 +254,27 @@ class MountTable:
         self.invalidate()
         return self.disks()
 
+    def _forget_unread_mounts(self, d: Disk) -> None:
+        """A disk Not Ready at boot whose partition table cannot be read (an LV unlinked while the
+        server was down): its volumes are unknown, so the mount table's rows of that LD are what is
+        left of them. They become the volumes' remembered mount points (automount brings them back
+        at iSMrc_scan) and their folders go: the OS shows no drive for a disk it does not recognise."""
+        with self._db_lock:
+            rows = list(
+                self.db.query("SELECT * FROM mounts WHERE array = ? AND ld = ?", [d.array, d.ld_number])
+            )
+            points: dict[int, list[str]] = {}
+            for r in rows:
+                points.setdefault(r["start"], []).append(r["display"])
+                self.db.table("mounts").delete(r["mp"])
+            for start, mps in points.items():
+                self.db.table("volstate").upsert(
+                    {"array": d.array, "ld": d.ld_number, "start": start, "remembered": json.dumps(mps), "offline": 0},
+                    pk=("array", "ld", "start"),
+                )
+        for r in rows:
+            self.fs.forget(r["volume"], r["display"])
+
     def boot(self) -> None:
         """What a server start does (C9): Not Ready disks become unrecognised (their volumes lose
         their mount points, remembered) until iSMrc_scan; Ready disks keep their mounts or get their
@@ -265,6 +286,8 @@ class MountTable:
             if not d.ready:
                 if d.recognised and not d.failed:
                     self.set_disk_flags(d, recognised=False)
+                if not d.volumes:
+                    self._forget_unread_mounts(d)
                 with self._db_lock:
                     for v in d.volumes:
                         if v.mount_points:

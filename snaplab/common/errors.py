@@ -183,6 +183,11 @@ class E:
     # -- manager console (iSMcfg, iSMview) -------------------------------------------------------
     MANAGER_UNREACHABLE = _m("iSM31066", "Management server does not respond. ({name})", S.UNAVAILABLE)
     LAB_UNKNOWN = _m("iSM31067", "Management server of the lab is not known. ({detail})", S.FAILED_PRECONDITION)
+    # -- lab: host lifecycle (snaplab host stop|kill|start|restart; guide 2.3.4, 3.9) ------------
+    LAB_HOST_UNKNOWN = _m("iSM31180", "Specified server is not a server of the lab. ({name})", S.NOT_FOUND)
+    LAB_HOST_RUNNING = _m("iSM31181", "Specified server is already running. ({name})", S.FAILED_PRECONDITION)
+    LAB_HOST_DOWN = _m("iSM31182", "Specified server is not running. ({name})", S.FAILED_PRECONDITION)
+    LAB_HOST_START_FAILED = _m("iSM31183", "Specified server cannot be started. ({detail})", S.UNAVAILABLE)
     # -- agent: volume list (C2, C3) ------------------------------------------------------------
     VOLLIST_CREATED = _m("iSM11701", "Volume list is created successfully.", S.INTERNAL)
     VOLLIST_MISSING = _m("iSM11702", "Volume list does not exist. Create it with iSMvollist -cr.", S.FAILED_PRECONDITION)
