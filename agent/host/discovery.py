@@ -162,6 +162,7 @@ class Discovery:
                             ld.capacity,
                             offline=bool(row["offline"]),
                             recognised=not row["unrecognised"],
+                            reserved_by=ld.reserved_by,
                         )
                     )
         for disk in disks[1:]:

@@ -188,6 +188,17 @@ class E:
     LAB_HOST_RUNNING = _m("iSM31181", "Specified server is already running. ({name})", S.FAILED_PRECONDITION)
     LAB_HOST_DOWN = _m("iSM31182", "Specified server is not running. ({name})", S.FAILED_PRECONDITION)
     LAB_HOST_START_FAILED = _m("iSM31183", "Specified server cannot be started. ({detail})", S.UNAVAILABLE)
+    # -- array: persistent reservations of cluster shared disks (SCSI-3 PR, guide 3.10 (11)) -----
+    RESERVATION_CONFLICT = _m(
+        "iSM31190", "Specified disk is reserved by another server; I/O failed. ({name})", S.FAILED_PRECONDITION
+    )
+    RESERVE_NOT_BV = _m("iSM31191", "Only a BV can be a cluster shared disk. ({name})", S.FAILED_PRECONDITION)
+    RESERVE_NO_PATH = _m(
+        "iSM31192", "Specified server cannot reach the disk it would reserve. ({name})", S.FAILED_PRECONDITION
+    )
+    RESERVED_ELSEWHERE = _m(
+        "iSM31193", "Specified disk is owned by another node of the cluster. ({name})", S.FAILED_PRECONDITION
+    )
     # -- agent: volume list (C2, C3) ------------------------------------------------------------
     VOLLIST_CREATED = _m("iSM11701", "Volume list is created successfully.", S.INTERNAL)
     VOLLIST_MISSING = _m("iSM11702", "Volume list does not exist. Create it with iSMvollist -cr.", S.FAILED_PRECONDITION)
