@@ -264,6 +264,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     for h in spec.hosts:
         print(f"  host {h.name} ({h.role}): ports {', '.join(h.ports) or '-'}")
     print(f"  {len(spec.access)} access assignments, {len(spec.setup)} setup commands")
+    for c in spec.clusters:
+        quorum = f"witness {c.witness}" if c.quorum == "witness" else "node majority"
+        print(
+            f"  cluster {c.name}: nodes {', '.join(c.nodes)}; quorum {quorum} ({c.quorum_size()} of {c.votes()} votes); "
+            f"heartbeat every {c.heartbeat_interval:g}s, timeout {c.heartbeat_timeout:g}s"
+        )
+        for g in c.groups:
+            disks = ", ".join(f"{d.ld} {d.mount}" for d in g.disks)
+            print(f"    group {g.name} on {g.owner}: {disks}" + (f"; {len(g.takeover)} takeover commands" if g.takeover else ""))
     return 0
 
 

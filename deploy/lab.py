@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import lifecycle, processes
+from .cluster import reserve_groups
 from .configure import config_ops, configure, pin_volumes
 from .daemons import start_agents, start_arrays, start_manager
 from .errors import LabError
@@ -102,6 +103,7 @@ class Lab(LabFolder):
                 start_manager(self, spec, started, runtime, report)
                 if not restart:
                     configure(self, spec, runtime, report)
+                    reserve_groups(self, spec, runtime, report)
                     pin_volumes(self, spec)
                 start_agents(self, spec, started, runtime, report)
                 if not restart and setup:
