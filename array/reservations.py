@@ -22,7 +22,9 @@ class ReservationsMixin:
     """A mixin of ``ArrayEngine`` (engine.py): ``self.reservations`` maps a BV's LD number to its owner."""
 
     def _load_reservations(self) -> None:
-        self.reservations: dict[int, str] = dict(self.db.execute("SELECT ld, host FROM reservations").fetchall())
+        self.reservations: dict[int, str] = dict(
+            self.db.execute("SELECT ld, host FROM reservations").fetchall()
+        )
 
     def set_reservation(self, ref: str | int, owner: str) -> str:
         """Reserve the BV ``ref`` for host ``owner`` (moving it from whoever held it), or release it

@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from snaplab.common.rpc import SnapLabClientError
 
-from . import lifecycle
+from . import failover, lifecycle
 from .errors import LabError
 from .folder import default_lab_dir, default_lab_file
 from .lab import Lab
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lab", metavar="DIR", help="lab folder (default: $SNAPLAB_LAB, else ~/.snaplab/lab)")
     sub = p.add_subparsers(
-        dest="cmd", required=True, metavar="{lab,host,exec,path,export}", parser_class=_Parser
+        dest="cmd", required=True, metavar="{lab,host,cluster,exec,path,export}", parser_class=_Parser
     )
 
     lab = sub.add_parser("lab", help="start, inspect or stop the lab")
@@ -87,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     ):
         hp = host_sub.add_parser(name, parents=[lab_opt], help=text)
         hp.add_argument("host", metavar="HOST")
+
+    cl = sub.add_parser("cluster", help="the lab's clusters: status, planned move of a group")
+    cl_sub = cl.add_subparsers(dest="cluster_cmd", required=True, metavar="{status,move}", parser_class=_Parser)
+    cs = cl_sub.add_parser("status", parents=[lab_opt], help="nodes, groups, owners and disk states")
+    cs.add_argument("cluster", nargs="?", metavar="CLUSTER")
+    cm = cl_sub.add_parser("move", parents=[lab_opt], help="planned move of a group to another node")
+    cm.add_argument("group", metavar="GROUP")
+    cm.add_argument("node", metavar="NODE")
 
     ex = sub.add_parser(
         "exec",
@@ -252,6 +260,30 @@ def cmd_host(args: argparse.Namespace) -> int:
     return 1 if kept else 0
 
 
+def cmd_cluster_status(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    for c, nodes, groups in failover.cluster_status(lab, lab.spec(), args.cluster):
+        quorum = f"witness {c.witness}" if c.quorum == "witness" else "node majority"
+        up = sum(state == "running" for state in nodes.values()) + (1 if c.quorum == "witness" else 0)
+        print(f"cluster {c.name}: quorum {quorum}, {up} of {c.votes()} votes (needs {c.quorum_size()})")
+        rows = [["NODE", "STATE"]] + [[n, state] for n, state in nodes.items()]
+        for line in _table(rows):
+            print(f"  {line}")
+        rows = [["GROUP", "OWNER", "DISK", "MOUNT", "STATE"]]
+        rows += [[g.name, g.owner, ld, mount, state] for g in groups for ld, mount, state in g.disks]
+        for line in _table(rows):
+            print(f"  {line}")
+    return 0
+
+
+def cmd_cluster_move(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    with lab.locked(f"cluster move {args.group}"):
+        before = failover.move_group(lab, lab.spec(), args.group, args.node, lambda line: _say(f"  {line}"))
+    print(f"group {args.group}: moved from {before or '-'} to {args.node}")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     spec = LabSpec.load(args.labfile or default_lab_file())
     print(f"{spec.source}: ok")
@@ -373,6 +405,8 @@ COMMANDS = {
     ("lab", "status"): cmd_status,
     ("lab", "down"): cmd_down,
     ("lab", "check"): cmd_check,
+    ("cluster", "status"): cmd_cluster_status,
+    ("cluster", "move"): cmd_cluster_move,
     ("host", "stop"): cmd_host,
     ("host", "kill"): cmd_host,
     ("host", "start"): cmd_host,
@@ -386,7 +420,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        sub = getattr(args, "lab_cmd", None) or getattr(args, "host_cmd", None)
+        sub = getattr(args, "lab_cmd", None) or getattr(args, "host_cmd", None) or getattr(args, "cluster_cmd", None)
         return COMMANDS[(args.cmd, sub)](args)
     except UsageError as exc:
         print(f"{exc}", file=sys.stderr)

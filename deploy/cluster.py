@@ -17,7 +17,9 @@ from .spec import ClusterSpec, GroupSpec, LabSpec
 
 
 def array_client(lab: LabFolder, runtime: dict[str, Any], array: str) -> ArrayClient:
-    return ArrayClient(runtime["arrays"][array]["target"], ClientTLS.from_folder(lab.pki, "admin"), timeout=30)
+    return ArrayClient(
+        runtime["arrays"][array]["target"], ClientTLS.from_folder(lab.pki, "admin"), timeout=30
+    )
 
 
 def reserve_groups(lab: LabFolder, spec: LabSpec, runtime: dict[str, Any], report: Report) -> None:
@@ -36,7 +38,9 @@ def set_owner(lab: LabFolder, runtime: dict[str, Any], g: GroupSpec, node: str, 
             with array_client(lab, runtime, d.array) as a:
                 a.set_reservation(d.ld, node)
         except SnapLabClientError as exc:
-            raise LabError(f"{where or g.name}: reserving {d.ld} for {node} failed: {one_line(exc)}") from None
+            raise LabError(
+                f"{where or g.name}: reserving {d.ld} for {node} failed: {one_line(exc)}"
+            ) from None
 
 
 def owner_of(lab: LabFolder, runtime: dict[str, Any], g: GroupSpec) -> str:

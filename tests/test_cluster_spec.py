@@ -33,16 +33,29 @@ def lab(extra: str = "", ld: str = "bv001") -> str:
 def test_reference_lab_cluster() -> None:
     spec = LabSpec.load(default_lab_file())
     (c,) = spec.clusters
-    assert (c.name, c.nodes, c.quorum, c.witness) == ("DBCLUSTER", ["business01", "business02"], "witness", "manager")
+    assert (c.name, c.nodes, c.quorum, c.witness) == (
+        "DBCLUSTER",
+        ["business01", "business02"],
+        "witness",
+        "manager",
+    )
     assert (c.heartbeat_interval, c.heartbeat_timeout, c.votes(), c.quorum_size()) == (1.0, 5.0, 3, 2)
     (g,) = c.groups
-    assert (g.name, g.owner, [(d.ld, d.mount) for d in g.disks]) == ("DBGROUP", "business01", [("bv001", "G:")])
+    assert (g.name, g.owner, [(d.ld, d.mount) for d in g.disks]) == (
+        "DBGROUP",
+        "business01",
+        [("bv001", "G:")],
+    )
 
 
 @pytest.mark.parametrize(
     ("text", "where", "problem"),
     [
-        (lab(ld="lv001"), "groups[DBGROUP].disks[0].ld", "lv001 is an LV: a cluster shared disk must be a BV"),
+        (
+            lab(ld="lv001"),
+            "groups[DBGROUP].disks[0].ld",
+            "lv001 is an LV: a cluster shared disk must be a BV",
+        ),
         (lab(ld="sv001_01"), "groups[DBGROUP].disks[0].ld", "sv001_01 is an SV"),
         (lab(ld="BACKUP_CV"), "groups[DBGROUP].disks[0].ld", "BACKUP_CV is a CV"),
         (lab('witness = "bv001"'), "clusters[DBCLUSTER].witness", "must not be on a BV"),
@@ -72,7 +85,9 @@ def test_a_node_that_does_not_reach_the_disk_is_refused() -> None:
 def test_lab_check_prints_the_cluster_and_refuses_an_lv_in_one_line(tmp_path: Path) -> None:
     ok = snaplab("lab", "check", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    assert "cluster DBCLUSTER: nodes business01, business02; quorum witness manager (2 of 3 votes)" in ok.stdout
+    assert (
+        "cluster DBCLUSTER: nodes business01, business02; quorum witness manager (2 of 3 votes)" in ok.stdout
+    )
     assert "group DBGROUP on business01: bv001 G:" in ok.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text(lab(ld="lv001"))

@@ -129,8 +129,12 @@ def one_ism_line(ran: object, msg_id: str) -> None:
 
 def test_bad_input_is_one_line_and_changes_nothing(lab: LabRun) -> None:
     before = pid_of(lab, "agent", "backup01")
-    one_ism_line(lab("host", "start", "backup01"), "iSM31181: Specified server is already running. (backup01)")
-    one_ism_line(lab("host", "kill", "nohost"), "iSM31180: Specified server is not a server of the lab. (nohost)")
+    one_ism_line(
+        lab("host", "start", "backup01"), "iSM31181: Specified server is already running. (backup01)"
+    )
+    one_ism_line(
+        lab("host", "kill", "nohost"), "iSM31180: Specified server is not a server of the lab. (nohost)"
+    )
     one_ism_line(lab("host", "stop", "manager"), "iSM31180")
     assert pid_of(lab, "agent", "backup01") == before and alive(before)
     assert set(states(lab).values()) == {"running"}
@@ -164,11 +168,15 @@ def test_server_restart_with_lv_c9(lab: LabRun) -> None:
 
     rt = lab.runtime()
     assert rt is not None
-    with ArrayClient(rt["arrays"]["Small_Array"]["target"], ClientTLS.from_folder(lab.folder / "pki", "admin")) as a:
+    with ArrayClient(
+        rt["arrays"]["Small_Array"]["target"], ClientTLS.from_folder(lab.folder / "pki", "admin")
+    ) as a:
         a.unlink("lv001")
 
     started = lab("host", "start", "backup01")
-    assert started.returncode == 0 and "host backup01: running" in started.stdout, started.stdout + started.stderr
+    assert started.returncode == 0 and "host backup01: running" in started.stdout, (
+        started.stdout + started.stderr
+    )
     assert states(lab)["backup01"] == "running"
     listing = cmd(lab, "backup01", "MOUNTVOL /L").stdout
     assert "H:" not in listing and "37d84cca" not in listing, listing  # not recognised: no such volume
@@ -189,7 +197,9 @@ def test_stop_flushes_and_lab_up_brings_back_only_what_died(lab: LabRun) -> None
     expected = sha(g)
     backup = pid_of(lab, "agent", "backup01")
     stopped = lab("host", "stop", "business01")
-    assert stopped.returncode == 0 and "host business01: stopped" in stopped.stdout, stopped.stdout + stopped.stderr
+    assert stopped.returncode == 0 and "host business01: stopped" in stopped.stdout, (
+        stopped.stdout + stopped.stderr
+    )
     assert states(lab)["business01"] == "stopped"
     # the manager dies too: `lab up` starts both again, on the manager's old port, and nothing else
     manager = pid_of(lab, "manager", "manager")

@@ -188,6 +188,13 @@ class E:
     LAB_HOST_RUNNING = _m("iSM31181", "Specified server is already running. ({name})", S.FAILED_PRECONDITION)
     LAB_HOST_DOWN = _m("iSM31182", "Specified server is not running. ({name})", S.FAILED_PRECONDITION)
     LAB_HOST_START_FAILED = _m("iSM31183", "Specified server cannot be started. ({detail})", S.UNAVAILABLE)
+    # -- lab: clusters (snaplab cluster status|move; guide 3.10 (9)-(12)) ------------------------
+    CLUSTER_UNKNOWN = _m("iSM31200", "Specified cluster or group is not defined in the lab. ({name})", S.NOT_FOUND)
+    NOT_A_NODE = _m("iSM31201", "Specified server is not a node of the cluster. ({name})", S.FAILED_PRECONDITION)
+    GROUP_ALREADY_THERE = _m(
+        "iSM31202", "Specified group is already online on the server. ({name})", S.FAILED_PRECONDITION
+    )
+    GROUP_MOVE_FAILED = _m("iSM31203", "Group cannot be moved to the server. ({detail})", S.FAILED_PRECONDITION)
     # -- array: persistent reservations of cluster shared disks (SCSI-3 PR, guide 3.10 (11)) -----
     RESERVATION_CONFLICT = _m(
         "iSM31190", "Specified disk is reserved by another server; I/O failed. ({name})", S.FAILED_PRECONDITION

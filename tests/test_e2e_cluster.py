@@ -1,0 +1,235 @@
+"""A business cluster in a real lab (issue 9): ownership enforced at the array, `snaplab cluster status`,
+a planned move and back with the files and signatures intact, a crash of the active node followed by
+the move of its group (what was flushed survives, what was not is gone), the crashed node rejoining
+as standby and refused at the array, and bad input. One lab for the module."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from snaplab.deploy.failover import shared_volume_guid
+from snaplab.deploy.spec import SharedDisk
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # labtools: see its docstring
+from labtools import LabRun, Ran, run_on
+
+pytestmark = pytest.mark.timeout(600)
+
+ARRAY = "Small_Array"
+VOL = f"\\\\?\\Volume{{{shared_volume_guid('DBCLUSTER', SharedDisk(ARRAY, 'bv001', 'G:'))}}}\\"
+LAB = """
+    [[arrays]]
+    name = "Small_Array"
+    product_id = "S2800"
+    ports = ["00h/00h DB_PRIMARY", "01h/00h P_BAK"]
+    pools = [
+      { number = 0, kind = "basic", capacity = "4GiB" },
+      { number = 1, kind = "dynamic", capacity = "4GiB" },
+    ]
+    sra = [{ pool = 1, capacity = "256MiB", name = "SDV1", number = "0100h" }]
+    lds = [{ number = "0030h", name = "bv001", capacity = "64MiB", pool = 0 }]
+    generations = [{ bv = "bv001", pool = 1, svs = ["sv001_01"], numbers = ["0031h"] }]
+    lvs = [{ bv = "bv001", name = "lv001", number = "0038h" }]
+    licences = ["DynamicSnapVolume", "AccessControl"]
+
+    [[access]]
+    ld = "bv001"
+    port = "DB_PRIMARY"
+
+    [[access]]
+    ld = "lv001"
+    port = "P_BAK"
+
+    [[hosts]]
+    name = "business01"
+    role = "business"
+    wwns = ["10:00:00:00:c9:2a:01:01"]
+    ports = ["DB_PRIMARY"]
+    cluster = "DBCLUSTER"
+    cluster_role = "active"
+
+    [[hosts]]
+    name = "business02"
+    role = "standby"
+    wwns = ["10:00:00:00:c9:2a:02:01"]
+    ports = ["DB_PRIMARY"]
+    cluster = "DBCLUSTER"
+    cluster_role = "standby"
+
+    [[hosts]]
+    name = "backup01"
+    role = "backup"
+    wwns = ["10:00:00:00:c9:2a:03:01"]
+    ports = ["P_BAK"]
+
+    [[clusters]]
+    name = "DBCLUSTER"
+    nodes = ["business01", "business02"]
+    heartbeat_timeout = 3.0
+
+    [[clusters.groups]]
+    name = "DBGROUP"
+    owner = "business01"
+    disks = [{ ld = "bv001", mount = "G:" }]
+    takeover = ["iSMrc_flush -drv G:"]
+
+    [[setup]]
+    host = "business01"
+    commands = ["DISKPART"]
+    stdin = \"\"\"
+    select disk 1
+    create partition primary
+    format fs=ntfs quick label=bv001
+    assign letter=G
+    \"\"\"
+
+    [[setup]]
+    host = "business01"
+    commands = ["iSMvollist -cr", "iSMrc_flush -drv G:"]
+
+    [[setup]]
+    host = "business02"
+    commands = ["iSMvollist -cr"]
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
+    run = LabRun(tmp_path_factory.mktemp("cluster"))
+    try:
+        up = run("lab", "up", str(run.write("cluster.toml", LAB)), timeout=240)
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield run
+    finally:
+        run.teardown()
+
+
+def cmd(lab: LabRun, host: str, line: str, code: int = 0) -> Ran:
+    ran = run_on(lab.folder, host, line, cwd=lab.root)
+    assert ran.code == code, str(ran)
+    return ran
+
+
+def sha(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def g_of(lab: LabRun, host: str) -> Path:
+    out = lab("path", host, "G:")
+    assert out.returncode == 0, out.stdout + out.stderr
+    return Path(out.stdout.strip())
+
+
+def owner(lab: LabRun) -> str:
+    st = lab("cluster", "status")
+    assert st.returncode == 0, st.stdout + st.stderr
+    row = next(line.split() for line in st.stdout.splitlines() if line.split()[:1] == ["DBGROUP"])
+    return row[1]
+
+
+def direct_write(lab: LabRun, host: str) -> str:
+    """A write of ``host`` straight to bv001 at the array (its own certificate): "" or the refusal's id."""
+    from snaplab.common.rpc import ClientTLS, SnapLabClientError
+    from snaplab.san.array_client import ArrayClient
+
+    rt = lab.runtime()
+    assert rt is not None
+    client = ArrayClient(
+        rt["arrays"][ARRAY]["target"], ClientTLS.from_folder(lab.folder / "pki", host), timeout=30
+    )
+    with client:
+        last = client.read("bv001", 63 * 1024 * 1024, 512)  # a block no file system uses: rewrite as it is
+        try:
+            client.write("bv001", 63 * 1024 * 1024, last)
+        except SnapLabClientError as exc:
+            return exc.msg_id or str(exc)
+    return ""
+
+
+def signatures(lab: LabRun, host: str) -> str:
+    dest = lab.root / f"sig-{host}-{os.urandom(3).hex()}.txt"
+    cmd(lab, host, f"iSMrc_signature -export {dest}")
+    return next(line.split()[-1] for line in dest.read_text().splitlines() if " bv001 " in line)
+
+
+def test_status_and_ownership_at_the_array(lab: LabRun) -> None:
+    st = lab("cluster", "status", "DBCLUSTER")
+    assert st.returncode == 0, st.stdout + st.stderr
+    assert "cluster DBCLUSTER: quorum witness manager, 3 of 3 votes (needs 2)" in st.stdout, st.stdout
+    assert any(
+        line.split() == ["DBGROUP", "business01", "bv001", "G:", "online"] for line in st.stdout.splitlines()
+    )
+    assert direct_write(lab, "business01") == ""
+    assert direct_write(lab, "business02") == "iSM31190"  # the standby's write fails like a disk error
+    refused = cmd(lab, "business02", f"MOUNTVOL H: {VOL}", code=1)
+    assert "iSM31193" in refused.stderr and "owned by business01" in refused.stderr, str(refused)
+
+
+def test_bad_input_one_line_nothing_changed(lab: LabRun) -> None:
+    for args, msg in (
+        (("cluster", "move", "NOGROUP", "business02"), "iSM31200"),
+        (
+            ("cluster", "move", "DBGROUP", "backup01"),
+            "iSM31201: Specified server is not a node of the cluster.",
+        ),
+        (("cluster", "move", "DBGROUP", "business01"), "iSM31202"),
+        (("cluster", "status", "NOCLUSTER"), "iSM31200"),
+    ):
+        out = lab(*args)
+        assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1 and msg in out.stderr, (
+            out.stderr
+        )
+    assert owner(lab) == "business01"
+
+
+def test_planned_move_and_back_keeps_files_and_signatures(lab: LabRun) -> None:
+    g = g_of(lab, "business01")
+    (g / "orders").mkdir(exist_ok=True)
+    (g / "orders" / "day1.bin").write_bytes(os.urandom(150_000))
+    sig = signatures(lab, "business01")
+    files = sha(g)  # not flushed by hand: the move flushes
+    moved = lab("cluster", "move", "DBGROUP", "business02")
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert "group DBGROUP: moved from business01 to business02" in moved.stdout
+    assert owner(lab) == "business02"
+    assert sha(g_of(lab, "business02")) == files
+    assert lab("path", "business01", "G:").returncode == 1
+    assert direct_write(lab, "business01") == "iSM31190" and direct_write(lab, "business02") == ""
+    assert signatures(lab, "business02") == sig
+    g2 = g_of(lab, "business02")
+    (g2 / "orders" / "day2.bin").write_bytes(os.urandom(80_000))
+    files = sha(g2)
+    back = lab("cluster", "move", "DBGROUP", "business01")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert sha(g_of(lab, "business01")) == files and owner(lab) == "business01"
+    assert signatures(lab, "business01") == sig == signatures(lab, "business02")
+
+
+def test_crash_of_the_owner_then_takeover_and_rejoin_as_standby(lab: LabRun) -> None:
+    g = g_of(lab, "business01")
+    (g / "flushed.bin").write_bytes(os.urandom(120_000))
+    cmd(lab, "business01", "iSMrc_flush -drv G:")
+    flushed = sha(g)
+    (g / "unflushed.bin").write_bytes(b"lost in the crash\n")
+    assert lab("host", "kill", "business01").returncode == 0
+    moved = lab("cluster", "move", "DBGROUP", "business02")
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert sha(g_of(lab, "business02")) == flushed  # every flushed file, not the unflushed one
+    st = lab("cluster", "status")
+    assert any(line.split() == ["business01", "crashed"] for line in st.stdout.splitlines()), st.stdout
+    started = lab("host", "start", "business01")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert lab("path", "business01", "G:").returncode == 1  # rejoins as standby: G: is not mounted there
+    assert direct_write(lab, "business01") == "iSM31190"
+    back = lab("cluster", "move", "DBGROUP", "business01")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert sha(g_of(lab, "business01")) == flushed
