@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from snaplab.agent.cluster import service as cluster_service
 from snaplab.agent.commands import base
 from snaplab.agent.host import Host
 
@@ -274,6 +275,7 @@ def serve(cfg: Config, stop: threading.Event) -> int:
                     cfg.ready_file, {"socket": str(cfg.socket), "pid": os.getpid(), "host": cfg.host}
                 )
             print(f"{PROG}: {cfg.host} serving on unix:{cfg.socket} (state {cfg.state})", flush=True)
+            cluster_service.start(host, cfg.state, run_command, stop)  # a cluster node's heartbeats
             daemon_runner.wait_for_stop(stop)
             daemon_runner.stopping(log, cfg.ready_file, "commands", cfg.grace)
         finally:

@@ -12,6 +12,7 @@ group's takeover commands run. A crashed or stopped owner is skipped
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,33 @@ def cluster_pins(spec: LabSpec, host: str) -> list[dict[str, Any]]:
         for g in c.groups
         for d in g.disks
     ]
+
+
+def write_cluster_files(lab: LabFolder, spec: LabSpec) -> None:
+    """Each node's ``etc/cluster.json``: what its cluster service (agent/cluster/service.py) needs of
+    the lab file's cluster."""
+    for c in spec.clusters:
+        groups = [
+            {
+                "name": g.name,
+                "array": g.disks[0].array,
+                "disks": [{"ld": d.ld, "mount": d.mount, "volume": volume_name(c.name, d)} for d in g.disks],
+                "takeover": [line for line, _argv in g.takeover],
+                "signatures": signature_file(lab, c, g),
+            }
+            for g in c.groups
+        ]
+        body = {
+            "cluster": c.name,
+            "nodes": c.nodes,
+            "heartbeat_interval": c.heartbeat_interval,
+            "heartbeat_timeout": c.heartbeat_timeout,
+            "groups": groups,
+        }
+        for n in c.nodes:
+            path = lab.host_state(n) / "etc" / "cluster.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(body, indent=1) + "\n")
 
 
 def signature_file(lab: LabFolder, c: ClusterSpec, g: GroupSpec) -> str:

@@ -22,6 +22,7 @@ from .cluster import reserve_groups
 from .configure import config_ops, configure, pin_volumes
 from .daemons import start_agents, start_arrays, start_manager
 from .errors import LabError
+from .failover import write_cluster_files
 from .folder import LabFolder, Report, default_lab_dir, default_lab_file
 from .processes import Spawned
 from .setup_commands import run_command, run_setup
@@ -105,6 +106,7 @@ class Lab(LabFolder):
                     configure(self, spec, runtime, report)
                     reserve_groups(self, spec, runtime, report)
                     pin_volumes(self, spec)
+                    write_cluster_files(self, spec)
                 start_agents(self, spec, started, runtime, report)
                 if not restart and setup:
                     run_setup(self, spec, report)

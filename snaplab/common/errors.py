@@ -195,6 +195,15 @@ class E:
         "iSM31202", "Specified group is already online on the server. ({name})", S.FAILED_PRECONDITION
     )
     GROUP_MOVE_FAILED = _m("iSM31203", "Group cannot be moved to the server. ({detail})", S.FAILED_PRECONDITION)
+    # -- manager: quorum witness of the clusters (events of failover) ----------------------------
+    HEARTBEAT_LOST = _m("iSM31210", "Heartbeat of the cluster node is lost. ({name})", S.UNAVAILABLE)
+    GROUP_TAKEN_OVER = _m("iSM31211", "Cluster group is taken over by the node. ({name})", S.INTERNAL)
+    RESERVATION_MOVED = _m("iSM31212", "Reservation of the shared disk is moved. ({name})", S.INTERNAL)
+    CLAIM_REFUSED = _m(
+        "iSM31213", "Claim of the cluster group is refused: its owner is alive. ({name})", S.FAILED_PRECONDITION
+    )
+    NODE_DOWN = _m("iSM31214", "Cluster node is down. ({name})", S.UNAVAILABLE)
+    NODE_UP = _m("iSM31215", "Cluster node is up. ({name})", S.INTERNAL)
     # -- array: persistent reservations of cluster shared disks (SCSI-3 PR, guide 3.10 (11)) -----
     RESERVATION_CONFLICT = _m(
         "iSM31190", "Specified disk is reserved by another server; I/O failed. ({name})", S.FAILED_PRECONDITION

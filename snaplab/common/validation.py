@@ -104,6 +104,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("*", "array"): OBJECT,
     ("*", "sdv_name"): OBJECT,
     ("*", "cluster"): OBJECT,
+    ("*", "group"): OBJECT,
+    ("*", "lds"): OBJECT,
     ("*", "target"): Rule(64),  # a fault's target: a pool, LD or product, or a host (certificate names)
     ("*", "sv"): GENERATION,
     ("*", "ports"): OBJECT,
