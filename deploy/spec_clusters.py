@@ -72,6 +72,11 @@ class ClustersReader(TableReader):
             [g.name for g in c.groups],
             lambda n: self.fail(f"{where}.groups", f"group name {n!r} is used twice"),
         )
+        owners = {g.owner for g in c.groups} or {c.nodes[0]}
+        for n in c.nodes:  # a node listed here is a node, whether or not its [[hosts]] entry says so
+            if not hosts[n].cluster:
+                hosts[n].cluster = c.name
+                hosts[n].cluster_role = "active" if n in owners else "standby"
         return c
 
     def _quorum(self, t: dict, where: str, c: ClusterSpec, spec: LabSpec) -> None:
@@ -164,5 +169,5 @@ class ClustersReader(TableReader):
 
 
 def _a(kind: str) -> str:
-    """"an LV", "a CV": the article as the letters are spoken."""
+    """ "an LV", "a CV": the article as the letters are spoken."""
     return f"{'an' if kind[0] in 'AEFHILMNORSX' else 'a'} {kind}"
