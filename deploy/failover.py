@@ -1,8 +1,9 @@
 """Planned failover of a cluster group (``snaplab cluster move GROUP NODE``) and ``snaplab cluster status``.
 
 A move does what the cluster software does when an operator moves a group (guide 3.10 (10), (12)):
-on the owner, the disks' signatures are exported, each shared disk is flushed and dismounted by the
-cluster (never by an operator's ``iSMrc_umount`` while the group is online); the reservation moves
+on the owner, the disks' signatures are exported, each shared disk is flushed and the group taken
+offline (``CLUSTER GROUP G /OFFLINE``: the cluster dismounts its disks; an operator's ``iSMrc_umount``
+of an online shared disk would fail the group over instead); the reservation moves
 at the array (array/reservations.py), so from then on only the new owner's writes are accepted; on
 the new owner the disks are rescanned, the signatures imported, each disk mounted at the same
 letter or folder (by the volume name every node pins for it), its volume list made again, and the
@@ -122,9 +123,9 @@ def move_group(lab: LabFolder, spec: LabSpec, group: str, node: str, report: Rep
     sigs = signature_file(lab, c, g)
     if owner and lifecycle.host_state(lab, rt, owner) == lifecycle.RUNNING:
         _must(lab, owner, f"iSMrc_signature -export {sigs}", report)  # 3.10 (10)
-        for d in g.disks:  # the cluster dismounts its own disks: flushed first
+        for d in g.disks:
             _must(lab, owner, f"iSMrc_flush -drv {d.mount}", report)
-            _must(lab, owner, f"iSMrc_umount -drv {d.mount}", report)
+        _must(lab, owner, f"CLUSTER GROUP {g.name} /OFFLINE", report)  # the cluster dismounts its disks
     set_owner(lab, rt, g, node)
     report(f"reservation of {', '.join(d.ld for d in g.disks)} moved to {node}")
     _must(lab, node, "iSMrc_scan", report)

@@ -599,6 +599,14 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
                 if ld.reserved_by and ld.reserved_by not in nodes:
                     raise SnapLabError(E.RESERVED_ELSEWHERE, name=f"{name} is owned by {ld.reserved_by}")
                 holders.add(ld.reserved_by)
+            if request.release:
+                for name in request.lds:
+                    if lds[name].reserved_by == host.name:
+                        await link.call("SetReservation", array_pb2.ReservationRequest(ld=name, owner=""))
+                link.invalidate()
+                e = SnapLabError(E.RESOURCE_FAILED, name=f"{request.group} on {host.name}")
+                self._event(host.name, "WARNING", "ClusterClaim", e.msg_id, e.text)
+                return manager_pb2.ClusterClaimReply(granted=True, owner="", previous=host.name)
             holders.discard(host.name)
             alive = [h for h in holders if h and self.witness.heard(cluster, h, timeout)]
             if alive:

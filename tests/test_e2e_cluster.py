@@ -247,3 +247,37 @@ def test_failover_on_a_crash_of_the_owner_and_rejoin_as_standby(lab: LabRun) -> 
     back = lab("cluster", "move", "DBGROUP", "business01")
     assert back.returncode == 0, back.stdout + back.stderr
     assert sha(g_of(lab, "business01")) == flushed
+
+
+def test_cluster_group_offline_and_online_on_the_owner(lab: LabRun) -> None:
+    """The guide's restore on a shared disk (3.10 (12)) takes the group offline, not iSMrc_umount:
+    offline dismounts G: on the owner and nothing fails over; online mounts it again."""
+    files = sha(g_of(lab, "business01"))
+    cmd(lab, "business01", "iSMrc_flush -drv G:")
+    off = cmd(lab, "business01", "CLUSTER GROUP DBGROUP /OFFLINE")
+    assert "CLUSTER:Notice: iSM31218: Cluster group is offline. (DBGROUP on business01)" in off.stdout
+    assert lab("path", "business01", "G:").returncode == 1
+    time.sleep(3.0 + 1.0)  # longer than the heartbeat timeout: the owner is alive, nobody takes over
+    assert owner(lab) == "business01" and lab("path", "business02", "G:").returncode == 1
+    assert "iSM31193" in cmd(lab, "business02", "CLUSTER GROUP DBGROUP /ONLINE", code=1).stderr
+    assert "iSM31200" in cmd(lab, "business01", "CLUSTER GROUP NOGROUP /ONLINE", code=1).stderr
+    on = cmd(lab, "business01", "CLUSTER GROUP DBGROUP /ONLINE")
+    assert "iSM31219" in on.stdout
+    assert sha(g_of(lab, "business01")) == files
+
+
+def test_umount_of_the_online_shared_disk_warns_then_the_group_fails_over(lab: LabRun) -> None:
+    files = sha(g_of(lab, "business01"))
+    ran = cmd(lab, "business01", "iSMrc_umount -drv G:")
+    assert "iSMrc_umount:Warning: iSM31217: Specified disk is a cluster shared disk online" in ran.stderr, str(ran)
+    assert "iSM31216" in ran.stderr, str(ran)
+    g2 = lab.folder / "hosts" / "business02" / "mnt" / "G"
+    deadline = time.monotonic() + 3.0 + 5.0
+    while not g2.is_dir() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sha(g2) == files and owner(lab) == "business02"
+    assert "iSM31216" in lab("exec", "manager", "--", "iSMview", "-event").stdout
+    time.sleep(2.0)  # business01 does not take it back by itself
+    assert owner(lab) == "business02"
+    back = lab("cluster", "move", "DBGROUP", "business01")
+    assert back.returncode == 0, back.stdout + back.stderr

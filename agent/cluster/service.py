@@ -64,12 +64,42 @@ class ClusterConfig:
         )
 
 
+_current: ClusterService | None = None
+
+
+def current() -> ClusterService | None:
+    """The cluster service of this agent, if it is a cluster node (for the commands)."""
+    return _current
+
+
 class ClusterService:
-    """The node's loop (a thread of the agent); ``stop`` ends it."""
+    """The node's loop (a thread of the agent); ``stop`` ends it.
+
+    ``held`` are groups this node must not claim: taken offline here (``CLUSTER GROUP G /OFFLINE``)
+    or failed here (``iSMrc_umount`` of a shared disk); a group another node owns is cleared again."""
 
     def __init__(self, host: Any, config: ClusterConfig, run: RunCommand, stop: threading.Event) -> None:
         self.host, self.config, self.run_command, self.stop = host, config, run, stop
         self.thread = threading.Thread(target=self._loop, name="cluster", daemon=True)
+        self.held: set[str] = set()
+
+    def group(self, name: str) -> Group | None:
+        return next((g for g in self.config.groups if g.name.lower() == name.lower()), None)
+
+    def group_of_disk(self, ld: str) -> Group | None:
+        return next((g for g in self.config.groups if any(d["ld"] == ld for d in g.disks)), None)
+
+    def resource_failed(self, g: Group) -> bool:
+        """A disk of ``g`` failed on this node (it was unmounted under the cluster): give the group
+        up at the witness, whose next claim by another node takes it over. True once released."""
+        self.held.add(g.name)
+        try:
+            self.host.manager.ClusterClaim(self._claim_request(g, release=True), timeout=30)
+        except grpc.RpcError as exc:
+            log.warning("release of %s failed: %s", g.name, call_error(exc))
+            return False
+        log.warning("disk resource of %s failed: group released for failover", g.name)
+        return True
 
     def start(self) -> None:
         self.thread.start()
@@ -96,7 +126,9 @@ class ClusterService:
             return  # the witness does not answer: no vote, so no takeover (the array fences anyway)
         for g in self.config.groups:
             owner = self.owner(g)
-            if owner == self.host.name or (owner and owner in alive):
+            if owner and owner != self.host.name:
+                self.held.discard(g.name)  # it lives elsewhere now: this node may take it again
+            if g.name in self.held or owner == self.host.name or (owner and owner in alive):
                 continue
             self.claim(g, owner)
 
@@ -119,14 +151,18 @@ class ClusterService:
         first = g.disks[0]["ld"]
         return next((x.reserved_by for x in lds if x.name == first), "")
 
-    def claim(self, g: Group, owner: str) -> None:
-        req = manager_pb2.ClusterClaimRequest(
+    def _claim_request(self, g: Group, *, release: bool = False) -> manager_pb2.ClusterClaimRequest:
+        return manager_pb2.ClusterClaimRequest(
             cluster=self.config.cluster,
             group=g.name,
             array=g.array,
             lds=[d["ld"] for d in g.disks],
             timeout_seconds=self.config.timeout,
+            release=release,
         )
+
+    def claim(self, g: Group, owner: str) -> None:
+        req = self._claim_request(g)
         try:
             reply = self.host.manager.ClusterClaim(req, timeout=30)
         except grpc.RpcError as exc:
@@ -165,6 +201,8 @@ def start(host: Any, state: Path, run: RunCommand, stop: threading.Event) -> Clu
     except (OSError, ValueError, KeyError) as exc:
         log.error("cannot read %s: %s; no cluster service", path, exc)
         return None
+    global _current
     service = ClusterService(host, config, run, stop)
+    _current = service
     service.start()
     return service

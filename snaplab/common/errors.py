@@ -204,6 +204,16 @@ class E:
     )
     NODE_DOWN = _m("iSM31214", "Cluster node is down. ({name})", S.UNAVAILABLE)
     NODE_UP = _m("iSM31215", "Cluster node is up. ({name})", S.INTERNAL)
+    RESOURCE_FAILED = _m(
+        "iSM31216", "Disk resource of the cluster group failed; the group fails over. ({name})", S.FAILED_PRECONDITION
+    )
+    UMOUNT_SHARED = _m(
+        "iSM31217",
+        "Specified disk is a cluster shared disk online in the cluster; unmounting it fails the group over. ({name})",
+        S.FAILED_PRECONDITION,
+    )
+    GROUP_OFFLINE = _m("iSM31218", "Cluster group is offline. ({name})", S.INTERNAL)
+    GROUP_ONLINE = _m("iSM31219", "Cluster group is online. ({name})", S.INTERNAL)
     # -- array: persistent reservations of cluster shared disks (SCSI-3 PR, guide 3.10 (11)) -----
     RESERVATION_CONFLICT = _m(
         "iSM31190", "Specified disk is reserved by another server; I/O failed. ({name})", S.FAILED_PRECONDITION

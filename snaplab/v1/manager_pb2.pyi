@@ -22,18 +22,20 @@ class ClusterView(_message.Message):
     def __init__(self, alive: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ClusterClaimRequest(_message.Message):
-    __slots__ = ("cluster", "group", "array", "lds", "timeout_seconds")
+    __slots__ = ("cluster", "group", "array", "lds", "timeout_seconds", "release")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     ARRAY_FIELD_NUMBER: _ClassVar[int]
     LDS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     group: str
     array: str
     lds: _containers.RepeatedScalarFieldContainer[str]
     timeout_seconds: float
-    def __init__(self, cluster: _Optional[str] = ..., group: _Optional[str] = ..., array: _Optional[str] = ..., lds: _Optional[_Iterable[str]] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+    release: bool
+    def __init__(self, cluster: _Optional[str] = ..., group: _Optional[str] = ..., array: _Optional[str] = ..., lds: _Optional[_Iterable[str]] = ..., timeout_seconds: _Optional[float] = ..., release: _Optional[bool] = ...) -> None: ...
 
 class ClusterClaimReply(_message.Message):
     __slots__ = ("granted", "owner", "previous", "reason")
