@@ -249,6 +249,9 @@ def serve(cfg: Config, stop: threading.Event) -> int:
         loaded = load_commands()
         log.info("commands loaded from: %s", ", ".join(loaded))
         enrol(host, cfg.enrol_timeout, stop)
+        # A cluster node's heartbeats start at once (enrolment counted as one), before the disk scan
+        # of the boot, which a takeover waits for (both hold the host).
+        cluster_service.start(host, cfg.state, run_command, stop)
         try:
             with host.command():
                 host.boot()
@@ -275,7 +278,6 @@ def serve(cfg: Config, stop: threading.Event) -> int:
                     cfg.ready_file, {"socket": str(cfg.socket), "pid": os.getpid(), "host": cfg.host}
                 )
             print(f"{PROG}: {cfg.host} serving on unix:{cfg.socket} (state {cfg.state})", flush=True)
-            cluster_service.start(host, cfg.state, run_command, stop)  # a cluster node's heartbeats
             daemon_runner.wait_for_stop(stop)
             daemon_runner.stopping(log, cfg.ready_file, "commands", cfg.grace)
         finally:

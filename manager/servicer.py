@@ -326,6 +326,8 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
                 cluster=request.cluster,
                 cluster_role=request.cluster_role,
             )
+            if request.cluster:  # a node that (re)starts counts as heard: it is booting, not gone
+                self.witness.beat(request.cluster, host.name)
             return manager_pb2.EnrolReply(
                 arrays=[
                     manager_pb2.ArrayEndpoint(name=x.last_name, target=x.target) for x in self.arrays.links

@@ -10,6 +10,11 @@ reservations to this node, and the node then takes the group over as a planned m
 ``iSMrc_scan``, ``iSMrc_signature -import`` of the signatures the owner exported, ``MOUNTVOL`` of
 each disk at its letter, ``iSMvollist -cr``, the takeover commands. Every step goes to the host's
 command trace and the decisions to the manager's event log.
+
+The cluster network is the heartbeat path to the witness. A node cut off from it (the debug hook
+``debug/cluster_net_down``) is no longer heard: the other node is granted its groups, and from the
+reservation's move on the array refuses the cut-off node's writes, so at most one node's writes are
+ever accepted even while the cut-off node keeps writing.
 """
 
 from __future__ import annotations
@@ -120,7 +125,14 @@ class ClusterService:
                 log.exception("cluster round failed")
             self.stop.wait(max(0.05, self.config.interval - (time.monotonic() - started)))
 
+    def cut_off(self) -> bool:
+        """Debug hook ``<host>/debug/cluster_net_down``: this node is cut off from the cluster network
+        (not from the SAN): it sends no heartbeat and claims nothing while the file exists."""
+        return (self.host.state / "debug" / "cluster_net_down").exists()
+
     def tick(self) -> None:
+        if self.cut_off():
+            return
         alive = self.heartbeat()
         if alive is None:
             return  # the witness does not answer: no vote, so no takeover (the array fences anyway)
@@ -128,6 +140,7 @@ class ClusterService:
             owner = self.owner(g)
             if owner and owner != self.host.name:
                 self.held.discard(g.name)  # it lives elsewhere now: this node may take it again
+                self.let_go(g)
             if g.name in self.held or owner == self.host.name or (owner and owner in alive):
                 continue
             self.claim(g, owner)
@@ -150,6 +163,18 @@ class ClusterService:
             return self.host.name  # nothing to decide without the array
         first = g.disks[0]["ld"]
         return next((x.reserved_by for x in lds if x.name == first), "")
+
+    def let_go(self, g: Group) -> None:
+        """The group lives on another node (it was taken over while this node was cut off): its disks
+        are dismounted here, the cache discarded (the array refuses this node's writes anyway)."""
+        for d in g.disks:
+            with self.host.command():
+                volume = self.host.volume_by_name(d["volume"])
+                if volume is not None and volume.mount_points:
+                    log.warning(
+                        "group %s is owned elsewhere: %s dismounted, its cache discarded", g.name, d["mount"]
+                    )
+                    self.host.unmount(volume, force=True)
 
     def _claim_request(self, g: Group, *, release: bool = False) -> manager_pb2.ClusterClaimRequest:
         return manager_pb2.ClusterClaimRequest(
