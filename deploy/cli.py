@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from snaplab.common.errors import E
 from snaplab.common.rpc import SnapLabClientError
 
 from . import failover, lifecycle
@@ -89,12 +90,17 @@ def _parser() -> argparse.ArgumentParser:
         hp.add_argument("host", metavar="HOST")
 
     cl = sub.add_parser("cluster", help="the lab's clusters: status, planned move of a group")
-    cl_sub = cl.add_subparsers(dest="cluster_cmd", required=True, metavar="{status,move}", parser_class=_Parser)
+    cl_sub = cl.add_subparsers(dest="cluster_cmd", required=True, metavar="{status,move,offline,online,check}", parser_class=_Parser)
     cs = cl_sub.add_parser("status", parents=[lab_opt], help="nodes, groups, owners and disk states")
     cs.add_argument("cluster", nargs="?", metavar="CLUSTER")
     cm = cl_sub.add_parser("move", parents=[lab_opt], help="planned move of a group to another node")
     cm.add_argument("group", metavar="GROUP")
     cm.add_argument("node", metavar="NODE")
+    for name, text in (("offline", "take a group offline on its owner"), ("online", "bring it online again")):
+        co = cl_sub.add_parser(name, parents=[lab_opt], help=text)
+        co.add_argument("group", metavar="GROUP")
+    cc = cl_sub.add_parser("check", parents=[lab_opt], help="differences of the nodes' lists and settings")
+    cc.add_argument("cluster", metavar="CLUSTER")
 
     ex = sub.add_parser(
         "exec",
@@ -284,6 +290,29 @@ def cmd_cluster_move(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster_onoff(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    with lab.locked(f"cluster {args.cluster_cmd} {args.group}"):
+        print(failover.group_on_off(lab, lab.spec(), args.group, online=args.cluster_cmd == "online"))
+    return 0
+
+
+def cmd_cluster_check(args: argparse.Namespace) -> int:
+    from .cluster_check import differences
+
+    lab = _lab(args)
+    spec = lab.spec()
+    c = next((x for x in spec.clusters if x.name == args.cluster), None)
+    if c is None:
+        raise lifecycle.refusal(E.CLUSTER_UNKNOWN, name=args.cluster)
+    diffs = differences(lab, c)
+    for line in diffs:
+        print(f"{c.name}: {line}")
+    print(f"cluster {c.name}: {len(diffs)} differences between {', '.join(c.nodes)}" if diffs else
+          f"cluster {c.name}: the volume lists, CV definitions and iSMrpl.ini of {', '.join(c.nodes)} match")
+    return 1 if diffs else 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     spec = LabSpec.load(args.labfile or default_lab_file())
     print(f"{spec.source}: ok")
@@ -407,6 +436,9 @@ COMMANDS = {
     ("lab", "check"): cmd_check,
     ("cluster", "status"): cmd_cluster_status,
     ("cluster", "move"): cmd_cluster_move,
+    ("cluster", "offline"): cmd_cluster_onoff,
+    ("cluster", "online"): cmd_cluster_onoff,
+    ("cluster", "check"): cmd_cluster_check,
     ("host", "stop"): cmd_host,
     ("host", "kill"): cmd_host,
     ("host", "start"): cmd_host,

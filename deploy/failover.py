@@ -139,6 +139,23 @@ def move_group(lab: LabFolder, spec: LabSpec, group: str, node: str, report: Rep
     return owner
 
 
+def group_on_off(lab: LabFolder, spec: LabSpec, group: str, *, online: bool) -> str:
+    """``CLUSTER GROUP G /OFFLINE|/ONLINE`` on the group's owner; returns its message line."""
+    rt = lab.read_runtime()
+    if rt is None:
+        raise LabError(f"no lab is running in {lab.folder}; start one with: snaplab lab up")
+    _c, g = find_group(spec, group)
+    owner = owner_of(lab, rt, g)
+    if not owner or lifecycle.host_state(lab, rt, owner) != lifecycle.RUNNING:
+        raise refusal(E.LAB_HOST_DOWN, name=owner or f"owner of {g.name}")
+    if not online:
+        for d in g.disks:
+            _must(lab, owner, f"iSMrc_flush -drv {d.mount}", lambda _l: None)
+    return _must(
+        lab, owner, f"CLUSTER GROUP {g.name} {'/ONLINE' if online else '/OFFLINE'}", lambda _l: None
+    ).strip()
+
+
 @dataclass
 class GroupState:
     name: str

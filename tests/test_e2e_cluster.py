@@ -341,3 +341,26 @@ def test_split_brain_the_cut_off_owner_is_fenced_nothing_acknowledged_lost(lab: 
     back = lab("cluster", "move", "DBGROUP", "business01")
     assert back.returncode == 0, back.stdout + back.stderr
     assert sha(g_of(lab, "business01")) == files
+
+
+def test_cluster_check_and_offline_online_from_the_lab(lab: LabRun) -> None:
+    ok = lab("cluster", "check", "DBCLUSTER")
+    assert ok.returncode == 0 and "match" in ok.stdout, ok.stdout + ok.stderr
+    ini = lab.folder / "hosts" / "business02" / "etc" / "iSMrpl.ini"
+    before = ini.read_text()
+    ini.write_text(before.replace("GPT = OFF", "GPT = ON"))
+    try:
+        bad = lab("cluster", "check", "DBCLUSTER")
+        assert bad.returncode == 1, bad.stdout + bad.stderr
+        assert "DBCLUSTER: iSMrpl.ini: [SNAPSHOT] GPT: business01=OFF, business02=ON" in bad.stdout, bad.stdout
+    finally:
+        ini.write_text(before)
+    one = lab("cluster", "check", "NOCLUSTER")
+    assert one.returncode == 1 and "iSM31200" in one.stderr
+    files = sha(g_of(lab, "business01"))
+    off = lab("cluster", "offline", "DBGROUP")
+    assert off.returncode == 0 and "iSM31218" in off.stdout, off.stdout + off.stderr
+    assert lab("path", "business01", "G:").returncode == 1
+    on = lab("cluster", "online", "DBGROUP")
+    assert on.returncode == 0 and "iSM31219" in on.stdout, on.stdout + on.stderr
+    assert sha(g_of(lab, "business01")) == files
