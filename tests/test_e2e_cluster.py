@@ -33,7 +33,10 @@ LAB = """
       { number = 1, kind = "dynamic", capacity = "4GiB" },
     ]
     sra = [{ pool = 1, capacity = "256MiB", name = "SDV1", number = "0100h" }]
-    lds = [{ number = "0030h", name = "bv001", capacity = "64MiB", pool = 0 }]
+    lds = [
+      { number = "0030h", name = "bv001", capacity = "64MiB", pool = 0 },
+      { number = "002ah", name = "BK_CV", capacity = "16MiB", pool = 0, attr = "cv" },
+    ]
     generations = [{ bv = "bv001", pool = 1, svs = ["sv001_01"], numbers = ["0031h"] }]
     lvs = [{ bv = "bv001", name = "lv001", number = "0038h" }]
     licences = ["DynamicSnapVolume", "AccessControl"]
@@ -43,7 +46,7 @@ LAB = """
     port = "DB_PRIMARY"
 
     [[access]]
-    ld = "lv001"
+    lds = ["lv001", "BK_CV"]
     port = "P_BAK"
 
     [[hosts]]
@@ -67,6 +70,7 @@ LAB = """
     role = "backup"
     wwns = ["10:00:00:00:c9:2a:03:01"]
     ports = ["P_BAK"]
+    volumes = [{ ld = "lv001", partition = 1, guid = "37d84cca-2507-11d5-a0f7-00004c714491" }]
 
     [[clusters]]
     name = "DBCLUSTER"
@@ -95,6 +99,10 @@ LAB = """
 
     [[setup]]
     host = "business02"
+    commands = ["iSMvollist -cr"]
+
+    [[setup]]
+    host = "backup01"
     commands = ["iSMvollist -cr"]
 """
 
@@ -364,3 +372,45 @@ def test_cluster_check_and_offline_online_from_the_lab(lab: LabRun) -> None:
     on = lab("cluster", "online", "DBGROUP")
     assert on.returncode == 0 and "iSM31219" in on.stdout, on.stdout + on.stderr
     assert sha(g_of(lab, "business01")) == files
+
+
+LV_VOL = "\\\\?\\Volume{37d84cca-2507-11d5-a0f7-00004c714491}\\"
+
+
+def test_p3_and_p4_in_the_cluster_variant_on_business02(lab: LabRun) -> None:
+    """P3 (2.2.1) with business02 as the business server, the guide's cluster variant (3.10 (12)):
+    stop the business and flush instead of unmounting the shared disk; then P4 (2.2.2.2) with the
+    cluster's offline / restore / online; sha256 checks at each end."""
+    assert lab("cluster", "move", "DBGROUP", "business02").returncode == 0
+    g = g_of(lab, "business02")
+    (g / "sales").mkdir(exist_ok=True)
+    (g / "sales" / "q4.bin").write_bytes(os.urandom(200_000))
+    # P3 on the business server: delete the oldest, flush (no unmount: a cluster shared disk), create, guard
+    cmd(lab, "business02", "iSMsc_delete -bv bv001 -bvflg ld -auto")
+    cmd(lab, "business02", "iSMrc_flush -drv G:")
+    backed_up = sha(g)
+    cmd(lab, "business02", "iSMsc_create -bv bv001 -bvflg ld -cyclic")
+    cmd(lab, "business02", "iSMsc_svguard -bv bv001 -bvflg ld -sv .-1 -svflg relgen -mode set")
+    # P3 on the backup server: link the newest generation, mount it, back it up, release it
+    cmd(lab, "backup01", "iSMsc_link -lv lv001 -lvflg ld -sv bv001.-1 -svflg ld.relgen")
+    cmd(lab, "backup01", "iSMrc_scan")
+    cmd(lab, "backup01", f"MOUNTVOL H: {LV_VOL}")
+    h = lab("path", "backup01", "H:")
+    assert h.returncode == 0 and sha(Path(h.stdout.strip())) == backed_up, h.stdout + h.stderr
+    cmd(lab, "backup01", "iSMvollist -cr")
+    cmd(lab, "backup01", "iSMrc_flush -drv H:")
+    cmd(lab, "backup01", "iSMrc_umount -drv H:")
+    cmd(lab, "backup01", "iSMsc_unlink -lv lv001 -lvflg ld")
+    cmd(lab, "backup01", "iSMsc_svguard -bv bv001 -bvflg ld -sv .-1 -svflg relgen -mode cancel")
+    # P4: a logical failure on G:, restored from the generation in the cluster's way
+    (g / "sales" / "q4.bin").write_bytes(b"garbage written by a faulty program")
+    cmd(lab, "business02", "iSMrc_flush -drv G:")
+    off = lab("cluster", "offline", "DBGROUP")
+    assert off.returncode == 0, off.stdout + off.stderr
+    cmd(lab, "business02", "iSMsc_restore -bv bv001 -bvflg ld -sv .-1 -svflg relgen -nowait")
+    cmd(lab, "business02", "iSMsc_wait -cond active -bv bv001 -bvflg ld -sv .-1 -svflg relgen")
+    on = lab("cluster", "online", "DBGROUP")
+    assert on.returncode == 0, on.stdout + on.stderr
+    assert sha(g_of(lab, "business02")) == backed_up
+    assert owner(lab) == "business02"
+    assert lab("cluster", "move", "DBGROUP", "business01").returncode == 0
