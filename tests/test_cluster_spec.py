@@ -13,7 +13,8 @@ from snaplab.deploy.spec import LabSpec
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # labtools: see its docstring
 from labtools import snaplab
 
-BASE = default_lab_file().read_text(encoding="utf-8").split("[[clusters]]")[0]
+BASE = default_lab_file().read_text(encoding="utf-8")
+CLUSTER_LAB = default_lab_file().with_name("cluster_lab.toml")
 CLUSTER = """
 [[clusters]]
 name = "DBCLUSTER"
@@ -30,8 +31,11 @@ def lab(extra: str = "", ld: str = "bv001") -> str:
     return BASE + CLUSTER.format(extra=extra, ld=ld)
 
 
-def test_reference_lab_cluster() -> None:
-    spec = LabSpec.load(default_lab_file())
+def test_cluster_lab_is_the_reference_lab_with_its_cluster() -> None:
+    text = CLUSTER_LAB.read_text(encoding="utf-8")
+    assert text.startswith(BASE) and "[[clusters]]" in text[len(BASE) :]  # the two cannot drift apart
+    assert not LabSpec.load(default_lab_file()).clusters
+    spec = LabSpec.load(CLUSTER_LAB)
     (c,) = spec.clusters
     assert (c.name, c.nodes, c.quorum, c.witness) == (
         "DBCLUSTER",
@@ -83,7 +87,7 @@ def test_a_node_that_does_not_reach_the_disk_is_refused() -> None:
 
 
 def test_lab_check_prints_the_cluster_and_refuses_an_lv_in_one_line(tmp_path: Path) -> None:
-    ok = snaplab("lab", "check", cwd=tmp_path)
+    ok = snaplab("lab", "check", str(CLUSTER_LAB), cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert (
         "cluster DBCLUSTER: nodes business01, business02; quorum witness manager (2 of 3 votes)" in ok.stdout
