@@ -29,7 +29,6 @@ import stat
 import struct
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -111,30 +110,19 @@ def read_header(dev: Device) -> int:
 
 def read_image(dev: Device, dest: Path) -> tuple[int, bytearray]:
     """Copy the database from the volume into ``dest``; returns (pages, digests of the pages as read).
-    Damaged when the header's page count does not fit the volume. A piece's digests and its write to
-    ``dest`` are done by a second thread while the next piece is read (hashlib, file writes and the
-    gRPC wait release the GIL): the two costs overlap instead of adding up."""
+    Damaged when the header's page count does not fit the volume."""
     n = read_header(dev)
     if n * PAGE > dev.size:
         raise Damaged(f"the header says {n} pages, the volume holds {dev.size // PAGE}")
     digests = bytearray()
     total = n * PAGE
-    with open(dest, "wb") as f, ThreadPoolExecutor(1, thread_name_prefix="image") as pool:
-
-        def keep(data: bytes) -> None:
-            mv = memoryview(data)
-            for p in range(0, len(data), PAGE):
-                digests.extend(digest(mv[p : p + PAGE]))
-            f.write(data)
-
-        last = None
+    with open(dest, "wb") as f:
         for off in range(0, total, READ_CHUNK):
             data = dev.read(off, min(READ_CHUNK, total - off))
-            if last is not None:
-                last.result()  # in order: one piece at a time in the worker
-            last = pool.submit(keep, data)
-        if last is not None:
-            last.result()
+            mv = memoryview(data)
+            for p in range(0, len(data), PAGE):
+                digests += digest(mv[p : p + PAGE])
+            f.write(data)
     return n, digests
 
 

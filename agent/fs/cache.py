@@ -30,9 +30,7 @@ import sqlite3
 import stat
 import time
 import zlib
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +40,6 @@ from snaplab.agent.fs.archive import (
     PAGE,
     Damaged,
     NotFormatted,
-    digest,
     entry_kind,
     file_hash,
     parents,
@@ -51,6 +48,7 @@ from snaplab.agent.fs.archive import (
     safe_name,
     serial_of,
     unpack,
+    digest,
     volume_form,
 )
 from snaplab.agent.fs.flush import FlushStats, PageFile, complete, flush_volume, unflushed_entries
@@ -363,29 +361,9 @@ def _write_file(path: str, content: bytes, perm: int, mt: int) -> None:
         os.close(fd)
 
 
-EXTRACT_WORKERS = 2  # threads that unpack, check and write the files while SQLite reads the rows
-EXTRACT_AHEAD = 64  # rows handed to them and not yet finished (bounds the blobs held in memory)
-
-
-def _extract_file(path: str, name: str, sz: int, data: object, h: object, perm: int, mt: int, t0: int) -> Rec:
-    """One regular file of the archive: decompress, check against its recorded hash, write. Runs in
-    a worker: zlib, BLAKE2b and os.write release the GIL, so the files of a mount overlap."""
-    try:
-        content = unpack(sz, data)
-    except (ValueError, zlib.error) as exc:
-        raise Damaged(f"entry {name}: {exc}") from None
-    digest_ = file_hash(content)
-    if h is not None and bytes(h) != digest_:  # the row's data is not what was written for it
-        raise Damaged(f"entry {name}: content does not match its hash")
-    _write_file(path, content, perm, mt)
-    return Rec("f", len(content), mt, perm, digest_, synced=t0)
-
-
 def extract(conn: sqlite3.Connection, root: Path, has_files: bool, t0: int) -> dict[str, Rec]:
     """Write every entry of the archive under ``root`` (mode, exact mtime); returns the records.
-    Damaged when an entry's data does not match its size or its recorded hash. The rows are read
-    here in name order; the files' work goes to EXTRACT_WORKERS threads (folders are made here
-    first), and the records are kept in row order whatever order the workers finish in."""
+    Damaged when an entry's data does not match its size or its recorded hash."""
     q = (
         "SELECT s.name, s.mode, s.mtime, s.sz, s.data, f.mtime_ns, f.hash FROM sqlar s "
         "LEFT JOIN snaplab_files f ON f.name = s.name ORDER BY s.name"
@@ -396,7 +374,6 @@ def extract(conn: sqlite3.Connection, root: Path, has_files: bool, t0: int) -> d
     dirs: list[tuple[str, int, int]] = []
     links: list[tuple[str, str, int]] = []
     made: set[str] = {""}
-    pending: deque[tuple[str, Future[Rec]]] = deque()
 
     def folder(name: str) -> None:
         parent = name.rpartition("/")[0]
@@ -404,44 +381,33 @@ def extract(conn: sqlite3.Connection, root: Path, has_files: bool, t0: int) -> d
             (root / parent).mkdir(parents=True, exist_ok=True)
             made.update(parents(name))
 
-    def settle(keep: int) -> None:
-        while len(pending) > keep:
-            name, fut = pending.popleft()
-            known[name] = fut.result()  # a worker's Damaged is raised here
-
-    with ThreadPoolExecutor(EXTRACT_WORKERS, thread_name_prefix="extract") as pool:
+    for name, mode, mtime, sz, data, mtime_ns, h in conn.execute(q):
+        if not safe_name(name):
+            log.warning("archive entry %r skipped: not a relative path", name)
+            continue
+        mode = int(mode or 0)
+        k = entry_kind(mode) or "f"
+        mt = int(mtime_ns) if mtime_ns is not None else int(mtime or 0) * 1_000_000_000
+        if k == "d":
+            (root / name).mkdir(parents=True, exist_ok=True)
+            made.add(name)
+            made.update(parents(name))
+            dirs.append((name, stat.S_IMODE(mode), mt))
+            continue
         try:
-            for name, mode, mtime, sz, data, mtime_ns, h in conn.execute(q):
-                if not safe_name(name):
-                    log.warning("archive entry %r skipped: not a relative path", name)
-                    continue
-                mode = int(mode or 0)
-                k = entry_kind(mode) or "f"
-                mt = int(mtime_ns) if mtime_ns is not None else int(mtime or 0) * 1_000_000_000
-                if k == "d":
-                    (root / name).mkdir(parents=True, exist_ok=True)
-                    made.add(name)
-                    made.update(parents(name))
-                    dirs.append((name, stat.S_IMODE(mode), mt))
-                    continue
-                size = int(sz if sz is not None else 0)
-                if k == "l":
-                    try:
-                        content = unpack(size, data)
-                    except (ValueError, zlib.error) as exc:
-                        raise Damaged(f"entry {name}: {exc}") from None
-                    links.append((name, content.decode(errors="surrogateescape"), mt))
-                    continue
-                folder(name)
-                perm = stat.S_IMODE(mode) or 0o644
-                job = pool.submit(_extract_file, str(root / name), name, size, data, h, perm, mt, t0)
-                pending.append((name, job))
-                settle(EXTRACT_AHEAD)
-            settle(0)
-        except BaseException:
-            for _name, fut in pending:
-                fut.cancel()
-            raise
+            content = unpack(int(sz if sz is not None else 0), data)
+        except (ValueError, zlib.error) as exc:
+            raise Damaged(f"entry {name}: {exc}") from None
+        if k == "l":
+            links.append((name, content.decode(errors="surrogateescape"), mt))
+            continue
+        digest_ = file_hash(content)
+        if h is not None and bytes(h) != digest_:  # the row's data is not what was written for it
+            raise Damaged(f"entry {name}: content does not match its hash")
+        folder(name)
+        perm = stat.S_IMODE(mode) or 0o644
+        _write_file(str(root / name), content, perm, mt)
+        known[name] = Rec("f", len(content), mt, perm, digest_, synced=t0)
     for name, target, mt in links:
         path = root / name
         if any(n in known and known[n].kind == "l" for n in parents(name)) or os.path.lexists(path):
