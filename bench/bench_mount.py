@@ -13,7 +13,11 @@ repetition by repetition (who goes first alternates):
 * reference: ``cp -r G <tmp>/copy`` of the same folder (the page cache warm for both), copy removed
   untimed.
 
-Ratios of medians: mount / cp <= 3 (a mount moves the same bytes through gRPC, SQLite and
+Everything is on one tmpfs the benchmark mounts for itself (root; unmounted at the end): the array's
+data, the host's state (its mounted folders, G: included) and the copy's destination, so neither side
+is paid by a slow disk the other avoids. Without root it says so and runs in the temp folder.
+
+Ratios of medians: mount / cp <= 2 (a mount moves the same bytes through gRPC, SQLite and
 decompression), flush / cp <= 0.25 (a flush of a small change must not cost a copy of the volume).
 """
 
@@ -29,7 +33,7 @@ from pathlib import Path
 import common as c
 import fs_common as f
 
-MOUNT_TARGET = 3.0
+MOUNT_TARGET = 2.0  # issue 12: both on tmpfs
 FLUSH_TARGET = 0.25
 
 
@@ -41,10 +45,20 @@ def main(argv: list[str] | None = None) -> int:
         cap, count, total, reps = c.GiB, 10_000, 256 * c.MiB, 5
     reps = args.reps or reps
     rep = c.Report("bench_mount", "mount and flush of a volume with many files vs cp -r", args)
+    tmpfs = f.Tmpfs()
+    with tmpfs as base:
+        if base is None:
+            rep.line(f"tmpfs: not mounted ({tmpfs.why}); running in {tempfile.gettempdir()}")
+        return run(args, rep, base, cap, count, total, reps)
+
+
+def run(args, rep: c.Report, base: Path | None, cap: int, count: int, total: int, reps: int) -> int:
     rng = random.Random(args.seed)
-    scratch = Path(tempfile.mkdtemp(prefix="snaplab-bench-cp-"))
+    scratch = Path(tempfile.mkdtemp(prefix="snaplab-bench-cp-", dir=base))
     try:
-        with f.FsRig(cap, "mount") as rig:
+        with f.FsRig(cap, "mount", base=base) as rig:
+            rep.line(f"storage: array, host state and cp destination on {f.filesystem_of(rig.dir)} "
+                     f"({rig.dir.parent})")
             t0 = c.now()
             files, size = f.fill(rig.g, count, total, args.seed)
             change = rig.g / "d000" / "change.bin"

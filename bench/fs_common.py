@@ -32,8 +32,8 @@ SRA_POOL = "SnapPool"
 
 
 class FsRig:
-    def __init__(self, capacity: int, label: str = "fs") -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix=f"snaplab-bench-{label}-"))
+    def __init__(self, capacity: int, label: str = "fs", base: Path | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=f"snaplab-bench-{label}-", dir=base))
         self.server = None
         self.host: Host | None = None
         try:
@@ -119,6 +119,51 @@ def fill(folder: Path, count: int, total: int, seed: int) -> tuple[int, int]:
         (sub / f"f{i:05d}.{'bin' if (i // 4) % 2 else 'txt'}").write_bytes(data)
         written += size
     return count, written
+
+
+class Tmpfs:
+    """``with Tmpfs() as folder:`` a tmpfs mounted here for the benchmark (root), unmounted and removed
+    on exit; ``folder`` is None with ``why`` set when it cannot be mounted (not root, no mount)."""
+
+    def __init__(self, size: str = "8g") -> None:
+        self.size = size
+        self.folder: Path | None = None
+        self.mounted = False
+        self.why = ""
+
+    def __enter__(self) -> Path | None:
+        import subprocess
+
+        self.folder = Path(tempfile.mkdtemp(prefix="snaplab-bench-tmpfs-"))
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size},mode=0700", "tmpfs",
+                               str(self.folder)], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            self.why = (proc.stderr.strip() or f"mount exited {proc.returncode}").splitlines()[0]
+            self.folder.rmdir()
+            self.folder = None
+            return None
+        self.mounted = True
+        return self.folder
+
+    def __exit__(self, *exc: object) -> None:
+        import subprocess
+
+        if self.folder is not None:
+            if self.mounted:
+                subprocess.run(["umount", str(self.folder)], check=False)
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def filesystem_of(path: Path) -> str:
+    """The file-system type holding ``path`` (/proc/mounts, longest mount point that contains it)."""
+    best, kind = "", "?"
+    with open("/proc/mounts") as f:
+        for line in f:
+            fields = line.split()
+            mp = fields[1]
+            if (str(path) == mp or str(path).startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best):
+                best, kind = mp, fields[2]
+    return kind
 
 
 def tree_size(folder: Path) -> int:

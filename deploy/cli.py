@@ -8,19 +8,17 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from snaplab.common.errors import E
-from snaplab.common.rpc import SnapLabClientError
-
-from . import failover, lifecycle
 from .errors import LabError
-from .folder import default_lab_dir, default_lab_file
-from .lab import Lab
-from .setup_commands import run_command
-from .spec import LabSpec
-from .status import ProcessStatus
-from .values import format_size
+from .folder import LabFolder, default_lab_dir, default_lab_file
+
+# `snaplab exec` is a command process like the bare commands, and its start-up is its cost: this
+# module imports only what exec needs (argparse, the lab folder, the agent's thin client); the lab
+# machinery (Lab, LabSpec, grpc plumbing, certificates) is imported by the subcommands that use it.
+if TYPE_CHECKING:
+    from .lab import Lab
+    from .status import ProcessStatus
 
 PROG = "snaplab"
 EXIT_NOT_RUNNING = 3  # `lab status` of a lab that is not running (as LSB init scripts do)
@@ -35,7 +33,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line; ``only="exec"``: build only exec's parser (``main`` saw the word), since building
+    every subcommand costs a command process (``snaplab exec``) milliseconds it need not pay."""
     # --lab is accepted before or after the subcommand; the subcommand's copy must not reset it.
     lab_opt = _Parser(add_help=False)
     lab_opt.add_argument(
@@ -52,55 +52,57 @@ def _parser() -> argparse.ArgumentParser:
         dest="cmd", required=True, metavar="{lab,host,cluster,exec,path,export}", parser_class=_Parser
     )
 
-    lab = sub.add_parser("lab", help="start, inspect or stop the lab")
-    lab_sub = lab.add_subparsers(
-        dest="lab_cmd", required=True, metavar="{up,status,down,check}", parser_class=_Parser
-    )
-    up = lab_sub.add_parser(
-        "up", parents=[lab_opt], help="start the lab (the guide's reference lab by default)"
-    )
-    up.add_argument(
-        "labfile", nargs="?", metavar="LABFILE", help=f"lab file (default: {default_lab_file().name})"
-    )
-    up.add_argument("--fresh", action="store_true", help="wipe the lab folder's state and make the lab anew")
-    up.add_argument("--no-setup", action="store_true", help="skip the lab file's [[setup]] commands")
-    up.add_argument(
-        "--keep-on-failure",
-        action="store_true",
-        help="leave the processes running if the start fails (to inspect)",
-    )
-    lab_sub.add_parser("status", parents=[lab_opt], help="show each process of the lab and its health")
-    lab_sub.add_parser("down", parents=[lab_opt], help="stop every process of the lab")
-    check = lab_sub.add_parser(
-        "check", help="validate a lab file and summarise it, without starting anything"
-    )
-    check.add_argument("labfile", nargs="?", metavar="LABFILE")
+    if only != "exec":
+        lab = sub.add_parser("lab", help="start, inspect or stop the lab")
+        lab_sub = lab.add_subparsers(
+            dest="lab_cmd", required=True, metavar="{up,status,down,check}", parser_class=_Parser
+        )
+        up = lab_sub.add_parser(
+            "up", parents=[lab_opt], help="start the lab (the guide's reference lab by default)"
+        )
+        up.add_argument(
+            "labfile", nargs="?", metavar="LABFILE", help=f"lab file (default: {default_lab_file().name})"
+        )
+        up.add_argument("--fresh", action="store_true", help="wipe the lab folder's state and make the lab anew")
+        up.add_argument("--no-setup", action="store_true", help="skip the lab file's [[setup]] commands")
+        up.add_argument(
+            "--keep-on-failure",
+            action="store_true",
+            help="leave the processes running if the start fails (to inspect)",
+        )
+        lab_sub.add_parser("status", parents=[lab_opt], help="show each process of the lab and its health")
+        lab_sub.add_parser("down", parents=[lab_opt], help="stop every process of the lab")
+        check = lab_sub.add_parser(
+            "check", help="validate a lab file and summarise it, without starting anything"
+        )
+        check.add_argument("labfile", nargs="?", metavar="LABFILE")
 
-    host = sub.add_parser("host", help="stop, crash, boot or restart one host of a running lab")
-    host_sub = host.add_subparsers(
-        dest="host_cmd", required=True, metavar="{stop,kill,start,restart}", parser_class=_Parser
-    )
-    for name, text in (
-        ("stop", "orderly shutdown: flush every mounted volume, then exit"),
-        ("kill", "a crash: SIGKILL, nothing flushed"),
-        ("start", "boot: the host's disks are discovered again (guide 3.9)"),
-        ("restart", "stop (if it runs), then start"),
-    ):
-        hp = host_sub.add_parser(name, parents=[lab_opt], help=text)
-        hp.add_argument("host", metavar="HOST")
+    if only != "exec":
+        host = sub.add_parser("host", help="stop, crash, boot or restart one host of a running lab")
+        host_sub = host.add_subparsers(
+            dest="host_cmd", required=True, metavar="{stop,kill,start,restart}", parser_class=_Parser
+        )
+        for name, text in (
+            ("stop", "orderly shutdown: flush every mounted volume, then exit"),
+            ("kill", "a crash: SIGKILL, nothing flushed"),
+            ("start", "boot: the host's disks are discovered again (guide 3.9)"),
+            ("restart", "stop (if it runs), then start"),
+        ):
+            hp = host_sub.add_parser(name, parents=[lab_opt], help=text)
+            hp.add_argument("host", metavar="HOST")
 
-    cl = sub.add_parser("cluster", help="the lab's clusters: status, planned move of a group")
-    cl_sub = cl.add_subparsers(dest="cluster_cmd", required=True, metavar="{status,move,offline,online,check}", parser_class=_Parser)
-    cs = cl_sub.add_parser("status", parents=[lab_opt], help="nodes, groups, owners and disk states")
-    cs.add_argument("cluster", nargs="?", metavar="CLUSTER")
-    cm = cl_sub.add_parser("move", parents=[lab_opt], help="planned move of a group to another node")
-    cm.add_argument("group", metavar="GROUP")
-    cm.add_argument("node", metavar="NODE")
-    for name, text in (("offline", "take a group offline on its owner"), ("online", "bring it online again")):
-        co = cl_sub.add_parser(name, parents=[lab_opt], help=text)
-        co.add_argument("group", metavar="GROUP")
-    cc = cl_sub.add_parser("check", parents=[lab_opt], help="differences of the nodes' lists and settings")
-    cc.add_argument("cluster", metavar="CLUSTER")
+        cl = sub.add_parser("cluster", help="the lab's clusters: status, planned move of a group")
+        cl_sub = cl.add_subparsers(dest="cluster_cmd", required=True, metavar="{status,move,offline,online,check}", parser_class=_Parser)
+        cs = cl_sub.add_parser("status", parents=[lab_opt], help="nodes, groups, owners and disk states")
+        cs.add_argument("cluster", nargs="?", metavar="CLUSTER")
+        cm = cl_sub.add_parser("move", parents=[lab_opt], help="planned move of a group to another node")
+        cm.add_argument("group", metavar="GROUP")
+        cm.add_argument("node", metavar="NODE")
+        for name, text in (("offline", "take a group offline on its owner"), ("online", "bring it online again")):
+            co = cl_sub.add_parser(name, parents=[lab_opt], help=text)
+            co.add_argument("group", metavar="GROUP")
+        cc = cl_sub.add_parser("check", parents=[lab_opt], help="differences of the nodes' lists and settings")
+        cc.add_argument("cluster", metavar="CLUSTER")
 
     ex = sub.add_parser(
         "exec",
@@ -115,32 +117,58 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("host", metavar="HOST")
     ex.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ARGS")
 
-    path = sub.add_parser(
-        "path", parents=[lab_opt], help="print the folder holding a mounted drive's files on a host"
-    )
-    path.add_argument("host", metavar="HOST")
-    path.add_argument("mountpoint", metavar="MOUNTPOINT", help="drive letter (G:) or NTFS folder")
+    if only != "exec":
+        path = sub.add_parser(
+            "path", parents=[lab_opt], help="print the folder holding a mounted drive's files on a host"
+        )
+        path.add_argument("host", metavar="HOST")
+        path.add_argument("mountpoint", metavar="MOUNTPOINT", help="drive letter (G:) or NTFS folder")
 
-    export = sub.add_parser(
-        "export",
-        parents=[lab_opt],
-        help="write a partition's file system (an SQLite archive) of an LD to a file, read as admin",
-        description="Read partition PARTITION of LD (a BV, an SV, any LD) of ARRAY through the array as the "
-        "lab's admin and write its file system to FILE: the SQLite database the partition holds (its "
-        "header's page count; --whole: every byte of the partition). 'sqlite3 FILE -A --list' lists its files.",
-    )
-    export.add_argument("array", metavar="ARRAY")
-    export.add_argument("ld", metavar="LD", help="LD name or number (0031h)")
-    export.add_argument(
-        "partition", metavar="PARTITION", type=int, help="partition number (DISKPART's, from 1)"
-    )
-    export.add_argument("file", metavar="FILE")
-    export.add_argument("--whole", action="store_true", help="the whole partition, not only the database")
+        export = sub.add_parser(
+            "export",
+            parents=[lab_opt],
+            help="write a partition's file system (an SQLite archive) of an LD to a file, read as admin",
+            description="Read partition PARTITION of LD (a BV, an SV, any LD) of ARRAY through the array as the "
+            "lab's admin and write its file system to FILE: the SQLite database the partition holds (its "
+            "header's page count; --whole: every byte of the partition). 'sqlite3 FILE -A --list' lists its files.",
+        )
+        export.add_argument("array", metavar="ARRAY")
+        export.add_argument("ld", metavar="LD", help="LD name or number (0031h)")
+        export.add_argument(
+            "partition", metavar="PARTITION", type=int, help="partition number (DISKPART's, from 1)"
+        )
+        export.add_argument("file", metavar="FILE")
+        export.add_argument("--whole", action="store_true", help="the whole partition, not only the database")
     return p
 
 
+def _subcommand(argv: list[str]) -> str | None:
+    """The subcommand word of a command line (past a leading ``--lab DIR``), if it is a known one."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--lab":
+            i += 2
+        elif a.startswith("--lab="):
+            i += 1
+        else:
+            return a if a in ("lab", "host", "cluster", "exec", "path", "export") else None
+    return None
+
+
 def _lab(args: argparse.Namespace) -> Lab:
-    return Lab(Path(args.lab) if args.lab else default_lab_dir())
+    from .lab import Lab
+
+    return Lab(_lab_dir(args))
+
+
+def _folder(args: argparse.Namespace) -> LabFolder:
+    """The lab folder alone (runtime.json, layout): what exec and path read, without the lab machinery."""
+    return LabFolder(_lab_dir(args))
+
+
+def _lab_dir(args: argparse.Namespace) -> Path:
+    return Path(args.lab) if args.lab else default_lab_dir()
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -172,6 +200,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     # SIGTERM (e.g. a timeout killing us) must unwind like Ctrl-C, so the half-started lab is stopped.
     signal.signal(signal.SIGTERM, _interrupt)
     lab = _lab(args)
+    from .spec import LabSpec
+
     spec = LabSpec.load(args.labfile) if args.labfile else None
     if spec is None and args.fresh and lab.is_lab():
         spec = lab.spec()  # --fresh without a file: make the folder's own lab anew
@@ -247,6 +277,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_host(args: argparse.Namespace) -> int:
+    from . import lifecycle
+
     lab = _lab(args)
     act = {
         "stop": lifecycle.stop_host,
@@ -267,6 +299,8 @@ def cmd_host(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster_status(args: argparse.Namespace) -> int:
+    from . import failover
+
     lab = _lab(args)
     for c, nodes, groups in failover.cluster_status(lab, lab.spec(), args.cluster):
         quorum = f"witness {c.witness}" if c.quorum == "witness" else "node majority"
@@ -283,6 +317,8 @@ def cmd_cluster_status(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster_move(args: argparse.Namespace) -> int:
+    from . import failover
+
     lab = _lab(args)
     with lab.locked(f"cluster move {args.group}"):
         before = failover.move_group(lab, lab.spec(), args.group, args.node, lambda line: _say(f"  {line}"))
@@ -291,6 +327,8 @@ def cmd_cluster_move(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster_onoff(args: argparse.Namespace) -> int:
+    from . import failover
+
     lab = _lab(args)
     with lab.locked(f"cluster {args.cluster_cmd} {args.group}"):
         print(failover.group_on_off(lab, lab.spec(), args.group, online=args.cluster_cmd == "online"))
@@ -298,6 +336,9 @@ def cmd_cluster_onoff(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster_check(args: argparse.Namespace) -> int:
+    from snaplab.common.errors import E
+
+    from . import lifecycle
     from .cluster_check import differences
 
     lab = _lab(args)
@@ -314,6 +355,9 @@ def cmd_cluster_check(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from .spec import LabSpec
+    from .values import format_size
+
     spec = LabSpec.load(args.labfile or default_lab_file())
     print(f"{spec.source}: ok")
     for a in spec.arrays:
@@ -343,18 +387,20 @@ def cmd_exec(args: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise UsageError(f"{PROG} exec: give the command after the host: {PROG} exec HOST -- COMMAND ARGS")
-    lab = _lab(args)
+    lab = _folder(args)
     if args.host == "manager":
         return _exec_manager(lab, argv)
     _require_host(lab, args.host)
-    out, err, code = run_command(lab.folder, args.host, argv, sys.stdin.read() if args.stdin else "")
+    from snaplab.agent.cli import exec_command  # as deploy.setup_commands.run_command: the agent's client
+
+    out, err, code = exec_command(lab.folder, args.host, argv, stdin=sys.stdin.read() if args.stdin else "")
     sys.stdout.write(out)
     sys.stdout.flush()
     sys.stderr.write(err)
     return code
 
 
-def _exec_manager(lab: Lab, argv: list[str]) -> int:
+def _exec_manager(lab: LabFolder, argv: list[str]) -> int:
     if lab.read_runtime() is None:
         raise LabError(f"no lab is running in {lab.folder}; start one with: snaplab lab up")
     from snaplab.manager.console import run_console  # imported here: lab commands need no console code
@@ -366,7 +412,7 @@ def _exec_manager(lab: Lab, argv: list[str]) -> int:
     return code
 
 
-def _require_host(lab: Lab, host: str) -> None:
+def _require_host(lab: LabFolder, host: str) -> None:
     rt = lab.read_runtime()
     if rt is None:
         raise LabError(f"no lab is running in {lab.folder}; start one with: snaplab lab up")
@@ -377,13 +423,13 @@ def _require_host(lab: Lab, host: str) -> None:
 
 
 def cmd_path(args: argparse.Namespace) -> int:
-    lab = _lab(args)
+    lab = _folder(args)
     _require_host(lab, args.host)
     print(mount_path(lab, args.host, args.mountpoint))
     return 0
 
 
-def mount_path(lab: Lab, host: str, mountpoint: str) -> str:
+def mount_path(lab: LabFolder, host: str, mountpoint: str) -> str:
     """The folder on this machine that holds the files of ``mountpoint`` on ``host`` (the agent's
     layout, ``snaplab.agent.host.mount_path``); an error when nothing is mounted there now."""
     from snaplab.agent.host import mount_path as agent_mount_path
@@ -396,9 +442,9 @@ def mount_path(lab: Lab, host: str, mountpoint: str) -> str:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from snaplab.agent.fs.export import export_partition  # imported here: lab commands need no agent code
-    from snaplab.san.array_client import ArrayClient
 
     from snaplab.common.rpc import ClientTLS
+    from snaplab.san.array_client import ArrayClient
 
     lab = _lab(args)
     rt = lab.read_runtime()
@@ -451,7 +497,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(_subcommand(sys.argv[1:] if argv is None else list(argv))).parse_args(argv)
         sub = getattr(args, "lab_cmd", None) or getattr(args, "host_cmd", None) or getattr(args, "cluster_cmd", None)
         return COMMANDS[(args.cmd, sub)](args)
     except UsageError as exc:
@@ -460,15 +506,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
-    except SnapLabClientError as exc:
-        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 1
     except Exception as exc:  # never a traceback for the user; SNAPLAB_DEBUG=1 shows it
+        if _is_client_error(exc):
+            print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 1
         if os.environ.get("SNAPLAB_DEBUG"):
             raise
         print(
@@ -476,6 +522,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _is_client_error(exc: Exception) -> bool:
+    """A daemon's refusal (SnapLabClientError). Its module is imported lazily, by the subcommands that
+    talk to daemons: when it is not loaded, the exception cannot be one."""
+    mod = sys.modules.get("snaplab.common.rpc_errors")
+    return mod is not None and isinstance(exc, mod.SnapLabClientError)
 
 
 if __name__ == "__main__":

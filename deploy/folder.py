@@ -11,12 +11,12 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from snaplab.common import pki
+from typing import TYPE_CHECKING, Any
 
 from .errors import LabError
-from .spec import LabSpec
+
+if TYPE_CHECKING:  # imported where used: `snaplab exec` reads a lab folder without the lab machinery
+    from .spec import LabSpec
 
 RUNTIME_VERSION = 1
 LOCK_TIMEOUT = 120.0  # another up/down on the same folder
@@ -109,6 +109,8 @@ class LabFolder:
         """The lab file this folder's lab was made from."""
         if not self.is_lab():
             raise LabError(f"{self.folder} holds no lab (no lab.toml); start one with: snaplab lab up")
+        from .spec import LabSpec
+
         return LabSpec.load(self.lab_file)
 
     @contextlib.contextmanager
@@ -206,6 +208,8 @@ class LabFolder:
         principals = [(a.name, "array") for a in spec.arrays]
         principals += [("manager", "manager"), ("admin", "admin")]
         principals += [(h.name, "host") for h in spec.hosts]
+        from snaplab.common import pki
+
         self.pki.mkdir(parents=True, exist_ok=True)
         ca_cert, ca_key = pki.write_ca(self.pki)
         for name, role in principals:

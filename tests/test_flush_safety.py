@@ -27,7 +27,7 @@ from snaplab.agent.host import Host
 from snaplab.array.engine import ArrayEngine
 from snaplab.array.servicer import SERVICE_NAME, add_to_server
 
-from snaplab.common.rpc import start_server
+from snaplab.common.rpc import AioServerThread
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -104,7 +104,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     e.register_host("h2", [], ["P1"])
     e.assign_access("bv001", port="P0")
     e.assign_access("lv001", port="P1")
-    server = start_server(
+    server = AioServerThread(
         lambda s: add_to_server(e, s), tls=None, service_names=[SERVICE_NAME], insecure_test_identities=True
     )
     target = f"127.0.0.1:{server.port}"
@@ -304,7 +304,7 @@ def array_down(rig: Rig) -> None:
 
 
 def array_up(rig: Rig) -> None:
-    rig.server = start_server(
+    rig.server = AioServerThread(
         lambda s: add_to_server(rig.engine, s),
         tls=None,
         service_names=[SERVICE_NAME],

@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from snaplab.common.rpc import SnapLabClientError
 log = logging.getLogger("snaplab.agent.host")
 
 PINNED_VOLUMES = "pinned_volumes.json"
+LAYOUT_READERS = 4  # partition-table reads in flight at once during a scan
 
 
 class Discovery:
@@ -165,8 +167,7 @@ class Discovery:
                             reserved_by=ld.reserved_by,
                         )
                     )
-        for disk in disks[1:]:
-            self._read_layout(disk)
+        self._read_layouts(disks[1:])
         pins = self.pins()
         with self._db_lock:
             for disk in disks[1:]:
@@ -174,6 +175,21 @@ class Discovery:
         disks.sort(key=lambda d: d.number)
         self._view = disks
         return disks
+
+    def _read_layouts(self, disks: list[Disk]) -> None:
+        """Every disk's partition table. A few reads in flight at once: one read is a round trip of
+        ~1 ms, mostly waiting (and a sync gRPC channel starts a polling thread for each streamed call
+        when none is in flight), so with 1,024 LDs one after the other would cost seconds. Kept well
+        under the array's per-host limit of streams in progress (CallLimits.host.streams = 8), which
+        other commands and flushes of this host share."""
+        if len(disks) < 2 * LAYOUT_READERS:
+            for disk in disks:
+                self._read_layout(disk)
+            return
+        for name in {d.array for d in disks}:
+            self.array(name)  # the clients made here, not racing in the workers
+        with ThreadPoolExecutor(LAYOUT_READERS, thread_name_prefix="layout") as pool:
+            list(pool.map(self._read_layout, disks))
 
     def _read_layout(self, disk: Disk) -> None:
         client = self.array(disk.array)

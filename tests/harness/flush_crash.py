@@ -145,6 +145,7 @@ class FlushCrashHarness:
             admin.set_licence("AccessControl")
             admin.bind_pool(0, "Pool0", "basic", 1 << 30)
             admin.bind_ld("bv001", 128 * MiB, 0, "WN", number=0x10)
+            admin.register_host(HOST, [], ["P0"])  # its definition: what it may enrol as (SPEC B2)
             self.manager = ManagerProcess(
                 self.root / "manager", certs=pki, arrays={ARRAY: self.array.target}
             ).start()

@@ -256,12 +256,15 @@ def test_many_hosts_together_cannot_crowd_out_the_admin(lab: sl.SecurityLab, tmp
         for channel in channels[:-1]:
             stub = array_pb2_grpc.ArrayStub(channel)
             streams += [stub.Lookup(_idle_requests(release), timeout=60) for _ in range(LIMITS.host.streams)]
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # the streams open in the background: slow on a loaded machine
         last = array_pb2_grpc.ArrayStub(channels[-1])
         while True:
             try:
-                last.Disks(pb.DisksRequest(), timeout=5)
+                last.Disks(pb.DisksRequest(), timeout=10)
             except grpc.RpcError as exc:
+                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    assert time.monotonic() < deadline, exc  # a handshake that timed out: not an answer
+                    continue
                 assert (exc.code(), _msg_id(exc)) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "iSM31151")
                 break
             assert time.monotonic() < deadline, "the shared limit of hosts was never reached"
