@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from snaplab.agent.cluster import service as cluster_service
 from snaplab.agent.commands import base
 from snaplab.agent.host import Host
 
@@ -248,6 +249,9 @@ def serve(cfg: Config, stop: threading.Event) -> int:
         loaded = load_commands()
         log.info("commands loaded from: %s", ", ".join(loaded))
         enrol(host, cfg.enrol_timeout, stop)
+        # A cluster node's heartbeats start at once (enrolment counted as one), before the disk scan
+        # of the boot, which a takeover waits for (both hold the host).
+        cluster_service.start(host, cfg.state, run_command, stop)
         try:
             with host.command():
                 host.boot()

@@ -194,4 +194,6 @@ class AccessMixin:
                 raise SnapLabError(E.RESTORING, name=ld.name)
             return "gen", ld, g
         self._check_bv_usable(ld)
+        if write and host is not None:
+            self._check_reservation(ld, host)  # type: ignore[attr-defined]  # reservations.py
         return "head", ld, None

@@ -142,6 +142,7 @@ class ConfigMixin:
         q = self.db.execute
         q("DELETE FROM lds WHERE number=?", [ld.number])
         q("DELETE FROM access WHERE ld=?", [ld.number])
+        self._drop_reservation(ld.number)  # type: ignore[attr-defined]  # reservations.py
         q("DELETE FROM gens WHERE sv=?", [ld.number])
         q("DELETE FROM overlay WHERE sv=?", [ld.number])
         self.lds.pop(ld.number)
@@ -334,7 +335,8 @@ class ConfigMixin:
                     {"number": x.number_text, "name": x.name, "type": x.type, "format": x.format,
                      "capacity": x.capacity, "pool": self.pools[x.pool].name, "attr": x.attr,
                      "access": sorted(self.access.get(x.number, ())),
-                     "bv": self.lds[x.bv].name if x.bv is not None and x.bv in self.lds else ""}
+                     "bv": self.lds[x.bv].name if x.bv is not None and x.bv in self.lds else "",
+                     "reserved_by": self.reservations.get(x.number, "")}  # type: ignore[attr-defined]
                     for x in sorted(self.lds.values(), key=lambda x: x.number)
                 ],
                 "licences": self.licence_state(),

@@ -31,6 +31,7 @@ from .blockstore import ZERO, Family
 from .config import ConfigMixin
 from .faults import FaultsMixin
 from .model import LD, Gen, Host, Link, Pool, Port, Restore
+from .reservations import ReservationsMixin
 from .restore import RestoreMixin
 from .snapshots import SnapshotsMixin
 from .store import open_db
@@ -42,12 +43,14 @@ def _now() -> str:
     return datetime.now().strftime("%Y/%m/%d %H:%M:%S")
 
 
-class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, RestoreMixin, BlockIOMixin):
+class ArrayEngine(
+    ConfigMixin, AccessMixin, ReservationsMixin, FaultsMixin, SnapshotsMixin, RestoreMixin, BlockIOMixin
+):
     """One disk array. All public methods are thread-safe; refusals raise ``SnapLabError``.
 
     Rules kept, each with its catalogue message (``snaplab/common/errors.py``), and where:
     A2 usage formats, A3 placement, A4 licences, A7 SV sets and LVs (config.py); A5 access control
-    (access.py); A6 SRA full, A9 copy-on-write data (blockio.py); A8 snapshot operations, A10
+    (access.py); cluster shared disks' reservations (reservations.py); A6 SRA full, A9 copy-on-write data (blockio.py); A8 snapshot operations, A10
     signatures, A11 partitions (snapshots.py, restore.py); A12 persistence (here); A13 faults (faults.py).
     """
 
@@ -102,6 +105,7 @@ class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, Restore
             self.access.setdefault(ld, set()).add(path)
         self.licences = dict(q("SELECT product, capacity FROM licences").fetchall())
         self.faults = {(k, t) for k, t in q("SELECT kind, target FROM faults")}
+        self._load_reservations()
         self.overlays: dict[int, dict[int, int]] = {}
         for sv, lb, pb in q("SELECT sv, lblock, pblock FROM overlay"):
             self.overlays.setdefault(sv, {})[lb] = pb

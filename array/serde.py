@@ -245,6 +245,7 @@ def ld_msg(d: dict) -> pb.Ld:
         attr=d["attr"],
         access=d["access"],
         bv=d["bv"],
+        reserved_by=d.get("reserved_by", ""),
     )
 
 

@@ -458,6 +458,17 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
         self.engine.clear_fault(serde.required(request.kind, "kind"), serde.required(request.target, "target"))
         return serde.array_state_msg(self.engine.describe())
 
+    # -- persistent reservations (reservations.py) ---------------------------------------------
+    async def SetReservation(
+        self, request: pb.ReservationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Reservation:
+        return await self._call(context, CONTROL_ROLES, "set reservations", self._set_reservation, request)
+
+    def _set_reservation(self, request: pb.ReservationRequest, ident: Identity) -> pb.Reservation:
+        ld = self.engine.ld(serde.required(request.ld, "ld"))
+        previous = self.engine.set_reservation(ld.name, request.owner)
+        return pb.Reservation(ld=ld.name, owner=request.owner, previous=previous)
+
 
 def _retrieved(task: asyncio.Task[Any]) -> None:
     """A spawned engine call nobody awaits any more (its stream ended) must not log "never retrieved"."""

@@ -83,6 +83,8 @@ def _create_schema(db: sqlite_utils.Database) -> None:
     )
     t("access").create({"path": str, "ld": int}, pk=("path", "ld"), if_not_exists=True)
     t("licences").create({"product": str, "capacity": int}, pk="product", if_not_exists=True)
+    # cluster shared disks' owners (reservations.py)
+    t("reservations").create({"ld": int, "host": str}, pk="ld", if_not_exists=True)
     t("faults").create({"kind": str, "target": str}, pk=("kind", "target"), if_not_exists=True)
     db.execute("CREATE INDEX IF NOT EXISTS blocks_by_epoch ON blocks(family, epoch)")
     db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", [str(SCHEMA_VERSION)])

@@ -48,7 +48,9 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         prog=PROG, description="SnapLab: a lab of an emulated disk array, its management server and hosts."
     )
     p.add_argument("--lab", metavar="DIR", help="lab folder (default: $SNAPLAB_LAB, else ~/.snaplab/lab)")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{lab,exec,path,export}", parser_class=_Parser)
+    sub = p.add_subparsers(
+        dest="cmd", required=True, metavar="{lab,host,cluster,exec,path,export}", parser_class=_Parser
+    )
 
     if only != "exec":
         lab = sub.add_parser("lab", help="start, inspect or stop the lab")
@@ -74,6 +76,33 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
             "check", help="validate a lab file and summarise it, without starting anything"
         )
         check.add_argument("labfile", nargs="?", metavar="LABFILE")
+
+    if only != "exec":
+        host = sub.add_parser("host", help="stop, crash, boot or restart one host of a running lab")
+        host_sub = host.add_subparsers(
+            dest="host_cmd", required=True, metavar="{stop,kill,start,restart}", parser_class=_Parser
+        )
+        for name, text in (
+            ("stop", "orderly shutdown: flush every mounted volume, then exit"),
+            ("kill", "a crash: SIGKILL, nothing flushed"),
+            ("start", "boot: the host's disks are discovered again (guide 3.9)"),
+            ("restart", "stop (if it runs), then start"),
+        ):
+            hp = host_sub.add_parser(name, parents=[lab_opt], help=text)
+            hp.add_argument("host", metavar="HOST")
+
+        cl = sub.add_parser("cluster", help="the lab's clusters: status, planned move of a group")
+        cl_sub = cl.add_subparsers(dest="cluster_cmd", required=True, metavar="{status,move,offline,online,check}", parser_class=_Parser)
+        cs = cl_sub.add_parser("status", parents=[lab_opt], help="nodes, groups, owners and disk states")
+        cs.add_argument("cluster", nargs="?", metavar="CLUSTER")
+        cm = cl_sub.add_parser("move", parents=[lab_opt], help="planned move of a group to another node")
+        cm.add_argument("group", metavar="GROUP")
+        cm.add_argument("node", metavar="NODE")
+        for name, text in (("offline", "take a group offline on its owner"), ("online", "bring it online again")):
+            co = cl_sub.add_parser(name, parents=[lab_opt], help=text)
+            co.add_argument("group", metavar="GROUP")
+        cc = cl_sub.add_parser("check", parents=[lab_opt], help="differences of the nodes' lists and settings")
+        cc.add_argument("cluster", metavar="CLUSTER")
 
     ex = sub.add_parser(
         "exec",
@@ -123,7 +152,7 @@ def _subcommand(argv: list[str]) -> str | None:
         elif a.startswith("--lab="):
             i += 1
         else:
-            return a if a in ("lab", "exec", "path", "export") else None
+            return a if a in ("lab", "host", "cluster", "exec", "path", "export") else None
     return None
 
 
@@ -247,6 +276,84 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 1 if kept else 0
 
 
+def cmd_host(args: argparse.Namespace) -> int:
+    from . import lifecycle
+
+    lab = _lab(args)
+    act = {
+        "stop": lifecycle.stop_host,
+        "kill": lifecycle.kill_host,
+        "start": lifecycle.start_host,
+        "restart": lifecycle.restart_host,
+    }[args.host_cmd]
+    with lab.locked(f"host {args.host_cmd}"):
+        act(lab, args.host, lambda line: _say(f"  {line}"))
+    print(f"host {args.host}: {lifecycle.host_state(lab, lab.read_runtime() or {}, args.host)}")
+    kept = [u for u in lab.unflushed() if u.host == args.host] if args.host_cmd in ("stop", "restart") else []
+    for u in kept:  # the stop could not flush a file system: say what, and fail (as lab down does)
+        lines = u.lines()
+        print(f"{PROG}: error: {lines[0]}", file=sys.stderr)
+        for line in lines[1:]:
+            print(line, file=sys.stderr)
+    return 1 if kept else 0
+
+
+def cmd_cluster_status(args: argparse.Namespace) -> int:
+    from . import failover
+
+    lab = _lab(args)
+    for c, nodes, groups in failover.cluster_status(lab, lab.spec(), args.cluster):
+        quorum = f"witness {c.witness}" if c.quorum == "witness" else "node majority"
+        up = sum(state == "running" for state in nodes.values()) + (1 if c.quorum == "witness" else 0)
+        print(f"cluster {c.name}: quorum {quorum}, {up} of {c.votes()} votes (needs {c.quorum_size()})")
+        rows = [["NODE", "STATE"]] + [[n, state] for n, state in nodes.items()]
+        for line in _table(rows):
+            print(f"  {line}")
+        rows = [["GROUP", "OWNER", "DISK", "MOUNT", "STATE"]]
+        rows += [[g.name, g.owner, ld, mount, state] for g in groups for ld, mount, state in g.disks]
+        for line in _table(rows):
+            print(f"  {line}")
+    return 0
+
+
+def cmd_cluster_move(args: argparse.Namespace) -> int:
+    from . import failover
+
+    lab = _lab(args)
+    with lab.locked(f"cluster move {args.group}"):
+        before = failover.move_group(lab, lab.spec(), args.group, args.node, lambda line: _say(f"  {line}"))
+    print(f"group {args.group}: moved from {before or '-'} to {args.node}")
+    return 0
+
+
+def cmd_cluster_onoff(args: argparse.Namespace) -> int:
+    from . import failover
+
+    lab = _lab(args)
+    with lab.locked(f"cluster {args.cluster_cmd} {args.group}"):
+        print(failover.group_on_off(lab, lab.spec(), args.group, online=args.cluster_cmd == "online"))
+    return 0
+
+
+def cmd_cluster_check(args: argparse.Namespace) -> int:
+    from snaplab.common.errors import E
+
+    from . import lifecycle
+    from .cluster_check import differences
+
+    lab = _lab(args)
+    spec = lab.spec()
+    c = next((x for x in spec.clusters if x.name == args.cluster), None)
+    if c is None:
+        raise lifecycle.refusal(E.CLUSTER_UNKNOWN, name=args.cluster)
+    diffs = differences(lab, c)
+    for line in diffs:
+        print(f"{c.name}: {line}")
+    print(f"cluster {c.name}: {len(diffs)} differences between {', '.join(c.nodes)}" if diffs else
+          f"cluster {c.name}: the volume lists, CV definitions and iSMrpl.ini of {', '.join(c.nodes)} match")
+    return 1 if diffs else 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from .spec import LabSpec
     from .values import format_size
@@ -262,6 +369,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     for h in spec.hosts:
         print(f"  host {h.name} ({h.role}): ports {', '.join(h.ports) or '-'}")
     print(f"  {len(spec.access)} access assignments, {len(spec.setup)} setup commands")
+    for c in spec.clusters:
+        quorum = f"witness {c.witness}" if c.quorum == "witness" else "node majority"
+        print(
+            f"  cluster {c.name}: nodes {', '.join(c.nodes)}; quorum {quorum} ({c.quorum_size()} of {c.votes()} votes); "
+            f"heartbeat every {c.heartbeat_interval:g}s, timeout {c.heartbeat_timeout:g}s"
+        )
+        for g in c.groups:
+            disks = ", ".join(f"{d.ld} {d.mount}" for d in g.disks)
+            print(f"    group {g.name} on {g.owner}: {disks}" + (f"; {len(g.takeover)} takeover commands" if g.takeover else ""))
     return 0
 
 
@@ -364,6 +480,15 @@ COMMANDS = {
     ("lab", "status"): cmd_status,
     ("lab", "down"): cmd_down,
     ("lab", "check"): cmd_check,
+    ("cluster", "status"): cmd_cluster_status,
+    ("cluster", "move"): cmd_cluster_move,
+    ("cluster", "offline"): cmd_cluster_onoff,
+    ("cluster", "online"): cmd_cluster_onoff,
+    ("cluster", "check"): cmd_cluster_check,
+    ("host", "stop"): cmd_host,
+    ("host", "kill"): cmd_host,
+    ("host", "start"): cmd_host,
+    ("host", "restart"): cmd_host,
     ("exec", None): cmd_exec,
     ("path", None): cmd_path,
     ("export", None): cmd_export,
@@ -373,7 +498,8 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser(_subcommand(sys.argv[1:] if argv is None else list(argv))).parse_args(argv)
-        return COMMANDS[(args.cmd, getattr(args, "lab_cmd", None))](args)
+        sub = getattr(args, "lab_cmd", None) or getattr(args, "host_cmd", None) or getattr(args, "cluster_cmd", None)
+        return COMMANDS[(args.cmd, sub)](args)
     except UsageError as exc:
         print(f"{exc}", file=sys.stderr)
         return 2

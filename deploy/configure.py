@@ -9,6 +9,7 @@ from snaplab.common.rpc import ClientTLS, SnapLabClientError, client_errors, mak
 from snaplab.v1 import array_pb2, manager_pb2, manager_pb2_grpc
 
 from .errors import LabError, one_line
+from .failover import cluster_pins
 from .folder import LabFolder, Report
 from .spec import ArraySpec, LabSpec
 
@@ -46,7 +47,10 @@ def pin_volumes(lab: LabFolder, spec: LabSpec) -> None:
     for h in spec.hosts:
         path = lab.host_state(h.name) / "etc" / PINNED_VOLUMES
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps([v.as_json() for v in h.volumes], indent=1) + "\n")
+        pins = [v.as_json() for v in h.volumes]
+        own = {(p["array"], p["ld"], p["partition"]) for p in pins}
+        pins += [p for p in cluster_pins(spec, h.name) if (p["array"], p["ld"], p["partition"]) not in own]
+        path.write_text(json.dumps(pins, indent=1) + "\n")
 
 
 def config_ops(spec: LabSpec, a: ArraySpec) -> list[tuple[str, array_pb2.ConfigRequest]]:

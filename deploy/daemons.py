@@ -71,6 +71,11 @@ def _target(p: Spawned) -> str:
 def _add_healthy(lab: LabFolder, runtime: dict[str, Any], p: Spawned, target: str) -> None:
     """Record a TCP daemon in runtime.json, then wait for its gRPC health to say SERVING."""
     _add(lab, runtime, p, target)
+    wait_serving(lab, p, target)
+
+
+def wait_serving(lab: LabFolder, p: Spawned, target: str) -> None:
+    """Until the TCP daemon ``p`` on ``target`` says SERVING (gRPC health, as the lab's admin)."""
     channel = make_channel(target, ClientTLS.from_folder(lab.pki, "admin"))
     try:
         wait_healthy(channel, timeout=READY_TIMEOUT)
@@ -120,19 +125,22 @@ def start_agents(
         _add(lab, runtime, p, f"unix:{sock}")
     deadline = time.monotonic() + ENROL_TIMEOUT
     for p, h in zip(procs, spec.hosts, strict=True):
-        while True:
-            status, detail = agent_status(lab.socket(h.name))
-            if status is not None and status.enrolled:
-                break
-            if p.popen.poll() is not None:
-                raise LabError(
-                    f"agent {h.name} exited with status {p.popen.returncode}: {last_line(p.log, p.log_start)} "
-                    f"(log: {p.log})"
-                )
-            if time.monotonic() > deadline:
-                why = detail or "not enrolled to the manager"
-                raise LabError(
-                    f"agent {h.name} is not healthy after {ENROL_TIMEOUT:.0f}s: {why} (log: {p.log})"
-                )
-            time.sleep(0.1)
+        wait_enrolled(lab, p, deadline)
         report(f"agent {h.name} ({h.role}) on {lab.socket(h.name)}, enrolled")
+
+
+def wait_enrolled(lab: LabFolder, p: Spawned, deadline: float) -> None:
+    """Until the agent ``p`` says it is enrolled with the manager; LabError if it exits or is late."""
+    while True:
+        status, detail = agent_status(lab.socket(p.name))
+        if status is not None and status.enrolled:
+            return
+        if p.popen.poll() is not None:
+            raise LabError(
+                f"agent {p.name} exited with status {p.popen.returncode}: {last_line(p.log, p.log_start)} "
+                f"(log: {p.log})"
+            )
+        if time.monotonic() > deadline:
+            why = detail or "not enrolled to the manager"
+            raise LabError(f"agent {p.name} is not healthy after {ENROL_TIMEOUT:.0f}s: {why} (log: {p.log})")
+        time.sleep(0.1)

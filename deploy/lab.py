@@ -17,10 +17,12 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import processes
+from . import lifecycle, processes
+from .cluster import reserve_groups
 from .configure import config_ops, configure, pin_volumes
 from .daemons import start_agents, start_arrays, start_manager
 from .errors import LabError
+from .failover import write_cluster_files
 from .folder import LabFolder, Report, default_lab_dir, default_lab_file
 from .processes import Spawned
 from .setup_commands import run_command, run_setup
@@ -77,10 +79,7 @@ class Lab(LabFolder):
         with self.locked("up"):
             alive = self.running()
             if alive:
-                pids = ", ".join(str(p["pid"]) for p in alive)
-                raise LabError(
-                    f"the lab in {self.folder} is already running (pids {pids}); stop it with: snaplab lab down"
-                )
+                return self._revive(spec, fresh, report)
             strays = self.strays()
             if strays:
                 raise LabError(
@@ -105,7 +104,9 @@ class Lab(LabFolder):
                 start_manager(self, spec, started, runtime, report)
                 if not restart:
                     configure(self, spec, runtime, report)
+                    reserve_groups(self, spec, runtime, report)
                     pin_volumes(self, spec)
+                    write_cluster_files(self, spec)
                 start_agents(self, spec, started, runtime, report)
                 if not restart and setup:
                     run_setup(self, spec, report)
@@ -124,6 +125,25 @@ class Lab(LabFolder):
                 if isinstance(exc, KeyboardInterrupt):
                     raise LabError("interrupted; the processes started were stopped") from None
                 raise
+
+    def _revive(self, spec: LabSpec | None, fresh: bool, report: Report) -> dict[str, Any]:
+        """``up`` of a lab that runs: start again only the processes that died or were stopped
+        (``snaplab host stop|kill``), each from its command line; the others keep running."""
+        rt = self.read_runtime() or {}
+        pids = ", ".join(str(p["pid"]) for p in self.running())
+        if fresh or rt.get("state") != "up":
+            raise LabError(
+                f"the lab in {self.folder} is already running (pids {pids}); stop it with: snaplab lab down"
+            )
+        if spec is not None and spec.text != self.lab_file.read_text(encoding="utf-8"):
+            raise LabError(
+                f"the lab in {self.folder} runs from another lab file; stop it with 'snaplab lab down' first"
+            )
+        started = lifecycle.revive(self, rt, report)
+        report(
+            f"started again: {', '.join(started)}" if started else f"the lab in {self.folder} is already running"
+        )
+        return self.read_runtime() or rt
 
     def _plan(self, spec: LabSpec | None, fresh: bool, report: Report) -> tuple[bool, LabSpec | None]:
         """(True, None) to restart the lab of the folder; (False, spec) to make a new one from ``spec``

@@ -148,6 +148,48 @@ class SetupCommand:
     where: str = ""  # "setup[2]", for messages
 
 
+@dataclass(frozen=True)
+class SharedDisk:
+    """A cluster shared disk: a BV, and where the owner node mounts its first partition."""
+
+    array: str
+    ld: str
+    mount: str  # drive letter ("G:") or NTFS folder
+
+
+@dataclass
+class GroupSpec:
+    """A failover group: its shared disks, the node that owns it first, what a new owner runs."""
+
+    name: str
+    owner: str
+    disks: list[SharedDisk] = field(default_factory=list)
+    takeover: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (line, argv)
+
+
+QUORUM_MAJORITY, QUORUM_WITNESS = "node_majority", "witness"
+
+
+@dataclass
+class ClusterSpec:
+    """A cluster (MSCS / CLUSTERPRO, guide 3.10 (9)-(12)): nodes, quorum, heartbeat, groups."""
+
+    name: str
+    nodes: list[str] = field(default_factory=list)
+    quorum: str = QUORUM_WITNESS
+    witness: str = "manager"  # "manager" (a share on the management server) or an LD name ("" none)
+    heartbeat_interval: float = 1.0  # seconds between heartbeats on the cluster network
+    heartbeat_timeout: float = 5.0  # heartbeats missed this long: the node is down
+    groups: list[GroupSpec] = field(default_factory=list)
+
+    def votes(self) -> int:
+        return len(self.nodes) + (1 if self.quorum == QUORUM_WITNESS else 0)
+
+    def quorum_size(self) -> int:
+        """Votes a partition needs to run the cluster: more than half of all votes."""
+        return self.votes() // 2 + 1
+
+
 @dataclass
 class LabSpec:
     source: str  # file name shown in messages
@@ -157,6 +199,7 @@ class LabSpec:
     hosts: list[HostSpec] = field(default_factory=list)
     access: list[AccessSpec] = field(default_factory=list)
     setup: list[SetupCommand] = field(default_factory=list)
+    clusters: list[ClusterSpec] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path | str) -> LabSpec:
@@ -180,3 +223,6 @@ class LabSpec:
 
     def host(self, name: str) -> HostSpec:
         return next(h for h in self.hosts if h.name == name)
+
+    def cluster(self, name: str) -> ClusterSpec:
+        return next(c for c in self.clusters if c.name == name)

@@ -7,6 +7,7 @@ import tomllib
 from .spec import LabSpec
 from .spec_access import AccessReader
 from .spec_arrays import ArraysReader
+from .spec_clusters import ClustersReader
 from .spec_hosts import HostsReader
 from .spec_reader import unique
 from .spec_setup import SetupReader
@@ -17,13 +18,13 @@ RESERVED_NAMES = ("manager", "admin", "ca")
 
 
 # One reader per section: a new section of the lab file is a new reader class added here.
-class LabParser(ArraysReader, HostsReader, AccessReader, SetupReader):
+class LabParser(ArraysReader, HostsReader, AccessReader, SetupReader, ClustersReader):
     def parse(self, text: str) -> LabSpec:
         try:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise self.fail("", f"not valid TOML: {exc}") from None
-        self.table(raw, "", ("lab", "arrays", "hosts", "access", "setup"))
+        self.table(raw, "", ("lab", "arrays", "hosts", "access", "setup", "clusters"))
         lab = self.table(raw.get("lab", {}), "lab", ("description",))
         spec = LabSpec(self.source, text, description=self.string(lab, "description", "lab", ""))
         spec.arrays = [
@@ -53,4 +54,5 @@ class LabParser(ArraysReader, HostsReader, AccessReader, SetupReader):
             spec.access.extend(self.access(a, f"access[{i}]", spec))
         for i, s in enumerate(self.items(raw.get("setup"), "setup")):
             spec.setup.extend(self.setup(s, f"setup[{i}]", spec))
+        spec.clusters = self.clusters(self.items(raw.get("clusters"), "clusters"), spec)
         return spec

@@ -26,12 +26,13 @@ class ProcessStatus:
     alive: bool
     healthy: bool
     detail: str = ""
+    down: str = "crashed"  # how a process that does not run went down: stopped (on purpose) or crashed
 
     @property
     def state(self) -> str:
         if not self.alive:
-            return "dead"
-        return "healthy" if self.healthy else f"unhealthy: {self.detail}" if self.detail else "unhealthy"
+            return self.down
+        return "running" if self.healthy else f"unhealthy: {self.detail}" if self.detail else "unhealthy"
 
 
 def lab_status(lab: LabFolder) -> list[ProcessStatus]:
@@ -56,9 +57,17 @@ def lab_status(lab: LabFolder) -> list[ProcessStatus]:
                 alive,
                 healthy,
                 detail,
+                _down(rt, rec),
             )
         )
     return out
+
+
+def _down(rt: dict[str, Any], rec: dict[str, Any]) -> str:
+    """stopped for a host `snaplab host stop` stopped; crashed for anything else that does not run."""
+    if rec.get("kind") == "agent" and rt.get("hosts", {}).get(rec.get("name"), {}).get("down") == "stopped":
+        return "stopped"
+    return "crashed"
 
 
 def health(lab: LabFolder, rec: dict[str, Any]) -> tuple[bool, str]:

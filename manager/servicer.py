@@ -24,6 +24,7 @@ from .arrays import CALL_TIMEOUT, ArrayLink, ArrayRegistry
 from .messages import SC_DONE, M
 from .observe import Observer
 from .state import CLUSTER_ROLES, HOST_ROLES, HostDefinition, HostRecord, ManagerState
+from .witness import Witness
 
 SERVICE_NAME = manager_pb2.DESCRIPTOR.services_by_name["Manager"].full_name
 WATCH_POLL = 0.5  # seconds a Watch sleeps between checks that its client is still there
@@ -156,6 +157,8 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
         self._stopping = False
         self._signal = _EventSignal()
         state.add_listener(self._signal.fire)
+        self.witness = Witness()
+        self._claims = asyncio.Lock()  # one takeover decision at a time
 
     # -- helpers (private: not translated, not RPCs) -----------------------------------------------
     def shutdown(self) -> None:
@@ -323,6 +326,8 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
                 cluster=request.cluster,
                 cluster_role=request.cluster_role,
             )
+            if request.cluster:  # a node that (re)starts counts as heard: it is booting, not gone
+                self.witness.beat(request.cluster, host.name)
             return manager_pb2.EnrolReply(
                 arrays=[
                     manager_pb2.ArrayEndpoint(name=x.last_name, target=x.target) for x in self.arrays.links
@@ -549,6 +554,85 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
         self, request: manager_pb2.ManagedFault, context: grpc.aio.ServicerContext
     ) -> array_pb2.ArrayState:
         return await self._fault(request, context, inject=False)
+
+    # -- the clusters' quorum witness (witness.py) ---------------------------------------------
+    def _cluster_node(self, context: grpc.aio.ServicerContext, cluster: str) -> HostRecord:
+        """The calling host, enrolled as a node of ``cluster``; else iSM31060 / iSM31201."""
+        ident = current_identity(context)
+        _require(ident, HOST_ROLE, "act as a cluster node")
+        host = self.state.host(ident.name)
+        if host is None:
+            raise SnapLabError(E.NOT_ENROLLED, name=ident.name)
+        if not cluster or host.cluster != cluster:
+            raise SnapLabError(E.NOT_A_NODE, name=f"{ident.name} in {cluster or '-'}")
+        return host
+
+    def _nodes(self, cluster: str) -> list[str]:
+        return [h.name for h in self.state.hosts() if h.cluster == cluster]
+
+    async def ClusterHeartbeat(
+        self, request: manager_pb2.ClusterBeat, context: grpc.aio.ServicerContext
+    ) -> manager_pb2.ClusterView:
+        host = self._cluster_node(context, request.cluster)
+        if self.witness.beat(request.cluster, host.name):
+            e = SnapLabError(E.NODE_UP, name=f"{host.name} in {request.cluster}")
+            self._event(host.name, "NOTICE", "ClusterHeartbeat", e.msg_id, e.text)
+        return manager_pb2.ClusterView(
+            alive=self.witness.alive(request.cluster, self._nodes(request.cluster), request.timeout_seconds)
+        )
+
+    async def ClusterClaim(
+        self, request: manager_pb2.ClusterClaimRequest, context: grpc.aio.ServicerContext
+    ) -> manager_pb2.ClusterClaimReply:
+        host = self._cluster_node(context, request.cluster)
+        cluster, timeout = request.cluster, request.timeout_seconds
+        if not request.lds:
+            raise SnapLabError(E.BAD_ARGUMENT, detail="a claim names the group's shared disks")
+        async with self._claims:
+            link = await self.arrays.get(request.array)
+            state = await link.call("Describe", array_pb2.DescribeRequest())
+            lds = {x.name: x for x in state.lds}
+            nodes = set(self._nodes(cluster))
+            holders = set()
+            for name in request.lds:
+                ld = lds.get(name)
+                if ld is None:
+                    raise SnapLabError(E.NOT_FOUND, name=name)
+                if ld.reserved_by and ld.reserved_by not in nodes:
+                    raise SnapLabError(E.RESERVED_ELSEWHERE, name=f"{name} is owned by {ld.reserved_by}")
+                holders.add(ld.reserved_by)
+            if request.release:
+                for name in request.lds:
+                    if lds[name].reserved_by == host.name:
+                        await link.call("SetReservation", array_pb2.ReservationRequest(ld=name, owner=""))
+                link.invalidate()
+                e = SnapLabError(E.RESOURCE_FAILED, name=f"{request.group} on {host.name}")
+                self._event(host.name, "WARNING", "ClusterClaim", e.msg_id, e.text)
+                return manager_pb2.ClusterClaimReply(granted=True, owner="", previous=host.name)
+            holders.discard(host.name)
+            alive = [h for h in holders if h and self.witness.heard(cluster, h, timeout)]
+            if alive:
+                return manager_pb2.ClusterClaimReply(
+                    granted=False, owner=alive[0], reason=str(SnapLabError(E.CLAIM_REFUSED, name=alive[0]))
+                )
+            if not self.witness.heard(cluster, host.name, timeout):  # the claimant must have the witness's ear
+                return manager_pb2.ClusterClaimReply(granted=False, reason="claimant not heard by the witness")
+            others = sorted(h for h in holders if h)
+            previous = others[0] if others else ""
+            if previous and self.witness.mark_down(cluster, previous):
+                e = SnapLabError(E.HEARTBEAT_LOST, name=f"{previous} in {cluster}")
+                self._event(host.name, "WARNING", "ClusterClaim", e.msg_id, e.text)
+            for name in request.lds:
+                if lds[name].reserved_by == host.name:
+                    continue
+                await link.call("SetReservation", array_pb2.ReservationRequest(ld=name, owner=host.name))
+                e = SnapLabError(E.RESERVATION_MOVED, name=f"{name}: {lds[name].reserved_by or '-'} -> {host.name}")
+                self._event(host.name, "INFO", "ClusterClaim", e.msg_id, e.text)
+            link.invalidate()
+            if any(lds[n].reserved_by != host.name for n in request.lds):
+                e = SnapLabError(E.GROUP_TAKEN_OVER, name=f"{request.group} by {host.name} from {previous or '-'}")
+                self._event(host.name, "NOTICE", "ClusterClaim", e.msg_id, e.text)
+            return manager_pb2.ClusterClaimReply(granted=True, owner=host.name, previous=previous)
 
     async def _fault(
         self, request: manager_pb2.ManagedFault, context: grpc.aio.ServicerContext, *, inject: bool

@@ -157,6 +157,12 @@ class Ctx:
         self.print(f"{self.name}:Info: {message.msg_id}: {text}")
         self.host.trace(self.name, "INFO", message.msg_id, text)
 
+    def warning(self, message: Message, **fields: object) -> None:
+        """A warning line ``<command>:Warning: iSMnnnnn: <text>`` (stderr), also written to the trace."""
+        text = message.text.format(**fields) if fields else message.text
+        self.eprint(f"{self.name}:Warning: {message.msg_id}: {text}")
+        self.host.trace(self.name, "WARNING", message.msg_id, text)
+
     def notice(self, message: Message, **fields: object) -> None:
         text = message.text.format(**fields) if fields else message.text
         self.print(f"{self.name}:Notice: {message.msg_id}: {text}")

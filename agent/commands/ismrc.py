@@ -17,6 +17,10 @@ one disk a line after ``#`` comments::
 it Ready with an MBR; both print one ``diskN LDname format signature result`` line per disk between
 ``Signature Export/Import Start`` and ``... Normal End``. Relative paths are relative to the caller's
 current folder.
+
+On a cluster node, ``iSMrc_umount`` of a shared disk the cluster holds online here first warns
+(``iSMrc_umount:Warning: iSM31217``, guide 3.10 (12)), unmounts, and then the disk resource fails:
+the group is released at the witness (iSM31216) and the standby takes it over.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from snaplab.agent import partitions as pt
+from snaplab.agent.cluster import service as cluster_service
 from snaplab.agent.commands.base import CommandError, Ctx, caller_path, command
 from snaplab.agent.host import Disk, Volume, now_text
 from snaplab.agent.vollist import VolEntry, normalise_volume_name
@@ -108,11 +113,27 @@ def ismrc_umount(ctx: Ctx) -> int:
     if not forced and not volume.disk.ready and ctx.host.fs.mounted(volume):
         raise CommandError(E.PATH_NOT_NORMAL)  # the cache cannot reach a Not Ready disk (-force discards it)
     info = (volume.disk.name, volume.disk.ld_name, volume.disk.format, volume.name, list(volume.mount_points))
+    group = _online_shared_group(ctx, volume)
+    if group is not None:  # guide 3.10 (12): never unmount a disk the cluster holds online
+        ctx.warning(E.UMOUNT_SHARED, name=f"{volume.disk.ld_name} of group {group.name}")
     block(ctx, "Umount Start", *info)
     ctx.host.unmount(volume, force="-force" in opts, offline="-offline" in opts)
     ctx.print()
     block(ctx, "Umount Normal End", *info)
+    if group is not None:
+        svc = cluster_service.current()
+        if svc is not None and svc.resource_failed(group):  # the disk resource fails: the group fails over
+            ctx.warning(E.RESOURCE_FAILED, name=f"{group.name} on {ctx.host.name}")
     return 0
+
+
+def _online_shared_group(ctx: Ctx, volume: Volume) -> cluster_service.Group | None:
+    """The cluster group holding ``volume``'s disk online on this node, if any."""
+    svc = cluster_service.current()
+    if svc is None or volume.disk.reserved_by != ctx.host.name:
+        return None
+    group = svc.group_of_disk(volume.disk.ld_name)
+    return None if group is None or group.name in svc.held else group
 
 
 @command("iSMrc_mount")

@@ -252,6 +252,16 @@ class FileSystemCache:
             _clear(self.host.mount_path(mp))
         self.drop(volume)
 
+    def forget(self, volume_name: str, mount_point: str) -> None:
+        """What a crash left of a volume that cannot be read now: its mount folder and working copy
+        (by the volume's name, ``\\\\?\\Volume{GUID}\\``), unflushed as a crash leaves them."""
+        _clear(self.host.mount_path(mount_point))
+        guid = volume_name.rsplit("{", 1)[-1].split("}", 1)[0] if "{" in volume_name else ""
+        if guid:
+            db, parked = self._files(guid)
+            _remove_db(db)
+            _clear(parked)
+
     def drop(self, volume: Volume) -> None:
         """Forget the volume's file system: its mount folders and working copy go, unflushed."""
         s = self.sessions.pop(volume.key, None)

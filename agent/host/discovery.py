@@ -164,6 +164,7 @@ class Discovery:
                             ld.capacity,
                             offline=bool(row["offline"]),
                             recognised=not row["unrecognised"],
+                            reserved_by=ld.reserved_by,
                         )
                     )
         self._read_layouts(disks[1:])

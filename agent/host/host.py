@@ -16,6 +16,7 @@ State folder ``<lab>/hosts/<host>/``::
     unflushed/                 kept caches the next start could not take back (the volume had changed)
     debug/flush_stop_after     debug hook: the next flush stops after that many in-place page writes
     debug/flush_pause_at       debug hook: the next flush pauses in a phase (agent/fs/writeback.py)
+    debug/cluster_net_down     debug hook: the node is cut off from its cluster network (agent/cluster/)
 
 The model's parts: disks and volumes (model.py), the manager and arrays (connections.py), settings
 and trace (settings.py), the volume list (resolve.py), the disk scan (discovery.py), the mount table

@@ -129,6 +129,7 @@ class Disk:
     offline: bool = False  # taken offline by this host (iSMrc_umount of an LV)
     recognised: bool = True  # False after a restart with the disk Not Ready, until iSMrc_scan
     error: str = ""  # "iSMnnnnn: text" of the read that failed
+    reserved_by: str = ""  # a cluster shared disk: the node whose writes the array accepts (reservations)
     layout: pt.Layout | None = None
     volumes: list[Volume] = field(default_factory=list)
 

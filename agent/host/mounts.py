@@ -102,11 +102,18 @@ class MountTable:
             raise CommandError(E.PATH_NOT_NORMAL)
         return display_mount_point(mount_point)
 
+    def check_owner(self, disk: Disk) -> None:
+        """A cluster shared disk another node owns (its reservation at the array) is not mounted
+        here: iSM31193 naming the disk and its owner (the array would refuse every write anyway)."""
+        if disk.reserved_by and disk.reserved_by != self.name:
+            raise CommandError(E.RESERVED_ELSEWHERE, name=f"{disk.ld_name} is owned by {disk.reserved_by}")
+
     def assign(self, volume: Volume, mount_point: str) -> str:
         """Add a mount point to a volume (MOUNTVOL X: VOL, DISKPART assign); mounts its file system
         if it has one and the disk is Ready. Returns the display form."""
         if volume.local:
             raise CommandError(E.DISK_REFUSED)
+        self.check_owner(volume.disk)
         mp = self.check_mount_point(mount_point)
         key = normalise_mount_point(mp)
         with self._db_lock:
@@ -157,6 +164,7 @@ class MountTable:
         disk = volume.disk
         if volume.local or not disk.recognised or not disk.array_ready:
             raise CommandError(E.PATH_NOT_NORMAL)
+        self.check_owner(disk)
         if disk.offline:
             self.set_disk_flags(disk, offline=False)
         if not self.fs.is_formatted(volume):
@@ -254,6 +262,40 @@ class MountTable:
         self.invalidate()
         return self.disks()
 
+    def _withdraw_mounts(self, d: Disk) -> None:
+        """At boot: the disk's volumes lose their mount points (remembered, for automount) and
+        their caches (unflushed, as a crash leaves them)."""
+        with self._db_lock:
+            for v in d.volumes:
+                if v.mount_points:
+                    points = list(v.mount_points)
+                    self.fs.unmount(v, force=True)
+                    for mp in points:
+                        self.db.table("mounts").delete(normalise_mount_point(mp))
+                    self.set_volume_state(v, remembered=points)
+                    v.mount_points = []
+
+    def _forget_unread_mounts(self, d: Disk) -> None:
+        """A disk Not Ready at boot whose partition table cannot be read (an LV unlinked while the
+        server was down): its volumes are unknown, so the mount table's rows of that LD are what is
+        left of them. They become the volumes' remembered mount points (automount brings them back
+        at iSMrc_scan) and their folders go: the OS shows no drive for a disk it does not recognise."""
+        with self._db_lock:
+            rows = list(
+                self.db.query("SELECT * FROM mounts WHERE array = ? AND ld = ?", [d.array, d.ld_number])
+            )
+            points: dict[int, list[str]] = {}
+            for r in rows:
+                points.setdefault(r["start"], []).append(r["display"])
+                self.db.table("mounts").delete(r["mp"])
+            for start, mps in points.items():
+                self.db.table("volstate").upsert(
+                    {"array": d.array, "ld": d.ld_number, "start": start, "remembered": json.dumps(mps), "offline": 0},
+                    pk=("array", "ld", "start"),
+                )
+        for r in rows:
+            self.fs.forget(r["volume"], r["display"])
+
     def boot(self) -> None:
         """What a server start does (C9): Not Ready disks become unrecognised (their volumes lose
         their mount points, remembered) until iSMrc_scan; Ready disks keep their mounts or get their
@@ -262,18 +304,15 @@ class MountTable:
         for d in self.scan():
             if d.local:
                 continue
+            if d.reserved_by and d.reserved_by != self.name:
+                self._withdraw_mounts(d)  # the cluster took it over while this node was down
+                continue
             if not d.ready:
                 if d.recognised and not d.failed:
                     self.set_disk_flags(d, recognised=False)
-                with self._db_lock:
-                    for v in d.volumes:
-                        if v.mount_points:
-                            points = list(v.mount_points)
-                            self.fs.unmount(v, force=True)
-                            for mp in points:
-                                self.db.table("mounts").delete(normalise_mount_point(mp))
-                            self.set_volume_state(v, remembered=points)
-                            v.mount_points = []
+                if not d.volumes:
+                    self._forget_unread_mounts(d)
+                self._withdraw_mounts(d)
                 continue
             for v in d.volumes:
                 if v.mount_points and self.fs.is_formatted(v):

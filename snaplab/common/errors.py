@@ -183,6 +183,48 @@ class E:
     # -- manager console (iSMcfg, iSMview) -------------------------------------------------------
     MANAGER_UNREACHABLE = _m("iSM31066", "Management server does not respond. ({name})", S.UNAVAILABLE)
     LAB_UNKNOWN = _m("iSM31067", "Management server of the lab is not known. ({detail})", S.FAILED_PRECONDITION)
+    # -- lab: host lifecycle (snaplab host stop|kill|start|restart; guide 2.3.4, 3.9) ------------
+    LAB_HOST_UNKNOWN = _m("iSM31180", "Specified server is not a server of the lab. ({name})", S.NOT_FOUND)
+    LAB_HOST_RUNNING = _m("iSM31181", "Specified server is already running. ({name})", S.FAILED_PRECONDITION)
+    LAB_HOST_DOWN = _m("iSM31182", "Specified server is not running. ({name})", S.FAILED_PRECONDITION)
+    LAB_HOST_START_FAILED = _m("iSM31183", "Specified server cannot be started. ({detail})", S.UNAVAILABLE)
+    # -- lab: clusters (snaplab cluster status|move; guide 3.10 (9)-(12)) ------------------------
+    CLUSTER_UNKNOWN = _m("iSM31200", "Specified cluster or group is not defined in the lab. ({name})", S.NOT_FOUND)
+    NOT_A_NODE = _m("iSM31201", "Specified server is not a node of the cluster. ({name})", S.FAILED_PRECONDITION)
+    GROUP_ALREADY_THERE = _m(
+        "iSM31202", "Specified group is already online on the server. ({name})", S.FAILED_PRECONDITION
+    )
+    GROUP_MOVE_FAILED = _m("iSM31203", "Group cannot be moved to the server. ({detail})", S.FAILED_PRECONDITION)
+    # -- manager: quorum witness of the clusters (events of failover) ----------------------------
+    HEARTBEAT_LOST = _m("iSM31210", "Heartbeat of the cluster node is lost. ({name})", S.UNAVAILABLE)
+    GROUP_TAKEN_OVER = _m("iSM31211", "Cluster group is taken over by the node. ({name})", S.INTERNAL)
+    RESERVATION_MOVED = _m("iSM31212", "Reservation of the shared disk is moved. ({name})", S.INTERNAL)
+    CLAIM_REFUSED = _m(
+        "iSM31213", "Claim of the cluster group is refused: its owner is alive. ({name})", S.FAILED_PRECONDITION
+    )
+    NODE_DOWN = _m("iSM31214", "Cluster node is down. ({name})", S.UNAVAILABLE)
+    NODE_UP = _m("iSM31215", "Cluster node is up. ({name})", S.INTERNAL)
+    RESOURCE_FAILED = _m(
+        "iSM31216", "Disk resource of the cluster group failed; the group fails over. ({name})", S.FAILED_PRECONDITION
+    )
+    UMOUNT_SHARED = _m(
+        "iSM31217",
+        "Specified disk is a cluster shared disk online in the cluster; unmounting it fails the group over. ({name})",
+        S.FAILED_PRECONDITION,
+    )
+    GROUP_OFFLINE = _m("iSM31218", "Cluster group is offline. ({name})", S.INTERNAL)
+    GROUP_ONLINE = _m("iSM31219", "Cluster group is online. ({name})", S.INTERNAL)
+    # -- array: persistent reservations of cluster shared disks (SCSI-3 PR, guide 3.10 (11)) -----
+    RESERVATION_CONFLICT = _m(
+        "iSM31190", "Specified disk is reserved by another server; I/O failed. ({name})", S.FAILED_PRECONDITION
+    )
+    RESERVE_NOT_BV = _m("iSM31191", "Only a BV can be a cluster shared disk. ({name})", S.FAILED_PRECONDITION)
+    RESERVE_NO_PATH = _m(
+        "iSM31192", "Specified server cannot reach the disk it would reserve. ({name})", S.FAILED_PRECONDITION
+    )
+    RESERVED_ELSEWHERE = _m(
+        "iSM31193", "Specified disk is owned by another node of the cluster. ({name})", S.FAILED_PRECONDITION
+    )
     # -- agent: volume list (C2, C3) ------------------------------------------------------------
     VOLLIST_CREATED = _m("iSM11701", "Volume list is created successfully.", S.INTERNAL)
     VOLLIST_MISSING = _m("iSM11702", "Volume list does not exist. Create it with iSMvollist -cr.", S.FAILED_PRECONDITION)

@@ -104,6 +104,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("*", "array"): OBJECT,
     ("*", "sdv_name"): OBJECT,
     ("*", "cluster"): OBJECT,
+    ("*", "group"): OBJECT,
+    ("*", "lds"): OBJECT,
     ("*", "target"): Rule(64),  # a fault's target: a pool, LD or product, or a host (certificate names)
     ("*", "sv"): GENERATION,
     ("*", "ports"): OBJECT,
@@ -123,6 +125,7 @@ RULES: dict[tuple[str, str], Rule] = {
     # hosts and their HBAs
     ("snaplab.v1.RegisterHost", "name"): HOST,
     ("snaplab.v1.DisksRequest", "host"): HOST,
+    ("snaplab.v1.ReservationRequest", "owner"): HOST,  # a cluster node ("" releases)
     ("*", "wwn"): WWN,
     ("*", "wwns"): WWN,
     # the agent's commands

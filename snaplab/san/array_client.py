@@ -245,6 +245,10 @@ class ArrayClient:
         return self._call("ClearFault", pb.FaultRequest(kind=kind, target=target))
 
     # -- lifetime ------------------------------------------------------------------------------
+    def set_reservation(self, ld: str, owner: str) -> pb.Reservation:
+        """Reserve BV ``ld`` for host ``owner`` (moving it), or release it with ``owner`` ""."""
+        return self._call("SetReservation", pb.ReservationRequest(ld=ld, owner=owner))
+
     def close(self) -> None:
         self.channel.close()
 

@@ -489,7 +489,7 @@ class DisksRequest(_message.Message):
     def __init__(self, host: _Optional[str] = ...) -> None: ...
 
 class Ld(_message.Message):
-    __slots__ = ("number", "name", "type", "format", "capacity", "pool", "attr", "access", "bv")
+    __slots__ = ("number", "name", "type", "format", "capacity", "pool", "attr", "access", "bv", "reserved_by")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -499,6 +499,7 @@ class Ld(_message.Message):
     ATTR_FIELD_NUMBER: _ClassVar[int]
     ACCESS_FIELD_NUMBER: _ClassVar[int]
     BV_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_BY_FIELD_NUMBER: _ClassVar[int]
     number: str
     name: str
     type: str
@@ -508,7 +509,8 @@ class Ld(_message.Message):
     attr: str
     access: _containers.RepeatedScalarFieldContainer[str]
     bv: str
-    def __init__(self, number: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., capacity: _Optional[int] = ..., pool: _Optional[str] = ..., attr: _Optional[str] = ..., access: _Optional[_Iterable[str]] = ..., bv: _Optional[str] = ...) -> None: ...
+    reserved_by: str
+    def __init__(self, number: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., capacity: _Optional[int] = ..., pool: _Optional[str] = ..., attr: _Optional[str] = ..., access: _Optional[_Iterable[str]] = ..., bv: _Optional[str] = ..., reserved_by: _Optional[str] = ...) -> None: ...
 
 class DisksReply(_message.Message):
     __slots__ = ("lds",)
@@ -592,3 +594,21 @@ class FaultRequest(_message.Message):
     kind: str
     target: str
     def __init__(self, kind: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
+
+class ReservationRequest(_message.Message):
+    __slots__ = ("ld", "owner")
+    LD_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    ld: str
+    owner: str
+    def __init__(self, ld: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
+
+class Reservation(_message.Message):
+    __slots__ = ("ld", "owner", "previous")
+    LD_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    ld: str
+    owner: str
+    previous: str
+    def __init__(self, ld: _Optional[str] = ..., owner: _Optional[str] = ..., previous: _Optional[str] = ...) -> None: ...

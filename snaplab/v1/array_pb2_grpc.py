@@ -119,6 +119,11 @@ class ArrayStub:
                 request_serializer=snaplab_dot_v1_dot_array__pb2.FaultRequest.SerializeToString,
                 response_deserializer=snaplab_dot_v1_dot_array__pb2.ArrayState.FromString,
                 _registered_method=True)
+        self.SetReservation = channel.unary_unary(
+                '/snaplab.v1.Array/SetReservation',
+                request_serializer=snaplab_dot_v1_dot_array__pb2.ReservationRequest.SerializeToString,
+                response_deserializer=snaplab_dot_v1_dot_array__pb2.Reservation.FromString,
+                _registered_method=True)
 
 
 class ArrayServicer:
@@ -237,6 +242,15 @@ class ArrayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetReservation(self, request, context):
+        """--- persistent reservations of cluster shared disks (BVs): manager and admin only ---
+        Sets (or moves) the owner whose writes the BV accepts; owner "" releases it. Another host's
+        write is refused with iSM31190 (FAILED_PRECONDITION), in the same transaction as the write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArrayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -324,6 +338,11 @@ def add_ArrayServicer_to_server(servicer, server):
                     servicer.ClearFault,
                     request_deserializer=snaplab_dot_v1_dot_array__pb2.FaultRequest.FromString,
                     response_serializer=snaplab_dot_v1_dot_array__pb2.ArrayState.SerializeToString,
+            ),
+            'SetReservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetReservation,
+                    request_deserializer=snaplab_dot_v1_dot_array__pb2.ReservationRequest.FromString,
+                    response_serializer=snaplab_dot_v1_dot_array__pb2.Reservation.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -785,6 +804,33 @@ class Array:
             '/snaplab.v1.Array/ClearFault',
             snaplab_dot_v1_dot_array__pb2.FaultRequest.SerializeToString,
             snaplab_dot_v1_dot_array__pb2.ArrayState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetReservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/snaplab.v1.Array/SetReservation',
+            snaplab_dot_v1_dot_array__pb2.ReservationRequest.SerializeToString,
+            snaplab_dot_v1_dot_array__pb2.Reservation.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,48 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ClusterBeat(_message.Message):
+    __slots__ = ("cluster", "timeout_seconds")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    timeout_seconds: float
+    def __init__(self, cluster: _Optional[str] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class ClusterView(_message.Message):
+    __slots__ = ("alive",)
+    ALIVE_FIELD_NUMBER: _ClassVar[int]
+    alive: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, alive: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ClusterClaimRequest(_message.Message):
+    __slots__ = ("cluster", "group", "array", "lds", "timeout_seconds", "release")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_FIELD_NUMBER: _ClassVar[int]
+    LDS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    group: str
+    array: str
+    lds: _containers.RepeatedScalarFieldContainer[str]
+    timeout_seconds: float
+    release: bool
+    def __init__(self, cluster: _Optional[str] = ..., group: _Optional[str] = ..., array: _Optional[str] = ..., lds: _Optional[_Iterable[str]] = ..., timeout_seconds: _Optional[float] = ..., release: _Optional[bool] = ...) -> None: ...
+
+class ClusterClaimReply(_message.Message):
+    __slots__ = ("granted", "owner", "previous", "reason")
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    granted: bool
+    owner: str
+    previous: str
+    reason: str
+    def __init__(self, granted: _Optional[bool] = ..., owner: _Optional[str] = ..., previous: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class EnrolRequest(_message.Message):
     __slots__ = ("role", "platform", "wwns", "ports", "cluster", "cluster_role")
     ROLE_FIELD_NUMBER: _ClassVar[int]

@@ -80,6 +80,16 @@ class ManagerStub:
                 request_serializer=snaplab_dot_v1_dot_manager__pb2.ManagedFault.SerializeToString,
                 response_deserializer=snaplab_dot_v1_dot_array__pb2.ArrayState.FromString,
                 _registered_method=True)
+        self.ClusterHeartbeat = channel.unary_unary(
+                '/snaplab.v1.Manager/ClusterHeartbeat',
+                request_serializer=snaplab_dot_v1_dot_manager__pb2.ClusterBeat.SerializeToString,
+                response_deserializer=snaplab_dot_v1_dot_manager__pb2.ClusterView.FromString,
+                _registered_method=True)
+        self.ClusterClaim = channel.unary_unary(
+                '/snaplab.v1.Manager/ClusterClaim',
+                request_serializer=snaplab_dot_v1_dot_manager__pb2.ClusterClaimRequest.SerializeToString,
+                response_deserializer=snaplab_dot_v1_dot_manager__pb2.ClusterClaimReply.FromString,
+                _registered_method=True)
 
 
 class ManagerServicer:
@@ -142,6 +152,24 @@ class ManagerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClusterHeartbeat(self, request, context):
+        """--- the quorum witness of the lab's clusters (3.10 (12)): cluster nodes only ---
+        A node's heartbeat to the witness; the reply says which nodes of its cluster the witness heard
+        within `timeout_seconds`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClusterClaim(self, request, context):
+        """A node asks for a group's shared disks: granted (and their reservations moved to it at the
+        array, in one step) only when the node holding them has not been heard within the timeout:
+        the claimant and the witness are then a majority of the votes. Otherwise not granted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ManagerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -189,6 +217,16 @@ def add_ManagerServicer_to_server(servicer, server):
                     servicer.ClearFault,
                     request_deserializer=snaplab_dot_v1_dot_manager__pb2.ManagedFault.FromString,
                     response_serializer=snaplab_dot_v1_dot_array__pb2.ArrayState.SerializeToString,
+            ),
+            'ClusterHeartbeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClusterHeartbeat,
+                    request_deserializer=snaplab_dot_v1_dot_manager__pb2.ClusterBeat.FromString,
+                    response_serializer=snaplab_dot_v1_dot_manager__pb2.ClusterView.SerializeToString,
+            ),
+            'ClusterClaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClusterClaim,
+                    request_deserializer=snaplab_dot_v1_dot_manager__pb2.ClusterClaimRequest.FromString,
+                    response_serializer=snaplab_dot_v1_dot_manager__pb2.ClusterClaimReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -434,6 +472,60 @@ class Manager:
             '/snaplab.v1.Manager/ClearFault',
             snaplab_dot_v1_dot_manager__pb2.ManagedFault.SerializeToString,
             snaplab_dot_v1_dot_array__pb2.ArrayState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClusterHeartbeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/snaplab.v1.Manager/ClusterHeartbeat',
+            snaplab_dot_v1_dot_manager__pb2.ClusterBeat.SerializeToString,
+            snaplab_dot_v1_dot_manager__pb2.ClusterView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClusterClaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/snaplab.v1.Manager/ClusterClaim',
+            snaplab_dot_v1_dot_manager__pb2.ClusterClaimRequest.SerializeToString,
+            snaplab_dot_v1_dot_manager__pb2.ClusterClaimReply.FromString,
             options,
             channel_credentials,
             insecure,
