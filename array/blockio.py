@@ -9,6 +9,7 @@ from snaplab.common.errors import E, SnapLabError
 
 from .blockstore import BLOCK, ZERO, Family, split_range
 from .model import LD, Gen, Restore
+from .storage import storage_refusal
 
 log = logging.getLogger("snaplab.array")
 
@@ -211,13 +212,18 @@ class BlockIOMixin:
 
     def read(self, ref: str | int, offset: int, length: int, *, host: str | None = None) -> bytes:
         """Read any byte range; ``host`` is the caller (None = the array itself / an administrator)."""
-        with self._lock:
+        with self._state():
             ld = self.ld(ref)
             self._check_range(ld, offset, length)
             kind, target, g = self._io_target(ld, host, write=False)
-            if kind == "gen":
-                return self._read_gen(target, g, offset, length)  # type: ignore[arg-type]
-            return self._read_head(target, self.families[target.number], offset, length)
+            try:
+                if kind == "gen":
+                    return self._read_gen(target, g, offset, length)  # type: ignore[arg-type]
+                return self._read_head(target, self.families[target.number], offset, length)
+            except OSError as exc:  # the data file cannot be read (I/O error): say so, keep serving
+                refusal = storage_refusal(exc)
+                log.error("storage failure, read refused: %s", refusal)
+                raise refusal from None
 
     def write(self, ref: str | int, offset: int, data: bytes, *, host: str | None = None) -> None:
         """Write any byte range atomically; returns once it is durable against a daemon crash."""

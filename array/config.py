@@ -191,7 +191,7 @@ class ConfigMixin:
             return self._new_ld(number, sdv_name or f"SDV{n}", "SDV", "", capacity, p)
 
     def sra_info(self, pool: int | str) -> dict:
-        with self._lock:
+        with self._state():
             p = self._pool(pool)
             return {
                 "pool": p.name,
@@ -303,7 +303,7 @@ class ConfigMixin:
             )
 
     def licence_state(self) -> dict:
-        with self._lock:
+        with self._state():
             out = {}
             for product in PRODUCTS:
                 if product not in self.licences:
@@ -320,7 +320,7 @@ class ConfigMixin:
     # ---------------------------------------------------------------- monitoring (B5)
     def describe(self) -> dict:
         """Monitoring (B5): array properties, pools with SRA, LDs, licences, faults, hosts."""
-        with self._lock:
+        with self._state():
             return {
                 "name": self.name,
                 "physical_capacity": self.physical_capacity(),

@@ -33,6 +33,7 @@ from .faults import FaultsMixin
 from .model import LD, Gen, Host, Link, Pool, Port, Restore
 from .restore import RestoreMixin
 from .snapshots import SnapshotsMixin
+from .storage import STORAGE_ERRORS, storage_refusal, unreadable
 from .store import open_db
 
 log = logging.getLogger("snaplab.array")
@@ -63,6 +64,7 @@ class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, Restore
         self._to_free: list[tuple[Family, int]] = []
         self._to_truncate: list[str] = []  # data files of LDs the transaction unbinds
         self._closed = False
+        self._unloaded: BaseException | None = None  # the storage error that keeps the state unloaded
         self.families: dict[int, Family] = {}
         self._load()
         if self.name is None:
@@ -75,87 +77,151 @@ class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, Restore
 
     # ================================================================ persistence plumbing
     def _load(self) -> None:
-        """(Re)build the memory state from the database: at start and after a failed transaction."""
+        """(Re)build the memory state from the database: at start and after a failed transaction.
+
+        All or nothing: the new state is built aside and swapped in only once complete, so a reload
+        that fails (storage gone) leaves no half-empty engine; the caller then refuses requests."""
         q = self.db.execute
+        st: dict = {}
         meta = dict(q("SELECT key, value FROM meta").fetchall())
-        self.name = meta.get("name")
-        self.pools = {r[0]: Pool(*r) for r in q("SELECT number, name, kind, capacity FROM pools")}
-        self.ports = {(r[0], r[1]): Port(*r) for r in q("SELECT director, port, name FROM ports")}
-        self.lds: dict[int, LD] = {}
+        st["name"] = meta.get("name")
+        st["pools"] = {r[0]: Pool(*r) for r in q("SELECT number, name, kind, capacity FROM pools")}
+        st["ports"] = {(r[0], r[1]): Port(*r) for r in q("SELECT director, port, name FROM ports")}
+        lds: dict[int, LD] = {}
         for r in q(
             "SELECT number, name, type, format, capacity, pool, attr, bv, seq, signature, link_lost FROM lds"
         ):
-            self.lds[r[0]] = LD(r[0], r[1], r[2], r[3] or "", r[4], r[5], r[6], r[7], r[8] or 0, r[9], bool(r[10]))
-        self.by_name = {ld.name: ld for ld in self.lds.values()}
-        self._sv_index: dict[int, list[LD]] | None = None
-        self.gens = {
+            lds[r[0]] = LD(r[0], r[1], r[2], r[3] or "", r[4], r[5], r[6], r[7], r[8] or 0, r[9], bool(r[10]))
+        st["lds"] = lds
+        st["by_name"] = {ld.name: ld for ld in lds.values()}
+        gens = {
             r[0]: Gen(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7])
             for r in q("SELECT sv, state, epoch, state_time, create_time, guard, orig_signature, fault FROM gens")
         }
-        self.links = {r[0]: Link(*r) for r in q("SELECT lv, kind, target, mode FROM links")}
-        self.hosts = {
+        st["gens"] = gens
+        st["links"] = {r[0]: Link(*r) for r in q("SELECT lv, kind, target, mode FROM links")}
+        st["hosts"] = {
             r[0]: Host(r[0], json.loads(r[1]), json.loads(r[2]), r[3])
             for r in q("SELECT name, wwns, ports, platform FROM hosts")
         }
-        self.access: dict[int, set[str]] = {}
+        access: dict[int, set[str]] = {}
         for path, ld in q("SELECT path, ld FROM access"):
-            self.access.setdefault(ld, set()).add(path)
-        self.licences = dict(q("SELECT product, capacity FROM licences").fetchall())
-        self.faults = {(k, t) for k, t in q("SELECT kind, target FROM faults")}
-        self.overlays: dict[int, dict[int, int]] = {}
+            access.setdefault(ld, set()).add(path)
+        st["access"] = access
+        st["licences"] = dict(q("SELECT product, capacity FROM licences").fetchall())
+        st["faults"] = {(k, t) for k, t in q("SELECT kind, target FROM faults")}
+        overlays: dict[int, dict[int, int]] = {}
         for sv, lb, pb in q("SELECT sv, lblock, pblock FROM overlay"):
-            self.overlays.setdefault(sv, {})[lb] = pb
-        for fam in self.families.values():
-            fam.close()
-        self.families = {}
-        for ld, cur, hw, _failed in q("SELECT ld, cur_epoch, hw, bv_failed FROM families"):
-            fam = Family(ld, str(self.data_dir / f"ld_{ld:04x}.dat"), cur, hw=hw)
-            fam.open()
-            self.families[ld] = fam
-        for fam_ld, lb, epoch, pb in q("SELECT family, lblock, epoch, pblock FROM blocks ORDER BY family, lblock, epoch"):
-            self.families[fam_ld].versions.setdefault(lb, []).append((epoch, pb))
-        for fam in self.families.values():
+            overlays.setdefault(sv, {})[lb] = pb
+        st["overlays"] = overlays
+        svs_of: dict[int, list[LD]] = {}
+        for x in lds.values():
+            if x.type == "SV" and x.bv is not None:
+                svs_of.setdefault(x.bv, []).append(x)
+        for svs in svs_of.values():
+            svs.sort(key=lambda x: x.seq)
+        families: dict[int, Family] = {}
+        try:
+            for ld, cur, hw, _failed in q("SELECT ld, cur_epoch, hw, bv_failed FROM families"):
+                fam = Family(ld, str(self.data_dir / f"ld_{ld:04x}.dat"), cur, hw=hw)
+                fam.open()
+                families[ld] = fam
+            for fam_ld, lb, epoch, pb in q(
+                "SELECT family, lblock, epoch, pblock FROM blocks ORDER BY family, lblock, epoch"
+            ):
+                families[fam_ld].versions.setdefault(lb, []).append((epoch, pb))
+            restores: dict[int, Restore] = {}
+            for bv, sv, total, started, sig in q("SELECT bv, sv, total, started, signature FROM restores"):
+                restores[bv] = Restore(bv, sv, total, started, sig)
+            for bv, lb in q("SELECT bv, lblock FROM restore_pending"):
+                restores[bv].pending.add(lb)
+        except BaseException:
+            for fam in families.values():
+                fam.close()
+            raise
+        for fam in families.values():
             used = {pb for vs in fam.versions.values() for _, pb in vs}
             fam.retained = sum(1 for vs in fam.versions.values() for _, pb in vs[:-1] if pb != ZERO)
-            for sv in self._svs_of(fam.ld):
-                ov = self.overlays.get(sv.number, {})
+            for sv in svs_of.get(fam.ld, []):
+                ov = overlays.get(sv.number, {})
                 used.update(ov.values())
                 fam.retained += len(ov)
             # Blocks written by a transaction that never committed are free again (crash recovery).
             fam.free = sorted((p for p in range(fam.hw) if p not in used), reverse=True)
             fam.live_epochs = sorted(
-                g.epoch for sv in self._svs_of(fam.ld) if (g := self.gens.get(sv.number)) and g.live and g.epoch
+                g.epoch for sv in svs_of.get(fam.ld, []) if (g := gens.get(sv.number)) and g.live and g.epoch
             )
             fam.owned = fam.retained_by_epoch()
-        self.restores: dict[int, Restore] = {}
-        for bv, sv, total, started, sig in q("SELECT bv, sv, total, started, signature FROM restores"):
-            self.restores[bv] = Restore(bv, sv, total, started, sig)
-        for bv, lb in q("SELECT bv, lblock FROM restore_pending"):
-            self.restores[bv].pending.add(lb)
+        st["families"] = families
+        st["restores"] = restores
+        st["_sv_index"] = svs_of
+        for fam in self.families.values():
+            fam.close()
+        self.__dict__.update(st)
+
+    def _reload(self, cause: BaseException) -> None:
+        """After a failed transaction: the memory state from the database again. If that fails too
+        (the storage went), the engine refuses every request (iSM31163) until a reload succeeds."""
+        try:
+            self._load()
+        except STORAGE_ERRORS as exc:
+            if self._unloaded is None:
+                log.error("array state cannot be reloaded from storage (%s); refusing requests until it can "
+                          "(after: %s)", exc, cause)
+            self._unloaded = exc
+        else:
+            self._unloaded = None
+
+    def _loaded(self) -> None:
+        """Under the lock, before any request touches the state: reload it if a failure left it
+        unloaded, or refuse (iSM31163)."""
+        if self._unloaded is not None:
+            try:
+                self._load()
+            except STORAGE_ERRORS as exc:
+                self._unloaded = exc
+                raise unreadable(exc) from None
+            self._unloaded = None
+            log.warning("array storage is back: state reloaded, serving again")
+
+    @contextmanager
+    def _state(self) -> Iterator[None]:
+        """The lock, for a request that reads the state (a loaded one: see ``_loaded``)."""
+        with self._lock:
+            self._loaded()
+            yield
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        """One atomic operation: BEGIN IMMEDIATE ... COMMIT, or rollback and reload on any failure."""
+        """One atomic operation: BEGIN IMMEDIATE ... COMMIT, or rollback on any failure.
+
+        A storage failure (disk full, state not writable, I/O error) is answered with its iSM
+        refusal (storage.py) and logged; the memory state is then reloaded from the database."""
         with self._lock:
             if self._closed:
                 raise SnapLabError(E.INTERNAL, detail="array is shutting down")
             if self._in_tx:
                 yield
                 return
+            self._loaded()
             self._in_tx = True
             self._to_free = []
             self._to_truncate = []
-            self.db.execute("BEGIN IMMEDIATE")
             try:
+                self.db.execute("BEGIN IMMEDIATE")
                 yield
                 self.db.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 try:
                     self.db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
                 self._in_tx = False
-                self._load()
+                self._reload(exc)
+                if isinstance(exc, STORAGE_ERRORS):
+                    refusal = storage_refusal(exc)
+                    log.error("storage failure, request refused: %s (%s: %s)", refusal, type(exc).__name__, exc)
+                    raise refusal from None
                 raise
             finally:
                 self._in_tx = False

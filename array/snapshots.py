@@ -300,7 +300,7 @@ class SnapshotsMixin:
 
     def query(self, bv_ref: str | int) -> dict:
         """``iSMsc_query``: the BV and, per SV of its set, generation, states, guard, link, data size."""
-        with self._lock:
+        with self._state():
             bv = self._bv(bv_ref)
             sizes = self._gen_sizes(bv.number)
             live = [self._gen_info(self.lds[g.sv], sizes) for g in self._live_gens(bv.number)]
@@ -329,7 +329,7 @@ class SnapshotsMixin:
 
     def linkinfo(self, ref: str | int) -> dict:
         """``iSMsc_linkinfo``: what a volume is linked to (LV side) or from (SV/BV side)."""
-        with self._lock:
+        with self._state():
             ld = self.ld(ref)
             out: dict = {"volume": ld.name, "type": ld.type, "format": ld.format, "links": []}
             if ld.type == "LV":
