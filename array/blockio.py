@@ -150,7 +150,7 @@ class BlockIOMixin:
     def _write_gen(self, sv: LD, g: Gen, offset: int, data: bytes) -> None:
         """Write into one generation (RW link, signatures): its private overlay, charged to the SRA."""
         fam = self.families[sv.bv]  # type: ignore[index]
-        ov = self.overlays.setdefault(sv.number, {})
+        ov = self.overlays.get(sv.number, {})
         segs = split_range(offset, len(data))
         new_blocks = sum(1 for lb, _, _ in segs if lb not in ov)
         pool = self.pools[sv.pool]
@@ -168,6 +168,7 @@ class BlockIOMixin:
             else:
                 base = self._gen_block(fam, g, lb) or bytes(BLOCK)
                 plan.append((lb, base[:inner] + piece + base[inner + n :]))
+        ov = self.overlays.setdefault(sv.number, ov)
         pblocks = fam.alloc(len(plan))
         fam.write_pblocks([(p, c) for p, (_, c) in zip(pblocks, plan)])
         rows = []

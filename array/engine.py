@@ -2,8 +2,9 @@
 
 ``ArrayEngine`` keeps every rule of SPEC §3 (A1-A14). It is usable in-process; ``servicer.py`` puts
 gRPC around it. One lock serialises operations; every mutating operation is one SQLite
-transaction, and if anything fails inside it the memory state is reloaded from the database, so a
-refused or failed request leaves nothing half-done.
+transaction. A refusal comes before any change, so it costs only the rollback; if anything fails
+after a change, the memory state is reloaded from the database. A refused or failed request leaves
+nothing half-done.
 
 This file holds the state, its transactions and persistence, and the lookups every concern shares;
 the operations live in one mixin per concern: config.py, access.py, faults.py, snapshots.py,
@@ -81,6 +82,13 @@ class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, Restore
 
         All or nothing: the new state is built aside and swapped in only once complete, so a reload
         that fails (storage gone) leaves no half-empty engine; the caller then refuses requests."""
+        st = self._read_state()
+        for fam in self.families.values():
+            fam.close()
+        self.__dict__.update(st)
+
+    def _read_state(self) -> dict:
+        """The memory state as the database holds it (the families' files opened anew)."""
         q = self.db.execute
         st: dict = {}
         meta = dict(q("SELECT key, value FROM meta").fetchall())
@@ -155,9 +163,7 @@ class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, Restore
         st["families"] = families
         st["restores"] = restores
         st["_sv_index"] = svs_of
-        for fam in self.families.values():
-            fam.close()
-        self.__dict__.update(st)
+        return st
 
     def _reload(self, cause: BaseException) -> None:
         """After a failed transaction: the memory state from the database again. If that fails too
@@ -195,6 +201,11 @@ class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, Restore
     def _tx(self) -> Iterator[None]:
         """One atomic operation: BEGIN IMMEDIATE ... COMMIT, or rollback on any failure.
 
+        A refusal (``SnapLabError``) raised before the transaction changed a row costs only the
+        rollback: every operation checks before it changes anything, and each change to the memory
+        state goes with its row (the rule every mixin keeps: no memory change, then a refusal, before
+        the first row). Any later failure reloads the memory state from the database (``_load``).
+
         A storage failure (disk full, state not writable, I/O error) is answered with its iSM
         refusal (storage.py) and logged; the memory state is then reloaded from the database."""
         with self._lock:
@@ -207,16 +218,20 @@ class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, Restore
             self._in_tx = True
             self._to_free = []
             self._to_truncate = []
+            changes = self.db.conn.total_changes
             try:
                 self.db.execute("BEGIN IMMEDIATE")
                 yield
                 self.db.execute("COMMIT")
             except BaseException as exc:
+                untouched = isinstance(exc, SnapLabError) and self.db.conn.total_changes == changes
                 try:
                     self.db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
                 self._in_tx = False
+                if untouched:  # refused before its first change: nothing to roll back in memory (O(1))
+                    raise
                 self._reload(exc)
                 if isinstance(exc, STORAGE_ERRORS):
                     refusal = storage_refusal(exc)
@@ -371,8 +386,25 @@ class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, Restore
 
     # ================================================================ self-check (tests)
     def verify(self) -> None:
-        """Assert the incremental accounting matches a recount (used by tests)."""
+        """Assert the incremental accounting matches a recount, and the memory state what the database
+        holds (so a refusal that skipped the reload left nothing behind: ``_tx``). Used by tests."""
         with self._lock:
+            fresh = self._read_state()
+            try:
+                for key in ("name", "pools", "ports", "lds", "gens", "links", "hosts", "access", "licences",
+                            "faults", "restores"):
+                    assert getattr(self, key) == fresh[key], (key, getattr(self, key), fresh[key])
+                assert {k: v for k, v in self.overlays.items() if v} == fresh["overlays"], "overlays"
+                assert self.families.keys() == fresh["families"].keys(), "families"
+                for ld, fam in self.families.items():
+                    other = fresh["families"][ld]
+                    assert (fam.cur_epoch, fam.hw, fam.versions, fam.live_epochs, fam.retained) == (
+                        other.cur_epoch, other.hw, other.versions, other.live_epochs, other.retained
+                    ), ("family", ld)
+                    assert set(fam.free) == set(other.free), ("free blocks", ld)
+            finally:
+                for fam in fresh["families"].values():
+                    fam.close()
             for fam in self.families.values():
                 retained = sum(1 for vs in fam.versions.values() for _, pb in vs[:-1] if pb != ZERO)
                 retained += sum(len(self.overlays.get(sv.number, {})) for sv in self._svs_of(fam.ld))

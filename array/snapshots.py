@@ -214,8 +214,9 @@ class SnapshotsMixin:
                     block0 = self._read_gen(sv, g, 0, disklayout.SECTOR)
                     current = disklayout.read_signature(block0)
                     if current is not None and lv.signature is not None:
-                        g.orig_signature = current
+                        # the write first: its refusal (SRA full) comes before any change (engine._tx)
                         self._write_gen(sv, g, disklayout.MBR_SIGNATURE_OFFSET, lv.signature)
+                        g.orig_signature = current
                         self._save_gen(g)
                 link = Link(lv.number, "sv", sv.number, mode)
             self.db.execute("INSERT INTO links VALUES (?,?,?,?)", [link.lv, link.kind, link.target, link.mode])
