@@ -96,6 +96,7 @@ class BlockIOMixin:
         pblocks = fam.alloc(len(writes))
         newp = dict(zip((lb for lb, _ in writes), pblocks))
         fam.write_pblocks([(newp[lb], c if len(c) == BLOCK else c.ljust(BLOCK, b"\0")) for lb, c in writes])
+        self._unsynced[fam.ld] = fam
         inserts, updates = [], []
         for lb, c in plan:
             p = newp.get(lb, ZERO)
@@ -171,6 +172,7 @@ class BlockIOMixin:
         ov = self.overlays.setdefault(sv.number, ov)
         pblocks = fam.alloc(len(plan))
         fam.write_pblocks([(p, c) for p, (_, c) in zip(pblocks, plan)])
+        self._unsynced[fam.ld] = fam
         rows = []
         for p, (lb, _) in zip(pblocks, plan):
             old = ov.get(lb)

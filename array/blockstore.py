@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 from snaplab.san.blocks import BLOCK
 
+from . import durability
+
 ZERO = -1  # a version whose content is all zeros and holds no physical block
 _ZEROS = bytes(BLOCK)
 
@@ -44,6 +46,14 @@ class Family:
     def open(self) -> None:
         if self.fd < 0:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def sync(self) -> None:
+        """Make what was written durable (power loss): before the transaction that maps it commits."""
+        try:
+            os.fdatasync(self.fd)
+        except OSError as exc:
+            raise self._failed(exc) from exc
+        durability.synced_file(self.path)
 
     def _failed(self, exc: OSError) -> OSError:
         """The error naming this family's file (pread/pwrite give none): the refusal names it."""

@@ -103,6 +103,7 @@ class ConfigMixin:
             if os.path.exists(fam.path):
                 os.truncate(fam.path, 0)  # leftovers of an LD unbound before a crash
             fam.open()
+            self._new_files = True
             self.families[number] = fam
             self._save_family(fam)
         return ld

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from snaplab.common.errors import E, SnapLabError
 
+from . import durability
 from .access import AccessMixin
 from .blockio import BlockIOMixin
 from .blockstore import ZERO, Family
@@ -58,12 +59,17 @@ class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, Restore
         self.data_dir = self.dir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = open_db(self.dir / "array.db")
+        durability.sync_dir(self.data_dir)  # the files just created, if they were, survive a power cut
+        durability.sync_dir(self.dir)
+        durability.committed(self)
         self._clock = clock
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._in_tx = False
         self._to_free: list[tuple[Family, int]] = []
         self._to_truncate: list[str] = []  # data files of LDs the transaction unbinds
+        self._unsynced: dict[int, Family] = {}  # families the transaction wrote (synced before COMMIT)
+        self._new_files = False  # the transaction created a data file (its folder synced before COMMIT)
         self._closed = False
         self._unloaded: BaseException | None = None  # the storage error that keeps the state unloaded
         self.families: dict[int, Family] = {}
@@ -218,11 +224,21 @@ class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, Restore
             self._in_tx = True
             self._to_free = []
             self._to_truncate = []
+            self._unsynced = {}
+            self._new_files = False
             changes = self.db.conn.total_changes
             try:
                 self.db.execute("BEGIN IMMEDIATE")
                 yield
+                # Acknowledged = durable across power loss: the data first, then the commit (SQLite
+                # syncs its log before COMMIT returns: store.py, synchronous=FULL).
+                for fam in self._unsynced.values():
+                    fam.sync()
+                if self._new_files:
+                    durability.sync_dir(self.data_dir)
+                durability.at_commit(self)
                 self.db.execute("COMMIT")
+                durability.committed(self)
             except BaseException as exc:
                 untouched = isinstance(exc, SnapLabError) and self.db.conn.total_changes == changes
                 try:
