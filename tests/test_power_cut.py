@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from snaplab.array.process import ArrayProcess
+
 from snaplab.common.rpc_errors import SnapLabClientError
 
 CUTS = int(os.environ.get("SNAPLAB_POWER_CUTS", "6"))
@@ -83,6 +83,7 @@ def test_a_power_cut_keeps_every_acknowledged_write(tmp_path: Path) -> None:
     print(f"power cut: seed {seed}, {CUTS} cuts")
     model: dict[str, bytearray] = {}
     acked = kept_in_flight = 0
+    writer: Writer | None = None
     for k in range(CUTS + 1):
         state, image = tmp_path / f"state{k}", tmp_path / f"image{k}"
         if k:
@@ -94,8 +95,9 @@ def test_a_power_cut_keeps_every_acknowledged_write(tmp_path: Path) -> None:
                 assert names == sorted(model), (seed, k, names)
                 for ld, want in model.items():
                     got = admin.read(ld, 0, CAP)
-                    if got != want and writer.in_flight and writer.in_flight[0] == ld:
-                        _, off, data = writer.in_flight
+                    in_flight = writer.in_flight if writer is not None else None
+                    if got != want and in_flight and in_flight[0] == ld:
+                        _, off, data = in_flight
                         want[off : off + len(data)] = data
                         kept_in_flight += 1
                     assert got == want, f"seed {seed}, cut {k}: {ld} lost acknowledged data"
