@@ -18,6 +18,9 @@ def open_db(path: Path) -> sqlite_utils.Database:
     # WAL + synchronous=FULL: SQLite syncs the log before COMMIT returns, so an acknowledged change
     # survives a power cut, not only kill -9 of the daemon (README "Durability"; the data a
     # transaction maps is synced before its COMMIT: engine._tx).
+    # The WAL index stays a shared -shm file (not locking_mode=EXCLUSIVE's heap copy): the crash tests
+    # read array.db beside the running daemon. SQLite allocates each -shm page by writing it before
+    # mapping it, so a full or read-only file system is an error code (storage.py), not a SIGBUS.
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=OFF")
