@@ -105,6 +105,7 @@ class CrashHarness:
         self.stop_on_failure = stop_on_failure
         self.kill_window = kill_window
         self.commit_share = commit_share
+        self.placed = 0  # kills placed at a commit so far
         self.certs = make_lab_certs(self.root / "certs", [("array", "array"), ("admin", "admin")])
         # The commit-pause hook (array/durability.py): a kill placed where a transaction's data is
         # synced and its COMMIT not yet done. Random kills land there only now and then (3 of 40).
@@ -172,12 +173,11 @@ class CrashHarness:
             if time.monotonic() > deadline:
                 raise CrashFailure(f"cycle {k}: worker did not start")
             time.sleep(0.005)
-        if self.rng.random() < self.commit_share:
-            time.sleep(self.rng.uniform(0, self.kill_window[0]))
+        time.sleep(self.rng.uniform(*self.kill_window))
+        if self.placed < self.commit_share * k:  # every other kill (by default), not a coin: a share held
+            self.placed += 1
             if self._paused_at_commit():
-                self.stats.commit_kills += 1
-        else:
-            time.sleep(self.rng.uniform(*self.kill_window))
+                self.stats.commit_kills += 1  # killed in the next commit after the random delay
         self.daemon.kill(signal.SIGKILL)
         self.stats.kills += 1
         for name in ("arm", "paused"):
