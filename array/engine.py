@@ -333,7 +333,7 @@ class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, Restore
         return self._sv_index.get(bv, [])
 
     def _lvs_of(self, bv: int) -> list[LD]:
-        return [x for x in self.lds.values() if x.type == "LV" and x.bv == bv]
+        return sorted((x for x in self.lds.values() if x.type == "LV" and x.bv == bv), key=lambda x: x.number)
 
     def _live_gens(self, bv: int) -> list[Gen]:
         """Live generations of a BV, newest first (relative generation -1, -2, ...)."""
