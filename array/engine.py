@@ -405,22 +405,8 @@ class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, Restore
         """Assert the incremental accounting matches a recount, and the memory state what the database
         holds (so a refusal that skipped the reload left nothing behind: ``_tx``). Used by tests."""
         with self._lock:
-            fresh = self._read_state()
-            try:
-                for key in ("name", "pools", "ports", "lds", "gens", "links", "hosts", "access", "licences",
-                            "faults", "restores"):
-                    assert getattr(self, key) == fresh[key], (key, getattr(self, key), fresh[key])
-                assert {k: v for k, v in self.overlays.items() if v} == fresh["overlays"], "overlays"
-                assert self.families.keys() == fresh["families"].keys(), "families"
-                for ld, fam in self.families.items():
-                    other = fresh["families"][ld]
-                    assert (fam.cur_epoch, fam.hw, fam.versions, fam.live_epochs, fam.retained) == (
-                        other.cur_epoch, other.hw, other.versions, other.live_epochs, other.retained
-                    ), ("family", ld)
-                    assert set(fam.free) == set(other.free), ("free blocks", ld)
-            finally:
-                for fam in fresh["families"].values():
-                    fam.close()
+            if not self._closed:
+                self._verify_against_db()
             for fam in self.families.values():
                 retained = sum(1 for vs in fam.versions.values() for _, pb in vs[:-1] if pb != ZERO)
                 retained += sum(len(self.overlays.get(sv.number, {})) for sv in self._svs_of(fam.ld))
@@ -435,3 +421,22 @@ class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, Restore
                     used += list(self.overlays.get(sv.number, {}).values())
                 assert len(used) == len(set(used)), "physical block shared"
                 assert not set(used) & set(fam.free), "free block in use"
+
+    def _verify_against_db(self) -> None:
+        """The memory state equals the state read from the database anew."""
+        fresh = self._read_state()
+        try:
+            for key in ("name", "pools", "ports", "lds", "gens", "links", "hosts", "licences", "faults", "restores"):
+                assert getattr(self, key) == fresh[key], (key, getattr(self, key), fresh[key])
+            for key in ("access", "overlays"):  # an emptied entry is no row
+                assert {k: v for k, v in getattr(self, key).items() if v} == fresh[key], key
+            assert self.families.keys() == fresh["families"].keys(), "families"
+            for ld, fam in self.families.items():
+                other = fresh["families"][ld]
+                assert (fam.cur_epoch, fam.hw, fam.versions, fam.live_epochs, fam.retained) == (
+                    other.cur_epoch, other.hw, other.versions, other.live_epochs, other.retained
+                ), ("family", ld)
+                assert set(fam.free) == set(other.free), ("free blocks", ld)
+        finally:
+            for fam in fresh["families"].values():
+                fam.close()
