@@ -79,7 +79,7 @@ class AccessMixin:
 
     def visible_lds(self, host: str) -> list[LD]:
         """The LDs a host sees as disks: assigned to one of its paths, and not SV/SDV."""
-        with self._lock:
+        with self._state():
             if ("path", host) in self.faults:
                 return []
             return [x for x in sorted(self.lds.values(), key=lambda x: x.number)
@@ -104,7 +104,7 @@ class AccessMixin:
         one it reaches; else through the LD itself, which must be reachable, not a BV linked to an LV
         and, for an LV, linked rw or ro. Refusals are routing's: iSM19063, iSM19003 (unknown, asked
         through a CV), iSM31042, iSM31043, iSM31063."""
-        with self._lock:
+        with self._state():
             if ("path", host) in self.faults:
                 raise SnapLabError(E.PATH_FAILURE, name=host)
             reached = self._reached(host)
@@ -134,7 +134,7 @@ class AccessMixin:
         """``describe()`` as ``host`` may see it: its own record and ports, the LDs it sees as disks
         (their access paths only its own), the pools they and their SVs use, and the faults on those,
         on its own path and on licences. Nothing about other hosts or LDs it is not given."""
-        with self._lock:
+        with self._state():
             d = self.describe()
             h = self.hosts.get(host)
             paths = self._host_paths(h) if h is not None else set()
@@ -157,7 +157,7 @@ class AccessMixin:
 
     def check_access(self, ref: str | int, host: str, write: bool = False) -> LD:
         """Raise unless ``host`` may do I/O on the LD now; returns the LD."""
-        with self._lock:
+        with self._state():
             ld = self.ld(ref)
             self._io_target(ld, host, write)
             return ld

@@ -9,6 +9,7 @@ from snaplab.common.errors import E, SnapLabError
 
 from .blockstore import BLOCK, ZERO, Family, split_range
 from .model import LD, Gen, Restore
+from .storage import storage_refusal
 
 log = logging.getLogger("snaplab.array")
 
@@ -95,6 +96,7 @@ class BlockIOMixin:
         pblocks = fam.alloc(len(writes))
         newp = dict(zip((lb for lb, _ in writes), pblocks))
         fam.write_pblocks([(newp[lb], c if len(c) == BLOCK else c.ljust(BLOCK, b"\0")) for lb, c in writes])
+        self._unsynced[fam.ld] = fam
         inserts, updates = [], []
         for lb, c in plan:
             p = newp.get(lb, ZERO)
@@ -149,7 +151,7 @@ class BlockIOMixin:
     def _write_gen(self, sv: LD, g: Gen, offset: int, data: bytes) -> None:
         """Write into one generation (RW link, signatures): its private overlay, charged to the SRA."""
         fam = self.families[sv.bv]  # type: ignore[index]
-        ov = self.overlays.setdefault(sv.number, {})
+        ov = self.overlays.get(sv.number, {})
         segs = split_range(offset, len(data))
         new_blocks = sum(1 for lb, _, _ in segs if lb not in ov)
         pool = self.pools[sv.pool]
@@ -167,8 +169,10 @@ class BlockIOMixin:
             else:
                 base = self._gen_block(fam, g, lb) or bytes(BLOCK)
                 plan.append((lb, base[:inner] + piece + base[inner + n :]))
+        ov = self.overlays.setdefault(sv.number, ov)
         pblocks = fam.alloc(len(plan))
         fam.write_pblocks([(p, c) for p, (_, c) in zip(pblocks, plan)])
+        self._unsynced[fam.ld] = fam
         rows = []
         for p, (lb, _) in zip(pblocks, plan):
             old = ov.get(lb)
@@ -211,13 +215,18 @@ class BlockIOMixin:
 
     def read(self, ref: str | int, offset: int, length: int, *, host: str | None = None) -> bytes:
         """Read any byte range; ``host`` is the caller (None = the array itself / an administrator)."""
-        with self._lock:
+        with self._state():
             ld = self.ld(ref)
             self._check_range(ld, offset, length)
             kind, target, g = self._io_target(ld, host, write=False)
-            if kind == "gen":
-                return self._read_gen(target, g, offset, length)  # type: ignore[arg-type]
-            return self._read_head(target, self.families[target.number], offset, length)
+            try:
+                if kind == "gen":
+                    return self._read_gen(target, g, offset, length)  # type: ignore[arg-type]
+                return self._read_head(target, self.families[target.number], offset, length)
+            except OSError as exc:  # the data file cannot be read (I/O error): say so, keep serving
+                refusal = storage_refusal(exc)
+                log.error("storage failure, read refused: %s", refusal)
+                raise refusal from None
 
     def write(self, ref: str | int, offset: int, data: bytes, *, host: str | None = None) -> None:
         """Write any byte range atomically; returns once it is durable against a daemon crash."""

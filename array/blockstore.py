@@ -14,10 +14,13 @@ links, signatures) go to that generation's private overlay.
 from __future__ import annotations
 
 import bisect
+import errno
 import os
 from dataclasses import dataclass, field
 
 from snaplab.san.blocks import BLOCK
+
+from . import durability
 
 ZERO = -1  # a version whose content is all zeros and holds no physical block
 _ZEROS = bytes(BLOCK)
@@ -44,6 +47,18 @@ class Family:
         if self.fd < 0:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
 
+    def sync(self) -> None:
+        """Make what was written durable (power loss): before the transaction that maps it commits."""
+        try:
+            os.fdatasync(self.fd)
+        except OSError as exc:
+            raise self._failed(exc) from exc
+        durability.synced_file(self.path)
+
+    def _failed(self, exc: OSError) -> OSError:
+        """The error naming this family's file (pread/pwrite give none): the refusal names it."""
+        return OSError(exc.errno, exc.strerror, self.path)
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
@@ -68,7 +83,10 @@ class Family:
     def read_pblock(self, pblock: int | None) -> bytes:
         if pblock is None or pblock == ZERO:
             return _ZEROS
-        data = os.pread(self.fd, BLOCK, pblock * BLOCK)
+        try:
+            data = os.pread(self.fd, BLOCK, pblock * BLOCK)
+        except OSError as exc:
+            raise self._failed(exc) from exc
         return data if len(data) == BLOCK else data.ljust(BLOCK, b"\0")
 
     def write_pblocks(self, items: list[tuple[int, bytes]]) -> None:
@@ -80,10 +98,14 @@ class Family:
             while j < len(items) and items[j][0] == items[j - 1][0] + 1:
                 j += 1
             start = items[i][0]
-            if j - i == 1:
-                os.pwrite(self.fd, items[i][1], start * BLOCK)
-            else:
-                os.pwritev(self.fd, [d for _, d in items[i:j]], start * BLOCK)
+            run = [d for _, d in items[i:j]]
+            try:
+                done = os.pwrite(self.fd, run[0], start * BLOCK) if len(run) == 1 else os.pwritev(
+                    self.fd, run, start * BLOCK)
+            except OSError as exc:
+                raise self._failed(exc) from exc
+            if done != sum(len(d) for d in run):  # a file system that filled up mid-write says so this way
+                raise self._failed(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
             i = j
 
     # -- views ---------------------------------------------------------------------------------------

@@ -103,6 +103,7 @@ class ConfigMixin:
             if os.path.exists(fam.path):
                 os.truncate(fam.path, 0)  # leftovers of an LD unbound before a crash
             fam.open()
+            self._new_files = True
             self.families[number] = fam
             self._save_family(fam)
         return ld
@@ -192,7 +193,7 @@ class ConfigMixin:
             return self._new_ld(number, sdv_name or f"SDV{n}", "SDV", "", capacity, p)
 
     def sra_info(self, pool: int | str) -> dict:
-        with self._lock:
+        with self._state():
             p = self._pool(pool)
             return {
                 "pool": p.name,
@@ -304,7 +305,7 @@ class ConfigMixin:
             )
 
     def licence_state(self) -> dict:
-        with self._lock:
+        with self._state():
             out = {}
             for product in PRODUCTS:
                 if product not in self.licences:
@@ -321,7 +322,7 @@ class ConfigMixin:
     # ---------------------------------------------------------------- monitoring (B5)
     def describe(self) -> dict:
         """Monitoring (B5): array properties, pools with SRA, LDs, licences, faults, hosts."""
-        with self._lock:
+        with self._state():
             return {
                 "name": self.name,
                 "physical_capacity": self.physical_capacity(),
@@ -341,6 +342,7 @@ class ConfigMixin:
                 ],
                 "licences": self.licence_state(),
                 "faults": sorted(f"{k}:{t}" for k, t in self.faults),
+                # by name: the order must not depend on when a host was last re-registered
                 "hosts": [{"name": h.name, "wwns": h.wwns, "ports": h.ports, "platform": h.platform}
-                          for h in self.hosts.values()],
+                          for h in sorted(self.hosts.values(), key=lambda h: h.name)],
             }

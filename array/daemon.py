@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from snaplab.common.rpc import CallLimits, ServerTLS, start_aio_server
 
 from .engine import ArrayEngine
 from .servicer import SERVICE_NAME, WAIT_METHOD, add_to_server
+from .storage import STORAGE_ERRORS, storage_refusal
 
 PROG = "snaplab-array"
 DEFAULT_NAME = "SnapLab_Array"
@@ -111,8 +113,16 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
         cfg.state.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create state folder {cfg.state}: {exc.strerror}") from None
-    lock_fd = daemon_runner.lock_state(cfg.state, PROG)
-    engine = ArrayEngine(cfg.state, name=cfg.name or DEFAULT_NAME)
+    # A file-size limit (RLIMIT_FSIZE) must fail the write (EFBIG: storage full), not kill the daemon.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    lock_fd = -1
+    try:
+        lock_fd = daemon_runner.lock_state(cfg.state, PROG)
+        engine = ArrayEngine(cfg.state, name=cfg.name or DEFAULT_NAME)
+    except STORAGE_ERRORS as exc:  # the state cannot even be opened: say why, as a refusal does
+        if lock_fd >= 0:
+            os.close(lock_fd)
+        raise UsageError(f"cannot open the state in {cfg.state}: {storage_refusal(exc)}") from None
     try:
         if cfg.name and engine.name != cfg.name:
             log.info("state already names the array %s; --name %s ignored", engine.name, cfg.name)

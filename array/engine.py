@@ -2,8 +2,9 @@
 
 ``ArrayEngine`` keeps every rule of SPEC §3 (A1-A14). It is usable in-process; ``servicer.py`` puts
 gRPC around it. One lock serialises operations; every mutating operation is one SQLite
-transaction, and if anything fails inside it the memory state is reloaded from the database, so a
-refused or failed request leaves nothing half-done.
+transaction. A refusal comes before any change, so it costs only the rollback; if anything fails
+after a change, the memory state is reloaded from the database. A refused or failed request leaves
+nothing half-done.
 
 This file holds the state, its transactions and persistence, and the lookups every concern shares;
 the operations live in one mixin per concern: config.py, access.py, faults.py, snapshots.py,
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from snaplab.common.errors import E, SnapLabError
 
+from . import durability
 from .access import AccessMixin
 from .blockio import BlockIOMixin
 from .blockstore import ZERO, Family
@@ -34,6 +36,7 @@ from .model import LD, Gen, Host, Link, Pool, Port, Restore
 from .reservations import ReservationsMixin
 from .restore import RestoreMixin
 from .snapshots import SnapshotsMixin
+from .storage import STORAGE_ERRORS, storage_refusal, unreadable
 from .store import open_db
 
 log = logging.getLogger("snaplab.array")
@@ -59,13 +62,19 @@ class ArrayEngine(
         self.data_dir = self.dir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = open_db(self.dir / "array.db")
+        durability.sync_dir(self.data_dir)  # the files just created, if they were, survive a power cut
+        durability.sync_dir(self.dir)
+        durability.committed(self)
         self._clock = clock
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._in_tx = False
         self._to_free: list[tuple[Family, int]] = []
         self._to_truncate: list[str] = []  # data files of LDs the transaction unbinds
+        self._unsynced: dict[int, Family] = {}  # families the transaction wrote (synced before COMMIT)
+        self._new_files = False  # the transaction created a data file (its folder synced before COMMIT)
         self._closed = False
+        self._unloaded: BaseException | None = None  # the storage error that keeps the state unloaded
         self.families: dict[int, Family] = {}
         self._load()
         if self.name is None:
@@ -78,88 +87,176 @@ class ArrayEngine(
 
     # ================================================================ persistence plumbing
     def _load(self) -> None:
-        """(Re)build the memory state from the database: at start and after a failed transaction."""
+        """(Re)build the memory state from the database: at start and after a failed transaction.
+
+        All or nothing: the new state is built aside and swapped in only once complete, so a reload
+        that fails (storage gone) leaves no half-empty engine; the caller then refuses requests."""
+        st = self._read_state()
+        for fam in self.families.values():
+            fam.close()
+        self.__dict__.update(st)
+
+    def _read_state(self) -> dict:
+        """The memory state as the database holds it (the families' files opened anew)."""
         q = self.db.execute
+        st: dict = {}
         meta = dict(q("SELECT key, value FROM meta").fetchall())
-        self.name = meta.get("name")
-        self.pools = {r[0]: Pool(*r) for r in q("SELECT number, name, kind, capacity FROM pools")}
-        self.ports = {(r[0], r[1]): Port(*r) for r in q("SELECT director, port, name FROM ports")}
-        self.lds: dict[int, LD] = {}
+        st["name"] = meta.get("name")
+        st["pools"] = {r[0]: Pool(*r) for r in q("SELECT number, name, kind, capacity FROM pools")}
+        st["ports"] = {(r[0], r[1]): Port(*r) for r in q("SELECT director, port, name FROM ports")}
+        lds: dict[int, LD] = {}
         for r in q(
             "SELECT number, name, type, format, capacity, pool, attr, bv, seq, signature, link_lost FROM lds"
         ):
-            self.lds[r[0]] = LD(r[0], r[1], r[2], r[3] or "", r[4], r[5], r[6], r[7], r[8] or 0, r[9], bool(r[10]))
-        self.by_name = {ld.name: ld for ld in self.lds.values()}
-        self._sv_index: dict[int, list[LD]] | None = None
-        self.gens = {
+            lds[r[0]] = LD(r[0], r[1], r[2], r[3] or "", r[4], r[5], r[6], r[7], r[8] or 0, r[9], bool(r[10]))
+        st["lds"] = lds
+        st["by_name"] = {ld.name: ld for ld in lds.values()}
+        gens = {
             r[0]: Gen(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7])
             for r in q("SELECT sv, state, epoch, state_time, create_time, guard, orig_signature, fault FROM gens")
         }
-        self.links = {r[0]: Link(*r) for r in q("SELECT lv, kind, target, mode FROM links")}
-        self.hosts = {
+        st["gens"] = gens
+        st["links"] = {r[0]: Link(*r) for r in q("SELECT lv, kind, target, mode FROM links")}
+        st["hosts"] = {
             r[0]: Host(r[0], json.loads(r[1]), json.loads(r[2]), r[3])
             for r in q("SELECT name, wwns, ports, platform FROM hosts")
         }
-        self.access: dict[int, set[str]] = {}
+        access: dict[int, set[str]] = {}
         for path, ld in q("SELECT path, ld FROM access"):
-            self.access.setdefault(ld, set()).add(path)
-        self.licences = dict(q("SELECT product, capacity FROM licences").fetchall())
-        self.faults = {(k, t) for k, t in q("SELECT kind, target FROM faults")}
-        self._load_reservations()
-        self.overlays: dict[int, dict[int, int]] = {}
+            access.setdefault(ld, set()).add(path)
+        st["access"] = access
+        st["licences"] = dict(q("SELECT product, capacity FROM licences").fetchall())
+        st["faults"] = {(k, t) for k, t in q("SELECT kind, target FROM faults")}
+        st["reservations"] = self._read_reservations(q)
+        overlays: dict[int, dict[int, int]] = {}
         for sv, lb, pb in q("SELECT sv, lblock, pblock FROM overlay"):
-            self.overlays.setdefault(sv, {})[lb] = pb
-        for fam in self.families.values():
-            fam.close()
-        self.families = {}
-        for ld, cur, hw, _failed in q("SELECT ld, cur_epoch, hw, bv_failed FROM families"):
-            fam = Family(ld, str(self.data_dir / f"ld_{ld:04x}.dat"), cur, hw=hw)
-            fam.open()
-            self.families[ld] = fam
-        for fam_ld, lb, epoch, pb in q("SELECT family, lblock, epoch, pblock FROM blocks ORDER BY family, lblock, epoch"):
-            self.families[fam_ld].versions.setdefault(lb, []).append((epoch, pb))
-        for fam in self.families.values():
+            overlays.setdefault(sv, {})[lb] = pb
+        st["overlays"] = overlays
+        svs_of: dict[int, list[LD]] = {}
+        for x in lds.values():
+            if x.type == "SV" and x.bv is not None:
+                svs_of.setdefault(x.bv, []).append(x)
+        for svs in svs_of.values():
+            svs.sort(key=lambda x: x.seq)
+        families: dict[int, Family] = {}
+        try:
+            for ld, cur, hw, _failed in q("SELECT ld, cur_epoch, hw, bv_failed FROM families"):
+                fam = Family(ld, str(self.data_dir / f"ld_{ld:04x}.dat"), cur, hw=hw)
+                fam.open()
+                families[ld] = fam
+            for fam_ld, lb, epoch, pb in q(
+                "SELECT family, lblock, epoch, pblock FROM blocks ORDER BY family, lblock, epoch"
+            ):
+                families[fam_ld].versions.setdefault(lb, []).append((epoch, pb))
+            restores: dict[int, Restore] = {}
+            for bv, sv, total, started, sig in q("SELECT bv, sv, total, started, signature FROM restores"):
+                restores[bv] = Restore(bv, sv, total, started, sig)
+            for bv, lb in q("SELECT bv, lblock FROM restore_pending"):
+                restores[bv].pending.add(lb)
+        except BaseException:
+            for fam in families.values():
+                fam.close()
+            raise
+        for fam in families.values():
             used = {pb for vs in fam.versions.values() for _, pb in vs}
             fam.retained = sum(1 for vs in fam.versions.values() for _, pb in vs[:-1] if pb != ZERO)
-            for sv in self._svs_of(fam.ld):
-                ov = self.overlays.get(sv.number, {})
+            for sv in svs_of.get(fam.ld, []):
+                ov = overlays.get(sv.number, {})
                 used.update(ov.values())
                 fam.retained += len(ov)
             # Blocks written by a transaction that never committed are free again (crash recovery).
             fam.free = sorted((p for p in range(fam.hw) if p not in used), reverse=True)
             fam.live_epochs = sorted(
-                g.epoch for sv in self._svs_of(fam.ld) if (g := self.gens.get(sv.number)) and g.live and g.epoch
+                g.epoch for sv in svs_of.get(fam.ld, []) if (g := gens.get(sv.number)) and g.live and g.epoch
             )
             fam.owned = fam.retained_by_epoch()
-        self.restores: dict[int, Restore] = {}
-        for bv, sv, total, started, sig in q("SELECT bv, sv, total, started, signature FROM restores"):
-            self.restores[bv] = Restore(bv, sv, total, started, sig)
-        for bv, lb in q("SELECT bv, lblock FROM restore_pending"):
-            self.restores[bv].pending.add(lb)
+        st["families"] = families
+        st["restores"] = restores
+        st["_sv_index"] = svs_of
+        return st
+
+    def _reload(self, cause: BaseException) -> None:
+        """After a failed transaction: the memory state from the database again. If that fails too
+        (the storage went), the engine refuses every request (iSM31163) until a reload succeeds."""
+        try:
+            self._load()
+        except STORAGE_ERRORS as exc:
+            if self._unloaded is None:
+                log.error("array state cannot be reloaded from storage (%s); refusing requests until it can "
+                          "(after: %s)", exc, cause)
+            self._unloaded = exc
+        else:
+            self._unloaded = None
+
+    def _loaded(self) -> None:
+        """Under the lock, before any request touches the state: reload it if a failure left it
+        unloaded, or refuse (iSM31163)."""
+        if self._unloaded is not None:
+            try:
+                self._load()
+            except STORAGE_ERRORS as exc:
+                self._unloaded = exc
+                raise unreadable(exc) from None
+            self._unloaded = None
+            log.warning("array storage is back: state reloaded, serving again")
+
+    @contextmanager
+    def _state(self) -> Iterator[None]:
+        """The lock, for a request that reads the state (a loaded one: see ``_loaded``)."""
+        with self._lock:
+            self._loaded()
+            yield
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        """One atomic operation: BEGIN IMMEDIATE ... COMMIT, or rollback and reload on any failure."""
+        """One atomic operation: BEGIN IMMEDIATE ... COMMIT, or rollback on any failure.
+
+        A refusal (``SnapLabError``) raised before the transaction changed a row costs only the
+        rollback: every operation checks before it changes anything, and each change to the memory
+        state goes with its row (the rule every mixin keeps: no memory change, then a refusal, before
+        the first row). Any later failure reloads the memory state from the database (``_load``).
+
+        A storage failure (disk full, state not writable, I/O error) is answered with its iSM
+        refusal (storage.py) and logged; the memory state is then reloaded from the database."""
         with self._lock:
             if self._closed:
                 raise SnapLabError(E.INTERNAL, detail="array is shutting down")
             if self._in_tx:
                 yield
                 return
+            self._loaded()
             self._in_tx = True
             self._to_free = []
             self._to_truncate = []
-            self.db.execute("BEGIN IMMEDIATE")
+            self._unsynced = {}
+            self._new_files = False
+            changes = self.db.conn.total_changes
             try:
+                self.db.execute("BEGIN IMMEDIATE")
                 yield
+                # Acknowledged = durable across power loss: the data first, then the commit (SQLite
+                # syncs its log before COMMIT returns: store.py, synchronous=FULL).
+                for fam in self._unsynced.values():
+                    fam.sync()
+                if self._new_files:
+                    durability.sync_dir(self.data_dir)
+                durability.at_commit(self)
                 self.db.execute("COMMIT")
-            except BaseException:
+                durability.committed(self)
+            except BaseException as exc:
+                untouched = isinstance(exc, SnapLabError) and self.db.conn.total_changes == changes
                 try:
                     self.db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
                 self._in_tx = False
-                self._load()
+                if untouched:  # refused before its first change: nothing to roll back in memory (O(1))
+                    raise
+                self._reload(exc)
+                if isinstance(exc, STORAGE_ERRORS):
+                    refusal = storage_refusal(exc)
+                    log.error("storage failure, request refused: %s (%s: %s)", refusal, type(exc).__name__, exc)
+                    raise refusal from None
                 raise
             finally:
                 self._in_tx = False
@@ -240,7 +337,7 @@ class ArrayEngine(
         return self._sv_index.get(bv, [])
 
     def _lvs_of(self, bv: int) -> list[LD]:
-        return [x for x in self.lds.values() if x.type == "LV" and x.bv == bv]
+        return sorted((x for x in self.lds.values() if x.type == "LV" and x.bv == bv), key=lambda x: x.number)
 
     def _live_gens(self, bv: int) -> list[Gen]:
         """Live generations of a BV, newest first (relative generation -1, -2, ...)."""
@@ -309,8 +406,11 @@ class ArrayEngine(
 
     # ================================================================ self-check (tests)
     def verify(self) -> None:
-        """Assert the incremental accounting matches a recount (used by tests)."""
+        """Assert the incremental accounting matches a recount, and the memory state what the database
+        holds (so a refusal that skipped the reload left nothing behind: ``_tx``). Used by tests."""
         with self._lock:
+            if not self._closed:
+                self._verify_against_db()
             for fam in self.families.values():
                 retained = sum(1 for vs in fam.versions.values() for _, pb in vs[:-1] if pb != ZERO)
                 retained += sum(len(self.overlays.get(sv.number, {})) for sv in self._svs_of(fam.ld))
@@ -325,3 +425,23 @@ class ArrayEngine(
                     used += list(self.overlays.get(sv.number, {}).values())
                 assert len(used) == len(set(used)), "physical block shared"
                 assert not set(used) & set(fam.free), "free block in use"
+
+    def _verify_against_db(self) -> None:
+        """The memory state equals the state read from the database anew."""
+        fresh = self._read_state()
+        try:
+            for key in ("name", "pools", "ports", "lds", "gens", "links", "hosts", "licences", "faults", "restores",
+                        "reservations"):
+                assert getattr(self, key) == fresh[key], (key, getattr(self, key), fresh[key])
+            for key in ("access", "overlays"):  # an emptied entry is no row
+                assert {k: v for k, v in getattr(self, key).items() if v} == fresh[key], key
+            assert self.families.keys() == fresh["families"].keys(), "families"
+            for ld, fam in self.families.items():
+                other = fresh["families"][ld]
+                assert (fam.cur_epoch, fam.hw, fam.versions, fam.live_epochs, fam.retained) == (
+                    other.cur_epoch, other.hw, other.versions, other.live_epochs, other.retained
+                ), ("family", ld)
+                assert set(fam.free) == set(other.free), ("free blocks", ld)
+        finally:
+            for fam in fresh["families"].values():
+                fam.close()

@@ -40,7 +40,7 @@ class FaultsMixin:
         return target
 
     def inject_fault(self, kind: str, target: str) -> None:
-        with self._lock:  # checked before the transaction: a refusal changes nothing to roll back
+        with self._state():  # checked before the transaction: a refusal changes nothing to roll back
             target = self._fault_target(kind, target)
             self._inject(kind, target)
 
@@ -67,7 +67,7 @@ class FaultsMixin:
     def clear_fault(self, kind: str, target: str) -> None:
         """Clear a fault. A repaired BV comes back empty (its data was lost); failed generations stay
         failed until deleted and re-created, as the guide's recovery steps say."""
-        with self._lock:
+        with self._state():
             if (kind, target) not in self.faults:  # a fault set before its target went is still clearable
                 target = self._fault_target(kind, target)
             if (kind, target) not in self.faults:

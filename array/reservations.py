@@ -13,6 +13,8 @@ in array.db keeps them across restarts (A12).
 
 from __future__ import annotations
 
+from typing import Any
+
 from snaplab.common.errors import E, SnapLabError
 
 from .model import LD
@@ -21,10 +23,10 @@ from .model import LD
 class ReservationsMixin:
     """A mixin of ``ArrayEngine`` (engine.py): ``self.reservations`` maps a BV's LD number to its owner."""
 
-    def _load_reservations(self) -> None:
-        self.reservations: dict[int, str] = dict(
-            self.db.execute("SELECT ld, host FROM reservations").fetchall()
-        )
+    reservations: dict[int, str]  # BV number -> owner host (the engine's _load builds it)
+
+    def _read_reservations(self, q: Any) -> dict[int, str]:
+        return dict(q("SELECT ld, host FROM reservations").fetchall())
 
     def set_reservation(self, ref: str | int, owner: str) -> str:
         """Reserve the BV ``ref`` for host ``owner`` (moving it from whoever held it), or release it

@@ -138,7 +138,7 @@ class RestoreMixin:
         if cond not in ("active", "deleted"):
             raise SnapLabError(E.BAD_ARGUMENT, detail=f"-cond {cond}")
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
+        with self._state():
             bv = self._bv(bv_ref)
             sv = self.resolve_sv(sv_ref, svflg, bv.number)
             while True:

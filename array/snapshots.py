@@ -214,8 +214,9 @@ class SnapshotsMixin:
                     block0 = self._read_gen(sv, g, 0, disklayout.SECTOR)
                     current = disklayout.read_signature(block0)
                     if current is not None and lv.signature is not None:
-                        g.orig_signature = current
+                        # the write first: its refusal (SRA full) comes before any change (engine._tx)
                         self._write_gen(sv, g, disklayout.MBR_SIGNATURE_OFFSET, lv.signature)
+                        g.orig_signature = current
                         self._save_gen(g)
                 link = Link(lv.number, "sv", sv.number, mode)
             self.db.execute("INSERT INTO links VALUES (?,?,?,?)", [link.lv, link.kind, link.target, link.mode])
@@ -300,7 +301,7 @@ class SnapshotsMixin:
 
     def query(self, bv_ref: str | int) -> dict:
         """``iSMsc_query``: the BV and, per SV of its set, generation, states, guard, link, data size."""
-        with self._lock:
+        with self._state():
             bv = self._bv(bv_ref)
             sizes = self._gen_sizes(bv.number)
             live = [self._gen_info(self.lds[g.sv], sizes) for g in self._live_gens(bv.number)]
@@ -329,7 +330,7 @@ class SnapshotsMixin:
 
     def linkinfo(self, ref: str | int) -> dict:
         """``iSMsc_linkinfo``: what a volume is linked to (LV side) or from (SV/BV side)."""
-        with self._lock:
+        with self._state():
             ld = self.ld(ref)
             out: dict = {"volume": ld.name, "type": ld.type, "format": ld.format, "links": []}
             if ld.type == "LV":

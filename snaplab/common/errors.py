@@ -158,6 +158,18 @@ class E:
     )
     STREAM_IDLE = _m("iSM31152", "Stream was idle too long and is closed. ({detail})", S.DEADLINE_EXCEEDED)
     STOPPING = _m("iSM31153", "Service is stopping; the stream is closed. ({name})", S.UNAVAILABLE)
+    # -- array storage (its state folder's file system: array.db and the LDs' data files) --------
+    STORAGE_FULL = _m(
+        "iSM31160", "Disk array storage is full; the request was not done. ({detail})", S.RESOURCE_EXHAUSTED
+    )
+    STORAGE_UNWRITABLE = _m(
+        "iSM31161", "Disk array state cannot be written; the request was not done. ({detail})", S.UNAVAILABLE
+    )
+    STORAGE_FAILED = _m("iSM31162", "Disk array storage failed; the request was not done. ({detail})", S.UNAVAILABLE)
+    STATE_UNREADABLE = _m(
+        "iSM31163", "Disk array state cannot be read from its storage; retry once it is back. ({detail})",
+        S.UNAVAILABLE,
+    )
     # -- manager: control I/O routing (B3) ----------------------------------------------------
     NOT_ENROLLED = _m("iSM31060", "Server is not registered to the management server. ({name})", S.PERMISSION_DENIED)
     CV_RULE = _m(

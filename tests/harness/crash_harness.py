@@ -83,6 +83,7 @@ class Stats:
     inflight_not: int = 0
     inflight_partial: int = 0
     verifications: int = 0
+    commit_kills: int = 0  # kills that landed inside a commit window (placed by the commit-pause hook)
     failures: list[str] = field(default_factory=list)
     by_op: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -92,7 +93,8 @@ class CrashHarness:
     """The parent side. ``with CrashHarness(root, seed=...) as h: h.run(kills)``; stops every process."""
 
     def __init__(self, root: Path | str, *, seed: int | None = None, log: Callable[[str], None] = print,
-                 stop_on_failure: bool = True, kill_window: tuple[float, float] = (0.02, 0.3)) -> None:
+                 stop_on_failure: bool = True, kill_window: tuple[float, float] = (0.02, 0.3),
+                 commit_share: float = 0.5) -> None:
         from snaplab.array.process import ArrayProcess, make_lab_certs
 
         self.root = Path(root)
@@ -102,8 +104,15 @@ class CrashHarness:
         self.log = log
         self.stop_on_failure = stop_on_failure
         self.kill_window = kill_window
+        self.commit_share = commit_share
+        self.placed = 0  # kills placed at a commit so far
         self.certs = make_lab_certs(self.root / "certs", [("array", "array"), ("admin", "admin")])
-        self.daemon = ArrayProcess(self.root / "state", certs=self.certs, name="Crash_Array", log_level="WARNING")
+        # The commit-pause hook (array/durability.py): a kill placed where a transaction's data is
+        # synced and its COMMIT not yet done. Random kills land there only now and then (3 of 40).
+        self.pause_dir = self.root / "commit-pause"
+        self.pause_dir.mkdir(exist_ok=True)
+        self.daemon = ArrayProcess(self.root / "state", certs=self.certs, name="Crash_Array", log_level="WARNING",
+                                   env={"SNAPLAB_DEBUG_COMMIT_PAUSE": str(self.pause_dir)})
         self.model = Model.initial()
         self.stats = Stats()
         self.worker: subprocess.Popen | None = None
@@ -165,8 +174,14 @@ class CrashHarness:
                 raise CrashFailure(f"cycle {k}: worker did not start")
             time.sleep(0.005)
         time.sleep(self.rng.uniform(*self.kill_window))
+        if self.placed < self.commit_share * k:  # every other kill (by default), not a coin: a share held
+            self.placed += 1
+            if self._paused_at_commit():
+                self.stats.commit_kills += 1  # killed in the next commit after the random delay
         self.daemon.kill(signal.SIGKILL)
         self.stats.kills += 1
+        for name in ("arm", "paused"):
+            (self.pause_dir / name).unlink(missing_ok=True)
         try:
             code = self.worker.wait(15)
         except subprocess.TimeoutExpired:
@@ -183,6 +198,20 @@ class CrashHarness:
         self.verify(candidates, labels)
         for p in (ckpt.with_suffix(".json"), ckpt.with_suffix(".bin")):
             p.unlink(missing_ok=True)
+
+    def _paused_at_commit(self, timeout: float = 3.0) -> bool:
+        """Arm the commit-pause hook and wait until the daemon pauses in its next commit."""
+        arm, paused = self.pause_dir / "arm", self.pause_dir / "paused"
+        arm.touch()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if paused.exists():
+                return True
+            if self.worker is not None and self.worker.poll() is not None:
+                break
+            time.sleep(0.002)
+        arm.unlink(missing_ok=True)  # no commit came (the worker was between operations): a plain kill
+        return paused.exists()
 
     @staticmethod
     def _read_journal(path: Path) -> list[dict]:
@@ -328,4 +357,6 @@ class CrashHarness:
         return (f"kills {s.kills}; operations acknowledged {s.ops_acked} ({ops}); of them refusals {s.refusals_acked}; "
                 f"writes {s.writes_acked} ({s.bytes_acked / MiB:.1f} MiB, {s.lv_writes_acked} through an LV); in-flight op at the kill: done "
                 f"{s.inflight_happened}, not done {s.inflight_not}, partly done (chunk prefix) {s.inflight_partial}; "
+                f"kills inside the commit window {s.commit_kills} of {s.kills} "
+                f"({100 * s.commit_kills / max(1, s.kills):.0f}%); "
                 f"verifications {s.verifications}; failures {len(s.failures)}; {s.seconds:.1f} s (seed {self.seed})")
