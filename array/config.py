@@ -323,11 +323,13 @@ class ConfigMixin:
         with self._lock:
             return {
                 "name": self.name,
+                "product_id": self.product_id,
                 "physical_capacity": self.physical_capacity(),
                 "ports": [{"director": p.director, "port": p.port, "name": p.name} for p in self.ports.values()],
                 "pools": [
                     {"number": p.number, "name": p.name, "kind": p.kind, "capacity": p.capacity,
-                     "sra_capacity": self._sra_capacity(p.number), "sra_used": self._sra_used(p.number)}
+                     "sra_capacity": self._sra_capacity(p.number), "sra_used": self._sra_used(p.number),
+                     "used": sum(x.capacity for x in self.lds.values() if x.pool == p.number and x.type not in ("SV", "LV"))}
                     for p in sorted(self.pools.values(), key=lambda p: p.number)
                 ],
                 "lds": [

@@ -51,7 +51,7 @@ class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, Restore
     signatures, A11 partitions (snapshots.py, restore.py); A12 persistence (here); A13 faults (faults.py).
     """
 
-    def __init__(self, state_dir: str | os.PathLike, *, name: str = "SnapLab_Array", clock: Callable[[], str] = _now):
+    def __init__(self, state_dir: str | os.PathLike, *, name: str = "SnapLab_Array", product_id: str = "", clock: Callable[[], str] = _now):
         self.dir = Path(state_dir)
         self.data_dir = self.dir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -69,6 +69,10 @@ class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, Restore
             with self._tx():
                 self._set_meta("name", name)
                 self.name = name
+        if product_id and product_id != self.product_id:
+            with self._tx():
+                self._set_meta("product_id", product_id)
+                self.product_id = product_id
         # Copies running restores in the background (restore.py), also ones a crash interrupted.
         self._worker = threading.Thread(target=self._restore_worker, name="restore", daemon=True)
         self._worker.start()
@@ -79,6 +83,7 @@ class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, Restore
         q = self.db.execute
         meta = dict(q("SELECT key, value FROM meta").fetchall())
         self.name = meta.get("name")
+        self.product_id = meta.get("product_id", "")  # "" shows as iSMview's default model
         self.pools = {r[0]: Pool(*r) for r in q("SELECT number, name, kind, capacity FROM pools")}
         self.ports = {(r[0], r[1]): Port(*r) for r in q("SELECT director, port, name FROM ports")}
         self.lds: dict[int, LD] = {}

@@ -255,9 +255,10 @@ def _int64(n: int) -> int:
 def array_state_msg(d: dict) -> pb.ArrayState:
     return pb.ArrayState(
         name=d["name"],
+        product_id=d.get("product_id", ""),
         physical_capacity=_int64(d["physical_capacity"]),
         ports=[pb.Port(director=p["director"], port=p["port"], name=p["name"]) for p in d["ports"]],
-        pools=[pb.Pool(**{k: _int64(v) if k.startswith("sra_") else v for k, v in p.items()}) for p in d["pools"]],
+        pools=[pb.Pool(**{k: _int64(v) if k.startswith("sra_") or k == "used" else v for k, v in p.items()}) for p in d["pools"]],
         lds=[ld_msg(x) for x in d["lds"]],
         licences=d["licences"],
         faults=d["faults"],

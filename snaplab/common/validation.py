@@ -123,6 +123,7 @@ RULES: dict[tuple[str, str], Rule] = {
     # hosts and their HBAs
     ("snaplab.v1.RegisterHost", "name"): HOST,
     ("snaplab.v1.DisksRequest", "host"): HOST,
+    ("snaplab.v1.DescribeRequest", "for_host"): HOST,
     ("*", "wwn"): WWN,
     ("*", "wwns"): WWN,
     # the agent's commands

@@ -517,24 +517,28 @@ class DisksReply(_message.Message):
     def __init__(self, lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ...) -> None: ...
 
 class DescribeRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("for_host",)
+    FOR_HOST_FIELD_NUMBER: _ClassVar[int]
+    for_host: str
+    def __init__(self, for_host: _Optional[str] = ...) -> None: ...
 
 class Pool(_message.Message):
-    __slots__ = ("number", "name", "kind", "capacity", "sra_capacity", "sra_used")
+    __slots__ = ("number", "name", "kind", "capacity", "sra_capacity", "sra_used", "used")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     SRA_CAPACITY_FIELD_NUMBER: _ClassVar[int]
     SRA_USED_FIELD_NUMBER: _ClassVar[int]
+    USED_FIELD_NUMBER: _ClassVar[int]
     number: int
     name: str
     kind: str
     capacity: int
     sra_capacity: int
     sra_used: int
-    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., capacity: _Optional[int] = ..., sra_capacity: _Optional[int] = ..., sra_used: _Optional[int] = ...) -> None: ...
+    used: int
+    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., capacity: _Optional[int] = ..., sra_capacity: _Optional[int] = ..., sra_used: _Optional[int] = ..., used: _Optional[int] = ...) -> None: ...
 
 class Port(_message.Message):
     __slots__ = ("director", "port", "name")
@@ -559,7 +563,7 @@ class Host(_message.Message):
     def __init__(self, name: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ...) -> None: ...
 
 class ArrayState(_message.Message):
-    __slots__ = ("name", "physical_capacity", "ports", "pools", "lds", "licences", "faults", "hosts")
+    __slots__ = ("name", "physical_capacity", "ports", "pools", "lds", "licences", "faults", "hosts", "product_id")
     class LicencesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -575,6 +579,7 @@ class ArrayState(_message.Message):
     LICENCES_FIELD_NUMBER: _ClassVar[int]
     FAULTS_FIELD_NUMBER: _ClassVar[int]
     HOSTS_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     physical_capacity: int
     ports: _containers.RepeatedCompositeFieldContainer[Port]
@@ -583,7 +588,8 @@ class ArrayState(_message.Message):
     licences: _containers.ScalarMap[str, str]
     faults: _containers.RepeatedScalarFieldContainer[str]
     hosts: _containers.RepeatedCompositeFieldContainer[Host]
-    def __init__(self, name: _Optional[str] = ..., physical_capacity: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ..., licences: _Optional[_Mapping[str, str]] = ..., faults: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ...) -> None: ...
+    product_id: str
+    def __init__(self, name: _Optional[str] = ..., physical_capacity: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ..., licences: _Optional[_Mapping[str, str]] = ..., faults: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ..., product_id: _Optional[str] = ...) -> None: ...
 
 class FaultRequest(_message.Message):
     __slots__ = ("kind", "target")
