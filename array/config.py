@@ -157,6 +157,21 @@ class ConfigMixin:
             fam.close()
             self._to_truncate.append(fam.path)  # after COMMIT (see _tx)
 
+    def rename_ld(self, ref: str | int, name: str) -> None:
+        """``iSMcfg nickname``: the LD keeps its number, bytes, pairs and access; only its name changes."""
+        if not name or len(name) > 32 or any(c.isspace() for c in name):
+            raise SnapLabError(E.BAD_ARGUMENT, detail=f"LD name {name!r}")
+        with self._tx():
+            ld = self.ld(ref)
+            if name == ld.name:
+                return
+            if name in self.by_name:
+                raise SnapLabError(E.LD_NAME_IN_USE, name=name)
+            del self.by_name[ld.name]
+            ld.name = name
+            self.by_name[name] = ld
+            self._save_ld(ld)
+
     def set_format(self, ref: str | int, fmt: str) -> None:
         """Change an LD's usage format (A2): never for SDVs, never once a generation exists."""
         if fmt not in FORMATS:
@@ -329,7 +344,7 @@ class ConfigMixin:
                 "pools": [
                     {"number": p.number, "name": p.name, "kind": p.kind, "capacity": p.capacity,
                      "sra_capacity": self._sra_capacity(p.number), "sra_used": self._sra_used(p.number),
-                     "used": sum(x.capacity for x in self.lds.values() if x.pool == p.number and x.type not in ("SV", "LV"))}
+                     "used": self._pool_used(p.number)}
                     for p in sorted(self.pools.values(), key=lambda p: p.number)
                 ],
                 "lds": [

@@ -89,6 +89,8 @@ def config_call(request: pb.ConfigRequest) -> tuple[str, tuple[Any, ...], dict[s
         return op, (m.ld,), {"port": opt(m.port), "wwn": opt(m.wwn)}
     if op == "set_format":
         return op, (m.ld, m.format), {}
+    if op == "rename_ld":
+        return op, (m.ld, m.name), {}
     raise bad(f"unknown configuration operation {op}")  # pragma: no cover - the oneof is exhaustive
 
 
