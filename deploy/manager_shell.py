@@ -20,7 +20,7 @@ MANAGER_SHELLS = ("bash",)
 
 def shell_env(lab_folder: Path) -> dict[str, str]:
     """The environment of the management server's shell: our console scripts ahead of the system's."""
-    env = {k: v for k, v in os.environ.items() if k not in ("SNAPLAB_HOST", "SNAPLAB_MANAGER")}
+    env = {k: v for k, v in os.environ.items() if k not in ("SNAPLAB_HOST", "SNAPLAB_MANAGER", "BASH_ENV", "ENV")}
     scripts = os.path.dirname(sys.executable)
     env["PATH"] = os.pathsep.join([scripts, env.get("PATH", "/usr/bin:/bin")])
     env["SNAPLAB_LAB"] = str(Path(lab_folder).resolve())
@@ -34,6 +34,9 @@ def manager_shell(lab_folder: Path, argv: list[str]) -> int:
         sys.stderr.write(f"'{argv[0]}' is not recognized as an internal or external command.\n")
         return 9009
     try:
-        return subprocess.run([exe, *argv[1:]], env=shell_env(lab_folder), check=False).returncode
+        # No start-up files: bash reads ~/.bashrc when sshd starts it, and a user's PATH there
+        # (pyenv shims, another install) must not shadow the lab's commands.
+        cmd = [exe, "--norc", "--noprofile", *argv[1:]]
+        return subprocess.run(cmd, env=shell_env(lab_folder), check=False).returncode
     except KeyboardInterrupt:
         return 130
