@@ -172,6 +172,22 @@ class ConfigMixin:
             self.by_name[name] = ld
             self._save_ld(ld)
 
+    def expand_ld(self, ref: str | int, capacity: int) -> LD:
+        """``iSMcfg ldexpand``: an IV or CV grows (its bytes stay, the new part reads as zeros); an LD of
+        the snapshot system (BV, SV, LV, SDV) keeps its size while it is one (iSM31222)."""
+        with self._tx():
+            ld = self.ld(ref)
+            if ld.type not in ("IV", "CV"):
+                raise SnapLabError(E.LD_NOT_EXPANDABLE, name=ld.name)
+            if capacity <= ld.capacity or capacity % disklayout.SECTOR:
+                raise SnapLabError(E.BAD_ARGUMENT, detail="the new capacity must be larger, a multiple of 512")
+            pool = self.pools[ld.pool]
+            if self._pool_used(pool.number) + capacity - ld.capacity > pool.capacity:
+                raise SnapLabError(E.POOL_CAPACITY, name=pool.name)
+            ld.capacity = capacity
+            self._save_ld(ld)
+            return ld
+
     def set_format(self, ref: str | int, fmt: str) -> None:
         """Change an LD's usage format (A2): never for SDVs, never once a generation exists."""
         if fmt not in FORMATS:

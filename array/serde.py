@@ -91,6 +91,8 @@ def config_call(request: pb.ConfigRequest) -> tuple[str, tuple[Any, ...], dict[s
         return op, (m.ld, m.format), {}
     if op == "rename_ld":
         return op, (m.ld, m.name), {}
+    if op == "expand_ld":
+        return op, (m.ld, m.capacity), {}
     raise bad(f"unknown configuration operation {op}")  # pragma: no cover - the oneof is exhaustive
 
 

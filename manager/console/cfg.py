@@ -93,6 +93,10 @@ SUBCOMMANDS: dict[str, Cfg] = {
         summary="-poolnumber N (-ldname NAME | -ldn N) -capacity SIZE|GB [-unit gb|mb|tb] [-ldattr iv|cv|mv|rv]"
         " [-osformat WN] [-immediate]",
     ),
+    "ldexpand": Cfg(
+        "iSM31221", ("-ldn", "-ldname", "-capacity", "-unit"),
+        summary="(-ldn N | -ldname NAME) -capacity SIZE|GB [-unit gb|mb|tb]",
+    ),
     "nickname": Cfg(
         "iSM31220", ("-ldn", "-ldname", "-newname"), ("-immediate",),
         summary="(-ldn N | -ldname NAME) -newname NAME [-immediate]",
@@ -204,6 +208,9 @@ def _config_request(sub: str, o: dict[str, Any]) -> dict[str, Any]:
         need(o, "-bvname", "-lvname")
         number = {"number": parse_number(o["-lvn"], "-lvn")} if "-lvn" in o else {}
         return {"bind_lv": apb.BindLv(bv=o["-bvname"], name=o["-lvname"], **number)}
+    if sub == "ldexpand":
+        need(o, "-capacity")
+        return {"expand_ld": apb.ExpandLd(ld=_ld_ref(o), capacity=gb_capacity(o["-capacity"], o.get("-unit", "gb")))}
     if sub == "nickname":
         need(o, "-newname")
         return {"rename_ld": apb.RenameLd(ld=_ld_ref(o), name=o["-newname"])}

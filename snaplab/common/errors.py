@@ -72,6 +72,11 @@ class E:
     LD_NUMBER_IN_USE = _m("iSM31003", "Specified logical disk number is in use. ({name})", S.ALREADY_EXISTS)
     LD_NAME_IN_USE = _m("iSM31004", "Specified logical disk name is in use. ({name})", S.ALREADY_EXISTS)
     LD_IN_USE = _m("iSM31005", "Specified logical disk is in use. ({name})", S.FAILED_PRECONDITION)
+    # not iSM31005: Cinder retries that one for five minutes, and a snapshot-system LD never becomes expandable
+    LD_NOT_EXPANDABLE = _m(
+        "iSM31222", "Specified logical disk is part of the snapshot system and cannot be expanded. ({name})",
+        S.FAILED_PRECONDITION,
+    )
     PORT_NOT_FOUND = _m("iSM31006", "Specified port does not exist. ({name})", S.NOT_FOUND)
     HOST_NOT_FOUND = _m("iSM31007", "Specified server is not registered to the disk array. ({name})", S.NOT_FOUND)
     BV_POOL_KIND = _m("iSM31010", "BV must be in a basic pool or a dynamic pool. ({name})", S.FAILED_PRECONDITION)

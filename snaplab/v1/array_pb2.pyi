@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ConfigRequest(_message.Message):
-    __slots__ = ("set_array_name", "add_port", "bind_pool", "bind_ld", "unbind_ld", "build_sra", "add_generations", "delete_generations", "bind_lv", "set_licence", "remove_licence", "register_host", "assign_access", "unassign_access", "set_format", "rename_ld")
+    __slots__ = ("set_array_name", "add_port", "bind_pool", "bind_ld", "unbind_ld", "build_sra", "add_generations", "delete_generations", "bind_lv", "set_licence", "remove_licence", "register_host", "assign_access", "unassign_access", "set_format", "rename_ld", "expand_ld")
     SET_ARRAY_NAME_FIELD_NUMBER: _ClassVar[int]
     ADD_PORT_FIELD_NUMBER: _ClassVar[int]
     BIND_POOL_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class ConfigRequest(_message.Message):
     UNASSIGN_ACCESS_FIELD_NUMBER: _ClassVar[int]
     SET_FORMAT_FIELD_NUMBER: _ClassVar[int]
     RENAME_LD_FIELD_NUMBER: _ClassVar[int]
+    EXPAND_LD_FIELD_NUMBER: _ClassVar[int]
     set_array_name: SetArrayName
     add_port: AddPort
     bind_pool: BindPool
@@ -40,7 +41,8 @@ class ConfigRequest(_message.Message):
     unassign_access: UnassignAccess
     set_format: SetFormat
     rename_ld: RenameLd
-    def __init__(self, set_array_name: _Optional[_Union[SetArrayName, _Mapping]] = ..., add_port: _Optional[_Union[AddPort, _Mapping]] = ..., bind_pool: _Optional[_Union[BindPool, _Mapping]] = ..., bind_ld: _Optional[_Union[BindLd, _Mapping]] = ..., unbind_ld: _Optional[_Union[UnbindLd, _Mapping]] = ..., build_sra: _Optional[_Union[BuildSra, _Mapping]] = ..., add_generations: _Optional[_Union[AddGenerations, _Mapping]] = ..., delete_generations: _Optional[_Union[DeleteGenerations, _Mapping]] = ..., bind_lv: _Optional[_Union[BindLv, _Mapping]] = ..., set_licence: _Optional[_Union[SetLicence, _Mapping]] = ..., remove_licence: _Optional[_Union[RemoveLicence, _Mapping]] = ..., register_host: _Optional[_Union[RegisterHost, _Mapping]] = ..., assign_access: _Optional[_Union[AssignAccess, _Mapping]] = ..., unassign_access: _Optional[_Union[UnassignAccess, _Mapping]] = ..., set_format: _Optional[_Union[SetFormat, _Mapping]] = ..., rename_ld: _Optional[_Union[RenameLd, _Mapping]] = ...) -> None: ...
+    expand_ld: ExpandLd
+    def __init__(self, set_array_name: _Optional[_Union[SetArrayName, _Mapping]] = ..., add_port: _Optional[_Union[AddPort, _Mapping]] = ..., bind_pool: _Optional[_Union[BindPool, _Mapping]] = ..., bind_ld: _Optional[_Union[BindLd, _Mapping]] = ..., unbind_ld: _Optional[_Union[UnbindLd, _Mapping]] = ..., build_sra: _Optional[_Union[BuildSra, _Mapping]] = ..., add_generations: _Optional[_Union[AddGenerations, _Mapping]] = ..., delete_generations: _Optional[_Union[DeleteGenerations, _Mapping]] = ..., bind_lv: _Optional[_Union[BindLv, _Mapping]] = ..., set_licence: _Optional[_Union[SetLicence, _Mapping]] = ..., remove_licence: _Optional[_Union[RemoveLicence, _Mapping]] = ..., register_host: _Optional[_Union[RegisterHost, _Mapping]] = ..., assign_access: _Optional[_Union[AssignAccess, _Mapping]] = ..., unassign_access: _Optional[_Union[UnassignAccess, _Mapping]] = ..., set_format: _Optional[_Union[SetFormat, _Mapping]] = ..., rename_ld: _Optional[_Union[RenameLd, _Mapping]] = ..., expand_ld: _Optional[_Union[ExpandLd, _Mapping]] = ...) -> None: ...
 
 class SetArrayName(_message.Message):
     __slots__ = ("name",)
@@ -99,6 +101,14 @@ class RenameLd(_message.Message):
     ld: str
     name: str
     def __init__(self, ld: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ExpandLd(_message.Message):
+    __slots__ = ("ld", "capacity")
+    LD_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    ld: str
+    capacity: int
+    def __init__(self, ld: _Optional[str] = ..., capacity: _Optional[int] = ...) -> None: ...
 
 class BuildSra(_message.Message):
     __slots__ = ("pool", "capacity", "sdv_name", "extend", "number")

@@ -50,6 +50,21 @@ def test_create_volume_then_delete(lab: ClientLab) -> None:
     assert "cinder_vol_2" not in ld_rows(lab)
 
 
+def test_extend_volume(lab: ClientLab) -> None:
+    """cli.expand: ``iSMcfg ldexpand -ldn %d -capacity %d -unit gb``; the size is the new one."""
+    out, err, ret = shell(lab, f"iSMcfg ldbind -poolnumber {POOL} -ldn 530 -capacity 1 -immediate")
+    assert ret == 0, err
+    out, err, ret = shell(lab, "iSMcfg ldexpand -ldn 530 -capacity 3 -unit gb")
+    assert ret == 0 and out.startswith("iSMcfg:Info: iSM31221: "), err
+    assert ld_rows(lab)["LD0212"][4] == "3.0GB"
+    out, err, ret = shell(lab, "iSMcfg ldexpand -ldn 530 -capacity 2 -unit gb")  # never shrinks
+    assert ret == 1 and err.startswith("iSMcfg:Error: iSM19001: "), err
+    out, err, ret = shell(lab, "iSMcfg ldexpand -ldname bv001 -capacity 9 -unit gb")  # a BV keeps its size
+    assert ret == 1 and err.startswith("iSMcfg:Error: iSM31222: ") and len(err.splitlines()) == 1, err
+    assert ld_rows(lab)["LD0212"][4] == "3.0GB"
+    assert shell(lab, "iSMcfg ldunbind -ldname LD0212")[2] == 0
+
+
 def test_bad_input_is_one_error_line_and_changes_nothing(lab: ClientLab) -> None:
     before = ld_rows(lab)
     for line, msg_id in [
