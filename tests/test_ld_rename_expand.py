@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from snaplab.array.engine import ArrayEngine
 from snaplab.array.model import DSV
+
 from snaplab.common.errors import SnapLabError
 
 MiB = 1 << 20
@@ -25,7 +25,7 @@ def eng(tmp_path: Path) -> Iterator[ArrayEngine]:
     e.close()
 
 
-def _refused(msg_id: str, fn, *args) -> None:  # noqa: ANN001 - any engine method
+def _refused(msg_id: str, fn, *args) -> None:
     with pytest.raises(SnapLabError) as info:
         fn(*args)
     assert info.value.msg_id == msg_id
