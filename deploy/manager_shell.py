@@ -24,6 +24,7 @@ def shell_env(lab_folder: Path) -> dict[str, str]:
     scripts = os.path.dirname(sys.executable)
     env["PATH"] = os.pathsep.join([scripts, env.get("PATH", "/usr/bin:/bin")])
     env["SNAPLAB_LAB"] = str(Path(lab_folder).resolve())
+    env["SNAPLAB_ON_MANAGER"] = "1"  # iSMsc_* here are the management server's (deploy/programs.py)
     return env
 
 

@@ -16,6 +16,8 @@ from snaplab.common.rpc import ClientTLS, SnapLabClientError
 from ..client import ManagerClient
 from .cfg import cfg_usage, run_cfg
 from .options import DEFAULT_LAB, TIMEOUT, Usage
+from .snapshot import COMMANDS as SNAPSHOT_COMMANDS
+from .snapshot import sc_usage
 from .view import run_view, view_usage
 
 # -- entry points ----------------------------------------------------------------------------------
@@ -23,6 +25,11 @@ from .view import run_view, view_usage
 COMMANDS: dict[str, tuple[Callable[[ManagerClient, list[str]], list[str]], Callable[[], str]]] = {
     "ismcfg": (run_cfg, cfg_usage),
     "ismview": (run_view, view_usage),
+    # SPEC B4: snapshot operations from the management server itself, as admin
+    **{
+        name.lower(): (run, lambda name=name: sc_usage(name))  # type: ignore[misc]
+        for name, run in SNAPSHOT_COMMANDS.items()
+    },
 }
 
 
@@ -110,3 +117,8 @@ def main_cfg() -> int:
 def main_view() -> int:
     """Console script ``iSMview``."""
     return _main("iSMview")
+
+
+def main_console(command: str) -> int:
+    """Any console command by name (the management server's ``iSMsc_*``)."""
+    return _main(command)

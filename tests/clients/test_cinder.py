@@ -93,3 +93,65 @@ def test_pipelines_run_as_the_driver_writes_them(lab: ClientLab) -> None:
     assert out.split()[1] == ARRAY
     # the exit status is the shell's, as exec_command's channel reports it
     assert shell(lab, "iSMcfg nickname -ldn 4000 -newname x; exit $?")[2] == 1
+
+
+# -- snapshots: the management server's iSMsc_* as the driver pipes them ------------------------------
+
+
+def bv_sv_status(lab: ClientLab, bv: str, sv: str) -> str | None:
+    """cli.query_BV_SV_status: the token after the first ") " of the SV's summary line."""
+    out, err, ret = shell(lab, f'iSMsc_query -bv {bv} -bvflg ld -sv {sv} -svflg ld -summary | '
+                               'while builtin read line;do '
+                               f'if [[ "$line" =~ "{sv}" ]]; then builtin echo "$line";fi;done')
+    assert ret == 0, err
+    start = out.find(") ")
+    return None if start == -1 else out[start + 2 :].split(" ")[0]
+
+
+def bvname_of(lab: ClientLab, sv: str) -> str:
+    """cli.get_bvname: characters 15 to 39 of the ``LD Name`` line of ``iSMsc_query -sv SV -summary``."""
+    out, err, ret = shell(lab, f'iSMsc_query -sv {sv} -svflg ld -summary | while builtin read line;do '
+                               'if [[ "$line" =~ "LD Name" ]]; then builtin echo "$line";fi;done')
+    assert ret == 0, err
+    return out[15:39].strip()
+
+
+def test_snapshot_create_restore_delete(lab: ClientLab) -> None:
+    assert shell(lab, "iSMcfg ldbind -poolnumber 0 -ldn 540 -capacity 1 -immediate")[2] == 0
+    assert shell(lab, "iSMcfg nickname -ldn 540 -newname cinder_bv -immediate")[2] == 0
+    # cli.snapshot_create
+    out, err, ret = shell(lab, "iSMcfg generationadd -bvname LX:cinder_bv -poolnumber 1 -count 1 -svname cinder_sv")
+    assert ret == 0, err
+    out, err, ret = shell(lab, "iSMsc_create -bv cinder_bv -bvflg ld -sv cinder_sv -svflg ld")
+    assert ret == 0 and out.startswith("iSMsc_create:Info: iSM19010: "), err
+    assert bv_sv_status(lab, "cinder_bv", "cinder_sv") == "snap/active"
+    assert bvname_of(lab, "cinder_sv") == "cinder_bv"
+    # cli.snapshot_restore: -derivsv keep -nowait, then poll while rst/exec
+    out, err, ret = shell(lab, "iSMsc_restore -bv cinder_bv -bvflg ld -sv cinder_sv -svflg ld -derivsv keep -nowait")
+    assert ret == 0, err
+    for _ in range(100):
+        state = bv_sv_status(lab, "cinder_bv", "cinder_sv")
+        if state != "rst/exec":
+            break
+    assert state == "snap/active"
+    # cli.lvbind + lvlink (volume from snapshot: the driver's LV path) + lvunlink + lvunbind
+    assert shell(lab, "iSMcfg lvbind -bvname cinder_bv -lvn 541 -lvname cinder_lv")[2] == 0
+    out, err, ret = shell(lab, "iSMsc_link -lv cinder_lv -lvflg ld -sv cinder_sv -svflg ld -lvacc ro")
+    assert ret == 0 and out.startswith("iSMsc_link:Info: iSM20020: "), err
+    out, err, ret = shell(lab, "iSMsc_link -lv cinder_lv -lvflg ld -sv cinder_sv -svflg ld -lvacc ro")
+    assert ret == 1 and len(err.splitlines()) == 1 and err.startswith("iSMsc_link:Error: iSM"), err
+    assert shell(lab, "iSMsc_unlink -lv cinder_lv -lvflg ld")[2] == 0
+    assert shell(lab, "iSMcfg lvunbind -ldname cinder_lv")[2] == 0
+    # cli.snapshot_delete
+    out, err, ret = shell(lab, "iSMsc_delete -bv cinder_bv -bvflg ld -sv cinder_sv -svflg ld")
+    assert ret == 0, err
+    assert bv_sv_status(lab, "cinder_bv", "cinder_sv") == "snap/deleted"
+    assert shell(lab, "iSMcfg generationdel -bvname LX:cinder_bv -count 1")[2] == 0
+    assert shell(lab, "iSMcfg ldunbind -ldname cinder_bv")[2] == 0
+
+
+def test_snapshot_commands_bad_input(lab: ClientLab) -> None:
+    for line in ["iSMsc_create -bv nobody -bvflg ld -sv x -svflg ld", "iSMsc_create -bv bv001 -bvflg drv -cyclic",
+                 "iSMsc_query -sv nobody -svflg ld", "iSMsc_delete -bv bv001 -bvflg ld"]:
+        out, err, ret = shell(lab, line)
+        assert ret == 1 and out == "" and err.startswith(line.split()[0] + ":Error: iSM"), (line, err)
