@@ -8,9 +8,12 @@ from snaplab.common.errors import E, SnapLabError
 from snaplab.v1 import array_pb2 as apb
 
 from ..client import ManagerClient
+from .ldsets import LDSET_SUBCOMMANDS, run_ldset
+from .names import NAME_OPTS, plain_name
 from .options import Usage, fmt_size, need, parse_number, parse_options, parse_size
 
 ARRAY_OPT = "-arrayname"
+GiB = 1 << 30
 CV_CAPACITY = 64 << 20  # a CV bound without -capacity (Cinder's cvbind): a small LD, control I/O only
 
 
@@ -28,17 +31,6 @@ def _path(opts: dict[str, Any]) -> dict[str, str]:
     if ("-portname" in opts) == ("-wwn" in opts):
         raise Usage("give -portname or -wwn")
     return {"port": opts.get("-portname", ""), "wwn": opts.get("-wwn", "")}
-
-
-OS_TYPES = ("A2", "A4", "AX", "CX", "LX", "NX", "SX", "WN", "WG")
-NAME_OPTS = ("-ldname", "-bvname", "-lvname", "-newname")
-GiB = 1 << 30
-
-
-def plain_name(text: str) -> str:
-    """An LD name as the real iSMcfg takes it, optionally ``TYPE:NAME`` (Cinder: ``LX:cinder_bv``)."""
-    kind, sep, rest = text.partition(":")
-    return rest if sep and kind.upper() in OS_TYPES and rest else text
 
 
 def gb_capacity(text: str, unit: str = "gb") -> int:
@@ -263,6 +255,7 @@ def _ld_line(ld: apb.Ld) -> str:
 def cfg_usage() -> str:
     lines = ["Usage: iSMcfg SUBCOMMAND [OPTIONS] [-arrayname ARRAY]"]
     lines += [f"  iSMcfg {name} {c.summary}" for name, c in SUBCOMMANDS.items()]
+    lines += [f"  iSMcfg {name} {summary}" for name, (_, _, summary) in LDSET_SUBCOMMANDS.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -271,6 +264,8 @@ def run_cfg(client: ManagerClient, args: list[str]) -> list[str]:
     if not args:
         raise Usage("give a subcommand")
     sub = args[0].lower()
+    if sub in LDSET_SUBCOMMANDS:
+        return run_ldset(client, sub, args[1:], ARRAY_OPT)
     spec = SUBCOMMANDS.get(sub)
     if spec is None:
         raise Usage(f"unknown subcommand {args[0]}")

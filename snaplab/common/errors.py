@@ -73,6 +73,10 @@ class E:
     LD_NAME_IN_USE = _m("iSM31004", "Specified logical disk name is in use. ({name})", S.ALREADY_EXISTS)
     LD_IN_USE = _m("iSM31005", "Specified logical disk is in use. ({name})", S.FAILED_PRECONDITION)
     # not iSM31005: Cinder retries that one for five minutes, and a snapshot-system LD never becomes expandable
+    LDSET_EXISTS = _m("iSM31227", "Specified LD set already exists. ({name})", S.ALREADY_EXISTS)
+    LDSET_NO_PATH = _m("iSM31228", "Specified LD set has no path. ({name})", S.FAILED_PRECONDITION)
+    LDSET_HAS_LD = _m("iSM31229", "Specified logical disk is already in the LD set. ({name})", S.ALREADY_EXISTS)
+    LDSET_NO_LD = _m("iSM31230", "Specified logical disk is not in the LD set. ({name})", S.FAILED_PRECONDITION)
     LD_NOT_EXPANDABLE = _m(
         "iSM31222", "Specified logical disk is part of the snapshot system and cannot be expanded. ({name})",
         S.FAILED_PRECONDITION,

@@ -155,3 +155,42 @@ def test_snapshot_commands_bad_input(lab: ClientLab) -> None:
                  "iSMsc_query -sv nobody -svflg ld", "iSMsc_delete -bv bv001 -bvflg ld"]:
         out, err, ret = shell(lab, line)
         assert ret == 1 and out == "" and err.startswith(line.split()[0] + ":Error: iSM"), (line, err)
+
+
+# -- attach / detach: LD sets ------------------------------------------------------------------------
+
+
+def access_of(lab: ClientLab, ld: str) -> list[str]:
+    out, err, ret = shell(lab, f"iSMview -all {ARRAY}")
+    assert ret == 0, err
+    table = out.split("--- Access Control List ---\n")[1].split("\n\n")[0].splitlines()[1:]
+    return [" ".join(r.split()[1:]) for r in table if r.split()[0] == ld]
+
+
+def test_attach_and_detach_through_ld_sets(lab: ClientLab) -> None:
+    """cli.addldset_fc (addldset + addldsetpath per WWPN, upper case in 4-digit groups), addldsetld, delldsetld."""
+    assert shell(lab, "iSMcfg ldbind -poolnumber 0 -ldn 560 -capacity 1 -immediate")[2] == 0
+    assert shell(lab, "iSMcfg nickname -ldn 560 -newname cinder_att -immediate")[2] == 0
+    wwpn = "10000000c90000bb"
+    path = "-".join(wwpn[i : i + 4] for i in range(0, 16, 4)).upper()
+    out, err, ret = shell(lab, "iSMcfg addldset -ldset LX:cinder_node -type fc")
+    assert ret == 0, err
+    out, err, ret = shell(lab, f"iSMcfg addldsetpath -ldset LX:cinder_node -path {path}")
+    assert ret == 0, err
+    out, err, ret = shell(lab, "iSMcfg addldsetld -ldset LX:cinder_node -ldname LX:cinder_att -lun 0")
+    assert ret == 0, err
+    assert access_of(lab, "cinder_att") == ["WWN 10:00:00:00:c9:00:00:bb"]
+    out, err, ret = shell(lab, "iSMcfg delldsetld -ldset LX:cinder_node -ldname LX:cinder_att")
+    assert ret == 0, err
+    assert access_of(lab, "cinder_att") == []
+    # detach of an LD not in the set: one error line, status 1 (the driver reads err), nothing changes
+    out, err, ret = shell(lab, "iSMcfg delldsetld -ldset LX:cinder_node -ldname LX:cinder_att")
+    assert ret == 1 and out == "" and err.startswith("iSMcfg:Error: iSM31230: ") and len(err.splitlines()) == 1
+    for line, msg_id in [("iSMcfg addldset -ldset LX:cinder_node -type fc", "iSM31227"),
+                         ("iSMcfg addldsetpath -ldset LX:cinder_node -path 12-34", "iSM11100"),
+                         ("iSMcfg addldsetld -ldset LX:nobody -ldname cinder_att", "iSM31007"),
+                         ("iSMcfg addldsetld -ldset QQ:cinder_node -ldname cinder_att", "iSM11100")]:
+        out, err, ret = shell(lab, line)
+        assert ret == 1 and err.startswith(f"iSMcfg:Error: {msg_id}: "), (line, err)
+    assert access_of(lab, "cinder_att") == []
+    assert shell(lab, "iSMcfg ldunbind -ldname cinder_att")[2] == 0
