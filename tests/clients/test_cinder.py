@@ -8,7 +8,9 @@ one in front). What the lab does not offer yet is listed in docs/clients.md.
 
 from __future__ import annotations
 
+import re
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -194,3 +196,72 @@ def test_attach_and_detach_through_ld_sets(lab: ClientLab) -> None:
         assert ret == 1 and err.startswith(f"iSMcfg:Error: {msg_id}: "), (line, err)
     assert access_of(lab, "cinder_att") == []
     assert shell(lab, "iSMcfg ldunbind -ldname cinder_att")[2] == 0
+
+
+# -- configuration as XML: what volume_common.configs reads -------------------------------------------
+
+
+def _configs(xml: str) -> dict:
+    """The driver's element paths: pools, LDs (``OS Type:LD Name``), FC LD sets, host ports, Product ID."""
+    root = ET.fromstring(xml)
+    version = root.findall("./CMD_REQUEST")[0].get("version").replace("Version ", "")[0:3]
+    pools = {}
+    for obj in root.findall('./CMD_REQUEST/CHAPTER[@name="Pool"]/OBJECT[@name="Pool"]'):
+        sec = obj.find('./SECTION[@name="Pool Detail Information"]')
+        num = int(sec.find('./UNIT[@name="Pool No.(h)"]').text, 16)
+        pools[num] = {"total": int(sec.find('UNIT[@name="Pool Capacity"]').text, 10),
+                      "free": int(sec.find('UNIT[@name="Free Pool Capacity"]').text, 10),
+                      "used": int(sec.find('UNIT[@name="Used Pool Capacity"]').text, 10), "ld_list": []}
+    lds = {}
+    for sec in root.findall('./CMD_REQUEST/CHAPTER[@name="Logical Disk"]/OBJECT[@name="Logical Disk"]/'
+                            'SECTION[@name="LD Detail Information"]'):
+        ostype = sec.find('./UNIT[@name="OS Type"]').text or ""
+        name = ostype + ":" + sec.find('./UNIT[@name="LD Name"]').text
+        ld = {"ldn": int(sec.find('./UNIT[@name="LDN(h)"]').text, 16),
+              "pool_num": int(sec.find('./UNIT[@name="Pool No.(h)"]').text, 16),
+              "ld_capacity": int(sec.find('./UNIT[@name="LD Capacity"]').text, 10) // GiB,
+              "RPL Attribute": sec.find('./UNIT[@name="RPL Attribute"]').text,
+              "Purpose": sec.find('./UNIT[@name="Purpose"]').text}
+        pools[ld["pool_num"]]["ld_list"].append(ld)  # every LD's pool is listed
+        lds[name] = ld
+    ldsets = {}
+    for obj in root.findall('./CMD_REQUEST/CHAPTER[@name="Access Control"]/OBJECT[@name="LD Set(FC)"]'):
+        sec = obj.find('./SECTION[@name="LD Set(FC) Information"]')
+        name = sec.find('./UNIT[@name="Platform"]').text + ":" + sec.find('./UNIT[@name="LD Set Name"]').text
+        paths = [s.find('./UNIT[@name="Path"]').text for s in obj.findall('./SECTION[@name="Path List"]')]
+        members = {int(s.find('./UNIT[@name="LDN(h)"]').text, 16): int(s.find('./UNIT[@name="LUN(h)"]').text, 16)
+                   for s in obj.findall('./SECTION[@name="LUN/LD List"]')}
+        ldsets[name] = {"wwpn": paths, "lds": members}
+    ports = []
+    for sec in root.findall('./CMD_REQUEST/CHAPTER[@name="Controller"]/OBJECT[@name="Host Port"]/'
+                            'SECTION[@name="Host Director/Host Port Information"]'):
+        director, port = (int(x, 16) for x in sec.find('./UNIT[@name="Port No.(h)"]').text.split("-"))
+        ports.append((director, port, sec.find('./UNIT[@name="WWPN"]').text))
+    product = root.find('./CMD_REQUEST/CHAPTER[@name="Disk Array"]/OBJECT[@name="Disk Array"]/'
+                        'SECTION[@name="Disk Array Detail Information"]/UNIT[@name="Product ID"]').text
+    return {"version": version, "pools": pools, "lds": lds, "ldsets": ldsets, "ports": ports, "product": product}
+
+
+@pytest.mark.parametrize("line", ["iSMquery -cinder -xml -all", "clioutmsg xml; iSMview -all"])
+def test_pool_capacity_and_configuration_as_xml(lab: ClientLab, line: str) -> None:
+    assert shell(lab, "iSMcfg ldbind -poolnumber 1 -ldn 580 -capacity 2 -immediate")[2] == 0
+    assert shell(lab, "iSMcfg nickname -ldn 580 -newname 'a&b<c>\"q' -immediate")[2] == 0  # escaped in XML
+    if shell(lab, "iSMcfg addldset -ldset LX:xml_node -type fc")[2] == 0:  # once for both parameters
+        assert shell(lab, "iSMcfg addldsetpath -ldset LX:xml_node -path 1000-0000-C900-00CC")[2] == 0
+    assert shell(lab, "iSMcfg addldsetld -ldset LX:xml_node -ldname 'a&b<c>\"q'")[2] == 0
+    try:
+        out, err, ret = shell(lab, line)
+        assert ret == 0, err
+        c = _configs(re.sub(r"(.*)ExitStatus(.*)\n", "", out))  # the driver drops ExitStatus lines
+        assert c["version"] == "9.4" and c["product"] == "S2800"
+        pool = c["pools"][1]
+        assert pool["total"] == 256 * GiB and pool["used"] + pool["free"] == pool["total"]
+        assert c["lds"]['LX:a&b<c>"q'] == {"ldn": 0x244, "pool_num": 1, "ld_capacity": 2, "RPL Attribute": "IV",
+                                           "Purpose": "---"}
+        assert c["lds"]["WN:bv001"]["Purpose"] == "BV"  # the driver leaves the snapshot system's LDs alone
+        assert c["ports"] and all(len(w) == 16 for _, _, w in c["ports"])
+        assert c["ldsets"]["LX:xml_node"] == {"wwpn": ["1000-0000-C900-00CC"], "lds": {0x244: 0}}
+    finally:
+        shell(lab, "clioutmsg text")
+        shell(lab, "iSMcfg delldsetld -ldset LX:xml_node -ldname 'a&b<c>\"q'")
+        shell(lab, "iSMcfg ldunbind -ldn 580")
