@@ -126,6 +126,8 @@ class ConfigMixin:
             ld = self.ld(ref)
             if ld.type == "BV" or (ld.type == "SV" and self.gens[ld.number].live):
                 raise SnapLabError(E.LD_IN_USE, name=ld.name)
+            if any(ld.number in (rv, mv) for rv, (mv, _) in self.pair_states().items()):  # type: ignore[attr-defined]
+                raise SnapLabError(E.RPL_PAIRED, name=ld.name)
             if ld.type == "LV" and ld.number in self.links:
                 raise SnapLabError(E.LD_IN_USE, name=ld.name)
             if any(lk.kind == "bv" and lk.target == ld.number for lk in self.links.values()):
@@ -352,6 +354,9 @@ class ConfigMixin:
     def describe(self) -> dict:
         """Monitoring (B5): array properties, pools with SRA, LDs, licences, faults, hosts."""
         with self._lock:
+            pairs = self.pair_states()  # type: ignore[attr-defined]
+            partner = {rv: (mv, state, "RV") for rv, (mv, state) in pairs.items()}
+            partner.update({mv: (rv, state, "MV") for rv, (mv, state) in pairs.items()})
             return {
                 "name": self.name,
                 "product_id": self.product_id,
@@ -367,7 +372,9 @@ class ConfigMixin:
                     {"number": x.number_text, "name": x.name, "type": x.type, "format": x.format,
                      "capacity": x.capacity, "pool": self.pools[x.pool].name, "attr": x.attr,
                      "access": sorted(self.access.get(x.number, ())),
-                     "bv": self.lds[x.bv].name if x.bv is not None and x.bv in self.lds else ""}
+                     "bv": self.lds[x.bv].name if x.bv is not None and x.bv in self.lds else "",
+                     **({"rpl_partner": self.lds[partner[x.number][0]].name, "sync_state": partner[x.number][1],
+                         "rpl_role": partner[x.number][2]} if x.number in partner else {})}
                     for x in sorted(self.lds.values(), key=lambda x: x.number)
                 ],
                 "licences": self.licence_state(),

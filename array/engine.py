@@ -31,6 +31,7 @@ from .blockstore import ZERO, Family
 from .config import ConfigMixin
 from .faults import FaultsMixin
 from .model import LD, Gen, Host, Link, Pool, Port, Restore
+from .replication import ReplicationMixin
 from .restore import RestoreMixin
 from .snapshots import SnapshotsMixin
 from .store import open_db
@@ -42,7 +43,8 @@ def _now() -> str:
     return datetime.now().strftime("%Y/%m/%d %H:%M:%S")
 
 
-class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, RestoreMixin, BlockIOMixin):
+class ArrayEngine(ConfigMixin, AccessMixin, FaultsMixin, SnapshotsMixin, RestoreMixin, BlockIOMixin,
+                  ReplicationMixin):
     """One disk array. All public methods are thread-safe; refusals raise ``SnapLabError``.
 
     Rules kept, each with its catalogue message (``snaplab/common/errors.py``), and where:

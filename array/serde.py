@@ -93,6 +93,12 @@ def config_call(request: pb.ConfigRequest) -> tuple[str, tuple[Any, ...], dict[s
         return op, (m.ld, m.name), {}
     if op == "expand_ld":
         return op, (m.ld, m.capacity), {}
+    if op == "pair_lds":
+        if m.unpair:
+            return "unpair_lds", (m.mv, m.rv), {"force": m.force}
+        return op, (m.mv, m.rv), {}
+    if op in ("replicate_ld", "separate_ld"):
+        return op, (m.mv, m.rv), {}
     raise bad(f"unknown configuration operation {op}")  # pragma: no cover - the oneof is exhaustive
 
 
@@ -249,6 +255,9 @@ def ld_msg(d: dict) -> pb.Ld:
         attr=d["attr"],
         access=d["access"],
         bv=d["bv"],
+        rpl_partner=d.get("rpl_partner", ""),
+        sync_state=d.get("sync_state", ""),
+        rpl_role=d.get("rpl_role", ""),
     )
 
 

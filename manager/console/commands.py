@@ -16,6 +16,8 @@ from snaplab.common.rpc import ClientTLS, SnapLabClientError
 from ..client import ManagerClient
 from .cfg import cfg_usage, run_cfg
 from .options import DEFAULT_LAB, TIMEOUT, Usage
+from .replication import COMMANDS as REPLICATION_COMMANDS
+from .replication import rc_usage
 from .snapshot import COMMANDS as SNAPSHOT_COMMANDS
 from .snapshot import sc_usage
 from .view import run_view, view_usage
@@ -32,6 +34,10 @@ COMMANDS: dict[str, tuple[Callable[[ManagerClient, list[str]], list[str]], Calla
     **{
         name.lower(): (run, lambda name=name: sc_usage(name))  # type: ignore[misc]
         for name, run in SNAPSHOT_COMMANDS.items()
+    },
+    **{
+        name.lower(): (run, lambda name=name: rc_usage(name))  # type: ignore[misc]
+        for name, run in REPLICATION_COMMANDS.items()
     },
 }
 

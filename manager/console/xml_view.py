@@ -38,7 +38,7 @@ def _section(obj: ET.Element, name: str, units: list[tuple[str, str]]) -> None:
 
 
 def _rpl(ld: apb.Ld) -> str:
-    return {"mv": "MV", "rv": "RV"}.get(ld.attr, "IV")
+    return ld.rpl_role or {"mv": "MV", "rv": "RV"}.get(ld.attr, "IV")
 
 
 def _purpose(ld: apb.Ld) -> str:

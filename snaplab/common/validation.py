@@ -96,6 +96,8 @@ RULES: dict[tuple[str, str], Rule] = {
     # names of objects, wherever they appear
     ("*", "name"): OBJECT,
     ("*", "ld"): OBJECT,
+    ("*", "mv"): OBJECT,
+    ("*", "rv"): OBJECT,
     ("*", "bv"): OBJECT,
     ("*", "lv"): OBJECT,
     ("*", "via"): OBJECT,

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ConfigRequest(_message.Message):
-    __slots__ = ("set_array_name", "add_port", "bind_pool", "bind_ld", "unbind_ld", "build_sra", "add_generations", "delete_generations", "bind_lv", "set_licence", "remove_licence", "register_host", "assign_access", "unassign_access", "set_format", "rename_ld", "expand_ld")
+    __slots__ = ("set_array_name", "add_port", "bind_pool", "bind_ld", "unbind_ld", "build_sra", "add_generations", "delete_generations", "bind_lv", "set_licence", "remove_licence", "register_host", "assign_access", "unassign_access", "set_format", "rename_ld", "expand_ld", "pair_lds", "replicate_ld", "separate_ld")
     SET_ARRAY_NAME_FIELD_NUMBER: _ClassVar[int]
     ADD_PORT_FIELD_NUMBER: _ClassVar[int]
     BIND_POOL_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,9 @@ class ConfigRequest(_message.Message):
     SET_FORMAT_FIELD_NUMBER: _ClassVar[int]
     RENAME_LD_FIELD_NUMBER: _ClassVar[int]
     EXPAND_LD_FIELD_NUMBER: _ClassVar[int]
+    PAIR_LDS_FIELD_NUMBER: _ClassVar[int]
+    REPLICATE_LD_FIELD_NUMBER: _ClassVar[int]
+    SEPARATE_LD_FIELD_NUMBER: _ClassVar[int]
     set_array_name: SetArrayName
     add_port: AddPort
     bind_pool: BindPool
@@ -42,7 +45,10 @@ class ConfigRequest(_message.Message):
     set_format: SetFormat
     rename_ld: RenameLd
     expand_ld: ExpandLd
-    def __init__(self, set_array_name: _Optional[_Union[SetArrayName, _Mapping]] = ..., add_port: _Optional[_Union[AddPort, _Mapping]] = ..., bind_pool: _Optional[_Union[BindPool, _Mapping]] = ..., bind_ld: _Optional[_Union[BindLd, _Mapping]] = ..., unbind_ld: _Optional[_Union[UnbindLd, _Mapping]] = ..., build_sra: _Optional[_Union[BuildSra, _Mapping]] = ..., add_generations: _Optional[_Union[AddGenerations, _Mapping]] = ..., delete_generations: _Optional[_Union[DeleteGenerations, _Mapping]] = ..., bind_lv: _Optional[_Union[BindLv, _Mapping]] = ..., set_licence: _Optional[_Union[SetLicence, _Mapping]] = ..., remove_licence: _Optional[_Union[RemoveLicence, _Mapping]] = ..., register_host: _Optional[_Union[RegisterHost, _Mapping]] = ..., assign_access: _Optional[_Union[AssignAccess, _Mapping]] = ..., unassign_access: _Optional[_Union[UnassignAccess, _Mapping]] = ..., set_format: _Optional[_Union[SetFormat, _Mapping]] = ..., rename_ld: _Optional[_Union[RenameLd, _Mapping]] = ..., expand_ld: _Optional[_Union[ExpandLd, _Mapping]] = ...) -> None: ...
+    pair_lds: PairLds
+    replicate_ld: ReplicatePair
+    separate_ld: ReplicatePair
+    def __init__(self, set_array_name: _Optional[_Union[SetArrayName, _Mapping]] = ..., add_port: _Optional[_Union[AddPort, _Mapping]] = ..., bind_pool: _Optional[_Union[BindPool, _Mapping]] = ..., bind_ld: _Optional[_Union[BindLd, _Mapping]] = ..., unbind_ld: _Optional[_Union[UnbindLd, _Mapping]] = ..., build_sra: _Optional[_Union[BuildSra, _Mapping]] = ..., add_generations: _Optional[_Union[AddGenerations, _Mapping]] = ..., delete_generations: _Optional[_Union[DeleteGenerations, _Mapping]] = ..., bind_lv: _Optional[_Union[BindLv, _Mapping]] = ..., set_licence: _Optional[_Union[SetLicence, _Mapping]] = ..., remove_licence: _Optional[_Union[RemoveLicence, _Mapping]] = ..., register_host: _Optional[_Union[RegisterHost, _Mapping]] = ..., assign_access: _Optional[_Union[AssignAccess, _Mapping]] = ..., unassign_access: _Optional[_Union[UnassignAccess, _Mapping]] = ..., set_format: _Optional[_Union[SetFormat, _Mapping]] = ..., rename_ld: _Optional[_Union[RenameLd, _Mapping]] = ..., expand_ld: _Optional[_Union[ExpandLd, _Mapping]] = ..., pair_lds: _Optional[_Union[PairLds, _Mapping]] = ..., replicate_ld: _Optional[_Union[ReplicatePair, _Mapping]] = ..., separate_ld: _Optional[_Union[ReplicatePair, _Mapping]] = ...) -> None: ...
 
 class SetArrayName(_message.Message):
     __slots__ = ("name",)
@@ -109,6 +115,26 @@ class ExpandLd(_message.Message):
     ld: str
     capacity: int
     def __init__(self, ld: _Optional[str] = ..., capacity: _Optional[int] = ...) -> None: ...
+
+class PairLds(_message.Message):
+    __slots__ = ("mv", "rv", "unpair", "force")
+    MV_FIELD_NUMBER: _ClassVar[int]
+    RV_FIELD_NUMBER: _ClassVar[int]
+    UNPAIR_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    mv: str
+    rv: str
+    unpair: bool
+    force: bool
+    def __init__(self, mv: _Optional[str] = ..., rv: _Optional[str] = ..., unpair: _Optional[bool] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class ReplicatePair(_message.Message):
+    __slots__ = ("mv", "rv")
+    MV_FIELD_NUMBER: _ClassVar[int]
+    RV_FIELD_NUMBER: _ClassVar[int]
+    mv: str
+    rv: str
+    def __init__(self, mv: _Optional[str] = ..., rv: _Optional[str] = ...) -> None: ...
 
 class BuildSra(_message.Message):
     __slots__ = ("pool", "capacity", "sdv_name", "extend", "number")
@@ -509,7 +535,7 @@ class DisksRequest(_message.Message):
     def __init__(self, host: _Optional[str] = ...) -> None: ...
 
 class Ld(_message.Message):
-    __slots__ = ("number", "name", "type", "format", "capacity", "pool", "attr", "access", "bv")
+    __slots__ = ("number", "name", "type", "format", "capacity", "pool", "attr", "access", "bv", "rpl_partner", "sync_state", "rpl_role")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -519,6 +545,9 @@ class Ld(_message.Message):
     ATTR_FIELD_NUMBER: _ClassVar[int]
     ACCESS_FIELD_NUMBER: _ClassVar[int]
     BV_FIELD_NUMBER: _ClassVar[int]
+    RPL_PARTNER_FIELD_NUMBER: _ClassVar[int]
+    SYNC_STATE_FIELD_NUMBER: _ClassVar[int]
+    RPL_ROLE_FIELD_NUMBER: _ClassVar[int]
     number: str
     name: str
     type: str
@@ -528,7 +557,10 @@ class Ld(_message.Message):
     attr: str
     access: _containers.RepeatedScalarFieldContainer[str]
     bv: str
-    def __init__(self, number: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., capacity: _Optional[int] = ..., pool: _Optional[str] = ..., attr: _Optional[str] = ..., access: _Optional[_Iterable[str]] = ..., bv: _Optional[str] = ...) -> None: ...
+    rpl_partner: str
+    sync_state: str
+    rpl_role: str
+    def __init__(self, number: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., capacity: _Optional[int] = ..., pool: _Optional[str] = ..., attr: _Optional[str] = ..., access: _Optional[_Iterable[str]] = ..., bv: _Optional[str] = ..., rpl_partner: _Optional[str] = ..., sync_state: _Optional[str] = ..., rpl_role: _Optional[str] = ...) -> None: ...
 
 class DisksReply(_message.Message):
     __slots__ = ("lds",)

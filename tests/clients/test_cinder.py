@@ -265,3 +265,64 @@ def test_pool_capacity_and_configuration_as_xml(lab: ClientLab, line: str) -> No
         shell(lab, "clioutmsg text")
         shell(lab, "iSMcfg delldsetld -ldset LX:xml_node -ldname 'a&b<c>\"q'")
         shell(lab, "iSMcfg ldunbind -ldn 580")
+
+
+# -- clone: replication pair, replicate, separate, unpair ----------------------------------------------
+
+
+def rv_query(lab: ClientLab, name: str, role: str, label: str, cut: int) -> str:
+    """cli.query_MV_RV_status/_name/_diff: ``${line:N}`` of the lines holding the label."""
+    flag = role.lower()
+    out, err, ret = shell(lab, f'iSMrc_query -{flag} {name} -{flag}flg ld | while builtin read line;'
+                               f'do if [[ "$line" =~ "{label}" ]]; then builtin echo ${{line:{cut}}};fi;done')
+    assert ret == 0, err
+    return out
+
+
+def _admin_array(lab: ClientLab):
+    from snaplab.common.rpc import ClientTLS
+    from snaplab.san.array_client import ArrayClient
+
+    rt = lab.run.runtime()
+    return ArrayClient(rt["arrays"][ARRAY]["target"], ClientTLS.from_folder(lab.run.folder / "pki", "admin"))
+
+
+def test_clone_holds_the_sources_bytes(lab: ClientLab) -> None:
+    """cli.backup_restore with flag clone: setpair, replicate -cprange full, separate -rvuse immediate,
+    then UnpairWait polls the RV's Sync State until ``separated`` and unpairs."""
+    for ldn, name in ((590, "cinder_src"), (591, "cinder_clone")):
+        assert shell(lab, f"iSMcfg ldbind -poolnumber 0 -ldn {ldn} -capacity 1 -immediate")[2] == 0
+        assert shell(lab, f"iSMcfg nickname -ldn {ldn} -newname {name} -immediate")[2] == 0
+    payload = bytes(range(256)) * 1024  # 256 KiB at an offset that spans blocks
+    with _admin_array(lab) as array:
+        array.write("cinder_src", 3 * 65536 + 100, payload)
+        array.write("cinder_clone", 0, b"stale bytes")
+        assert shell(lab, "iSMrc_pair -pair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld")[2] == 0
+        assert rv_query(lab, "cinder_src", "MV", "LD Name", 7).replace("cinder_src", "").strip() == "cinder_clone"
+        out, err, ret = shell(lab, "iSMrc_replicate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld -nowait "
+                                   "-cprange full -cpmode bg")
+        assert ret == 0, err
+        assert rv_query(lab, "cinder_clone", "RV", "Sync State", 10).strip() == "replicated"
+        out, err, ret = shell(lab, "iSMrc_separate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld "
+                                   "-rvacc rw -rvuse immediate -nowait")
+        assert ret == 0, err
+        assert rv_query(lab, "cinder_clone", "RV", "Sync State", 10).strip() == "separated"
+        diff = rv_query(lab, "cinder_clone", "RV", "Separate Diff", 13).strip()
+        assert int(diff.replace("KB", ""), 10) >= 0
+        assert shell(lab, "iSMrc_pair -unpair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld")[2] == 0
+        assert array.read("cinder_clone", 3 * 65536 + 100, len(payload)) == payload
+        assert array.read("cinder_clone", 0, 11) == bytes(11)  # the RV is the source, not what it held
+    # bad input: one line, status 1, the pair state unchanged
+    for line, msg_id in [("iSMrc_replicate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld", "iSM31232"),
+                         ("iSMrc_pair -pair -mv cinder_src -mvflg ld -rv bv001 -rvflg ld", "iSM31231"),
+                         ("iSMrc_pair -pair -mv cinder_src -mvflg ld -rv cinder_src -rvflg ld", "iSM31233"),
+                         ("iSMrc_query -rv cinder_clone -rvflg ld", "iSM31232"),
+                         ("iSMrc_pair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld", "iSM11100")]:
+        out, err, ret = shell(lab, line)
+        assert ret == 1 and out == "" and err.startswith(f"{line.split()[0]}:Error: {msg_id}: "), (line, err)
+    assert shell(lab, "iSMrc_pair -pair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld")[2] == 0
+    out, err, ret = shell(lab, "iSMcfg ldunbind -ldname cinder_clone")
+    assert ret == 1 and err.startswith("iSMcfg:Error: iSM31234: "), err  # a paired LD stays bound
+    assert shell(lab, "iSMrc_pair -unpair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld -force all")[2] == 0
+    for name in ("cinder_src", "cinder_clone"):
+        assert shell(lab, f"iSMcfg ldunbind -ldname {name}")[2] == 0
