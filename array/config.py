@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from snaplab.common.errors import E, SnapLabError
@@ -128,6 +129,9 @@ class ConfigMixin:
                 raise SnapLabError(E.LD_IN_USE, name=ld.name)
             if any(ld.number in (rv, mv) for rv, (mv, _) in self.pair_states().items()):  # type: ignore[attr-defined]
                 raise SnapLabError(E.RPL_PAIRED, name=ld.name)
+            limits = self.io_limits()
+            if limits.pop(str(ld.number), None) is not None:  # a later LD of this number starts without
+                self._set_meta("io_limits", json.dumps(limits))
             if ld.type == "LV" and ld.number in self.links:
                 raise SnapLabError(E.LD_IN_USE, name=ld.name)
             if any(lk.kind == "bv" and lk.target == ld.number for lk in self.links.values()):
@@ -189,6 +193,28 @@ class ConfigMixin:
             ld.capacity = capacity
             self._save_ld(ld)
             return ld
+
+    def io_limits(self) -> dict[str, str]:
+        """LD number (text) -> ``"upper lower report"`` as iSMioc setlimit stored them (array meta)."""
+        raw = dict(self.db.execute("SELECT key, value FROM meta").fetchall()).get("io_limits")
+        return json.loads(raw) if raw else {}
+
+    def set_io_limit(self, ref: str | int, *, upper: int | None, lower: int | None, report: str) -> None:
+        """``iSMioc setlimit``: kept and shown, not enforced (SPEC §7: a state, not a feature)."""
+        if report not in ("", "on", "off"):
+            raise SnapLabError(E.BAD_ARGUMENT, detail="upperreport must be on or off")
+        if any(v is not None and v < 0 for v in (upper, lower)) or (
+            upper is not None and lower is not None and lower > upper
+        ):
+            raise SnapLabError(E.BAD_ARGUMENT, detail="limits must be non-negative, lower not above upper")
+        with self._tx():
+            ld = self.ld(ref)
+            limits = self.io_limits()
+            old = (limits.get(str(ld.number)) or "- - -").split()
+            new = [str(upper) if upper is not None else old[0], str(lower) if lower is not None else old[1],
+                   report or old[2]]
+            limits[str(ld.number)] = " ".join(new)
+            self._set_meta("io_limits", json.dumps(limits))
 
     def set_format(self, ref: str | int, fmt: str) -> None:
         """Change an LD's usage format (A2): never for SDVs, never once a generation exists."""
@@ -355,6 +381,7 @@ class ConfigMixin:
         """Monitoring (B5): array properties, pools with SRA, LDs, licences, faults, hosts."""
         with self._lock:
             pairs = self.pair_states()  # type: ignore[attr-defined]
+            limits = self.io_limits()
             partner = {rv: (mv, state, "RV") for rv, (mv, state) in pairs.items()}
             partner.update({mv: (rv, state, "MV") for rv, (mv, state) in pairs.items()})
             return {
@@ -373,6 +400,7 @@ class ConfigMixin:
                      "capacity": x.capacity, "pool": self.pools[x.pool].name, "attr": x.attr,
                      "access": sorted(self.access.get(x.number, ())),
                      "bv": self.lds[x.bv].name if x.bv is not None and x.bv in self.lds else "",
+                     **({"io_limit": limits[str(x.number)]} if str(x.number) in limits else {}),
                      **({"rpl_partner": self.lds[partner[x.number][0]].name, "sync_state": partner[x.number][1],
                          "rpl_role": partner[x.number][2]} if x.number in partner else {})}
                     for x in sorted(self.lds.values(), key=lambda x: x.number)

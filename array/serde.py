@@ -99,6 +99,10 @@ def config_call(request: pb.ConfigRequest) -> tuple[str, tuple[Any, ...], dict[s
         return op, (m.mv, m.rv), {}
     if op in ("replicate_ld", "separate_ld"):
         return op, (m.mv, m.rv), {}
+    if op == "set_io_limit":
+        upper = m.upper if m.HasField("upper") else None
+        lower = m.lower if m.HasField("lower") else None
+        return op, (m.ld,), {"upper": upper, "lower": lower, "report": m.report}
     raise bad(f"unknown configuration operation {op}")  # pragma: no cover - the oneof is exhaustive
 
 
@@ -258,6 +262,7 @@ def ld_msg(d: dict) -> pb.Ld:
         rpl_partner=d.get("rpl_partner", ""),
         sync_state=d.get("sync_state", ""),
         rpl_role=d.get("rpl_role", ""),
+        io_limit=d.get("io_limit", ""),
     )
 
 

@@ -15,6 +15,7 @@ from snaplab.common.rpc import ClientTLS, SnapLabClientError
 
 from ..client import ManagerClient
 from .cfg import cfg_usage, run_cfg
+from .ioc import ioc_usage, run_ioc
 from .options import DEFAULT_LAB, TIMEOUT, Usage
 from .replication import COMMANDS as REPLICATION_COMMANDS
 from .replication import rc_usage
@@ -28,6 +29,7 @@ from .xml_view import run_query, set_output, xml_document, xml_wanted
 COMMANDS: dict[str, tuple[Callable[[ManagerClient, list[str]], list[str]], Callable[[], str]]] = {
     "ismcfg": (run_cfg, cfg_usage),
     "ismview": (run_view, view_usage),
+    "ismioc": (run_ioc, ioc_usage),
     "ismquery": (run_query, lambda: "Usage: iSMquery -cinder -xml -all\n"),
     "clioutmsg": (lambda client, args: [], lambda: "Usage: clioutmsg xml|text\n"),
     # SPEC B4: snapshot operations from the management server itself, as admin

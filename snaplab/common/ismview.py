@@ -46,6 +46,14 @@ def _kv(key: str, value: object) -> str:
     return f"{key:<{KEY_WIDTH}}: {value}"
 
 
+def _io_limit(stored: str) -> str:
+    """``iSMioc setlimit`` values: ``upper=N lower=N report=on|off`` (``-`` where not set)."""
+    if not stored:
+        return "-"
+    upper, lower, report = stored.split()
+    return f"upper={upper} lower={lower} report={report}"
+
+
 def disk_array_list(reply: mpb.MonitorReply) -> list[str]:
     """``iSMview -d`` (SPEC §8)."""
     lines = [
@@ -101,6 +109,7 @@ def array_detail(a: mpb.ArrayMonitor) -> list[str]:
             _kv("RaidType", raid_type(pool.kind) if pool else "-"),
             _kv("Attribute", ld.attr.upper() or "-"),
             _kv("BV Name", ld.bv or "-"),
+            _kv("I/O Limit", _io_limit(ld.io_limit)),
             "",
         ]
     for p in s.pools:

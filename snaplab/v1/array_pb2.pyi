@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ConfigRequest(_message.Message):
-    __slots__ = ("set_array_name", "add_port", "bind_pool", "bind_ld", "unbind_ld", "build_sra", "add_generations", "delete_generations", "bind_lv", "set_licence", "remove_licence", "register_host", "assign_access", "unassign_access", "set_format", "rename_ld", "expand_ld", "pair_lds", "replicate_ld", "separate_ld")
+    __slots__ = ("set_array_name", "add_port", "bind_pool", "bind_ld", "unbind_ld", "build_sra", "add_generations", "delete_generations", "bind_lv", "set_licence", "remove_licence", "register_host", "assign_access", "unassign_access", "set_format", "rename_ld", "expand_ld", "pair_lds", "replicate_ld", "separate_ld", "set_io_limit")
     SET_ARRAY_NAME_FIELD_NUMBER: _ClassVar[int]
     ADD_PORT_FIELD_NUMBER: _ClassVar[int]
     BIND_POOL_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,7 @@ class ConfigRequest(_message.Message):
     PAIR_LDS_FIELD_NUMBER: _ClassVar[int]
     REPLICATE_LD_FIELD_NUMBER: _ClassVar[int]
     SEPARATE_LD_FIELD_NUMBER: _ClassVar[int]
+    SET_IO_LIMIT_FIELD_NUMBER: _ClassVar[int]
     set_array_name: SetArrayName
     add_port: AddPort
     bind_pool: BindPool
@@ -48,7 +49,8 @@ class ConfigRequest(_message.Message):
     pair_lds: PairLds
     replicate_ld: ReplicatePair
     separate_ld: ReplicatePair
-    def __init__(self, set_array_name: _Optional[_Union[SetArrayName, _Mapping]] = ..., add_port: _Optional[_Union[AddPort, _Mapping]] = ..., bind_pool: _Optional[_Union[BindPool, _Mapping]] = ..., bind_ld: _Optional[_Union[BindLd, _Mapping]] = ..., unbind_ld: _Optional[_Union[UnbindLd, _Mapping]] = ..., build_sra: _Optional[_Union[BuildSra, _Mapping]] = ..., add_generations: _Optional[_Union[AddGenerations, _Mapping]] = ..., delete_generations: _Optional[_Union[DeleteGenerations, _Mapping]] = ..., bind_lv: _Optional[_Union[BindLv, _Mapping]] = ..., set_licence: _Optional[_Union[SetLicence, _Mapping]] = ..., remove_licence: _Optional[_Union[RemoveLicence, _Mapping]] = ..., register_host: _Optional[_Union[RegisterHost, _Mapping]] = ..., assign_access: _Optional[_Union[AssignAccess, _Mapping]] = ..., unassign_access: _Optional[_Union[UnassignAccess, _Mapping]] = ..., set_format: _Optional[_Union[SetFormat, _Mapping]] = ..., rename_ld: _Optional[_Union[RenameLd, _Mapping]] = ..., expand_ld: _Optional[_Union[ExpandLd, _Mapping]] = ..., pair_lds: _Optional[_Union[PairLds, _Mapping]] = ..., replicate_ld: _Optional[_Union[ReplicatePair, _Mapping]] = ..., separate_ld: _Optional[_Union[ReplicatePair, _Mapping]] = ...) -> None: ...
+    set_io_limit: SetIoLimit
+    def __init__(self, set_array_name: _Optional[_Union[SetArrayName, _Mapping]] = ..., add_port: _Optional[_Union[AddPort, _Mapping]] = ..., bind_pool: _Optional[_Union[BindPool, _Mapping]] = ..., bind_ld: _Optional[_Union[BindLd, _Mapping]] = ..., unbind_ld: _Optional[_Union[UnbindLd, _Mapping]] = ..., build_sra: _Optional[_Union[BuildSra, _Mapping]] = ..., add_generations: _Optional[_Union[AddGenerations, _Mapping]] = ..., delete_generations: _Optional[_Union[DeleteGenerations, _Mapping]] = ..., bind_lv: _Optional[_Union[BindLv, _Mapping]] = ..., set_licence: _Optional[_Union[SetLicence, _Mapping]] = ..., remove_licence: _Optional[_Union[RemoveLicence, _Mapping]] = ..., register_host: _Optional[_Union[RegisterHost, _Mapping]] = ..., assign_access: _Optional[_Union[AssignAccess, _Mapping]] = ..., unassign_access: _Optional[_Union[UnassignAccess, _Mapping]] = ..., set_format: _Optional[_Union[SetFormat, _Mapping]] = ..., rename_ld: _Optional[_Union[RenameLd, _Mapping]] = ..., expand_ld: _Optional[_Union[ExpandLd, _Mapping]] = ..., pair_lds: _Optional[_Union[PairLds, _Mapping]] = ..., replicate_ld: _Optional[_Union[ReplicatePair, _Mapping]] = ..., separate_ld: _Optional[_Union[ReplicatePair, _Mapping]] = ..., set_io_limit: _Optional[_Union[SetIoLimit, _Mapping]] = ...) -> None: ...
 
 class SetArrayName(_message.Message):
     __slots__ = ("name",)
@@ -135,6 +137,18 @@ class ReplicatePair(_message.Message):
     mv: str
     rv: str
     def __init__(self, mv: _Optional[str] = ..., rv: _Optional[str] = ...) -> None: ...
+
+class SetIoLimit(_message.Message):
+    __slots__ = ("ld", "upper", "lower", "report")
+    LD_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    ld: str
+    upper: int
+    lower: int
+    report: str
+    def __init__(self, ld: _Optional[str] = ..., upper: _Optional[int] = ..., lower: _Optional[int] = ..., report: _Optional[str] = ...) -> None: ...
 
 class BuildSra(_message.Message):
     __slots__ = ("pool", "capacity", "sdv_name", "extend", "number")
@@ -535,7 +549,7 @@ class DisksRequest(_message.Message):
     def __init__(self, host: _Optional[str] = ...) -> None: ...
 
 class Ld(_message.Message):
-    __slots__ = ("number", "name", "type", "format", "capacity", "pool", "attr", "access", "bv", "rpl_partner", "sync_state", "rpl_role")
+    __slots__ = ("number", "name", "type", "format", "capacity", "pool", "attr", "access", "bv", "rpl_partner", "sync_state", "rpl_role", "io_limit")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -548,6 +562,7 @@ class Ld(_message.Message):
     RPL_PARTNER_FIELD_NUMBER: _ClassVar[int]
     SYNC_STATE_FIELD_NUMBER: _ClassVar[int]
     RPL_ROLE_FIELD_NUMBER: _ClassVar[int]
+    IO_LIMIT_FIELD_NUMBER: _ClassVar[int]
     number: str
     name: str
     type: str
@@ -560,7 +575,8 @@ class Ld(_message.Message):
     rpl_partner: str
     sync_state: str
     rpl_role: str
-    def __init__(self, number: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., capacity: _Optional[int] = ..., pool: _Optional[str] = ..., attr: _Optional[str] = ..., access: _Optional[_Iterable[str]] = ..., bv: _Optional[str] = ..., rpl_partner: _Optional[str] = ..., sync_state: _Optional[str] = ..., rpl_role: _Optional[str] = ...) -> None: ...
+    io_limit: str
+    def __init__(self, number: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., capacity: _Optional[int] = ..., pool: _Optional[str] = ..., attr: _Optional[str] = ..., access: _Optional[_Iterable[str]] = ..., bv: _Optional[str] = ..., rpl_partner: _Optional[str] = ..., sync_state: _Optional[str] = ..., rpl_role: _Optional[str] = ..., io_limit: _Optional[str] = ...) -> None: ...
 
 class DisksReply(_message.Message):
     __slots__ = ("lds",)

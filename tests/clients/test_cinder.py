@@ -326,3 +326,21 @@ def test_clone_holds_the_sources_bytes(lab: ClientLab) -> None:
     assert shell(lab, "iSMrc_pair -unpair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld -force all")[2] == 0
     for name in ("cinder_src", "cinder_clone"):
         assert shell(lab, f"iSMcfg ldunbind -ldname {name}")[2] == 0
+
+
+def test_qos_limits_are_stored_and_shown(lab: ClientLab) -> None:
+    """cli.set_io_limit: ``iSMioc setlimit -ldname NAME -upperlimit N -lowerlimit N -upperreport on``."""
+    assert shell(lab, "iSMcfg ldbind -poolnumber 0 -ldn 600 -capacity 1 -immediate")[2] == 0
+    assert shell(lab, "iSMcfg nickname -ldn 600 -newname cinder_qos -immediate")[2] == 0
+    out, err, ret = shell(lab, "iSMioc setlimit -ldname cinder_qos -upperlimit 1000 -lowerlimit 100 -upperreport on")
+    assert ret == 0 and out.startswith("iSMioc:Info: iSM31239: "), err
+    block = shell(lab, f"iSMview -all {ARRAY}")[0].split("LD Name                  : cinder_qos")[1].split("\n\n")[0]
+    assert "I/O Limit                : upper=1000 lower=100 report=on" in block
+    for line in ["iSMioc setlimit -ldname cinder_qos -upperlimit 10 -lowerlimit 100",  # lower above upper
+                 "iSMioc setlimit -ldname cinder_qos -upperreport maybe", "iSMioc setlimit -ldname nobody -upperlimit 1",
+                 "iSMioc getlimit -ldname cinder_qos"]:
+        out, err, ret = shell(lab, line)
+        assert ret == 1 and out == "" and err.startswith("iSMioc:Error: iSM"), (line, err)
+    block = shell(lab, f"iSMview -all {ARRAY}")[0].split("LD Name                  : cinder_qos")[1].split("\n\n")[0]
+    assert "upper=1000 lower=100 report=on" in block  # unchanged by the refusals
+    assert shell(lab, "iSMcfg ldunbind -ldname cinder_qos")[2] == 0
