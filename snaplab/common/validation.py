@@ -98,6 +98,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("*", "ld"): OBJECT,
     ("*", "mv"): OBJECT,
     ("*", "rv"): OBJECT,
+    ("snaplab.v1.SetIoLimit", "report"): KEYWORD,
     ("*", "bv"): OBJECT,
     ("*", "lv"): OBJECT,
     ("*", "via"): OBJECT,
