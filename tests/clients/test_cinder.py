@@ -3,7 +3,7 @@
 The driver runs each command as one string over SSH (``ssh_utils`` → ``exec_command``), checks the
 exit status and, for the volume it made, reads the configuration back. Here each string runs in
 ``snaplab exec manager -- bash -c "…"``, the shell an sshd would start (test_sshd.py puts a real
-one in front). What the lab does not offer yet is listed in docs/clients.md.
+one in front). Each test follows one driver function; docs/clients.md has the table.
 """
 
 from __future__ import annotations
