@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from snaplab.common.errors import E, SnapLabError
@@ -127,6 +128,11 @@ class ConfigMixin:
             ld = self.ld(ref)
             if ld.type == "BV" or (ld.type == "SV" and self.gens[ld.number].live):
                 raise SnapLabError(E.LD_IN_USE, name=ld.name)
+            if any(ld.number in (rv, mv) for rv, (mv, _) in self.pair_states().items()):  # type: ignore[attr-defined]
+                raise SnapLabError(E.RPL_PAIRED, name=ld.name)
+            limits = self.io_limits()
+            if limits.pop(str(ld.number), None) is not None:  # a later LD of this number starts without
+                self._set_meta("io_limits", json.dumps(limits))
             if ld.type == "LV" and ld.number in self.links:
                 raise SnapLabError(E.LD_IN_USE, name=ld.name)
             if any(lk.kind == "bv" and lk.target == ld.number for lk in self.links.values()):
@@ -158,6 +164,59 @@ class ConfigMixin:
             q("DELETE FROM blocks WHERE family=?", [ld.number])
             fam.close()
             self._to_truncate.append(fam.path)  # after COMMIT (see _tx)
+
+    def rename_ld(self, ref: str | int, name: str) -> None:
+        """``iSMcfg nickname``: the LD keeps its number, bytes, pairs and access; only its name changes."""
+        if not name or len(name) > 32 or any(c.isspace() for c in name):
+            raise SnapLabError(E.BAD_ARGUMENT, detail=f"LD name {name!r}")
+        with self._tx():
+            ld = self.ld(ref)
+            if name == ld.name:
+                return
+            if name in self.by_name:
+                raise SnapLabError(E.LD_NAME_IN_USE, name=name)
+            del self.by_name[ld.name]
+            ld.name = name
+            self.by_name[name] = ld
+            self._save_ld(ld)
+
+    def expand_ld(self, ref: str | int, capacity: int) -> LD:
+        """``iSMcfg ldexpand``: an IV or CV grows (its bytes stay, the new part reads as zeros); an LD of
+        the snapshot system (BV, SV, LV, SDV) keeps its size while it is one (iSM31222)."""
+        with self._tx():
+            ld = self.ld(ref)
+            if ld.type not in ("IV", "CV"):
+                raise SnapLabError(E.LD_NOT_EXPANDABLE, name=ld.name)
+            if capacity <= ld.capacity or capacity % disklayout.SECTOR:
+                raise SnapLabError(E.BAD_ARGUMENT, detail="the new capacity must be larger, a multiple of 512")
+            pool = self.pools[ld.pool]
+            if self._pool_used(pool.number) + capacity - ld.capacity > pool.capacity:
+                raise SnapLabError(E.POOL_CAPACITY, name=pool.name)
+            ld.capacity = capacity
+            self._save_ld(ld)
+            return ld
+
+    def io_limits(self) -> dict[str, str]:
+        """LD number (text) -> ``"upper lower report"`` as iSMioc setlimit stored them (array meta)."""
+        raw = dict(self.db.execute("SELECT key, value FROM meta").fetchall()).get("io_limits")
+        return json.loads(raw) if raw else {}
+
+    def set_io_limit(self, ref: str | int, *, upper: int | None, lower: int | None, report: str) -> None:
+        """``iSMioc setlimit``: kept and shown, not enforced (SPEC §7: a state, not a feature)."""
+        if report not in ("", "on", "off"):
+            raise SnapLabError(E.BAD_ARGUMENT, detail="upperreport must be on or off")
+        if any(v is not None and v < 0 for v in (upper, lower)) or (
+            upper is not None and lower is not None and lower > upper
+        ):
+            raise SnapLabError(E.BAD_ARGUMENT, detail="limits must be non-negative, lower not above upper")
+        with self._tx():
+            ld = self.ld(ref)
+            limits = self.io_limits()
+            old = (limits.get(str(ld.number)) or "- - -").split()
+            new = [str(upper) if upper is not None else old[0], str(lower) if lower is not None else old[1],
+                   report or old[2]]
+            limits[str(ld.number)] = " ".join(new)
+            self._set_meta("io_limits", json.dumps(limits))
 
     def set_format(self, ref: str | int, fmt: str) -> None:
         """Change an LD's usage format (A2): never for SDVs, never once a generation exists."""
@@ -323,13 +382,19 @@ class ConfigMixin:
     def describe(self) -> dict:
         """Monitoring (B5): array properties, pools with SRA, LDs, licences, faults, hosts."""
         with self._state():
+            pairs = self.pair_states()  # type: ignore[attr-defined]
+            limits = self.io_limits()
+            partner = {rv: (mv, state, "RV") for rv, (mv, state) in pairs.items()}
+            partner.update({mv: (rv, state, "MV") for rv, (mv, state) in pairs.items()})
             return {
                 "name": self.name,
+                "product_id": self.product_id,
                 "physical_capacity": self.physical_capacity(),
                 "ports": [{"director": p.director, "port": p.port, "name": p.name} for p in self.ports.values()],
                 "pools": [
                     {"number": p.number, "name": p.name, "kind": p.kind, "capacity": p.capacity,
-                     "sra_capacity": self._sra_capacity(p.number), "sra_used": self._sra_used(p.number)}
+                     "sra_capacity": self._sra_capacity(p.number), "sra_used": self._sra_used(p.number),
+                     "used": self._pool_used(p.number)}
                     for p in sorted(self.pools.values(), key=lambda p: p.number)
                 ],
                 "lds": [
@@ -337,7 +402,10 @@ class ConfigMixin:
                      "capacity": x.capacity, "pool": self.pools[x.pool].name, "attr": x.attr,
                      "access": sorted(self.access.get(x.number, ())),
                      "bv": self.lds[x.bv].name if x.bv is not None and x.bv in self.lds else "",
-                     "reserved_by": self.reservations.get(x.number, "")}  # type: ignore[attr-defined]
+                     "reserved_by": self.reservations.get(x.number, ""),  # type: ignore[attr-defined]
+                     **({"io_limit": limits[str(x.number)]} if str(x.number) in limits else {}),
+                     **({"rpl_partner": self.lds[partner[x.number][0]].name, "sync_state": partner[x.number][1],
+                         "rpl_role": partner[x.number][2]} if x.number in partner else {})}
                     for x in sorted(self.lds.values(), key=lambda x: x.number)
                 ],
                 "licences": self.licence_state(),

@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         "--name", metavar="ARRAY_NAME", help=f"name of a new array (default {DEFAULT_NAME}); kept on restart"
     )
     p.add_argument(
+        "--product-id", metavar="MODEL", help="the model iSMview shows (default D1-10); kept on restart"
+    )
+    p.add_argument(
         "--grace", type=float, default=5.0, metavar="SECONDS", help="drain time on SIGTERM (default 5)"
     )
     p.add_argument(
@@ -80,6 +83,7 @@ class Config:
     grace: float
     log_level: int
     limits: CallLimits = LIMITS
+    product_id: str = ""
 
 
 def parse_args(argv: list[str] | None) -> Config:
@@ -97,6 +101,9 @@ def parse_args(argv: list[str] | None) -> Config:
             raise UsageError(f"cannot read certificates: {exc.strerror}: {exc.filename}") from None
     if args.name is not None and not 1 <= len(args.name) <= 32:
         raise UsageError("--name must be 1-32 characters")
+    if args.product_id is not None and (not 1 <= len(args.product_id) <= 32 or not args.product_id.isprintable()
+                                        or " " in args.product_id or ":" in args.product_id):
+        raise UsageError("--product-id must be 1-32 printable characters without blanks or ':'")
     if not 0 < args.stream_idle_timeout < float("inf"):
         raise UsageError("--stream-idle-timeout must be a positive number of seconds")
     level = daemon_runner.log_level(args.log_level)
@@ -104,7 +111,7 @@ def parse_args(argv: list[str] | None) -> Config:
     state = daemon_runner.state_folder(args.state)
     ready = daemon_runner.ready_path(args.ready_file)
     limits = replace(LIMITS, idle_timeout=args.stream_idle_timeout)
-    return Config(state, host, port, tls, ready, args.name, grace, level, limits)
+    return Config(state, host, port, tls, ready, args.name, grace, level, limits, args.product_id or "")
 
 
 async def serve(cfg: Config, stop: asyncio.Event) -> int:
@@ -118,7 +125,7 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
     lock_fd = -1
     try:
         lock_fd = daemon_runner.lock_state(cfg.state, PROG)
-        engine = ArrayEngine(cfg.state, name=cfg.name or DEFAULT_NAME)
+        engine = ArrayEngine(cfg.state, name=cfg.name or DEFAULT_NAME, product_id=cfg.product_id)
     except STORAGE_ERRORS as exc:  # the state cannot even be opened: say why, as a refusal does
         if lock_fd >= 0:
             os.close(lock_fd)

@@ -33,6 +33,7 @@ from .blockstore import ZERO, Family
 from .config import ConfigMixin
 from .faults import FaultsMixin
 from .model import LD, Gen, Host, Link, Pool, Port, Restore
+from .replication import ReplicationMixin
 from .reservations import ReservationsMixin
 from .restore import RestoreMixin
 from .snapshots import SnapshotsMixin
@@ -47,7 +48,8 @@ def _now() -> str:
 
 
 class ArrayEngine(
-    ConfigMixin, AccessMixin, ReservationsMixin, FaultsMixin, SnapshotsMixin, RestoreMixin, BlockIOMixin
+    ConfigMixin, AccessMixin, ReservationsMixin, FaultsMixin, SnapshotsMixin, RestoreMixin, BlockIOMixin,
+    ReplicationMixin,
 ):
     """One disk array. All public methods are thread-safe; refusals raise ``SnapLabError``.
 
@@ -57,7 +59,7 @@ class ArrayEngine(
     signatures, A11 partitions (snapshots.py, restore.py); A12 persistence (here); A13 faults (faults.py).
     """
 
-    def __init__(self, state_dir: str | os.PathLike, *, name: str = "SnapLab_Array", clock: Callable[[], str] = _now):
+    def __init__(self, state_dir: str | os.PathLike, *, name: str = "SnapLab_Array", product_id: str = "", clock: Callable[[], str] = _now):
         self.dir = Path(state_dir)
         self.data_dir = self.dir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -81,6 +83,10 @@ class ArrayEngine(
             with self._tx():
                 self._set_meta("name", name)
                 self.name = name
+        if product_id and product_id != self.product_id:
+            with self._tx():
+                self._set_meta("product_id", product_id)
+                self.product_id = product_id
         # Copies running restores in the background (restore.py), also ones a crash interrupted.
         self._worker = threading.Thread(target=self._restore_worker, name="restore", daemon=True)
         self._worker.start()
@@ -102,6 +108,7 @@ class ArrayEngine(
         st: dict = {}
         meta = dict(q("SELECT key, value FROM meta").fetchall())
         st["name"] = meta.get("name")
+        st["product_id"] = meta.get("product_id", "")  # "" shows as iSMview's default model
         st["pools"] = {r[0]: Pool(*r) for r in q("SELECT number, name, kind, capacity FROM pools")}
         st["ports"] = {(r[0], r[1]): Port(*r) for r in q("SELECT director, port, name FROM ports")}
         lds: dict[int, LD] = {}

@@ -89,6 +89,20 @@ def config_call(request: pb.ConfigRequest) -> tuple[str, tuple[Any, ...], dict[s
         return op, (m.ld,), {"port": opt(m.port), "wwn": opt(m.wwn)}
     if op == "set_format":
         return op, (m.ld, m.format), {}
+    if op == "rename_ld":
+        return op, (m.ld, m.name), {}
+    if op == "expand_ld":
+        return op, (m.ld, m.capacity), {}
+    if op == "pair_lds":
+        if m.unpair:
+            return "unpair_lds", (m.mv, m.rv), {"force": m.force}
+        return op, (m.mv, m.rv), {}
+    if op in ("replicate_ld", "separate_ld"):
+        return op, (m.mv, m.rv), {}
+    if op == "set_io_limit":
+        upper = m.upper if m.HasField("upper") else None
+        lower = m.lower if m.HasField("lower") else None
+        return op, (m.ld,), {"upper": upper, "lower": lower, "report": m.report}
     raise bad(f"unknown configuration operation {op}")  # pragma: no cover - the oneof is exhaustive
 
 
@@ -246,6 +260,10 @@ def ld_msg(d: dict) -> pb.Ld:
         access=d["access"],
         bv=d["bv"],
         reserved_by=d.get("reserved_by", ""),
+        rpl_partner=d.get("rpl_partner", ""),
+        sync_state=d.get("sync_state", ""),
+        rpl_role=d.get("rpl_role", ""),
+        io_limit=d.get("io_limit", ""),
     )
 
 
@@ -256,9 +274,10 @@ def _int64(n: int) -> int:
 def array_state_msg(d: dict) -> pb.ArrayState:
     return pb.ArrayState(
         name=d["name"],
+        product_id=d.get("product_id", ""),
         physical_capacity=_int64(d["physical_capacity"]),
         ports=[pb.Port(director=p["director"], port=p["port"], name=p["name"]) for p in d["ports"]],
-        pools=[pb.Pool(**{k: _int64(v) if k.startswith("sra_") else v for k, v in p.items()}) for p in d["pools"]],
+        pools=[pb.Pool(**{k: _int64(v) if k.startswith("sra_") or k == "used" else v for k, v in p.items()}) for p in d["pools"]],
         lds=[ld_msg(x) for x in d["lds"]],
         licences=d["licences"],
         faults=d["faults"],

@@ -442,6 +442,10 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
     def _describe(self, request: pb.DescribeRequest, ident: Identity) -> pb.ArrayState:
         if ident.role == "host":  # its own part only: nothing of other hosts or LDs it is not given
             return serde.array_state_msg(self.engine.describe_for_host(ident.name))
+        if request.for_host:  # the manager answering a host's iSMview with that host's rights
+            if ident.role != "manager":
+                raise SnapLabError(E.CONTROL_DENIED, detail=f"{ident.role} {ident.name} may not describe for a host")
+            return serde.array_state_msg(self.engine.describe_for_host(request.for_host))
         return serde.array_state_msg(self.engine.describe())
 
     async def InjectFault(self, request: pb.FaultRequest, context: grpc.aio.ServicerContext) -> pb.ArrayState:

@@ -68,8 +68,10 @@ class SnapshotsMixin:
             else:
                 sv = self.resolve_sv(sv_ref, svflg, bv.number)
             g = self.gens[sv.number]
-            if g.live and not cyclic:
-                raise SnapLabError(E.SV_ACTIVE, name=sv.name)
+            # A named SV that holds a snapshot is refreshed (re-created), as OpenSVC's sync driver
+            # does on every update; a guard or a link keeps it (the cyclic choice never takes a guarded one).
+            if g.live and g.guard:
+                raise SnapLabError(E.SV_GUARDED, name=sv.name)
             if g.live and self._sv_link(sv.number) is not None:
                 raise SnapLabError(E.SV_LINKED, name=sv.name)
             fam = self.families[bv.number]

@@ -109,7 +109,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         parents=[lab_opt],
         help="run a command on a host (or on the management server: HOST 'manager')",
         description="Run COMMAND on HOST through its agent, e.g. 'snaplab exec business01 -- iSMvollist -cr'; "
-        "HOST 'manager' runs the management server's console commands (iSMcfg, iSMview).",
+        "HOST 'manager' runs the management server's console commands (iSMcfg, iSMview) or its shell (bash -c '…').",
     )
     ex.add_argument(
         "-i", "--stdin", action="store_true", help="pass standard input to the command (DISKPART scripts)"
@@ -403,6 +403,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def _exec_manager(lab: LabFolder, argv: list[str]) -> int:
     if lab.read_runtime() is None:
         raise LabError(f"no lab is running in {lab.folder}; start one with: snaplab lab up")
+    from .manager_shell import MANAGER_SHELLS, manager_shell
+
+    if argv[0] in MANAGER_SHELLS:
+        return manager_shell(lab.folder, argv)
     from snaplab.manager.console import run_console  # imported here: lab commands need no console code
 
     out, err, code = run_console(argv, lab.folder)

@@ -23,6 +23,8 @@ ENROL_TIMEOUT = 30.0  # agent ready -> Agent.Status says enrolled
 def array_argv(lab: LabFolder, a: ArraySpec) -> list[str]:
     argv = [sys.executable, "-m", "snaplab.array.daemon", "--state", str(lab.array_state(a.name))]
     argv += ["--certs", str(lab.pki), "--cert-name", a.name, "--name", a.name]
+    if a.product_id:
+        argv += ["--product-id", a.product_id]
     return argv + ["--listen", "127.0.0.1:0"]
 
 

@@ -152,6 +152,7 @@ class ArrayLink:
         self._stream: _LookupStream | None = None
         self._stream_after = 0.0  # monotonic time before which look-ups use the unary RPCs
         self.last_name = key  # the array's own name, as last described
+        self.last_product_id = ""  # and its model, shown while it does not answer
 
     @property
     def names(self) -> set[str]:
@@ -242,6 +243,7 @@ class ArrayLink:
         if self._describing is fetch:  # not invalidated meanwhile: this answer may serve later callers
             self._cached = (time.monotonic(), state, view)
         self.last_name = state.name or self.key
+        self.last_product_id = state.product_id
         return state, view
 
     def invalidate(self) -> None:

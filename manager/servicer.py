@@ -471,17 +471,25 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
         links = await self.arrays.select(request.array)
         # Every array at once, each within MONITOR_TIMEOUT: one that is frozen or gone shows as
         # "unknown" and never holds up the others or the caller.
-        out = await asyncio.gather(*(self._monitor_one(link) for link in links))
-        return manager_pb2.MonitorReply(arrays=out, hosts=[serde.host_msg(h) for h in self.state.hosts()])
+        # A host (its own iSMview) sees each array's configuration as the array shows it to that
+        # host: its own record and ports, the LDs it is given and their pools; of the servers, only
+        # itself. The snapshot lists stay whole: the host commands find an SV's BV in them (as before).
+        for_host = ident.name if ident.role == "host" else ""
+        out = await asyncio.gather(*(self._monitor_one(link, for_host) for link in links))
+        hosts = [h for h in self.state.hosts() if not for_host or h.name == for_host]
+        return manager_pb2.MonitorReply(arrays=out, hosts=[serde.host_msg(h) for h in hosts])
 
-    async def _monitor_one(self, link: ArrayLink) -> manager_pb2.ArrayMonitor:
+    async def _monitor_one(self, link: ArrayLink, for_host: str = "") -> manager_pb2.ArrayMonitor:
         snapshots: list[array_pb2.QueryReply] = []
         state: array_pb2.ArrayState | None = None
         try:
             async with asyncio.timeout(MONITOR_TIMEOUT):
                 state = await link.describe()
                 self.observer.faults_seen(link.key, state.faults)
-                for ld in state.lds:
+                whole = state
+                if for_host:
+                    state = await link.call("Describe", array_pb2.DescribeRequest(for_host=for_host))
+                for ld in whole.lds:
                     if ld.type != "BV":
                         continue
                     try:
@@ -501,7 +509,7 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
             state = None
         if state is None:
             return manager_pb2.ArrayMonitor(
-                state=array_pb2.ArrayState(name=link.last_name),
+                state=array_pb2.ArrayState(name=link.last_name, product_id=link.last_product_id),
                 target=link.target,
                 resource_state="unknown",
                 monitoring="stopped",

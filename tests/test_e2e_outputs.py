@@ -613,7 +613,7 @@ def test_ismview_disk_array_list(lab: Lab) -> None:
     sample = VIEW_SAMPLE.splitlines()
     assert lines[:2] == sample[:2]  # the title and the column header, as captured
     rows = view_arrays(out)
-    assert rows == [["D1-10", ARRAY, "ready", "running"]]
+    assert rows == [["S2800", ARRAY, "ready", "running"]]  # the lab file's product id
     header = sample[1]
     row = lines[2]
     for column, value in zip(

@@ -95,9 +95,9 @@ def test_a_frozen_array_is_unknown_to_state_monitoring(lab: RefLab) -> None:
     finally:
         os.kill(pid, signal.SIGCONT)
     assert code == 0, err
-    assert out.splitlines()[2].split() == ["D1-10", ARRAY, "unknown", "stopped"]
+    assert out.splitlines()[2].split() == ["S2800", ARRAY, "unknown", "stopped"]
     out, _, _ = run_console(["iSMview", "-d"], lab.folder)
-    assert out.splitlines()[2].split() == ["D1-10", ARRAY, "ready", "running"]
+    assert out.splitlines()[2].split() == ["S2800", ARRAY, "ready", "running"]  # the lab file's product id
 
 
 def _wait_gone(pid: int) -> None:

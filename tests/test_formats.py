@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from snaplab.agent import formats
+from snaplab.common import snapshot_layouts as formats
 from snaplab.san.blocks import BLOCK
 from snaplab.v1 import array_pb2 as pb
 

@@ -367,14 +367,16 @@ def test_business_creates_and_queries_through_its_bv(lab: Lab) -> None:
     assert not biz.route("bv001", guard=apb.GuardRequest(bv="bv001", sv=rel, on=False)).generation.guard
     waited = biz.route("bv001", wait=apb.WaitRequest(bv="bv001", sv=rel, cond="active", timeout_seconds=5))
     assert waited.generation.state == "snap/active"
-    # Refusals of the array itself come back with their own id.
+    # Refusals of the array itself come back with their own id (a guarded SV is not refreshed).
+    assert biz.route("bv001", guard=apb.GuardRequest(bv="bv001", sv=rel, on=True)).generation.guard
     refused(
         C.FAILED_PRECONDITION,
-        "iSM19023",
+        "iSM19025",
         biz.route,
         "bv001",
         create=apb.CreateRequest(bv="bv001", sv=_sv("sv001_1")),
     )
+    assert not biz.route("bv001", guard=apb.GuardRequest(bv="bv001", sv=rel, on=False)).generation.guard
 
 
 def test_business_cannot_link_the_backup_lv(lab: Lab) -> None:

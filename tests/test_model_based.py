@@ -308,8 +308,10 @@ class Harness:
                     raise Refused(E.SV_LINKED)
             else:
                 _, i = self.resolve(ref, b, b)
-                if mb.svs[i] is not None:
-                    raise Refused(E.SV_ACTIVE)
+                if mb.svs[i] is not None and mb.svs[i].guard:
+                    raise Refused(E.SV_GUARDED)
+                if mb.svs[i] is not None and self.linked_lv(b, i) is not None:
+                    raise Refused(E.SV_LINKED)
             self.layout_check(mb.data, mb.fmt, allow_multi)
             err = None
         except Refused as r:

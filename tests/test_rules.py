@@ -407,9 +407,24 @@ class TestA8Create:
         assert info["sv"] == "sv001_02" and info["state"] == STATE_ACTIVE and info["relgen"] == -1
         assert _states(eng)["sv001_01"] == STATE_UNUSED
 
-    def test_create_into_active_sv_refused(self, eng: ArrayEngine) -> None:
+    def test_create_into_active_sv_refreshes_it(self, eng: ArrayEngine) -> None:
+        """OpenSVC's sync driver re-creates the same SV on every update: the SV then reads as the BV now."""
+        eng.write("bv001", 0, b"old!" * 16)
         eng.create("bv001", "sv001_01")
-        refused("iSM19023", eng.create, "bv001", "sv001_01")
+        eng.write("bv001", 0, b"new!" * 16)
+        info = eng.create("bv001", "sv001_01")
+        assert info["sv"] == "sv001_01" and info["state"] == STATE_ACTIVE and info["relgen"] == -1
+        assert eng.read("sv001_01", 0, 64) == b"new!" * 16
+        assert _order(eng) == ["sv001_01"]
+
+    def test_refresh_of_guarded_or_linked_sv_refused(self, eng: ArrayEngine) -> None:
+        eng.create("bv001", "sv001_01")
+        eng.guard("bv001", "sv001_01", on=True)
+        refused("iSM19025", eng.create, "bv001", "sv001_01")
+        eng.guard("bv001", "sv001_01", on=False)
+        eng.link("lv001", "sv001_01")
+        refused("iSM19028", eng.create, "bv001", "sv001_01")
+        assert _order(eng) == ["sv001_01"]
 
     def test_create_into_sv_of_another_bv_refused(self, eng: ArrayEngine) -> None:
         other = make_bv(eng, "bv002")

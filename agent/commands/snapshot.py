@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from snaplab.agent import formats
+from snaplab.common import snapshot_layouts as formats
 from snaplab.agent.commands.snapshot_control import (
     ACCESS_MODES,
     VOLUME_FLAGS,

@@ -8,7 +8,7 @@ the lab folder ``$SNAPLAB_LAB`` (default ``~/.snaplab/lab``) and the manager ``$
 if set. Formats and message ids: ``docs/manager.md``.
 """
 
-from .commands import main_cfg, main_view, run_console
+from .commands import main_cfg, main_clioutmsg, main_console, main_query, main_view, run_console
 from .options import parse_number, parse_size
 
-__all__ = ["main_cfg", "main_view", "parse_number", "parse_size", "run_console"]
+__all__ = ["main_cfg", "main_clioutmsg", "main_console", "main_query", "main_view", "parse_number", "parse_size", "run_console"]

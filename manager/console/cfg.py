@@ -8,9 +8,13 @@ from snaplab.common.errors import E, SnapLabError
 from snaplab.v1 import array_pb2 as apb
 
 from ..client import ManagerClient
+from .ldsets import LDSET_SUBCOMMANDS, run_ldset
+from .names import NAME_OPTS, plain_name
 from .options import Usage, fmt_size, need, parse_number, parse_options, parse_size
 
 ARRAY_OPT = "-arrayname"
+GiB = 1 << 30
+CV_CAPACITY = 64 << 20  # a CV bound without -capacity (Cinder's cvbind): a small LD, control I/O only
 
 
 def _pool_ref(opts: dict[str, Any]) -> str:
@@ -27,6 +31,19 @@ def _path(opts: dict[str, Any]) -> dict[str, str]:
     if ("-portname" in opts) == ("-wwn" in opts):
         raise Usage("give -portname or -wwn")
     return {"port": opts.get("-portname", ""), "wwn": opts.get("-wwn", "")}
+
+
+def gb_capacity(text: str, unit: str = "gb") -> int:
+    """``ldbind``/``ldexpand -capacity``: a bare number is in ``-unit`` (GB by default, as Cinder passes it)."""
+    if text.strip().isdigit():
+        units = {"gb": GiB, "mb": 1 << 20, "tb": 1 << 40}
+        if unit.lower() not in units:
+            raise Usage(f"-unit {unit!r}: give gb, mb or tb")
+        value = int(text) * units[unit.lower()]
+        if value <= 0:
+            raise Usage(f"capacity {text!r} is not positive")
+        return value
+    return parse_size(text)
 
 
 def _ld_ref(opts: dict[str, Any]) -> str:
@@ -63,8 +80,18 @@ SUBCOMMANDS: dict[str, Cfg] = {
     ),
     "ldbind": Cfg(
         "iSM04002",
-        ("-poolnumber", "-poolname", "-ldn", "-ldname", "-capacity", "-ldattr", "-osformat"),
-        summary="-poolnumber N -ldname NAME -capacity SIZE [-ldn N] [-ldattr iv|cv|mv|rv] [-osformat WN]",
+        ("-poolnumber", "-poolname", "-ldn", "-ldname", "-capacity", "-ldattr", "-osformat", "-unit"),
+        ("-immediate",),
+        summary="-poolnumber N (-ldname NAME | -ldn N) -capacity SIZE|GB [-unit gb|mb|tb] [-ldattr iv|cv|mv|rv]"
+        " [-osformat WN] [-immediate]",
+    ),
+    "ldexpand": Cfg(
+        "iSM31221", ("-ldn", "-ldname", "-capacity", "-unit"),
+        summary="(-ldn N | -ldname NAME) -capacity SIZE|GB [-unit gb|mb|tb]",
+    ),
+    "nickname": Cfg(
+        "iSM31220", ("-ldn", "-ldname", "-newname"), ("-immediate",),
+        summary="(-ldn N | -ldname NAME) -newname NAME [-immediate]",
     ),
     "ldunbind": Cfg("iSM04003", ("-ldname", "-ldn"), summary="-ldname NAME | -ldn N"),
     "srabind": Cfg(
@@ -121,15 +148,22 @@ def _config_request(sub: str, o: dict[str, Any]) -> dict[str, Any]:
             )
         }
     if sub == "ldbind":
-        need(o, "-ldname", "-capacity")
+        attr = o.get("-ldattr", "iv").lower()
+        if "-ldname" not in o and "-ldn" not in o:
+            raise Usage("-ldname or -ldn is required")
+        if "-capacity" not in o and attr != "cv":
+            raise Usage("-capacity is required")
         number = {"number": parse_number(o["-ldn"], "-ldn")} if "-ldn" in o else {}
+        # An LD bound by number only is named after it until a nickname gives it one (Cinder's way).
+        name = o.get("-ldname") or f"LD{parse_number(o['-ldn'], '-ldn'):04X}"
+        capacity = gb_capacity(o["-capacity"], o.get("-unit", "gb")) if "-capacity" in o else CV_CAPACITY
         return {
             "bind_ld": apb.BindLd(
-                name=o["-ldname"],
-                capacity=parse_size(o["-capacity"]),
+                name=name,
+                capacity=capacity,
                 pool=_pool_ref(o),
                 format=o.get("-osformat", "WN").upper(),
-                attr=o.get("-ldattr", "iv").lower(),
+                attr=attr,
                 **number,
             )
         }
@@ -166,6 +200,12 @@ def _config_request(sub: str, o: dict[str, Any]) -> dict[str, Any]:
         need(o, "-bvname", "-lvname")
         number = {"number": parse_number(o["-lvn"], "-lvn")} if "-lvn" in o else {}
         return {"bind_lv": apb.BindLv(bv=o["-bvname"], name=o["-lvname"], **number)}
+    if sub == "ldexpand":
+        need(o, "-capacity")
+        return {"expand_ld": apb.ExpandLd(ld=_ld_ref(o), capacity=gb_capacity(o["-capacity"], o.get("-unit", "gb")))}
+    if sub == "nickname":
+        need(o, "-newname")
+        return {"rename_ld": apb.RenameLd(ld=_ld_ref(o), name=o["-newname"])}
     if sub == "ldformat":
         need(o, "-osformat")
         return {"set_format": apb.SetFormat(ld=_ld_ref(o), format=o["-osformat"].upper())}
@@ -215,6 +255,7 @@ def _ld_line(ld: apb.Ld) -> str:
 def cfg_usage() -> str:
     lines = ["Usage: iSMcfg SUBCOMMAND [OPTIONS] [-arrayname ARRAY]"]
     lines += [f"  iSMcfg {name} {c.summary}" for name, c in SUBCOMMANDS.items()]
+    lines += [f"  iSMcfg {name} {summary}" for name, (_, _, summary) in LDSET_SUBCOMMANDS.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -223,10 +264,15 @@ def run_cfg(client: ManagerClient, args: list[str]) -> list[str]:
     if not args:
         raise Usage("give a subcommand")
     sub = args[0].lower()
+    if sub in LDSET_SUBCOMMANDS:
+        return run_ldset(client, sub, args[1:], ARRAY_OPT)
     spec = SUBCOMMANDS.get(sub)
     if spec is None:
         raise Usage(f"unknown subcommand {args[0]}")
     o = parse_options(args[1:], spec.values, spec.flags, spec.repeat)
+    for key in NAME_OPTS:
+        if key in o:
+            o[key] = plain_name(o[key])
     array = o.get(ARRAY_OPT, "")
     lines: list[str] = []
     if sub in ("faultset", "faultclear"):

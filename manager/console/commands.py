@@ -15,14 +15,32 @@ from snaplab.common.rpc import ClientTLS, SnapLabClientError
 
 from ..client import ManagerClient
 from .cfg import cfg_usage, run_cfg
+from .ioc import ioc_usage, run_ioc
 from .options import DEFAULT_LAB, TIMEOUT, Usage
+from .replication import COMMANDS as REPLICATION_COMMANDS
+from .replication import rc_usage
+from .snapshot import COMMANDS as SNAPSHOT_COMMANDS
+from .snapshot import sc_usage
 from .view import run_view, view_usage
+from .xml_view import run_query, set_output, xml_document, xml_wanted
 
 # -- entry points ----------------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Callable[[ManagerClient, list[str]], list[str]], Callable[[], str]]] = {
     "ismcfg": (run_cfg, cfg_usage),
     "ismview": (run_view, view_usage),
+    "ismioc": (run_ioc, ioc_usage),
+    "ismquery": (run_query, lambda: "Usage: iSMquery -cinder -xml -all\n"),
+    "clioutmsg": (lambda client, args: [], lambda: "Usage: clioutmsg xml|text\n"),
+    # SPEC B4: snapshot operations from the management server itself, as admin
+    **{
+        name.lower(): (run, lambda name=name: sc_usage(name))  # type: ignore[misc]
+        for name, run in SNAPSHOT_COMMANDS.items()
+    },
+    **{
+        name.lower(): (run, lambda name=name: rc_usage(name))  # type: ignore[misc]
+        for name, run in REPLICATION_COMMANDS.items()
+    },
 }
 
 
@@ -62,8 +80,14 @@ def run_console(argv: list[str], lab_dir: str | Path, *, target: str | None = No
     if args and args[0].lower() in ("-h", "-help", "--help", "-?"):
         return usage(), "", 0
     client: ManagerClient | None = None
+    lab = Path(lab_dir).expanduser()
     try:
-        client = _client(Path(lab_dir).expanduser(), target)
+        if name.lower() == "clioutmsg":  # a setting of the console, no call to the manager
+            return "".join(line + "\n" for line in set_output(lab, args)), "", 0
+        client = _client(lab, target)
+        if name.lower() == "ismview" and args[:1] == ["-all"] and len(args) <= 2 and xml_wanted(lab):
+            reply = client.monitor(args[1] if len(args) == 2 else "")
+            return xml_document(reply, "iSMview", " ".join(args[1:]) + " ") + "\n", "", 0
         lines = run(client, args)
         return "".join(line + "\n" for line in lines), "", 0
     except Usage as exc:
@@ -110,3 +134,18 @@ def main_cfg() -> int:
 def main_view() -> int:
     """Console script ``iSMview``."""
     return _main("iSMview")
+
+
+def main_query() -> int:
+    """Console script ``iSMquery``."""
+    return _main("iSMquery")
+
+
+def main_clioutmsg() -> int:
+    """Console script ``clioutmsg``."""
+    return _main("clioutmsg")
+
+
+def main_console(command: str) -> int:
+    """Any console command by name (the management server's ``iSMsc_*``)."""
+    return _main(command)

@@ -7,7 +7,6 @@ from typing import Any
 
 from snaplab.common.units import size_text
 
-PRODUCT_ID = "D1-10"  # the model iSMview shows for every emulated array
 DEFAULT_LAB = "~/.snaplab/lab"
 TIMEOUT = 30.0
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)

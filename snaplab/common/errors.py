@@ -72,6 +72,20 @@ class E:
     LD_NUMBER_IN_USE = _m("iSM31003", "Specified logical disk number is in use. ({name})", S.ALREADY_EXISTS)
     LD_NAME_IN_USE = _m("iSM31004", "Specified logical disk name is in use. ({name})", S.ALREADY_EXISTS)
     LD_IN_USE = _m("iSM31005", "Specified logical disk is in use. ({name})", S.FAILED_PRECONDITION)
+    # not iSM31005: Cinder retries that one for five minutes, and a snapshot-system LD never becomes expandable
+    LDSET_EXISTS = _m("iSM31227", "Specified LD set already exists. ({name})", S.ALREADY_EXISTS)
+    LDSET_NO_PATH = _m("iSM31228", "Specified LD set has no path. ({name})", S.FAILED_PRECONDITION)
+    LDSET_HAS_LD = _m("iSM31229", "Specified logical disk is already in the LD set. ({name})", S.ALREADY_EXISTS)
+    LDSET_NO_LD = _m("iSM31230", "Specified logical disk is not in the LD set. ({name})", S.FAILED_PRECONDITION)
+    RPL_NOT_PLAIN = _m("iSM31231", "Specified logical disk cannot be a replication volume. ({name})", S.FAILED_PRECONDITION)
+    RPL_NOT_PAIRED = _m("iSM31232", "Specified volumes are not a pair. ({name})", S.FAILED_PRECONDITION)
+    RPL_MISMATCH = _m("iSM31233", "Specified volumes differ in capacity or are the same. ({name})", S.FAILED_PRECONDITION)
+    RPL_PAIRED = _m("iSM31234", "Specified logical disk is already paired. ({name})", S.FAILED_PRECONDITION)
+    RPL_NOT_SEPARATED = _m("iSM31235", "Specified pair is not separated. ({name})", S.FAILED_PRECONDITION)
+    LD_NOT_EXPANDABLE = _m(
+        "iSM31222", "Specified logical disk is part of the snapshot system and cannot be expanded. ({name})",
+        S.FAILED_PRECONDITION,
+    )
     PORT_NOT_FOUND = _m("iSM31006", "Specified port does not exist. ({name})", S.NOT_FOUND)
     HOST_NOT_FOUND = _m("iSM31007", "Specified server is not registered to the disk array. ({name})", S.NOT_FOUND)
     BV_POOL_KIND = _m("iSM31010", "BV must be in a basic pool or a dynamic pool. ({name})", S.FAILED_PRECONDITION)

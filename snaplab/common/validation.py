@@ -96,6 +96,9 @@ RULES: dict[tuple[str, str], Rule] = {
     # names of objects, wherever they appear
     ("*", "name"): OBJECT,
     ("*", "ld"): OBJECT,
+    ("*", "mv"): OBJECT,
+    ("*", "rv"): OBJECT,
+    ("snaplab.v1.SetIoLimit", "report"): KEYWORD,
     ("*", "bv"): OBJECT,
     ("*", "lv"): OBJECT,
     ("*", "via"): OBJECT,
@@ -126,6 +129,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("snaplab.v1.RegisterHost", "name"): HOST,
     ("snaplab.v1.DisksRequest", "host"): HOST,
     ("snaplab.v1.ReservationRequest", "owner"): HOST,  # a cluster node ("" releases)
+    ("snaplab.v1.DescribeRequest", "for_host"): HOST,
     ("*", "wwn"): WWN,
     ("*", "wwns"): WWN,
     # the agent's commands

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ConfigRequest(_message.Message):
-    __slots__ = ("set_array_name", "add_port", "bind_pool", "bind_ld", "unbind_ld", "build_sra", "add_generations", "delete_generations", "bind_lv", "set_licence", "remove_licence", "register_host", "assign_access", "unassign_access", "set_format")
+    __slots__ = ("set_array_name", "add_port", "bind_pool", "bind_ld", "unbind_ld", "build_sra", "add_generations", "delete_generations", "bind_lv", "set_licence", "remove_licence", "register_host", "assign_access", "unassign_access", "set_format", "rename_ld", "expand_ld", "pair_lds", "replicate_ld", "separate_ld", "set_io_limit")
     SET_ARRAY_NAME_FIELD_NUMBER: _ClassVar[int]
     ADD_PORT_FIELD_NUMBER: _ClassVar[int]
     BIND_POOL_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,12 @@ class ConfigRequest(_message.Message):
     ASSIGN_ACCESS_FIELD_NUMBER: _ClassVar[int]
     UNASSIGN_ACCESS_FIELD_NUMBER: _ClassVar[int]
     SET_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    RENAME_LD_FIELD_NUMBER: _ClassVar[int]
+    EXPAND_LD_FIELD_NUMBER: _ClassVar[int]
+    PAIR_LDS_FIELD_NUMBER: _ClassVar[int]
+    REPLICATE_LD_FIELD_NUMBER: _ClassVar[int]
+    SEPARATE_LD_FIELD_NUMBER: _ClassVar[int]
+    SET_IO_LIMIT_FIELD_NUMBER: _ClassVar[int]
     set_array_name: SetArrayName
     add_port: AddPort
     bind_pool: BindPool
@@ -38,7 +44,13 @@ class ConfigRequest(_message.Message):
     assign_access: AssignAccess
     unassign_access: UnassignAccess
     set_format: SetFormat
-    def __init__(self, set_array_name: _Optional[_Union[SetArrayName, _Mapping]] = ..., add_port: _Optional[_Union[AddPort, _Mapping]] = ..., bind_pool: _Optional[_Union[BindPool, _Mapping]] = ..., bind_ld: _Optional[_Union[BindLd, _Mapping]] = ..., unbind_ld: _Optional[_Union[UnbindLd, _Mapping]] = ..., build_sra: _Optional[_Union[BuildSra, _Mapping]] = ..., add_generations: _Optional[_Union[AddGenerations, _Mapping]] = ..., delete_generations: _Optional[_Union[DeleteGenerations, _Mapping]] = ..., bind_lv: _Optional[_Union[BindLv, _Mapping]] = ..., set_licence: _Optional[_Union[SetLicence, _Mapping]] = ..., remove_licence: _Optional[_Union[RemoveLicence, _Mapping]] = ..., register_host: _Optional[_Union[RegisterHost, _Mapping]] = ..., assign_access: _Optional[_Union[AssignAccess, _Mapping]] = ..., unassign_access: _Optional[_Union[UnassignAccess, _Mapping]] = ..., set_format: _Optional[_Union[SetFormat, _Mapping]] = ...) -> None: ...
+    rename_ld: RenameLd
+    expand_ld: ExpandLd
+    pair_lds: PairLds
+    replicate_ld: ReplicatePair
+    separate_ld: ReplicatePair
+    set_io_limit: SetIoLimit
+    def __init__(self, set_array_name: _Optional[_Union[SetArrayName, _Mapping]] = ..., add_port: _Optional[_Union[AddPort, _Mapping]] = ..., bind_pool: _Optional[_Union[BindPool, _Mapping]] = ..., bind_ld: _Optional[_Union[BindLd, _Mapping]] = ..., unbind_ld: _Optional[_Union[UnbindLd, _Mapping]] = ..., build_sra: _Optional[_Union[BuildSra, _Mapping]] = ..., add_generations: _Optional[_Union[AddGenerations, _Mapping]] = ..., delete_generations: _Optional[_Union[DeleteGenerations, _Mapping]] = ..., bind_lv: _Optional[_Union[BindLv, _Mapping]] = ..., set_licence: _Optional[_Union[SetLicence, _Mapping]] = ..., remove_licence: _Optional[_Union[RemoveLicence, _Mapping]] = ..., register_host: _Optional[_Union[RegisterHost, _Mapping]] = ..., assign_access: _Optional[_Union[AssignAccess, _Mapping]] = ..., unassign_access: _Optional[_Union[UnassignAccess, _Mapping]] = ..., set_format: _Optional[_Union[SetFormat, _Mapping]] = ..., rename_ld: _Optional[_Union[RenameLd, _Mapping]] = ..., expand_ld: _Optional[_Union[ExpandLd, _Mapping]] = ..., pair_lds: _Optional[_Union[PairLds, _Mapping]] = ..., replicate_ld: _Optional[_Union[ReplicatePair, _Mapping]] = ..., separate_ld: _Optional[_Union[ReplicatePair, _Mapping]] = ..., set_io_limit: _Optional[_Union[SetIoLimit, _Mapping]] = ...) -> None: ...
 
 class SetArrayName(_message.Message):
     __slots__ = ("name",)
@@ -89,6 +101,54 @@ class UnbindLd(_message.Message):
     LD_FIELD_NUMBER: _ClassVar[int]
     ld: str
     def __init__(self, ld: _Optional[str] = ...) -> None: ...
+
+class RenameLd(_message.Message):
+    __slots__ = ("ld", "name")
+    LD_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ld: str
+    name: str
+    def __init__(self, ld: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ExpandLd(_message.Message):
+    __slots__ = ("ld", "capacity")
+    LD_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    ld: str
+    capacity: int
+    def __init__(self, ld: _Optional[str] = ..., capacity: _Optional[int] = ...) -> None: ...
+
+class PairLds(_message.Message):
+    __slots__ = ("mv", "rv", "unpair", "force")
+    MV_FIELD_NUMBER: _ClassVar[int]
+    RV_FIELD_NUMBER: _ClassVar[int]
+    UNPAIR_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    mv: str
+    rv: str
+    unpair: bool
+    force: bool
+    def __init__(self, mv: _Optional[str] = ..., rv: _Optional[str] = ..., unpair: _Optional[bool] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class ReplicatePair(_message.Message):
+    __slots__ = ("mv", "rv")
+    MV_FIELD_NUMBER: _ClassVar[int]
+    RV_FIELD_NUMBER: _ClassVar[int]
+    mv: str
+    rv: str
+    def __init__(self, mv: _Optional[str] = ..., rv: _Optional[str] = ...) -> None: ...
+
+class SetIoLimit(_message.Message):
+    __slots__ = ("ld", "upper", "lower", "report")
+    LD_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    ld: str
+    upper: int
+    lower: int
+    report: str
+    def __init__(self, ld: _Optional[str] = ..., upper: _Optional[int] = ..., lower: _Optional[int] = ..., report: _Optional[str] = ...) -> None: ...
 
 class BuildSra(_message.Message):
     __slots__ = ("pool", "capacity", "sdv_name", "extend", "number")
@@ -489,7 +549,7 @@ class DisksRequest(_message.Message):
     def __init__(self, host: _Optional[str] = ...) -> None: ...
 
 class Ld(_message.Message):
-    __slots__ = ("number", "name", "type", "format", "capacity", "pool", "attr", "access", "bv", "reserved_by")
+    __slots__ = ("number", "name", "type", "format", "capacity", "pool", "attr", "access", "bv", "reserved_by", "rpl_partner", "sync_state", "rpl_role", "io_limit")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -500,6 +560,10 @@ class Ld(_message.Message):
     ACCESS_FIELD_NUMBER: _ClassVar[int]
     BV_FIELD_NUMBER: _ClassVar[int]
     RESERVED_BY_FIELD_NUMBER: _ClassVar[int]
+    RPL_PARTNER_FIELD_NUMBER: _ClassVar[int]
+    SYNC_STATE_FIELD_NUMBER: _ClassVar[int]
+    RPL_ROLE_FIELD_NUMBER: _ClassVar[int]
+    IO_LIMIT_FIELD_NUMBER: _ClassVar[int]
     number: str
     name: str
     type: str
@@ -510,7 +574,11 @@ class Ld(_message.Message):
     access: _containers.RepeatedScalarFieldContainer[str]
     bv: str
     reserved_by: str
-    def __init__(self, number: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., capacity: _Optional[int] = ..., pool: _Optional[str] = ..., attr: _Optional[str] = ..., access: _Optional[_Iterable[str]] = ..., bv: _Optional[str] = ..., reserved_by: _Optional[str] = ...) -> None: ...
+    rpl_partner: str
+    sync_state: str
+    rpl_role: str
+    io_limit: str
+    def __init__(self, number: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., capacity: _Optional[int] = ..., pool: _Optional[str] = ..., attr: _Optional[str] = ..., access: _Optional[_Iterable[str]] = ..., bv: _Optional[str] = ..., reserved_by: _Optional[str] = ..., rpl_partner: _Optional[str] = ..., sync_state: _Optional[str] = ..., rpl_role: _Optional[str] = ..., io_limit: _Optional[str] = ...) -> None: ...
 
 class DisksReply(_message.Message):
     __slots__ = ("lds",)
@@ -519,24 +587,28 @@ class DisksReply(_message.Message):
     def __init__(self, lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ...) -> None: ...
 
 class DescribeRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("for_host",)
+    FOR_HOST_FIELD_NUMBER: _ClassVar[int]
+    for_host: str
+    def __init__(self, for_host: _Optional[str] = ...) -> None: ...
 
 class Pool(_message.Message):
-    __slots__ = ("number", "name", "kind", "capacity", "sra_capacity", "sra_used")
+    __slots__ = ("number", "name", "kind", "capacity", "sra_capacity", "sra_used", "used")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     SRA_CAPACITY_FIELD_NUMBER: _ClassVar[int]
     SRA_USED_FIELD_NUMBER: _ClassVar[int]
+    USED_FIELD_NUMBER: _ClassVar[int]
     number: int
     name: str
     kind: str
     capacity: int
     sra_capacity: int
     sra_used: int
-    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., capacity: _Optional[int] = ..., sra_capacity: _Optional[int] = ..., sra_used: _Optional[int] = ...) -> None: ...
+    used: int
+    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., capacity: _Optional[int] = ..., sra_capacity: _Optional[int] = ..., sra_used: _Optional[int] = ..., used: _Optional[int] = ...) -> None: ...
 
 class Port(_message.Message):
     __slots__ = ("director", "port", "name")
@@ -561,7 +633,7 @@ class Host(_message.Message):
     def __init__(self, name: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ...) -> None: ...
 
 class ArrayState(_message.Message):
-    __slots__ = ("name", "physical_capacity", "ports", "pools", "lds", "licences", "faults", "hosts")
+    __slots__ = ("name", "physical_capacity", "ports", "pools", "lds", "licences", "faults", "hosts", "product_id")
     class LicencesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -577,6 +649,7 @@ class ArrayState(_message.Message):
     LICENCES_FIELD_NUMBER: _ClassVar[int]
     FAULTS_FIELD_NUMBER: _ClassVar[int]
     HOSTS_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     physical_capacity: int
     ports: _containers.RepeatedCompositeFieldContainer[Port]
@@ -585,7 +658,8 @@ class ArrayState(_message.Message):
     licences: _containers.ScalarMap[str, str]
     faults: _containers.RepeatedScalarFieldContainer[str]
     hosts: _containers.RepeatedCompositeFieldContainer[Host]
-    def __init__(self, name: _Optional[str] = ..., physical_capacity: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ..., licences: _Optional[_Mapping[str, str]] = ..., faults: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ...) -> None: ...
+    product_id: str
+    def __init__(self, name: _Optional[str] = ..., physical_capacity: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ..., licences: _Optional[_Mapping[str, str]] = ..., faults: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ..., product_id: _Optional[str] = ...) -> None: ...
 
 class FaultRequest(_message.Message):
     __slots__ = ("kind", "target")

@@ -185,8 +185,8 @@ class Model:
                     raise Refused("NO_CYCLIC_SV")
             else:
                 sv = self.resolve(bv, op["sv"], op.get("svflg", "ld"))
-                if self.gens[sv].live:
-                    raise Refused("SV_ACTIVE")
+                if self.gens[sv].live and self.gens[sv].guard:
+                    raise Refused("SV_GUARDED")
             if self.gens[sv].live and self.sv_link(sv):
                 raise Refused("SV_LINKED")
         elif kind == "delete":
