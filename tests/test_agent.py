@@ -248,6 +248,9 @@ def test_umount_refused_while_a_process_has_a_file_open_in_the_mount_folder(
     _, err, code = sh(agent, "iSMrc_umount", "-drv", "G:")
     assert (err, code) == (REFUSED, 1)
     assert ["G:\\"] in mountvol(agent).values() and held.is_file()
+    # the message log names the holder, as the "handle" tool shows it: pid and program name
+    log = "".join(f.read_text() for f in sorted((agent.state / "etc").glob("iSM_Log*.txt")))
+    assert f"is held by pid {p.pid} (python" in log, log[-2000:]
     p.kill()
     p.wait()
     out = ok(agent, "iSMrc_umount", "-drv", "G:")
