@@ -685,6 +685,15 @@ def test_snapshot_create_time_is_now_by_default(lab: Lab) -> None:
     assert before <= datetime.strptime(created, fmt) <= after
 
 
+def test_restore_counts_are_zero_while_no_restore_runs(lab: Lab) -> None:
+    """The Query reply's restore progress (restore_total / restore_done, blocks) is 0 for every
+    generation while no restore runs: a client computing the remaining size must not see phantom work."""
+    lab.ok(lab.business, "iSMsc_create -bv bv001 -bvflg ld -sv sv001_1 -svflg ld")
+    gens = lab.eng.query("bv001")["generations"]
+    assert {g["sv"] for g in gens} == {"sv001_1", "sv001_2", "sv001_3"}
+    assert [(g["restore_total"], g["restore_done"]) for g in gens] == [(0, 0)] * 3
+
+
 def test_query_by_drive_and_volume_name_shows_that_volume(lab: Lab) -> None:
     lab.ok(lab.business, "iSMsc_create -bv bv001 -bvflg ld -sv sv001_1 -svflg ld")
     for argv in (
