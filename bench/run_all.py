@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in (head, tuple("-" * w for w in widths), *rows):
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
     if args.quick:
-        print("(quick mode: tiny sizes, the ratios say nothing about the targets)")
+        print("(quick mode: tiny sizes, the timing ratios say nothing about their targets; deterministic ones must hold)")
     print(f"targets: {len(rows) - failures - errors} PASS, {failures} FAIL "
           f"({det_failures} deterministic); scripts in ERROR: {errors}")
     if errors or det_failures:
