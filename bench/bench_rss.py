@@ -13,7 +13,8 @@ per BV and a Describe (monitoring and reads are part of a daemon's life too).
 RSS (VmRSS from /proc/<pid>/status) is taken after the writes and reads, and again after a restart of
 the daemon on that state (load + the same reads). Reference printed in the same run: the RSS of a
 freshly started daemon with an empty array. Ratio = the larger of the two RSS figures / 150 MB
-(150 * 10^6 bytes). Target: <= 1.0.  --quick: 2 BVs of 1 GiB with 3 SVs, 16 LDs of 256 MiB, 32 MiB.
+(150 * 10^6 bytes). Target: <= 1.0. Second ratio: the peak (VmHWM) of either life, through the writes,
+/ 150 MB, target <= 1.0 too. Both are byte counts (deterministic targets: a miss exits 1).  --quick: 2 BVs of 1 GiB with 3 SVs, 16 LDs of 256 MiB, 32 MiB.
 """
 
 from __future__ import annotations
@@ -137,8 +138,14 @@ def main(argv: list[str] | None = None) -> int:
         rep.figure("limit", mb(LIMIT))
         worst = max(live["VmRSS"], restarted["VmRSS"])
         rep.figure("RSS / fresh empty daemon's RSS", f"{worst / fresh['VmRSS']:.2f}x")
+        # RSS is bytes, not time: a miss is the same on any machine (deterministic: fails the run).
         rep.ratio("daemon_rss", worst / LIMIT, "<=", TARGET,
-                  "max(VmRSS after writes+reads, VmRSS after restart+reads) / 150 MB")
+                  "max(VmRSS after writes+reads, VmRSS after restart+reads) / 150 MB", deterministic=True)
+        # The limit holds at every moment, not only at rest: the peak (VmHWM, since the daemon started)
+        # covers the writes, the copy-on-write and the reads of the first life, the load of the second.
+        peak = max(live["VmHWM"], restarted["VmHWM"])
+        rep.ratio("daemon_peak_rss", peak / LIMIT, "<=", TARGET,
+                  "max(VmHWM during writes+reads, VmHWM during restart+reads) / 150 MB", deterministic=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rep.finish()

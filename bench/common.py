@@ -6,7 +6,10 @@ Rules every benchmark keeps (see bench/README.md):
   medians of several repetitions (the machine is shared and noisy);
 * it prints its figures, one ``RATIO`` line per target and PASS/FAIL against it, plus one
   machine-readable ``BENCHRESULT {json}`` line per ratio that ``bench/run_all.py`` collects;
-* it exits 0 whether the target is met or not, unless ``--strict`` is given (then 1 on FAIL);
+* a target is *deterministic* when its figure does not depend on the machine's speed (bytes, blocks,
+  pages, counts: ``ratio(..., deterministic=True)``); the others are timings. A missed deterministic
+  target is a bug, not noise: the script then exits 1 in every mode (``--quick`` included, so the CI
+  smoke test fails). A missed timing target exits 0 unless ``--strict`` is given (then 1);
 * ``--quick`` runs tiny sizes (the CI smoke test, tests/test_bench_smoke.py, uses it);
 * ``--profile`` adds a cProfile of the measured operation (top functions by own and cumulative time);
 * it works in temporary directories and removes them.
@@ -249,17 +252,21 @@ class Report:
         print(f"   {label:<46} {value}")
         sys.stdout.flush()
 
-    def ratio(self, metric: str, value: float, op: str, target: float, what: str = "") -> bool:
-        """Record one ratio against its target (``op`` is "<=" or ">=")."""
+    def ratio(self, metric: str, value: float, op: str, target: float, what: str = "", *,
+              deterministic: bool = False) -> bool:
+        """Record one ratio against its target (``op`` is "<=" or ">="). ``deterministic``: the figure
+        is a count (bytes, blocks), the same on any machine, so missing it fails the run (see above)."""
         if op not in ("<=", ">="):
             raise ValueError(op)
         ok = value <= target if op == "<=" else value >= target
         verdict = "PASS" if ok else "FAIL"
         if what:
             print(f"   {metric}: {what}")
-        print(f"RATIO {metric} = {value:.4f} (target {op} {target:g}) {verdict}")
+        kind = " deterministic" if deterministic else ""
+        print(f"RATIO {metric} = {value:.4f} (target {op} {target:g}) {verdict}{kind}")
         self.results.append({"bench": self.bench, "metric": metric, "ratio": round(value, 6), "op": op,
-                             "target": target, "pass": ok, "quick": bool(self.args.quick)})
+                             "target": target, "pass": ok, "quick": bool(self.args.quick),
+                             "deterministic": deterministic})
         print("BENCHRESULT " + json.dumps(self.results[-1]))
         sys.stdout.flush()
         return ok
@@ -269,10 +276,12 @@ class Report:
         print(f"   load average at end: {_load()}; wall {wall:.1f} s, this process's CPU {cpu:.1f} s "
               f"({100 * cpu / wall if wall else 0:.0f}% of one core)")
         ok = all(r["pass"] for r in self.results) and bool(self.results)
-        print(f"== {self.bench}: {'PASS' if ok else 'FAIL'}"
-              + ("" if ok or not self.args.strict else " (--strict: exit 1)"))
+        missed = [r["metric"] for r in self.results if r["deterministic"] and not r["pass"]]
+        why = (f" (deterministic target missed: {', '.join(missed)}: exit 1)" if missed
+               else "" if ok or not self.args.strict else " (--strict: exit 1)")
+        print(f"== {self.bench}: {'PASS' if ok else 'FAIL'}{why}")
         sys.stdout.flush()
-        return 1 if (self.args.strict and not ok) else 0
+        return 1 if missed or (self.args.strict and not ok) else 0
 
 
 # ==================================================================== profiling

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -228,6 +229,35 @@ def test_umount_refused_while_a_process_is_in_the_mount_folder(business_g: Lab, 
     assert code == 1 and "iSM13610" in err
     assert "Mount Normal End" in ok(agent, "iSMrc_mount", "-drv", "G:")
     assert g.is_dir() and ["G:\\"] in mountvol(agent).values()
+
+
+def test_umount_refused_while_a_process_has_a_file_open_in_the_mount_folder(
+    business_g: Lab, holder: list, tmp_path: Path
+) -> None:
+    """A process whose working folder is elsewhere but which keeps a file of G: open holds G: too
+    (the open-file half of the "handle" scan): iSM13609 until it lets go."""
+    agent = business_g.business
+    g = agent.state / "mnt" / "G"
+    held = g / "held_open.txt"
+    held.write_text("kept open by another process\n")
+    script = "import sys, time; f = open(sys.argv[1]); print('open', flush=True); time.sleep(30)"
+    p = subprocess.Popen([sys.executable, "-c", script, str(held)], cwd=tmp_path, stdout=subprocess.PIPE)
+    holder.append(p)
+    assert p.stdout is not None and p.stdout.readline() == b"open\n"
+    assert os.readlink(f"/proc/{p.pid}/cwd") == str(tmp_path)  # not in G: itself
+    _, err, code = sh(agent, "iSMrc_umount", "-drv", "G:")
+    assert (err, code) == (REFUSED, 1)
+    assert ["G:\\"] in mountvol(agent).values() and held.is_file()
+    # the message log names the holder, as the "handle" tool shows it: pid and program name
+    log = "".join(f.read_text() for f in sorted((agent.state / "etc").glob("iSM_Log*.txt")))
+    assert f"is held by pid {p.pid} (python" in log, log[-2000:]
+    p.kill()
+    p.wait()
+    out = ok(agent, "iSMrc_umount", "-drv", "G:")
+    assert "Umount Normal End" in out and not g.exists()
+    assert "Mount Normal End" in ok(agent, "iSMrc_mount", "-drv", "G:")
+    assert held.read_text() == "kept open by another process\n"  # the file went to the volume and back
+    held.unlink()
 
 
 def test_umount_force_and_offline(business_g: Lab, holder: list) -> None:

@@ -6,6 +6,7 @@ Speed itself is never asserted here (a timed test on a shared machine is noise):
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
@@ -18,7 +19,8 @@ SCRIPTS = sorted(BENCH.glob("bench_*.py"))
 # run_all.py itself is exercised on one cheap in-process script: the control-path ones (bench_command,
 # bench_routing, bench_vollist) start whole labs of daemons, which the per-script tests already cover.
 RUN_ALL_SCRIPT = next((s for s in SCRIPTS if s.stem == "bench_generations"), SCRIPTS[0] if SCRIPTS else None)
-RATIO = re.compile(r"^RATIO \S+ = \d+\.\d+ \(target (<=|>=) [\d.]+\) (PASS|FAIL)$", re.MULTILINE)
+RATIO = re.compile(r"^RATIO \S+ = \d+\.\d+ \(target (<=|>=) [\d.]+\) (PASS|FAIL)( deterministic)?$", re.MULTILINE)
+DET_FAIL = re.compile(r"^RATIO (\S+) = .* FAIL deterministic$", re.MULTILINE)
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -31,9 +33,35 @@ def test_benchmarks_found() -> None:
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
 def test_benchmark_quick(script: Path) -> None:
+    """Runs, prints its ratios, and meets every deterministic target (byte and block counts are the
+    same on any machine and at any size: a miss is a bug, and the script exits 1 for it)."""
     proc = _run(str(script), "--quick")
+    missed = DET_FAIL.findall(proc.stdout)
+    assert not missed, f"deterministic target(s) missed: {missed}\n{proc.stdout}{proc.stderr}"
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert RATIO.search(proc.stdout), proc.stdout + proc.stderr
+
+
+def test_deterministic_miss_fails_the_run_timing_miss_does_not(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/common.py's Report: a missed timing target exits 0 (1 only with --strict); a missed
+    deterministic one exits 1 in every mode, and says so in its RATIO and BENCHRESULT lines."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import common as bench_common
+    finally:
+        sys.path.remove(str(BENCH))
+    for strict in (False, True):
+        rep = bench_common.Report("bench_t", "t", argparse.Namespace(quick=True, strict=strict))
+        rep.ratio("timing", 2.0, "<=", 1.0)
+        assert rep.finish() == (1 if strict else 0)
+        rep = bench_common.Report("bench_t", "t", argparse.Namespace(quick=True, strict=strict))
+        rep.ratio("timing", 0.5, "<=", 1.0)
+        rep.ratio("bytes", 2.0, "<=", 1.0, deterministic=True)
+        assert rep.finish() == 1
+    out = capsys.readouterr().out
+    assert DET_FAIL.findall(out) == ["bytes", "bytes"]
+    assert '"metric": "bytes", "ratio": 2.0, "op": "<=", "target": 1.0, "pass": false' in out
+    assert '"deterministic": true' in out and "deterministic target missed: bytes: exit 1" in out
 
 
 def test_run_all_quick() -> None:

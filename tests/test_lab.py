@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import textwrap
@@ -22,19 +21,6 @@ from snaplab.common.rpc import ClientTLS
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # labtools: see its docstring
 from labtools import LabRun, snaplab
 
-
-def _have(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ImportError:
-        return False
-
-
-HAVE_AGENT = _have("snaplab.agent.daemon")
-HAVE_CONSOLE = _have("snaplab.manager.console")
-needs_agent = pytest.mark.skipif(
-    not HAVE_AGENT, reason="the agent daemon (snaplab.agent.daemon) is not installed yet"
-)
 
 
 @pytest.fixture
@@ -342,7 +328,6 @@ def test_commands_need_a_running_lab(tmp_path: Path) -> None:
     assert usage.returncode == 2 and "COMMAND" in usage.stderr
 
 
-@needs_agent
 @pytest.mark.timeout(240)
 def test_small_lab_with_hosts(lab: LabRun) -> None:
     labfile = lab.write("small.toml", SMALL_LAB + SMALL_HOSTS)
@@ -373,7 +358,6 @@ def test_small_lab_with_hosts(lab: LabRun) -> None:
     assert lab.leftovers() == []
 
 
-@needs_agent
 @pytest.mark.timeout(300)
 def test_default_lab(lab: LabRun) -> None:
     up = lab("lab", "up", timeout=240)
@@ -403,10 +387,9 @@ def test_default_lab(lab: LabRun) -> None:
         assert step.returncode == 0, step.stdout + step.stderr
     gone = lab("path", "backup01", "H:")
     assert gone.returncode == 1 and "nothing is mounted at H:" in gone.stderr
-    if HAVE_CONSOLE:
-        view = lab("exec", "manager", "--", "iSMview", "-d")
-        assert view.returncode == 0, view.stdout + view.stderr
-        assert "Tokyo_Customer_DataBase" in view.stdout
+    view = lab("exec", "manager", "--", "iSMview", "-d")
+    assert view.returncode == 0, view.stdout + view.stderr
+    assert "Tokyo_Customer_DataBase" in view.stdout
     assert lab("lab", "down").returncode == 0
     assert lab.leftovers() == []
 
@@ -452,7 +435,6 @@ def test_readme_lab_file_example_is_valid() -> None:
     assert [h.name for h in spec.hosts] == ["biz01"] and spec.setup[0].argv == ("iSMvollist", "-cr")
 
 
-@needs_agent
 @pytest.mark.timeout(120)
 def test_failed_setup_command_is_reported_and_the_lab_stopped(lab: LabRun) -> None:
     labfile = lab.write(

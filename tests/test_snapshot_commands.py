@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -205,8 +205,8 @@ class FakeHost:
 
 
 # ======================================================================================= the lab
-def build_array(path: Path, name: str = ARRAY) -> ArrayEngine:
-    e = ArrayEngine(path, name=name)
+def build_array(path: Path, name: str = ARRAY, clock: Callable[[], str] | None = None) -> ArrayEngine:
+    e = ArrayEngine(path, name=name) if clock is None else ArrayEngine(path, name=name, clock=clock)
     e.set_licence(DSV, 1 << 30)
     e.set_licence(ACCESS_CONTROL)
     e.bind_pool(0, "BASIC0", "basic", 64 * MiB)
@@ -221,7 +221,15 @@ def build_array(path: Path, name: str = ARRAY) -> ArrayEngine:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
-    eng = build_array(tmp_path / "array")
+    eng = build_lab_array(tmp_path / "array")
+    lab = Lab(eng)
+    yield lab
+    eng.close()
+
+
+def build_lab_array(path: Path, clock: Callable[[], str] | None = None) -> ArrayEngine:
+    """The lab's array: bv001 with three SVs and an LV, a CV for the backup server."""
+    eng = build_array(path, clock=clock)
     eng.bind_ld("bv001", MiB, 0, "WN")
     eng.add_generations("bv001", 1, 3, sv_names=["sv001_1", "sv001_2", "sv001_3"])
     eng.bind_lv("bv001", "lv001")
@@ -229,9 +237,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     eng.assign_access("bv001", port=PORT["business"])
     eng.assign_access("lv001", wwn=WWN["backup"])
     eng.assign_access("cv_bk", wwn=WWN["backup"])
-    lab = Lab(eng)
-    yield lab
-    eng.close()
+    return eng
 
 
 class Lab:
@@ -617,6 +623,75 @@ def test_query_forms(lab: Lab) -> None:
     ]  # lv001 is not on the business server
     r = lab.ok(lab.backup, "iSMsc_query -bv bv001 -bvflg ld -sv sv001_1 -svflg ld -detail")
     assert "       Special File         : disk2" in r.lines and len(r.lines) == 21
+
+
+class TickingClock:
+    """The array's clock for a test: one second later at every reading, from a date no real clock shows."""
+
+    def __init__(self) -> None:
+        self.t = datetime(2031, 1, 2, 3, 4, 5)
+        self.issued: list[str] = []
+
+    def __call__(self) -> str:
+        self.t += timedelta(seconds=1)
+        self.issued.append(self.t.strftime("%Y/%m/%d %H:%M:%S"))
+        return self.issued[-1]
+
+
+def detail_times(lab: Lab, sv: str) -> tuple[str, str]:
+    """(Snap State time, Create Start Time) of one SV in iSMsc_query -detail."""
+    lines = lab.ok(lab.business, f"iSMsc_query -bv bv001 -bvflg ld -sv {sv} -svflg ld -detail").lines
+    state = next(x for x in lines if "Snap State" in x)
+    create = next(x for x in lines if "Create   Start Time" in x)
+    m = re.search(rf"\[({TIME})\]", state)
+    assert m, state
+    return m.group(1), create.split(" : ", 1)[1].strip()
+
+
+def test_snapshot_times_are_the_array_clocks(tmp_path: Path) -> None:
+    """Creation and state times come from the array's clock at that operation (not a fixed or cached
+    value): each iSMsc_create shows the clock's reading of that moment, iSMsc_query keeps it, and a
+    later create of another SV gets a later time."""
+    clock = TickingClock()
+    eng = build_lab_array(tmp_path / "array", clock=clock)
+    try:
+        lab = Lab(eng)
+        r = lab.ok(lab.business, "iSMsc_create -bv bv001 -bvflg ld -sv sv001_1 -svflg ld")
+        t1 = clock.issued[-1]
+        assert r.lines[5] == f"      Status     : snap/active [{t1}]"
+        r = lab.ok(lab.business, "iSMsc_create -bv bv001 -bvflg ld -sv sv001_2 -svflg ld")
+        t2 = clock.issued[-1]
+        assert t2 > t1 and r.lines[5] == f"      Status     : snap/active [{t2}]"
+        assert detail_times(lab, "sv001_1") == (t1, t1)
+        assert detail_times(lab, "sv001_2") == (t2, t2)
+        # Deleting and re-creating sv001_1 takes a new reading; sv001_2 keeps its own.
+        lab.ok(lab.business, "iSMsc_delete -bv bv001 -bvflg ld -sv sv001_1 -svflg ld")
+        lab.ok(lab.business, "iSMsc_create -bv bv001 -bvflg ld -sv sv001_1 -svflg ld")
+        t3 = clock.issued[-1]
+        assert t3 > t2 and detail_times(lab, "sv001_1") == (t3, t3)
+        assert detail_times(lab, "sv001_2") == (t2, t2)
+    finally:
+        eng.close()
+
+
+def test_snapshot_create_time_is_now_by_default(lab: Lab) -> None:
+    """Without clock=, the array reads the wall clock: the create time lies between the moments before
+    and after the command (to the second)."""
+    fmt = "%Y/%m/%d %H:%M:%S"
+    before = datetime.now().replace(microsecond=0)
+    lab.ok(lab.business, "iSMsc_create -bv bv001 -bvflg ld -sv sv001_1 -svflg ld")
+    after = datetime.now()
+    _, created = detail_times(lab, "sv001_1")
+    assert before <= datetime.strptime(created, fmt) <= after
+
+
+def test_restore_counts_are_zero_while_no_restore_runs(lab: Lab) -> None:
+    """The Query reply's restore progress (restore_total / restore_done, blocks) is 0 for every
+    generation while no restore runs: a client computing the remaining size must not see phantom work."""
+    lab.ok(lab.business, "iSMsc_create -bv bv001 -bvflg ld -sv sv001_1 -svflg ld")
+    gens = lab.eng.query("bv001")["generations"]
+    assert {g["sv"] for g in gens} == {"sv001_1", "sv001_2", "sv001_3"}
+    assert [(g["restore_total"], g["restore_done"]) for g in gens] == [(0, 0)] * 3
 
 
 def test_query_by_drive_and_volume_name_shows_that_volume(lab: Lab) -> None:
