@@ -69,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"end a host's stream idle this long (default {LIMITS.idle_timeout:g})",
     )
+    p.add_argument(
+        "--host-calls",
+        type=int,
+        default=LIMITS.hosts_total,
+        metavar="N",
+        help=f"calls of all servers together in progress at most (default {LIMITS.hosts_total}; "
+        "the admin and the manager are always served)",
+    )
     return p
 
 
@@ -106,11 +114,13 @@ def parse_args(argv: list[str] | None) -> Config:
         raise UsageError("--product-id must be 1-32 printable characters without blanks or ':'")
     if not 0 < args.stream_idle_timeout < float("inf"):
         raise UsageError("--stream-idle-timeout must be a positive number of seconds")
+    if not 1 <= args.host_calls <= 1_000_000:
+        raise UsageError("--host-calls must be a number from 1 to 1000000")
     level = daemon_runner.log_level(args.log_level)
     grace = daemon_runner.grace(args.grace)
     state = daemon_runner.state_folder(args.state)
     ready = daemon_runner.ready_path(args.ready_file)
-    limits = replace(LIMITS, idle_timeout=args.stream_idle_timeout)
+    limits = replace(LIMITS, idle_timeout=args.stream_idle_timeout, hosts_total=args.host_calls)
     return Config(state, host, port, tls, ready, args.name, grace, level, limits, args.product_id or "")
 
 

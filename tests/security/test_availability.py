@@ -243,10 +243,22 @@ def test_routed_wait_still_works_and_holds_nothing(lab: sl.SecurityLab) -> None:
         attack.close()
 
 
-def test_many_hosts_together_cannot_crowd_out_the_admin(lab: sl.SecurityLab, tmp_path: Path) -> None:
+CROWD_TOTAL = 3 * LIMITS.host.streams  # the shared limit of the crowd's lab (--host-calls)
+
+
+@pytest.fixture
+def crowd_lab(tmp_path: Path) -> Iterator[sl.SecurityLab]:
+    """A lab whose shared limit a few hosts reach, so the crowd is open well before its first idle
+    stream is ended (opening 256 TLS streams on a loaded machine took longer than an idle timeout)."""
+    with sl.running(tmp_path / "crowd", array_args=["--host-calls", str(CROWD_TOTAL)]) as lab:
+        yield lab
+
+
+def test_many_hosts_together_cannot_crowd_out_the_admin(crowd_lab: sl.SecurityLab, tmp_path: Path) -> None:
     """Hosts together hold at most the shared limit (then iSM31151); the admin and the manager are
     served whatever they hold."""
-    n_hosts = LIMITS.hosts_total // LIMITS.host.streams
+    lab = crowd_lab
+    n_hosts = CROWD_TOTAL // LIMITS.host.streams
     names = [f"crowd{i:02d}" for i in range(n_hosts + 1)]
     make_lab_certs(lab.certs, [(n, "host") for n in names])
     release = threading.Event()
