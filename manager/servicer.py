@@ -446,13 +446,16 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
             if request.request.WhichOneof("op") == "register_host":
                 # The host definition enrolment checks against (B2), kept even while the array is away.
                 r = request.request.register_host
+                # iSMcfg hostadd names no cluster: a node defined again stays the node the lab made it.
+                before = next((d for d in self.state.definitions(r.name) if d.array == link.key), None)
+                cluster = request.cluster or (before.cluster if before else "")
                 self.state.define_host(
                     link.key,
                     r.name,
                     wwns=r.wwns,
                     ports=r.ports,
                     platform=r.platform or "windows",
-                    cluster=request.cluster,
+                    cluster=cluster,
                 )
             if request.request.WhichOneof("op") in ("add_generations", "delete_generations"):
                 self.observer.forget(link.key, getattr(request.request, request.request.WhichOneof("op")).bv)

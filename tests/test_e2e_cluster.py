@@ -508,6 +508,13 @@ def test_cluster_membership_is_the_configurations_not_the_hosts_claim(lab: LabRu
         assert hosts["backup01"].cluster == ""
     with client("business02") as n2:
         n2.enrol("standby", wwns=["10:00:00:00:c9:2a:02:01"], ports=["DB_PRIMARY"])
+    # defined again by the operator (iSMcfg hostadd names no cluster): still the lab's node
+    again = lab("exec", "manager", "--", "iSMcfg", "hostadd", "-hostname", "business02",
+                "-wwn", "10:00:00:00:c9:2a:02:01", "-portname", "DB_PRIMARY")
+    assert again.returncode == 0, again.stdout + again.stderr
+    with client("business02") as n2:
+        n2.enrol("standby", wwns=["10:00:00:00:c9:2a:02:01"], ports=["DB_PRIMARY"], cluster="DBCLUSTER",
+                 cluster_role="standby")
     with client("admin") as admin:
         hosts = {h.name: h for h in admin.monitor().hosts}
     assert hosts["business02"].cluster == "DBCLUSTER" and hosts["backup01"].cluster == ""
