@@ -463,6 +463,33 @@ def test_takeover_without_imported_signatures_reports_them_lost(lab: LabRun) -> 
     assert sha(g_of(lab, "business01")) == files
 
 
+def test_a_move_from_a_crashed_owner_without_an_export_reports_the_lost_signatures(lab: LabRun) -> None:
+    """The planned move's side of 3.10 (10): the owner crashed before it exported the signatures,
+    so the new owner has none to import: the move prints the iSM31204 line and logs it."""
+    assert owner(lab) == "business01"
+    hook = lab.folder / "hosts" / "business02" / "debug" / "cluster_net_down"
+    hook.parent.mkdir(exist_ok=True)
+    hook.touch()  # business02 claims nothing by itself: the operator's move takes the group over
+    try:
+        files = sha(g_of(lab, "business01"))
+        cmd(lab, "business01", "iSMrc_flush -drv G:")
+        (lab.folder / "clusters" / "DBCLUSTER" / "DBGROUP.signatures.txt").unlink(missing_ok=True)
+        assert lab("host", "kill", "business01").returncode == 0
+        moved = lab("cluster", "move", "DBGROUP", "business02")
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        lost = "iSM31204: Disk signature of the shared disk was not imported on the node; the signature is lost."
+        assert f"{lost} (bv001 of DBGROUP on business02)" in moved.stdout, moved.stdout
+        assert "not logged" not in moved.stdout, moved.stdout
+        assert "business02 lab WARNING lab : iSM31204 : " in events(lab)
+        assert sha(g_of(lab, "business02")) == files
+    finally:
+        hook.unlink(missing_ok=True)
+    assert lab("host", "start", "business01").returncode == 0
+    back = lab("cluster", "move", "DBGROUP", "business01")
+    assert back.returncode == 0 and "iSM31204" not in back.stdout, back.stdout + back.stderr
+    assert "iSM31204" not in lab("cluster", "status").stdout
+
+
 def test_an_lv_given_to_the_nodes_as_a_shared_disk_is_refused(lab: LabRun) -> None:
     """3.10 (11): only a BV can be a cluster shared disk; an access change giving lv001 to the port
     both nodes are cabled to is refused with one iSM line, and nothing changes at the array."""
