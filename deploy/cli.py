@@ -299,20 +299,30 @@ def cmd_host(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster_status(args: argparse.Namespace) -> int:
+    from snaplab.common.errors import E, SnapLabError
+
     from . import failover
 
     lab = _lab(args)
     for c, nodes, groups in failover.cluster_status(lab, lab.spec(), args.cluster):
         quorum = f"witness {c.witness}" if c.quorum == "witness" else "node majority"
-        up = sum(state == "running" for state in nodes.values()) + (1 if c.quorum == "witness" else 0)
+        up = sum(n.state == "running" for n in nodes.values()) + (1 if c.quorum == "witness" else 0)
         print(f"cluster {c.name}: quorum {quorum}, {up} of {c.votes()} votes (needs {c.quorum_size()})")
-        rows = [["NODE", "STATE"]] + [[n, state] for n, state in nodes.items()]
+        rows = [["NODE", "STATE", "HEARTBEAT"]]
+        rows += [
+            [name, n.state, "never" if n.heartbeat_age is None else f"{n.heartbeat_age:.1f}s ago"]
+            for name, n in nodes.items()
+        ]
         for line in _table(rows):
             print(f"  {line}")
         rows = [["GROUP", "OWNER", "DISK", "MOUNT", "STATE"]]
         rows += [[g.name, g.owner, ld, mount, state] for g in groups for ld, mount, state in g.disks]
         for line in _table(rows):
             print(f"  {line}")
+        for g in groups:
+            if g.lost_signatures:  # the owner took the group over without importing its signatures
+                lost = SnapLabError(E.SIGNATURES_LOST, name=f"{', '.join(g.lost_signatures)} of {g.name} on {g.owner}")
+                print(f"  {g.name}: {lost}")
     return 0
 
 

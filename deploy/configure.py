@@ -25,11 +25,14 @@ def configure(lab: LabFolder, spec: LabSpec, runtime: dict[str, Any], report: Re
     try:
         for a in spec.arrays:
             ops = config_ops(spec, a)
+            clusters = {h.name: h.cluster for h in spec.hosts}
             for where, request in ops:
+                # A host's cluster membership is the lab file's, told the manager with its definition.
+                cluster = clusters.get(request.register_host.name, "") if request.HasField("register_host") else ""
                 try:
                     with client_errors():
                         stub.Configure(
-                            manager_pb2.ManagedConfig(array=a.name, request=request),
+                            manager_pb2.ManagedConfig(array=a.name, request=request, cluster=cluster),
                             timeout=CONFIG_TIMEOUT,
                         )
                 except SnapLabClientError as exc:

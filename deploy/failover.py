@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from snaplab.common.errors import E
+from snaplab.common.errors import E, SnapLabError
 
 from . import lifecycle
 from .cluster import group_of, owner_of, set_owner
@@ -128,9 +128,19 @@ def move_group(lab: LabFolder, spec: LabSpec, group: str, node: str, report: Rep
         _must(lab, owner, f"CLUSTER GROUP {g.name} /OFFLINE", report)  # the cluster dismounts its disks
     set_owner(lab, rt, g, node)
     report(f"reservation of {', '.join(d.ld for d in g.disks)} moved to {node}")
+    from snaplab.agent.cluster.service import (  # lab commands need no agent code otherwise
+        note_lost_signatures,
+        unsigned_disks,
+    )
+
     _must(lab, node, "iSMrc_scan", report)
+    lost = unsigned_disks(sigs, [d.ld for d in g.disks])  # never exported: the node cannot import them
     if (lab.folder / "clusters" / c.name / f"{g.name}.signatures.txt").is_file():
         _must(lab, node, f"iSMrc_signature -import {sigs}", report)
+    note_lost_signatures(lab.host_state(node), g.name, lost)
+    if lost:
+        report(str(SnapLabError(E.SIGNATURES_LOST, name=f"{', '.join(lost)} of {g.name} on {node}")))
+        lifecycle.tell_manager(lab, node, "signatures_lost", f"{', '.join(lost)} of {g.name}", report)
     for d in g.disks:
         _must(lab, node, f"MOUNTVOL {d.mount} {volume_name(c.name, d)}", report)
     _must(lab, node, "iSMvollist -cr", report)  # its commands name the disks by their letters now
@@ -161,31 +171,64 @@ class GroupState:
     name: str
     owner: str
     disks: list[tuple[str, str, str]]  # (ld, mount, state on the owner: online / offline)
+    lost_signatures: list[str]  # disks whose signatures the owner's takeover lost (3.10 (10))
+
+
+@dataclass
+class NodeState:
+    state: str  # running / stopped / crashed
+    heartbeat_age: float | None  # seconds since the witness last heard it; None never (or not known)
+
+
+def heartbeat_ages(lab: LabFolder, rt: dict[str, Any]) -> dict[str, float] | None:
+    """Seconds since the witness (the manager) last heard each cluster node; None if it does not answer."""
+    from snaplab.common.rpc import ClientTLS, SnapLabClientError, client_errors, make_channel
+    from snaplab.v1 import manager_pb2, manager_pb2_grpc
+
+    target = (rt.get("manager") or {}).get("target", "")
+    if not target:
+        return None
+    channel = make_channel(target, ClientTLS.from_folder(lab.pki, "admin"))
+    try:
+        with client_errors():
+            reply = manager_pb2_grpc.ManagerStub(channel).Monitor(manager_pb2.MonitorRequest(), timeout=15)
+    except SnapLabClientError:
+        return None
+    finally:
+        channel.close()
+    return {h.name: h.heartbeat_age for h in reply.hosts if h.cluster and h.heartbeat_age >= 0}
 
 
 def cluster_status(
     lab: LabFolder, spec: LabSpec, name: str | None
-) -> list[tuple[ClusterSpec, dict[str, str], list[GroupState]]]:
-    """Per cluster: each node's state (running / stopped / crashed) and each group's owner and disks."""
+) -> list[tuple[ClusterSpec, dict[str, NodeState], list[GroupState]]]:
+    """Per cluster: each node's state (running / stopped / crashed) and the age of its last heartbeat,
+    each group's owner, disks and the signatures its owner's takeover lost."""
     rt = lab.read_runtime()
     if rt is None:
         raise LabError(f"no lab is running in {lab.folder}; start one with: snaplab lab up")
     clusters = [c for c in spec.clusters if name is None or c.name == name]
     if name is not None and not clusters:
         raise refusal(E.CLUSTER_UNKNOWN, name=name)
+    from snaplab.agent.cluster.service import lost_signatures_file
     from snaplab.agent.host import mount_path  # imported here: lab commands need no agent code otherwise
 
+    ages = heartbeat_ages(lab, rt) or {}
     out = []
     for c in clusters:
-        nodes = {n: lifecycle.host_state(lab, rt, n) for n in c.nodes}
+        nodes = {n: NodeState(lifecycle.host_state(lab, rt, n), ages.get(n)) for n in c.nodes}
         groups = []
         for g in c.groups:
             owner = owner_of(lab, rt, g)
             disks = []
             for d in g.disks:
-                online = bool(owner) and nodes.get(owner) == lifecycle.RUNNING
+                online = owner in nodes and nodes[owner].state == lifecycle.RUNNING
                 online = online and mount_path(lab.folder, owner, d.mount).is_dir()
                 disks.append((d.ld, d.mount, "online" if online else "offline"))
-            groups.append(GroupState(g.name, owner or "-", disks))
+            lost: list[str] = []
+            if owner:
+                marker = lost_signatures_file(lab.host_state(owner), g.name)
+                lost = marker.read_text(encoding="utf-8").split() if marker.is_file() else []
+            groups.append(GroupState(g.name, owner or "-", disks, lost))
         out.append((c, nodes, groups))
     return out

@@ -19,6 +19,8 @@ import time
 from typing import Any
 
 from snaplab.common.errors import E, SnapLabError
+from snaplab.common.rpc import ClientTLS, SnapLabClientError, client_errors, make_channel
+from snaplab.v1 import manager_pb2, manager_pb2_grpc
 
 from . import processes
 from .daemons import ENROL_TIMEOUT, wait_enrolled, wait_serving
@@ -72,6 +74,26 @@ def _mark(lab: LabFolder, host: str, down: str | None) -> None:
     lab.write_runtime(rt)
 
 
+def tell_manager(lab: LabFolder, host: str, kind: str, detail: str = "", report: Report = lambda _l: None) -> None:
+    """Log a transition of the lab in the manager's event log (``LabEvent``, as admin): ``kind``
+    host_stopped / host_crashed / host_started / signatures_lost. A manager that does not answer
+    (it is down itself) is named, not fatal."""
+    rt = lab.read_runtime() or {}
+    target = (rt.get("manager") or {}).get("target", "")
+    if not target:
+        return
+    channel = make_channel(target, ClientTLS.from_folder(lab.pki, "admin"))
+    try:
+        with client_errors():
+            manager_pb2_grpc.ManagerStub(channel).LabEvent(
+                manager_pb2.LabEventRequest(host=host, kind=kind, detail=detail), timeout=10
+            )
+    except SnapLabClientError as exc:
+        report(f"event {kind} of {host} not logged: {exc}")
+    finally:
+        channel.close()
+
+
 # -- stop, kill ------------------------------------------------------------------------------------
 
 
@@ -84,6 +106,7 @@ def stop_host(lab: LabFolder, host: str, report: Report = lambda _line: None) ->
         raise refusal(E.LAB_HOST_DOWN, name=host)
     processes.stop(lab, [rec], report=report, timeout=AGENT_STOP_TIMEOUT)
     _mark(lab, host, STOPPED)
+    tell_manager(lab, host, "host_stopped", report=report)
 
 
 def kill_host(lab: LabFolder, host: str, report: Report = lambda _line: None) -> None:
@@ -98,6 +121,7 @@ def kill_host(lab: LabFolder, host: str, report: Report = lambda _line: None) ->
         time.sleep(0.02)
     _mark(lab, host, CRASHED)
     report(f"killed agent {host} (pid {rec['pid']})")
+    tell_manager(lab, host, "host_crashed", report=report)
 
 
 # -- start -----------------------------------------------------------------------------------------
@@ -162,6 +186,7 @@ def start_host(lab: LabFolder, host: str, report: Report = lambda _line: None) -
         respawn(lab, rec, report)
     except LabError as exc:
         raise refusal(E.LAB_HOST_START_FAILED, detail=f"{host}: {exc}") from None
+    tell_manager(lab, host, "host_started", report=report)
 
 
 def restart_host(lab: LabFolder, host: str, report: Report = lambda _line: None) -> None:
@@ -186,4 +211,6 @@ def revive(lab: LabFolder, rt: dict[str, Any], report: Report = lambda _line: No
             lab.socket(rec["name"]).unlink(missing_ok=True)
         s = respawn(lab, rec, report)
         started.append(s.label)
+        if s.kind == "agent":
+            tell_manager(lab, s.name, "host_started", report=report)
     return started

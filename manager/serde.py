@@ -75,8 +75,10 @@ def via_state(info: array_pb2.LinkInfo) -> ViaState:
     return ViaState(linked=info.state == "link", bv_linked_lv=bv_lv)
 
 
-def host_msg(rec: HostRecord) -> manager_pb2.HostInfo:
+def host_msg(rec: HostRecord, heartbeat_age: float | None = None) -> manager_pb2.HostInfo:
+    """``heartbeat_age``: seconds since the cluster witness heard the node (None: never, or not a node)."""
     return manager_pb2.HostInfo(
+        heartbeat_age=-1.0 if heartbeat_age is None else heartbeat_age,
         name=rec.name,
         role=rec.role,
         platform=rec.platform,

@@ -316,6 +316,7 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
                 d = defined.get(link.key)
                 if d is not None and not serde.registered_as(registered.get(link.key), d):
                     await self._register(link, d)
+            cluster = self._configured_cluster(ident.name, request.cluster)
             host = enrolment.record(ident.name, definitions)
             self.state.enrol(
                 host.name,
@@ -323,11 +324,11 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
                 platform=host.platform,
                 wwns=host.wwns,
                 ports=host.ports,
-                cluster=request.cluster,
-                cluster_role=request.cluster_role,
+                cluster=cluster,
+                cluster_role=(request.cluster_role or "standby") if cluster else "",
             )
-            if request.cluster:  # a node that (re)starts counts as heard: it is booting, not gone
-                self.witness.beat(request.cluster, host.name)
+            if cluster:  # a node that (re)starts counts as heard: it is booting, not gone
+                self.witness.beat(cluster, host.name)
             return manager_pb2.EnrolReply(
                 arrays=[
                     manager_pb2.ArrayEndpoint(name=x.last_name, target=x.target) for x in self.arrays.links
@@ -436,6 +437,8 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
                 raise SnapLabError(E.BAD_ARGUMENT, detail="ConfigRequest names no operation")
             link = await self.arrays.get(request.array)
             configured.append(link)
+            if request.request.WhichOneof("op") == "assign_access":
+                await self._refuse_shared_non_bv(link, request.request.assign_access)
             try:
                 reply = await link.call("Configure", request.request)
             finally:
@@ -443,7 +446,17 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
             if request.request.WhichOneof("op") == "register_host":
                 # The host definition enrolment checks against (B2), kept even while the array is away.
                 r = request.request.register_host
-                self.state.define_host(link.key, r.name, wwns=r.wwns, ports=r.ports, platform=r.platform or "windows")
+                # iSMcfg hostadd names no cluster: a node defined again stays the node the lab made it.
+                before = next((d for d in self.state.definitions(r.name) if d.array == link.key), None)
+                cluster = request.cluster or (before.cluster if before else "")
+                self.state.define_host(
+                    link.key,
+                    r.name,
+                    wwns=r.wwns,
+                    ports=r.ports,
+                    platform=r.platform or "windows",
+                    cluster=cluster,
+                )
             if request.request.WhichOneof("op") in ("add_generations", "delete_generations"):
                 self.observer.forget(link.key, getattr(request.request, request.request.WhichOneof("op")).bv)
             return reply
@@ -477,7 +490,10 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
         for_host = ident.name if ident.role == "host" else ""
         out = await asyncio.gather(*(self._monitor_one(link, for_host) for link in links))
         hosts = [h for h in self.state.hosts() if not for_host or h.name == for_host]
-        return manager_pb2.MonitorReply(arrays=out, hosts=[serde.host_msg(h) for h in hosts])
+        return manager_pb2.MonitorReply(
+            arrays=out,
+            hosts=[serde.host_msg(h, self.witness.age(h.cluster, h.name) if h.cluster else None) for h in hosts],
+        )
 
     async def _monitor_one(self, link: ArrayLink, for_host: str = "") -> manager_pb2.ArrayMonitor:
         snapshots: list[array_pb2.QueryReply] = []
@@ -578,6 +594,60 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
     def _nodes(self, cluster: str) -> list[str]:
         return [h.name for h in self.state.hosts() if h.cluster == cluster]
 
+    def _configured_cluster(self, name: str, claimed: str) -> str:
+        """The cluster the configuration (the lab's host definitions) makes ``name`` a node of; a
+        host's own claim of another cluster (or of one when it is none's node) is iSM31208."""
+        configured = sorted({d.cluster for d in self.state.definitions(name) if d.cluster})
+        cluster = configured[0] if configured else ""
+        if claimed and claimed != cluster:
+            raise SnapLabError(E.CLUSTER_NOT_CONFIGURED, name=f"{name} in {claimed}")
+        return cluster
+
+    async def _refuse_shared_non_bv(self, link: ArrayLink, req: array_pb2.AssignAccess) -> None:
+        """Guide 3.10 (11): only a BV can be a cluster shared disk. An access change that would give
+        an SV or LV to two or more nodes of one cluster (the configuration's) is iSM31207."""
+        state = await link.describe()
+        ld = next((x for x in state.lds if req.ld in (x.name, x.number)), None)
+        if ld is None or ld.type not in ("SV", "LV"):
+            return  # the array answers for what it does not know
+        paths = set(ld.access) | {f"port:{req.port}" if req.port else f"wwn:{req.wwn.lower()}"}
+        reach = {
+            h.name
+            for h in state.hosts
+            if paths & ({f"port:{p}" for p in h.ports} | {f"wwn:{w.lower()}" for w in h.wwns})
+        }
+        clusters: dict[str, list[str]] = {}
+        for d in self.state.definitions():
+            if d.array == link.key and d.cluster and d.name in reach:
+                clusters.setdefault(d.cluster, []).append(d.name)
+        for cluster, nodes in sorted(clusters.items()):
+            if len(nodes) >= 2:
+                raise SnapLabError(
+                    E.SHARED_NOT_BV, name=f"{ld.name} is an {ld.type}; nodes {', '.join(sorted(nodes))} of {cluster}"
+                )
+
+    async def LabEvent(
+        self, request: manager_pb2.LabEventRequest, context: grpc.aio.ServicerContext
+    ) -> manager_pb2.Event:
+        """A transition the lab tool made (admin only), logged in the manager's own words."""
+        ident = current_identity(context)
+        _require(ident, ADMIN_ROLE, "report lab events")
+        host = request.host
+        if not host:
+            raise SnapLabError(E.BAD_ARGUMENT, detail="a lab event names its host")
+        kinds = {
+            "host_stopped": ("WARNING", E.HOST_DOWN, f"{host}: stopped"),
+            "host_crashed": ("WARNING", E.HOST_DOWN, f"{host}: crashed"),
+            "host_started": ("NOTICE", E.HOST_UP, host),
+            "signatures_lost": ("WARNING", E.SIGNATURES_LOST, f"{request.detail or '-'} on {host}"),
+        }
+        if request.kind not in kinds:
+            raise SnapLabError(E.BAD_ARGUMENT, detail=f"kind must be one of {', '.join(kinds)}")
+        classification, msg, name = kinds[request.kind]
+        e = SnapLabError(msg, name=name)
+        rec = self.state.log_event(host, classification, "lab", e.msg_id, e.text)
+        return serde.event_msg(rec)
+
     async def ClusterHeartbeat(
         self, request: manager_pb2.ClusterBeat, context: grpc.aio.ServicerContext
     ) -> manager_pb2.ClusterView:
@@ -640,6 +710,9 @@ class ManagerServicer(manager_pb2_grpc.ManagerServicer):
             if any(lds[n].reserved_by != host.name for n in request.lds):
                 e = SnapLabError(E.GROUP_TAKEN_OVER, name=f"{request.group} by {host.name} from {previous or '-'}")
                 self._event(host.name, "NOTICE", "ClusterClaim", e.msg_id, e.text)
+                for name in request.unsigned:  # 3.10 (10): the node never imported these signatures
+                    e = SnapLabError(E.SIGNATURES_LOST, name=f"{name} of {request.group} on {host.name}")
+                    self._event(host.name, "WARNING", "ClusterClaim", e.msg_id, e.text)
             return manager_pb2.ClusterClaimReply(granted=True, owner=host.name, previous=previous)
 
     async def _fault(

@@ -66,6 +66,7 @@ class HostDefinition:
     wwns: tuple[str, ...] = ()
     ports: tuple[str, ...] = ()
     platform: str = "windows"
+    cluster: str = ""  # the cluster the configuration makes the host a node of ("" none)
 
 
 @dataclass(frozen=True)
@@ -138,10 +139,12 @@ class ManagerState:
             if_not_exists=True,
         )
         self.db.table("host_definitions").create(
-            {"array": str, "name": str, "wwns": str, "ports": str, "platform": str},  # JSON lists
+            {"array": str, "name": str, "wwns": str, "ports": str, "platform": str, "cluster": str},
             pk=("array", "name"),
             if_not_exists=True,
         )
+        if "cluster" not in self.db.table("host_definitions").columns_dict:  # a state from before clusters
+            conn.execute("ALTER TABLE host_definitions ADD COLUMN cluster TEXT DEFAULT ''")
         self.db.table("events").create(
             {
                 "seq": int,
@@ -179,13 +182,16 @@ class ManagerState:
         wwns: list[str] | tuple[str, ...] = (),
         ports: list[str] | tuple[str, ...] = (),
         platform: str = "windows",
+        cluster: str = "",
     ) -> HostDefinition:
-        """Record (or replace) how the configuration defines host ``name`` on ``array``."""
-        d = HostDefinition(array, name, tuple(w.lower() for w in wwns), tuple(ports), platform)
+        """Record (or replace) how the configuration defines host ``name`` on ``array`` (with the
+        cluster it makes the host a node of, if any)."""
+        d = HostDefinition(array, name, tuple(w.lower() for w in wwns), tuple(ports), platform, cluster)
         with self._lock:
             self._write(
-                "INSERT OR REPLACE INTO host_definitions(array, name, wwns, ports, platform) VALUES (?,?,?,?,?)",
-                [array, name, json.dumps(list(d.wwns)), json.dumps(list(d.ports)), platform],
+                "INSERT OR REPLACE INTO host_definitions(array, name, wwns, ports, platform, cluster)"
+                " VALUES (?,?,?,?,?,?)",
+                [array, name, json.dumps(list(d.wwns)), json.dumps(list(d.ports)), platform, cluster],
             )
             self._definitions[(array, name)] = d
         return d
@@ -389,6 +395,7 @@ def _definition(row: dict) -> HostDefinition:
         tuple(json.loads(row["wwns"] or "[]")),
         tuple(json.loads(row["ports"] or "[]")),
         row["platform"] or "windows",
+        row.get("cluster") or "",
     )
 
 

@@ -44,6 +44,11 @@ class Witness:
         last = self._beats.get((cluster, node), self._started)
         return now - last <= timeout
 
+    def age(self, cluster: str, node: str) -> float | None:
+        """Seconds since ``node``'s last heartbeat (None: not heard since the manager started)."""
+        last = self._beats.get((cluster, node))
+        return None if last is None else max(0.0, self._clock() - last)
+
     def alive(self, cluster: str, nodes: Iterable[str], timeout: float) -> list[str]:
         return sorted(n for n in nodes if (cluster, n) in self._beats and self.heard(cluster, n, timeout))
 

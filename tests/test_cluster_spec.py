@@ -98,3 +98,23 @@ def test_lab_check_prints_the_cluster_and_refuses_an_lv_in_one_line(tmp_path: Pa
     out = snaplab("lab", "check", str(bad), cwd=tmp_path)
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "clusters[DBCLUSTER].groups[DBGROUP].disks[0].ld: lv001 is an LV" in out.stderr
+
+
+def test_the_disks_a_signature_file_does_not_carry_are_the_unsigned_ones(tmp_path: Path) -> None:
+    """3.10 (10): a takeover imports the owner's export; a disk it does not list (or no export at
+    all) is one whose signature the new owner reports lost."""
+    from snaplab.agent.cluster.service import lost_signatures_file, note_lost_signatures, unsigned_disks
+
+    export = tmp_path / "DBGROUP.signatures.txt"
+    assert unsigned_disks(str(export), ["bv001", "bv002"]) == ["bv001", "bv002"]  # never exported
+    export.write_text(
+        "# iSMrc_signature export of business01 2026/12/02 06:00:00\n"
+        "# disk array name  LDN  LD name  format  signature\n"
+        "Small_Array 0030h bv001 WN 1A2B3C4D\n"
+    )
+    assert unsigned_disks(str(export), ["bv001", "bv002"]) == ["bv002"]
+    assert unsigned_disks(str(export), ["bv001"]) == []
+    note_lost_signatures(tmp_path, "DBGROUP", ["bv002"])
+    assert lost_signatures_file(tmp_path, "DBGROUP").read_text().split() == ["bv002"]
+    note_lost_signatures(tmp_path, "DBGROUP", [])  # a takeover with every signature clears the note
+    assert not lost_signatures_file(tmp_path, "DBGROUP").exists()

@@ -242,7 +242,7 @@ def test_failover_on_a_crash_of_the_owner_and_rejoin_as_standby(lab: LabRun) -> 
     # (how soon: bench/bench_failover.py; a timed assertion would be noise on a shared machine)
     assert owner(lab) == "business02" and direct_write(lab, "business02") == ""
     st = lab("cluster", "status")
-    assert any(line.split() == ["business01", "crashed"] for line in st.stdout.splitlines()), st.stdout
+    assert any(line.split()[:2] == ["business01", "crashed"] for line in st.stdout.splitlines()), st.stdout
     events = lab("exec", "manager", "--", "iSMview", "-event").stdout
     for msg in ("iSM31210", "iSM31212", "iSM31211"):  # heartbeat lost, reservation moved, taken over
         assert msg in events, events[-2000:]
@@ -414,3 +414,137 @@ def test_p3_and_p4_in_the_cluster_variant_on_business02(lab: LabRun) -> None:
     assert sha(g_of(lab, "business02")) == backed_up
     assert owner(lab) == "business02"
     assert lab("cluster", "move", "DBGROUP", "business01").returncode == 0
+
+
+def events(lab: LabRun) -> str:
+    ran = lab("exec", "manager", "--", "iSMview", "-event")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    return ran.stdout
+
+
+def test_status_shows_the_age_of_each_nodes_last_heartbeat(lab: LabRun) -> None:
+    st = lab("cluster", "status", "DBCLUSTER")
+    assert st.returncode == 0, st.stdout + st.stderr
+    assert any(line.split() == ["NODE", "STATE", "HEARTBEAT"] for line in st.stdout.splitlines()), st.stdout
+    for node in ("business01", "business02"):
+        row = next(line.split() for line in st.stdout.splitlines() if line.split()[:1] == [node])
+        assert row[1] == "running" and row[3] == "ago" and row[2].endswith("s"), row
+        assert 0.0 <= float(row[2][:-1]) <= 3.0, row  # heard within the heartbeat timeout
+
+
+def test_takeover_without_imported_signatures_reports_them_lost(lab: LabRun) -> None:
+    """3.10 (10): the signatures the owner exported are what a new owner imports; a node that takes
+    the group over without them (here: never exported, the file is gone) reports them lost, in the
+    manager's event log and in `snaplab cluster status`; a move with the signatures clears it."""
+    assert owner(lab) == "business01"
+    exported = lab.folder / "clusters" / "DBCLUSTER" / "DBGROUP.signatures.txt"
+    exported.unlink(missing_ok=True)
+    files = sha(g_of(lab, "business01"))
+    cmd(lab, "business01", "iSMrc_flush -drv G:")
+    assert lab("host", "kill", "business01").returncode == 0
+    g2 = lab.folder / "hosts" / "business02" / "mnt" / "G"
+    killed = time.monotonic()
+    while not g2.is_dir() and time.monotonic() - killed < 20:
+        time.sleep(0.1)
+    assert sha(g2) == files and owner(lab) == "business02"
+    lost = "Disk signature of the shared disk was not imported on the node; the signature is lost."
+    log = events(lab)
+    assert f"iSM31204 : {lost} (bv001 of DBGROUP on business02)" in log, log[-2000:]
+    assert "iSM31205" in log and "(business01: crashed)" in log, log[-2000:]  # host down, as any host
+    st = lab("cluster", "status")
+    assert f"DBGROUP: iSM31204: {lost} (bv001 of DBGROUP on business02)" in st.stdout, st.stdout
+    business01 = next(line.split() for line in st.stdout.splitlines() if line.split()[:1] == ["business01"])
+    assert business01[1] == "crashed" and float(business01[2][:-1]) > 0.0, business01
+    assert lab("host", "start", "business01").returncode == 0
+    assert "(business01)" in events(lab).split("iSM31206")[-1].splitlines()[0]
+    back = lab("cluster", "move", "DBGROUP", "business01")  # exported on business02, imported here
+    assert back.returncode == 0 and "iSM31204" not in back.stdout, back.stdout + back.stderr
+    assert "iSM31204" not in lab("cluster", "status").stdout
+    assert sha(g_of(lab, "business01")) == files
+
+
+def test_a_move_from_a_crashed_owner_without_an_export_reports_the_lost_signatures(lab: LabRun) -> None:
+    """The planned move's side of 3.10 (10): the owner crashed before it exported the signatures,
+    so the new owner has none to import: the move prints the iSM31204 line and logs it."""
+    assert owner(lab) == "business01"
+    hook = lab.folder / "hosts" / "business02" / "debug" / "cluster_net_down"
+    hook.parent.mkdir(exist_ok=True)
+    hook.touch()  # business02 claims nothing by itself: the operator's move takes the group over
+    try:
+        files = sha(g_of(lab, "business01"))
+        cmd(lab, "business01", "iSMrc_flush -drv G:")
+        (lab.folder / "clusters" / "DBCLUSTER" / "DBGROUP.signatures.txt").unlink(missing_ok=True)
+        assert lab("host", "kill", "business01").returncode == 0
+        moved = lab("cluster", "move", "DBGROUP", "business02")
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        lost = "iSM31204: Disk signature of the shared disk was not imported on the node; the signature is lost."
+        assert f"{lost} (bv001 of DBGROUP on business02)" in moved.stdout, moved.stdout
+        assert "not logged" not in moved.stdout, moved.stdout
+        assert "business02 lab WARNING lab : iSM31204 : " in events(lab)
+        assert sha(g_of(lab, "business02")) == files
+    finally:
+        hook.unlink(missing_ok=True)
+    assert lab("host", "start", "business01").returncode == 0
+    back = lab("cluster", "move", "DBGROUP", "business01")
+    assert back.returncode == 0 and "iSM31204" not in back.stdout, back.stdout + back.stderr
+    assert "iSM31204" not in lab("cluster", "status").stdout
+
+
+def test_an_lv_given_to_the_nodes_as_a_shared_disk_is_refused(lab: LabRun) -> None:
+    """3.10 (11): only a BV can be a cluster shared disk; an access change giving lv001 to the port
+    both nodes are cabled to is refused with one iSM line, and nothing changes at the array."""
+    before = lab("exec", "manager", "--", "iSMview", "-ld").stdout
+    ran = lab("exec", "manager", "--", "iSMcfg", "accessadd", "-ldname", "lv001", "-portname", "DB_PRIMARY")
+    assert ran.returncode != 0, ran.stdout + ran.stderr
+    lines = ran.stderr.strip().splitlines()
+    assert len(lines) == 1 and "iSM31207" in lines[0], ran.stderr
+    assert "lv001 is an LV; nodes business01, business02 of DBCLUSTER" in lines[0], ran.stderr
+    assert lab("exec", "manager", "--", "iSMview", "-ld").stdout == before
+    # one node alone (its HBA) is no shared disk: the array takes it, and it is taken back
+    wwn = ["-wwn", "10:00:00:00:c9:2a:01:01"]
+    ok = lab("exec", "manager", "--", "iSMcfg", "accessadd", "-ldname", "lv001", *wwn)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert lab("exec", "manager", "--", "iSMcfg", "accessdel", "-ldname", "lv001", *wwn).returncode == 0
+
+
+def test_cluster_membership_is_the_configurations_not_the_hosts_claim(lab: LabRun) -> None:
+    """A host's cluster membership comes from the lab's configuration: backup01 enrolling as a node
+    of DBCLUSTER is refused (iSM31208) and stays no node (its heartbeat is refused, iSM31201);
+    business02 enrolling without a cluster stays a node of DBCLUSTER."""
+    import grpc
+    from snaplab.manager.client import ManagerClient
+
+    from snaplab.common.rpc import ClientTLS, SnapLabClientError
+    from snaplab.v1 import manager_pb2
+
+    rt = lab.runtime()
+    assert rt is not None
+
+    def client(name: str) -> ManagerClient:
+        return ManagerClient(rt["manager"]["target"], ClientTLS.from_folder(lab.folder / "pki", name), timeout=30)
+
+    with client("backup01") as b:
+        with pytest.raises(SnapLabClientError) as refused:
+            b.enrol("backup", wwns=["10:00:00:00:c9:2a:03:01"], ports=["P_BAK"], cluster="DBCLUSTER",
+                    cluster_role="active")
+        assert (refused.value.code, refused.value.msg_id) == (grpc.StatusCode.PERMISSION_DENIED, "iSM31208")
+        with pytest.raises(SnapLabClientError) as beat:
+            b._call("ClusterHeartbeat", manager_pb2.ClusterBeat(cluster="DBCLUSTER", timeout_seconds=3.0))
+        assert beat.value.msg_id == "iSM31201"
+        hosts = {h.name: h for h in b.monitor().hosts}
+        assert hosts["backup01"].cluster == ""
+    with client("business02") as n2:
+        n2.enrol("standby", wwns=["10:00:00:00:c9:2a:02:01"], ports=["DB_PRIMARY"])
+    # defined again by the operator (iSMcfg hostadd names no cluster): still the lab's node
+    again = lab("exec", "manager", "--", "iSMcfg", "hostadd", "-hostname", "business02",
+                "-wwn", "10:00:00:00:c9:2a:02:01", "-portname", "DB_PRIMARY")
+    assert again.returncode == 0, again.stdout + again.stderr
+    with client("business02") as n2:
+        n2.enrol("standby", wwns=["10:00:00:00:c9:2a:02:01"], ports=["DB_PRIMARY"], cluster="DBCLUSTER",
+                 cluster_role="standby")
+    with client("admin") as admin:
+        hosts = {h.name: h for h in admin.monitor().hosts}
+    assert hosts["business02"].cluster == "DBCLUSTER" and hosts["backup01"].cluster == ""
+    assert "iSM31208" in events(lab)
+    st = lab("cluster", "status")
+    assert "2 of 3 votes" not in st.stdout and "DBGROUP" in st.stdout and owner(lab) == "business01"

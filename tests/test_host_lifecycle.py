@@ -127,6 +127,13 @@ def one_ism_line(ran: object, msg_id: str) -> None:
     assert len(lines) == 1 and msg_id in lines[0] and "Traceback" not in ran.stderr, ran.stderr  # type: ignore[attr-defined]
 
 
+def events(lab: LabRun) -> str:
+    """The manager's event log as ``iSMview -event`` shows it."""
+    ran = lab("exec", "manager", "--", "iSMview", "-event")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    return ran.stdout
+
+
 def test_bad_input_is_one_line_and_changes_nothing(lab: LabRun) -> None:
     before = pid_of(lab, "agent", "backup01")
     one_ism_line(
@@ -159,6 +166,7 @@ def test_server_restart_with_lv_c9(lab: LabRun) -> None:
 
     killed = lab("host", "kill", "backup01")
     assert killed.returncode == 0 and "host backup01: crashed" in killed.stdout, killed.stdout + killed.stderr
+    assert "iSM31205 : Server is down. (backup01: crashed)" in events(lab)  # no cluster node: logged as well
     st = states(lab)
     assert st["backup01"] == "crashed" and st["business01"] == "running", st
     assert lab("lab", "status").returncode == 1
@@ -178,6 +186,7 @@ def test_server_restart_with_lv_c9(lab: LabRun) -> None:
         started.stdout + started.stderr
     )
     assert states(lab)["backup01"] == "running"
+    assert "iSM31206 : Server is up. (backup01)" in events(lab)
     listing = cmd(lab, "backup01", "MOUNTVOL /L").stdout
     assert "H:" not in listing and "37d84cca" not in listing, listing  # not recognised: no such volume
     assert lab("path", "backup01", "H:").returncode == 1
@@ -201,6 +210,7 @@ def test_stop_flushes_and_lab_up_brings_back_only_what_died(lab: LabRun) -> None
         stopped.stdout + stopped.stderr
     )
     assert states(lab)["business01"] == "stopped"
+    assert "iSM31205 : Server is down. (business01: stopped)" in events(lab)
     # the manager dies too: `lab up` starts both again, on the manager's old port, and nothing else
     manager = pid_of(lab, "manager", "manager")
     array = pid_of(lab, "array", "Small_Array")
@@ -213,6 +223,7 @@ def test_stop_flushes_and_lab_up_brings_back_only_what_died(lab: LabRun) -> None
     up = lab("lab", "up", timeout=180)
     assert up.returncode == 0, up.stdout + up.stderr
     assert "started again: manager, agent business01" in up.stdout, up.stdout
+    assert "iSM31206 : Server is up. (business01)" in events(lab)  # lab up's revival is a boot too
     assert pid_of(lab, "agent", "backup01") == backup and pid_of(lab, "array", "Small_Array") == array
     assert (lab.runtime() or {})["manager"]["target"] == target
     assert set(states(lab).values()) == {"running"}
@@ -226,3 +237,6 @@ def test_stop_flushes_and_lab_up_brings_back_only_what_died(lab: LabRun) -> None
     restarted = lab("host", "restart", "backup01")
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     assert pid_of(lab, "agent", "backup01") != backup and states(lab)["backup01"] == "running"
+    log = events(lab)
+    stopped_at = log.rindex("iSM31205 : Server is down. (backup01: stopped)")
+    assert log.find("iSM31206 : Server is up. (backup01)", stopped_at) > stopped_at  # the stop, then the boot

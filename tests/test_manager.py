@@ -15,7 +15,6 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from snaplab.san.array_client import ArrayClient
 from snaplab.array.process import ArrayProcess, make_lab_certs
 from snaplab.manager import routing
 from snaplab.manager.client import ManagerClient
@@ -27,6 +26,7 @@ from snaplab.manager.state import HostRecord, ManagerState
 from snaplab.common.errors import SnapLabError
 from snaplab.common.pki import Identity
 from snaplab.common.rpc import ClientTLS, SnapLabClientError, make_channel
+from snaplab.san.array_client import ArrayClient
 from snaplab.v1 import array_pb2 as apb
 from snaplab.v1 import manager_pb2 as mpb
 from snaplab.v1 import manager_pb2_grpc
@@ -869,3 +869,35 @@ def test_a_changing_operation_outlives_its_caller_and_is_logged(tmp_path: Path) 
 
     assert asyncio.run(scenario(True)) == (["Configure iSM31071 made [x]"], True)
     assert asyncio.run(scenario(False)) == ([], False)
+
+
+def test_definitions_keep_the_configured_cluster_also_in_a_state_from_before(tmp_path: Path) -> None:
+    """A host's cluster membership is its definition's (Configure), kept across a restart; a
+    manager.db made before definitions had a cluster opens and takes them."""
+    import sqlite3
+
+    from snaplab.manager.witness import Witness
+
+    old = sqlite3.connect(tmp_path / "manager.db")
+    old.execute("CREATE TABLE host_definitions (array TEXT, name TEXT, wwns TEXT, ports TEXT, platform TEXT,"
+                " PRIMARY KEY (array, name))")
+    old.execute("INSERT INTO host_definitions VALUES ('A', 'backup01', '[]', '[]', 'windows')")
+    old.commit()
+    old.close()
+    st = ManagerState(tmp_path)
+    try:
+        assert [(d.name, d.cluster) for d in st.definitions()] == [("backup01", "")]
+        st.define_host("A", "business01", wwns=["10:00:00:00:c9:2a:01:01"], ports=["P0"], cluster="DBCLUSTER")
+    finally:
+        st.close()
+    st = ManagerState(tmp_path)
+    try:
+        assert {d.name: d.cluster for d in st.definitions()} == {"backup01": "", "business01": "DBCLUSTER"}
+    finally:
+        st.close()
+    now = [100.0]
+    w = Witness(clock=lambda: now[0])
+    assert w.age("DBCLUSTER", "business01") is None  # never heard
+    w.beat("DBCLUSTER", "business01")
+    now[0] += 2.5
+    assert w.age("DBCLUSTER", "business01") == 2.5

@@ -54,6 +54,8 @@ def test_what_the_reference_lab_and_the_guide_use_passes() -> None:
             bind_ld=array_pb2.BindLd(name="DB_ARCHIVE_BV", pool="0", format="WN", capacity=512)
         )
     )
+    # the lab's report of a planned move's lost signatures (its detail is words)
+    check_request(manager_pb2.LabEventRequest(host="business02", kind="signatures_lost", detail="bv001 of DBGROUP"))
     check_request(
         agent_pb2.CommandRequest(
             argv=[

@@ -69,6 +69,37 @@ class ClusterConfig:
         )
 
 
+def unsigned_disks(signatures: str, lds: list[str]) -> list[str]:
+    """Of the group's disks ``lds``, those whose signature the file ``signatures`` (the owner's
+    ``iSMrc_signature -export``, which a node imports, 3.10 (10)) does not carry: all of them when
+    it was never exported."""
+    try:
+        text = Path(signatures).read_text(encoding="utf-8") if signatures else ""
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    signed = {
+        f[2]
+        for f in (line.split() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+        if len(f) >= 5 and f[4] != "-"
+    }
+    return [ld for ld in lds if ld not in signed]
+
+
+def lost_signatures_file(state: Path, group: str) -> Path:
+    """Where a node notes the disks of ``group`` whose signatures its last takeover lost (read back
+    by ``snaplab cluster status``); absent when it imported them all."""
+    return state / "cluster" / f"{group}.signatures-lost"
+
+
+def note_lost_signatures(state: Path, group: str, lost: list[str]) -> None:
+    path = lost_signatures_file(state, group)
+    if lost:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(" ".join(lost) + "\n", encoding="utf-8")
+    else:
+        path.unlink(missing_ok=True)
+
+
 _current: ClusterService | None = None
 
 
@@ -176,7 +207,9 @@ class ClusterService:
                     )
                     self.host.unmount(volume, force=True)
 
-    def _claim_request(self, g: Group, *, release: bool = False) -> manager_pb2.ClusterClaimRequest:
+    def _claim_request(
+        self, g: Group, *, release: bool = False, unsigned: list[str] | None = None
+    ) -> manager_pb2.ClusterClaimRequest:
         return manager_pb2.ClusterClaimRequest(
             cluster=self.config.cluster,
             group=g.name,
@@ -184,10 +217,13 @@ class ClusterService:
             lds=[d["ld"] for d in g.disks],
             timeout_seconds=self.config.timeout,
             release=release,
+            unsigned=unsigned or [],
         )
 
     def claim(self, g: Group, owner: str) -> None:
-        req = self._claim_request(g)
+        # Signatures this node has not imported are lost by the takeover: the witness logs them.
+        unsigned = unsigned_disks(g.signatures, [d["ld"] for d in g.disks])
+        req = self._claim_request(g, unsigned=unsigned)
         try:
             reply = self.host.manager.ClusterClaim(req, timeout=30)
         except grpc.RpcError as exc:
@@ -207,8 +243,12 @@ class ClusterService:
 
     def take_over(self, g: Group) -> None:
         self._run("iSMrc_scan")
+        lost = unsigned_disks(g.signatures, [d["ld"] for d in g.disks])
         if g.signatures and Path(g.signatures).is_file():
             self._run(f"iSMrc_signature -import {g.signatures}")
+        if lost:
+            log.warning("takeover of %s: signatures of %s not imported here: lost", g.name, ", ".join(lost))
+        note_lost_signatures(self.host.state, g.name, lost)
         for d in g.disks:
             self._run(f"MOUNTVOL {d['mount']} {d['volume']}")
         self._run("iSMvollist -cr")

@@ -221,6 +221,21 @@ class E:
         "iSM31202", "Specified group is already online on the server. ({name})", S.FAILED_PRECONDITION
     )
     GROUP_MOVE_FAILED = _m("iSM31203", "Group cannot be moved to the server. ({detail})", S.FAILED_PRECONDITION)
+    SIGNATURES_LOST = _m(
+        "iSM31204",
+        "Disk signature of the shared disk was not imported on the node; the signature is lost. ({name})",
+        S.FAILED_PRECONDITION,
+    )
+    HOST_DOWN = _m("iSM31205", "Server is down. ({name})", S.UNAVAILABLE)
+    HOST_UP = _m("iSM31206", "Server is up. ({name})", S.INTERNAL)
+    SHARED_NOT_BV = _m(
+        "iSM31207",
+        "Specified logical disk cannot be a cluster shared disk; only a BV can. ({name})",
+        S.FAILED_PRECONDITION,
+    )
+    CLUSTER_NOT_CONFIGURED = _m(
+        "iSM31208", "Specified server is not configured as a node of the cluster. ({name})", S.PERMISSION_DENIED
+    )
     # -- manager: quorum witness of the clusters (events of failover) ----------------------------
     HEARTBEAT_LOST = _m("iSM31210", "Heartbeat of the cluster node is lost. ({name})", S.UNAVAILABLE)
     GROUP_TAKEN_OVER = _m("iSM31211", "Cluster group is taken over by the node. ({name})", S.INTERNAL)

@@ -7,6 +7,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class LabEventRequest(_message.Message):
+    __slots__ = ("host", "kind", "detail")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    kind: str
+    detail: str
+    def __init__(self, host: _Optional[str] = ..., kind: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
 class ClusterBeat(_message.Message):
     __slots__ = ("cluster", "timeout_seconds")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
@@ -22,20 +32,22 @@ class ClusterView(_message.Message):
     def __init__(self, alive: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ClusterClaimRequest(_message.Message):
-    __slots__ = ("cluster", "group", "array", "lds", "timeout_seconds", "release")
+    __slots__ = ("cluster", "group", "array", "lds", "timeout_seconds", "release", "unsigned")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     ARRAY_FIELD_NUMBER: _ClassVar[int]
     LDS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
+    UNSIGNED_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     group: str
     array: str
     lds: _containers.RepeatedScalarFieldContainer[str]
     timeout_seconds: float
     release: bool
-    def __init__(self, cluster: _Optional[str] = ..., group: _Optional[str] = ..., array: _Optional[str] = ..., lds: _Optional[_Iterable[str]] = ..., timeout_seconds: _Optional[float] = ..., release: _Optional[bool] = ...) -> None: ...
+    unsigned: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cluster: _Optional[str] = ..., group: _Optional[str] = ..., array: _Optional[str] = ..., lds: _Optional[_Iterable[str]] = ..., timeout_seconds: _Optional[float] = ..., release: _Optional[bool] = ..., unsigned: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ClusterClaimReply(_message.Message):
     __slots__ = ("granted", "owner", "previous", "reason")
@@ -118,12 +130,14 @@ class ControlReply(_message.Message):
     def __init__(self, generation: _Optional[_Union[_array_pb2.Generation, _Mapping]] = ..., deleted: _Optional[_Union[_array_pb2.DeleteReply, _Mapping]] = ..., linkinfo: _Optional[_Union[_array_pb2.LinkInfo, _Mapping]] = ..., query: _Optional[_Union[_array_pb2.QueryReply, _Mapping]] = ...) -> None: ...
 
 class ManagedConfig(_message.Message):
-    __slots__ = ("array", "request")
+    __slots__ = ("array", "request", "cluster")
     ARRAY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
     array: str
     request: _array_pb2.ConfigRequest
-    def __init__(self, array: _Optional[str] = ..., request: _Optional[_Union[_array_pb2.ConfigRequest, _Mapping]] = ...) -> None: ...
+    cluster: str
+    def __init__(self, array: _Optional[str] = ..., request: _Optional[_Union[_array_pb2.ConfigRequest, _Mapping]] = ..., cluster: _Optional[str] = ...) -> None: ...
 
 class ManagedFault(_message.Message):
     __slots__ = ("array", "fault")
@@ -154,7 +168,7 @@ class ArrayMonitor(_message.Message):
     def __init__(self, state: _Optional[_Union[_array_pb2.ArrayState, _Mapping]] = ..., target: _Optional[str] = ..., resource_state: _Optional[str] = ..., monitoring: _Optional[str] = ..., snapshots: _Optional[_Iterable[_Union[_array_pb2.QueryReply, _Mapping]]] = ...) -> None: ...
 
 class HostInfo(_message.Message):
-    __slots__ = ("name", "role", "platform", "wwns", "ports", "cluster", "cluster_role", "enrolled")
+    __slots__ = ("name", "role", "platform", "wwns", "ports", "cluster", "cluster_role", "enrolled", "heartbeat_age")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
@@ -163,6 +177,7 @@ class HostInfo(_message.Message):
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ROLE_FIELD_NUMBER: _ClassVar[int]
     ENROLLED_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_AGE_FIELD_NUMBER: _ClassVar[int]
     name: str
     role: str
     platform: str
@@ -171,7 +186,8 @@ class HostInfo(_message.Message):
     cluster: str
     cluster_role: str
     enrolled: str
-    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., platform: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., cluster: _Optional[str] = ..., cluster_role: _Optional[str] = ..., enrolled: _Optional[str] = ...) -> None: ...
+    heartbeat_age: float
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., platform: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., cluster: _Optional[str] = ..., cluster_role: _Optional[str] = ..., enrolled: _Optional[str] = ..., heartbeat_age: _Optional[float] = ...) -> None: ...
 
 class MonitorReply(_message.Message):
     __slots__ = ("arrays", "hosts")

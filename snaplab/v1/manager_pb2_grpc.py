@@ -90,6 +90,11 @@ class ManagerStub:
                 request_serializer=snaplab_dot_v1_dot_manager__pb2.ClusterClaimRequest.SerializeToString,
                 response_deserializer=snaplab_dot_v1_dot_manager__pb2.ClusterClaimReply.FromString,
                 _registered_method=True)
+        self.LabEvent = channel.unary_unary(
+                '/snaplab.v1.Manager/LabEvent',
+                request_serializer=snaplab_dot_v1_dot_manager__pb2.LabEventRequest.SerializeToString,
+                response_deserializer=snaplab_dot_v1_dot_manager__pb2.Event.FromString,
+                _registered_method=True)
 
 
 class ManagerServicer:
@@ -170,6 +175,14 @@ class ManagerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LabEvent(self, request, context):
+        """--- the lab's own reports (role admin: `snaplab host stop|kill|start`, `snaplab cluster move`) ---
+        A transition the lab tool made happen, written to the event log in the manager's own words.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ManagerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -227,6 +240,11 @@ def add_ManagerServicer_to_server(servicer, server):
                     servicer.ClusterClaim,
                     request_deserializer=snaplab_dot_v1_dot_manager__pb2.ClusterClaimRequest.FromString,
                     response_serializer=snaplab_dot_v1_dot_manager__pb2.ClusterClaimReply.SerializeToString,
+            ),
+            'LabEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.LabEvent,
+                    request_deserializer=snaplab_dot_v1_dot_manager__pb2.LabEventRequest.FromString,
+                    response_serializer=snaplab_dot_v1_dot_manager__pb2.Event.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -526,6 +544,33 @@ class Manager:
             '/snaplab.v1.Manager/ClusterClaim',
             snaplab_dot_v1_dot_manager__pb2.ClusterClaimRequest.SerializeToString,
             snaplab_dot_v1_dot_manager__pb2.ClusterClaimReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LabEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/snaplab.v1.Manager/LabEvent',
+            snaplab_dot_v1_dot_manager__pb2.LabEventRequest.SerializeToString,
+            snaplab_dot_v1_dot_manager__pb2.Event.FromString,
             options,
             channel_credentials,
             insecure,
