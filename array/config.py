@@ -411,6 +411,7 @@ class ConfigMixin:
                 "licences": self.licence_state(),
                 "faults": sorted(f"{k}:{t}" for k, t in self.faults),
                 # by name: the order must not depend on when a host was last re-registered
-                "hosts": [{"name": h.name, "wwns": h.wwns, "ports": h.ports, "platform": h.platform}
+                "hosts": [{"name": h.name, "wwns": h.wwns, "ports": h.ports, "platform": h.platform,
+                           "initiators": h.initiators}
                           for h in sorted(self.hosts.values(), key=lambda h: h.name)],
             }

@@ -125,8 +125,8 @@ class ArrayEngine(
         st["gens"] = gens
         st["links"] = {r[0]: Link(*r) for r in q("SELECT lv, kind, target, mode FROM links")}
         st["hosts"] = {
-            r[0]: Host(r[0], json.loads(r[1]), json.loads(r[2]), r[3])
-            for r in q("SELECT name, wwns, ports, platform FROM hosts")
+            r[0]: Host(r[0], json.loads(r[1]), json.loads(r[2]), r[3], json.loads(r[4] or "[]"))
+            for r in q("SELECT name, wwns, ports, platform, initiators FROM hosts")
         }
         access: dict[int, set[str]] = {}
         for path, ld in q("SELECT path, ld FROM access"):

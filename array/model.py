@@ -121,3 +121,4 @@ class Host:
     wwns: list[str]
     ports: list[str]
     platform: str = "windows"
+    initiators: list[str] = field(default_factory=list)  # iSCSI initiator names (an iSCSI LD set)

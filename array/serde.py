@@ -84,9 +84,9 @@ def config_call(request: pb.ConfigRequest) -> tuple[str, tuple[Any, ...], dict[s
     if op == "register_host":
         if not m.name:
             raise bad("host name is required")
-        return op, (m.name, list(m.wwns), list(m.ports), m.platform or "windows"), {}
+        return op, (m.name, list(m.wwns), list(m.ports), m.platform or "windows", list(m.initiators)), {}
     if op in ("assign_access", "unassign_access"):
-        return op, (m.ld,), {"port": opt(m.port), "wwn": opt(m.wwn)}
+        return op, (m.ld,), {"port": opt(m.port), "wwn": opt(m.wwn), "initiator": opt(m.initiator)}
     if op == "set_format":
         return op, (m.ld, m.format), {}
     if op == "rename_ld":
@@ -282,7 +282,8 @@ def array_state_msg(d: dict) -> pb.ArrayState:
         licences=d["licences"],
         faults=d["faults"],
         hosts=[
-            pb.Host(name=h["name"], wwns=h["wwns"], ports=h["ports"], platform=h["platform"])
+            pb.Host(name=h["name"], wwns=h["wwns"], ports=h["ports"], platform=h["platform"],
+                    initiators=h.get("initiators", []))
             for h in d["hosts"]
         ],
     )

@@ -211,36 +211,42 @@ class RemoveLicence(_message.Message):
     def __init__(self, product: _Optional[str] = ...) -> None: ...
 
 class RegisterHost(_message.Message):
-    __slots__ = ("name", "wwns", "ports", "platform")
+    __slots__ = ("name", "wwns", "ports", "platform", "initiators")
     NAME_FIELD_NUMBER: _ClassVar[int]
     WWNS_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    INITIATORS_FIELD_NUMBER: _ClassVar[int]
     name: str
     wwns: _containers.RepeatedScalarFieldContainer[str]
     ports: _containers.RepeatedScalarFieldContainer[str]
     platform: str
-    def __init__(self, name: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ...) -> None: ...
+    initiators: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ..., initiators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AssignAccess(_message.Message):
-    __slots__ = ("ld", "port", "wwn")
+    __slots__ = ("ld", "port", "wwn", "initiator")
     LD_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     WWN_FIELD_NUMBER: _ClassVar[int]
+    INITIATOR_FIELD_NUMBER: _ClassVar[int]
     ld: str
     port: str
     wwn: str
-    def __init__(self, ld: _Optional[str] = ..., port: _Optional[str] = ..., wwn: _Optional[str] = ...) -> None: ...
+    initiator: str
+    def __init__(self, ld: _Optional[str] = ..., port: _Optional[str] = ..., wwn: _Optional[str] = ..., initiator: _Optional[str] = ...) -> None: ...
 
 class UnassignAccess(_message.Message):
-    __slots__ = ("ld", "port", "wwn")
+    __slots__ = ("ld", "port", "wwn", "initiator")
     LD_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     WWN_FIELD_NUMBER: _ClassVar[int]
+    INITIATOR_FIELD_NUMBER: _ClassVar[int]
     ld: str
     port: str
     wwn: str
-    def __init__(self, ld: _Optional[str] = ..., port: _Optional[str] = ..., wwn: _Optional[str] = ...) -> None: ...
+    initiator: str
+    def __init__(self, ld: _Optional[str] = ..., port: _Optional[str] = ..., wwn: _Optional[str] = ..., initiator: _Optional[str] = ...) -> None: ...
 
 class SetFormat(_message.Message):
     __slots__ = ("ld", "format")
@@ -621,16 +627,18 @@ class Port(_message.Message):
     def __init__(self, director: _Optional[int] = ..., port: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Host(_message.Message):
-    __slots__ = ("name", "wwns", "ports", "platform")
+    __slots__ = ("name", "wwns", "ports", "platform", "initiators")
     NAME_FIELD_NUMBER: _ClassVar[int]
     WWNS_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    INITIATORS_FIELD_NUMBER: _ClassVar[int]
     name: str
     wwns: _containers.RepeatedScalarFieldContainer[str]
     ports: _containers.RepeatedScalarFieldContainer[str]
     platform: str
-    def __init__(self, name: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ...) -> None: ...
+    initiators: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ..., initiators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ArrayState(_message.Message):
     __slots__ = ("name", "physical_capacity", "ports", "pools", "lds", "licences", "faults", "hosts", "product_id")
