@@ -189,6 +189,8 @@ class AccessMixin:
                 raise SnapLabError(E.AC_DENIED, name=ld.name)
             if ld.type == "BV" and self._bv_link(ld.number) is not None:
                 raise SnapLabError(E.AC_BV_LINKED, name=ld.name)
+            if self.rv_blocked(ld):  # type: ignore[attr-defined]  # an RV being replicated (replication.py)
+                raise SnapLabError(E.NOT_READY, name=ld.name)
         if ld.type == "SDV":
             raise SnapLabError(E.AC_DENIED, name=ld.name)
         if ld.type == "LV":

@@ -34,6 +34,7 @@ FAULT_KINDS = {
     "licence": "product",
     "path": "host",
     "array_link": "array",
+    "rpl_hold": "ld",  # the replication copy to this RV pauses (replication.py)
 }
 
 

@@ -264,6 +264,8 @@ def ld_msg(d: dict) -> pb.Ld:
         sync_state=d.get("sync_state", ""),
         rpl_role=d.get("rpl_role", ""),
         io_limit=d.get("io_limit", ""),
+        rpl_progress=d.get("rpl_progress", 0),
+        rpl_diff=_int64(d.get("rpl_diff", 0)),
     )
 
 

@@ -86,6 +86,9 @@ class E:
     RPL_MISMATCH = _m("iSM31233", "Specified volumes differ in capacity or are the same. ({name})", S.FAILED_PRECONDITION)
     RPL_PAIRED = _m("iSM31234", "Specified logical disk is already paired. ({name})", S.FAILED_PRECONDITION)
     RPL_NOT_SEPARATED = _m("iSM31235", "Specified pair is not separated. ({name})", S.FAILED_PRECONDITION)
+    RPL_NOT_REPLICATING = _m(
+        "iSM31242", "Specified pair is not replicating (replicate it before separating). ({name})", S.FAILED_PRECONDITION
+    )
     LD_NOT_EXPANDABLE = _m(
         "iSM31222", "Specified logical disk is part of the snapshot system and cannot be expanded. ({name})",
         S.FAILED_PRECONDITION,

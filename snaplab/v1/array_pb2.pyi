@@ -555,7 +555,7 @@ class DisksRequest(_message.Message):
     def __init__(self, host: _Optional[str] = ...) -> None: ...
 
 class Ld(_message.Message):
-    __slots__ = ("number", "name", "type", "format", "capacity", "pool", "attr", "access", "bv", "reserved_by", "rpl_partner", "sync_state", "rpl_role", "io_limit")
+    __slots__ = ("number", "name", "type", "format", "capacity", "pool", "attr", "access", "bv", "reserved_by", "rpl_partner", "sync_state", "rpl_role", "io_limit", "rpl_progress", "rpl_diff")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -570,6 +570,8 @@ class Ld(_message.Message):
     SYNC_STATE_FIELD_NUMBER: _ClassVar[int]
     RPL_ROLE_FIELD_NUMBER: _ClassVar[int]
     IO_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RPL_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RPL_DIFF_FIELD_NUMBER: _ClassVar[int]
     number: str
     name: str
     type: str
@@ -584,7 +586,9 @@ class Ld(_message.Message):
     sync_state: str
     rpl_role: str
     io_limit: str
-    def __init__(self, number: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., capacity: _Optional[int] = ..., pool: _Optional[str] = ..., attr: _Optional[str] = ..., access: _Optional[_Iterable[str]] = ..., bv: _Optional[str] = ..., reserved_by: _Optional[str] = ..., rpl_partner: _Optional[str] = ..., sync_state: _Optional[str] = ..., rpl_role: _Optional[str] = ..., io_limit: _Optional[str] = ...) -> None: ...
+    rpl_progress: int
+    rpl_diff: int
+    def __init__(self, number: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., capacity: _Optional[int] = ..., pool: _Optional[str] = ..., attr: _Optional[str] = ..., access: _Optional[_Iterable[str]] = ..., bv: _Optional[str] = ..., reserved_by: _Optional[str] = ..., rpl_partner: _Optional[str] = ..., sync_state: _Optional[str] = ..., rpl_role: _Optional[str] = ..., io_limit: _Optional[str] = ..., rpl_progress: _Optional[int] = ..., rpl_diff: _Optional[int] = ...) -> None: ...
 
 class DisksReply(_message.Message):
     __slots__ = ("lds",)

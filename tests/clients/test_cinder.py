@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -360,9 +361,29 @@ def _admin_array(lab: ClientLab):
     return ArrayClient(rt["arrays"][ARRAY]["target"], ClientTLS.from_folder(lab.run.folder / "pki", "admin"))
 
 
+def sync_state(lab: ClientLab, rv: str) -> str:
+    """cli.query_MV_RV_status(RV): ``${line:10}`` of the ``Sync State`` line, stripped."""
+    return rv_query(lab, rv, "RV", "Sync State", 10).strip()
+
+
+def unpair_wait(lab: ClientLab, mv: str, rv: str, timeout: float = 60.0) -> list[str]:
+    """UnpairWait._wait: poll the RV's Sync State while ``sep/exec``; at ``separated`` unpair. Returns the states seen."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen.append(sync_state(lab, rv))
+        if seen[-1] == "separated":
+            assert shell(lab, f"iSMrc_pair -unpair -mv {mv} -mvflg ld -rv {rv} -rvflg ld")[2] == 0
+            return seen
+        assert seen[-1] == "sep/exec", seen  # anything else is the driver's "abnormal" end
+        time.sleep(0.2)
+    raise AssertionError(f"still {seen[-1]} after {timeout}s")
+
+
 def test_clone_holds_the_sources_bytes(lab: ClientLab) -> None:
-    """cli.backup_restore with flag clone: setpair, replicate -cprange full, separate -rvuse immediate,
-    then UnpairWait polls the RV's Sync State until ``separated`` and unpairs."""
+    """cli.backup_restore with flag clone: setpair, replicate -cprange full, separate -rvuse immediate
+    at once (the copy still runs), then UnpairWait polls the RV's Sync State through ``sep/exec``
+    until ``separated`` and unpairs. A ``rpl_hold`` fault pauses the copy so that every state is seen."""
     for ldn, name in ((590, "cinder_src"), (591, "cinder_clone")):
         assert shell(lab, f"iSMcfg ldbind -poolnumber 0 -ldn {ldn} -capacity 1 -immediate")[2] == 0
         assert shell(lab, f"iSMcfg nickname -ldn {ldn} -newname {name} -immediate")[2] == 0
@@ -372,21 +393,45 @@ def test_clone_holds_the_sources_bytes(lab: ClientLab) -> None:
         array.write("cinder_clone", 0, b"stale bytes")
         assert shell(lab, "iSMrc_pair -pair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld")[2] == 0
         assert rv_query(lab, "cinder_src", "MV", "LD Name", 7).replace("cinder_src", "").strip() == "cinder_clone"
+        assert rv_query(lab, "cinder_clone", "RV", "Separate Diff", 13).strip() == f"{GiB // 1024}KB"
+        assert shell(lab, "iSMcfg faultset -kind rpl_hold -target cinder_clone")[2] == 0
         out, err, ret = shell(lab, "iSMrc_replicate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld -nowait "
                                    "-cprange full -cpmode bg")
         assert ret == 0, err
-        assert rv_query(lab, "cinder_clone", "RV", "Sync State", 10).strip() == "replicated"
+        assert sync_state(lab, "cinder_clone") == "rpl/exec"
+        assert rv_query(lab, "cinder_clone", "RV", "Copy Progress", 13).strip() == "0%"
         out, err, ret = shell(lab, "iSMrc_separate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld "
                                    "-rvacc rw -rvuse immediate -nowait")
         assert ret == 0, err
-        assert rv_query(lab, "cinder_clone", "RV", "Sync State", 10).strip() == "separated"
-        diff = rv_query(lab, "cinder_clone", "RV", "Separate Diff", 13).strip()
-        assert int(diff.replace("KB", ""), 10) >= 0
-        assert shell(lab, "iSMrc_pair -unpair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld")[2] == 0
+        assert sync_state(lab, "cinder_clone") == "sep/exec"
+        # written after the separation: the clone keeps the bytes of the moment it was separated
+        array.write("cinder_src", 3 * 65536 + 100, b"late" * 16)
+        assert shell(lab, "iSMcfg faultclear -kind rpl_hold -target cinder_clone")[2] == 0
+        seen = unpair_wait(lab, "cinder_src", "cinder_clone")
+        assert seen[0] == "sep/exec" or seen == ["separated"], seen
         assert array.read("cinder_clone", 3 * 65536 + 100, len(payload)) == payload
         assert array.read("cinder_clone", 0, 11) == bytes(11)  # the RV is the source, not what it held
+        # Separate Diff counts what changed after the separation (the driver's canPairing=False check)
+        assert shell(lab, "iSMrc_pair -pair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld")[2] == 0
+        assert shell(lab, "iSMrc_replicate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld -nowait")[2] == 0
+        deadline = time.monotonic() + 60
+        while sync_state(lab, "cinder_clone") != "rpl/sync":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert shell(lab, "iSMrc_separate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld "
+                          "-rvacc rw -rvuse immediate -nowait")[2] == 0
+        assert sync_state(lab, "cinder_clone") == "separated"
+        assert rv_query(lab, "cinder_clone", "RV", "Separate Diff", 13).strip() == "0KB"
+        array.write("cinder_src", 0, b"x")
+        deadline = time.monotonic() + 30  # the manager's view of the array is up to a second old
+        while (diff := rv_query(lab, "cinder_clone", "RV", "Separate Diff", 13).strip()) == "0KB":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert int(diff.replace("KB", ""), 10) == 64  # one block of 64 KiB
+        assert shell(lab, "iSMrc_pair -unpair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld")[2] == 0
     # bad input: one line, status 1, the pair state unchanged
     for line, msg_id in [("iSMrc_replicate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld", "iSM31232"),
+                         ("iSMrc_separate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld", "iSM31232"),
                          ("iSMrc_pair -pair -mv cinder_src -mvflg ld -rv bv001 -rvflg ld", "iSM31231"),
                          ("iSMrc_pair -pair -mv cinder_src -mvflg ld -rv cinder_src -rvflg ld", "iSM31233"),
                          ("iSMrc_query -rv cinder_clone -rvflg ld", "iSM31232"),
@@ -394,6 +439,9 @@ def test_clone_holds_the_sources_bytes(lab: ClientLab) -> None:
         out, err, ret = shell(lab, line)
         assert ret == 1 and out == "" and err.startswith(f"{line.split()[0]}:Error: {msg_id}: "), (line, err)
     assert shell(lab, "iSMrc_pair -pair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld")[2] == 0
+    out, err, ret = shell(lab, "iSMrc_separate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld -nowait")
+    assert ret == 1 and out == "" and err.startswith("iSMrc_separate:Error: iSM31242: ") and len(err.splitlines()) == 1
+    assert sync_state(lab, "cinder_clone") == "separated"
     out, err, ret = shell(lab, "iSMcfg ldunbind -ldname cinder_clone")
     assert ret == 1 and err.startswith("iSMcfg:Error: iSM31234: "), err  # a paired LD stays bound
     assert shell(lab, "iSMrc_pair -unpair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld -force all")[2] == 0
