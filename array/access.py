@@ -13,28 +13,42 @@ CV_CANDIDATE_ATTRS = ("iv", "mv")  # C3: an IV or MV LD may be a host's CV (as t
 READY_MODES = ("rw", "ro")
 
 
+def _path(port: str | None, wwn: str | None, initiator: str | None) -> str:
+    """The access path of exactly one of a port, a WWN and an iSCSI initiator name."""
+    given = [(k, v) for k, v in (("port", port), ("wwn", wwn), ("iqn", initiator)) if v is not None]
+    if len(given) != 1:
+        raise SnapLabError(E.BAD_ARGUMENT, detail="give a port, a WWN or an initiator")
+    kind, value = given[0]
+    return f"{kind}:{value}" if kind == "port" else f"{kind}:{value.lower()}"
+
+
 class AccessMixin:
     """Hosts reach an LD through a port or an HBA WWN it is assigned to; SVs and SDVs never.
 
     A mixin of ``ArrayEngine`` (engine.py); the fault checks of an I/O come from faults.py.
     """
 
-    def register_host(self, name: str, wwns: list[str], ports: list[str], platform: str = "windows") -> Host:
+    def register_host(
+        self, name: str, wwns: list[str], ports: list[str], platform: str = "windows", initiators: list[str] | None = None
+    ) -> Host:
         if platform not in PLATFORM_FORMATS:
             raise SnapLabError(E.BAD_ARGUMENT, detail=f"platform {platform}")
         with self._tx():
             for port in ports:
                 if not any(p.name == port for p in self.ports.values()):
                     raise SnapLabError(E.PORT_NOT_FOUND, name=port)
-            h = Host(name, [w.lower() for w in wwns], list(ports), platform)
+            # iSCSI names compare case-insensitively (RFC 3722): kept lower case, as WWNs are
+            h = Host(name, [w.lower() for w in wwns], list(ports), platform, [i.lower() for i in initiators or []])
             self.db.execute(
-                "INSERT OR REPLACE INTO hosts VALUES (?,?,?,?)", [name, json.dumps(h.wwns), json.dumps(h.ports), platform]
+                "INSERT OR REPLACE INTO hosts(name, wwns, ports, platform, initiators) VALUES (?,?,?,?,?)",
+                [name, json.dumps(h.wwns), json.dumps(h.ports), platform, json.dumps(h.initiators)],
             )
             self.hosts[name] = h
             return h
 
     def _host_paths(self, host: Host) -> set[str]:
-        return {f"wwn:{w}" for w in host.wwns} | {f"port:{p}" for p in host.ports}
+        return ({f"wwn:{w}" for w in host.wwns} | {f"port:{p}" for p in host.ports}
+                | {f"iqn:{i}" for i in host.initiators})
 
     def _hosts_on_path(self, path: str) -> list[Host]:
         return [h for h in self.hosts.values() if path in self._host_paths(h)]
@@ -43,10 +57,12 @@ class AccessMixin:
         h = self.hosts.get(host)
         return h is not None and bool(self.access.get(ld.number, set()) & self._host_paths(h))
 
-    def assign_access(self, ref: str | int, *, port: str | None = None, wwn: str | None = None) -> None:
-        """Assign an LD to a port or to an HBA WWN (A5). SV and SDV never; GPT LVs of one BV on distinct servers."""
-        if (port is None) == (wwn is None):
-            raise SnapLabError(E.BAD_ARGUMENT, detail="give a port or a WWN")
+    def assign_access(
+        self, ref: str | int, *, port: str | None = None, wwn: str | None = None, initiator: str | None = None
+    ) -> None:
+        """Assign an LD to a port, an HBA WWN or an iSCSI initiator (A5). SV and SDV never; GPT LVs of
+        one BV on distinct servers."""
+        path = _path(port, wwn, initiator)
         with self._tx():
             if ACCESS_CONTROL not in self.licences or ("licence", ACCESS_CONTROL) in self.faults:
                 raise SnapLabError(E.LICENCE_MISSING, product=ACCESS_CONTROL)
@@ -55,7 +71,6 @@ class AccessMixin:
                 raise SnapLabError(E.AC_FORBIDDEN_TYPE, name=ld.name)
             if port is not None and not any(p.name == port for p in self.ports.values()):
                 raise SnapLabError(E.PORT_NOT_FOUND, name=port)
-            path = f"port:{port}" if port is not None else f"wwn:{wwn.lower()}"  # type: ignore[union-attr]
             hosts = self._hosts_on_path(path)
             for h in hosts:
                 if ld.format not in PLATFORM_FORMATS[h.platform]:
@@ -70,10 +85,12 @@ class AccessMixin:
             self.db.execute("INSERT OR IGNORE INTO access VALUES (?,?)", [path, ld.number])
             self.access.setdefault(ld.number, set()).add(path)
 
-    def unassign_access(self, ref: str | int, *, port: str | None = None, wwn: str | None = None) -> None:
+    def unassign_access(
+        self, ref: str | int, *, port: str | None = None, wwn: str | None = None, initiator: str | None = None
+    ) -> None:
+        path = _path(port, wwn, initiator)
         with self._tx():
             ld = self.ld(ref)
-            path = f"port:{port}" if port is not None else f"wwn:{(wwn or '').lower()}"
             self.db.execute("DELETE FROM access WHERE path=? AND ld=?", [path, ld.number])
             self.access.get(ld.number, set()).discard(path)
 
@@ -172,6 +189,8 @@ class AccessMixin:
                 raise SnapLabError(E.AC_DENIED, name=ld.name)
             if ld.type == "BV" and self._bv_link(ld.number) is not None:
                 raise SnapLabError(E.AC_BV_LINKED, name=ld.name)
+            if self.rv_blocked(ld):  # type: ignore[attr-defined]  # an RV being replicated (replication.py)
+                raise SnapLabError(E.NOT_READY, name=ld.name)
         if ld.type == "SDV":
             raise SnapLabError(E.AC_DENIED, name=ld.name)
         if ld.type == "LV":

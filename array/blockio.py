@@ -187,6 +187,7 @@ class BlockIOMixin:
 
     def _write_head(self, bv: LD, fam: Family, offset: int, data: bytes) -> None:
         segs = split_range(offset, len(data))
+        pair = self._rpl_before_write(bv, [lb for lb, _, _ in segs])  # type: ignore[attr-defined]  # replication.py
         r = self.restores.get(bv.number)
         plan, pos = [], 0
         for lb, inner, n in segs:
@@ -203,6 +204,8 @@ class BlockIOMixin:
             base = base or bytes(BLOCK)
             plan.append((lb, base[:inner] + piece + base[inner + n :]))
         self._commit_head_blocks(bv, fam, plan)
+        if pair is not None:
+            self._rpl_after_write(bv, [lb for lb, _, _ in segs], pair)  # type: ignore[attr-defined]
         if r is not None:  # a host write lands on the restored image: those blocks are done
             done = [lb for lb, _, _ in segs if lb in r.pending]
             if done:
@@ -222,7 +225,8 @@ class BlockIOMixin:
             try:
                 if kind == "gen":
                     return self._read_gen(target, g, offset, length)  # type: ignore[arg-type]
-                return self._read_head(target, self.families[target.number], offset, length)
+                data = self._read_head(target, self.families[target.number], offset, length)
+                return self._rv_read_overlay(target, offset, data)  # type: ignore[attr-defined]  # replication.py
             except OSError as exc:  # the data file cannot be read (I/O error): say so, keep serving
                 refusal = storage_refusal(exc)
                 log.error("storage failure, read refused: %s", refusal)

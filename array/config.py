@@ -187,6 +187,8 @@ class ConfigMixin:
             ld = self.ld(ref)
             if ld.type not in ("IV", "CV"):
                 raise SnapLabError(E.LD_NOT_EXPANDABLE, name=ld.name)
+            if self._pair_with(ld.number) is not None:  # type: ignore[attr-defined]  # MV and RV stay one size
+                raise SnapLabError(E.RPL_PAIRED, name=ld.name)
             if capacity <= ld.capacity or capacity % disklayout.SECTOR:
                 raise SnapLabError(E.BAD_ARGUMENT, detail="the new capacity must be larger, a multiple of 512")
             pool = self.pools[ld.pool]
@@ -384,8 +386,9 @@ class ConfigMixin:
         with self._state():
             pairs = self.pair_states()  # type: ignore[attr-defined]
             limits = self.io_limits()
-            partner = {rv: (mv, state, "RV") for rv, (mv, state) in pairs.items()}
-            partner.update({mv: (rv, state, "MV") for rv, (mv, state) in pairs.items()})
+            partner = {rv: (mv, state, "RV", rv) for rv, (mv, state) in pairs.items()}
+            partner.update({mv: (rv, state, "MV", rv) for rv, (mv, state) in pairs.items()})
+            progress = {rv: self.pair_progress(rv) for rv in pairs}  # type: ignore[attr-defined]
             return {
                 "name": self.name,
                 "product_id": self.product_id,
@@ -405,12 +408,14 @@ class ConfigMixin:
                      "reserved_by": self.reservations.get(x.number, ""),  # type: ignore[attr-defined]
                      **({"io_limit": limits[str(x.number)]} if str(x.number) in limits else {}),
                      **({"rpl_partner": self.lds[partner[x.number][0]].name, "sync_state": partner[x.number][1],
-                         "rpl_role": partner[x.number][2]} if x.number in partner else {})}
+                         "rpl_role": partner[x.number][2], "rpl_progress": progress[partner[x.number][3]][0],
+                         "rpl_diff": progress[partner[x.number][3]][1]} if x.number in partner else {})}
                     for x in sorted(self.lds.values(), key=lambda x: x.number)
                 ],
                 "licences": self.licence_state(),
                 "faults": sorted(f"{k}:{t}" for k, t in self.faults),
                 # by name: the order must not depend on when a host was last re-registered
-                "hosts": [{"name": h.name, "wwns": h.wwns, "ports": h.ports, "platform": h.platform}
+                "hosts": [{"name": h.name, "wwns": h.wwns, "ports": h.ports, "platform": h.platform,
+                           "initiators": h.initiators}
                           for h in sorted(self.hosts.values(), key=lambda h: h.name)],
             }

@@ -33,7 +33,7 @@ from .blockstore import ZERO, Family
 from .config import ConfigMixin
 from .faults import FaultsMixin
 from .model import LD, Gen, Host, Link, Pool, Port, Restore
-from .replication import ReplicationMixin
+from .replication import ReplicationMixin, read_pairs
 from .reservations import ReservationsMixin
 from .restore import RestoreMixin
 from .snapshots import SnapshotsMixin
@@ -90,6 +90,9 @@ class ArrayEngine(
         # Copies running restores in the background (restore.py), also ones a crash interrupted.
         self._worker = threading.Thread(target=self._restore_worker, name="restore", daemon=True)
         self._worker.start()
+        # Copies running replications (replication.py), also ones a crash interrupted.
+        self._rpl_worker = threading.Thread(target=self._replication_worker, name="replication", daemon=True)
+        self._rpl_worker.start()
 
     # ================================================================ persistence plumbing
     def _load(self) -> None:
@@ -125,8 +128,8 @@ class ArrayEngine(
         st["gens"] = gens
         st["links"] = {r[0]: Link(*r) for r in q("SELECT lv, kind, target, mode FROM links")}
         st["hosts"] = {
-            r[0]: Host(r[0], json.loads(r[1]), json.loads(r[2]), r[3])
-            for r in q("SELECT name, wwns, ports, platform FROM hosts")
+            r[0]: Host(r[0], json.loads(r[1]), json.loads(r[2]), r[3], json.loads(r[4] or "[]"))
+            for r in q("SELECT name, wwns, ports, platform, initiators FROM hosts")
         }
         access: dict[int, set[str]] = {}
         for path, ld in q("SELECT path, ld FROM access"):
@@ -179,6 +182,7 @@ class ArrayEngine(
             fam.owned = fam.retained_by_epoch()
         st["families"] = families
         st["restores"] = restores
+        st["rpl"] = read_pairs(q, meta)
         st["_sv_index"] = svs_of
         return st
 
@@ -310,6 +314,7 @@ class ArrayEngine(
             self._closed = True
             self._cond.notify_all()
         self._worker.join(timeout=5)
+        self._rpl_worker.join(timeout=5)
         with self._lock:
             for fam in self.families.values():
                 fam.close()
@@ -438,7 +443,7 @@ class ArrayEngine(
         fresh = self._read_state()
         try:
             for key in ("name", "pools", "ports", "lds", "gens", "links", "hosts", "licences", "faults", "restores",
-                        "reservations"):
+                        "reservations", "rpl"):
                 assert getattr(self, key) == fresh[key], (key, getattr(self, key), fresh[key])
             for key in ("access", "overlays"):  # an emptied entry is no row
                 assert {k: v for k, v in getattr(self, key).items() if v} == fresh[key], key

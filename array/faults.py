@@ -31,6 +31,8 @@ class FaultsMixin:
             if bv.number not in self.families:
                 raise SnapLabError(E.NOT_BV, name=bv.name)
             return bv.name
+        if kind == "rpl_hold":
+            return self.ld(target).name
         if kind == "licence" and target not in PRODUCTS:
             raise SnapLabError(E.BAD_ARGUMENT, detail=f"product {target}")
         if kind == "path" and target not in self.hosts:

@@ -34,6 +34,7 @@ FAULT_KINDS = {
     "licence": "product",
     "path": "host",
     "array_link": "array",
+    "rpl_hold": "ld",  # the replication copy to this RV pauses (replication.py)
 }
 
 
@@ -121,3 +122,4 @@ class Host:
     wwns: list[str]
     ports: list[str]
     platform: str = "windows"
+    initiators: list[str] = field(default_factory=list)  # iSCSI initiator names (an iSCSI LD set)

@@ -84,9 +84,9 @@ def config_call(request: pb.ConfigRequest) -> tuple[str, tuple[Any, ...], dict[s
     if op == "register_host":
         if not m.name:
             raise bad("host name is required")
-        return op, (m.name, list(m.wwns), list(m.ports), m.platform or "windows"), {}
+        return op, (m.name, list(m.wwns), list(m.ports), m.platform or "windows", list(m.initiators)), {}
     if op in ("assign_access", "unassign_access"):
-        return op, (m.ld,), {"port": opt(m.port), "wwn": opt(m.wwn)}
+        return op, (m.ld,), {"port": opt(m.port), "wwn": opt(m.wwn), "initiator": opt(m.initiator)}
     if op == "set_format":
         return op, (m.ld, m.format), {}
     if op == "rename_ld":
@@ -264,6 +264,8 @@ def ld_msg(d: dict) -> pb.Ld:
         sync_state=d.get("sync_state", ""),
         rpl_role=d.get("rpl_role", ""),
         io_limit=d.get("io_limit", ""),
+        rpl_progress=d.get("rpl_progress", 0),
+        rpl_diff=_int64(d.get("rpl_diff", 0)),
     )
 
 
@@ -282,7 +284,8 @@ def array_state_msg(d: dict) -> pb.ArrayState:
         licences=d["licences"],
         faults=d["faults"],
         hosts=[
-            pb.Host(name=h["name"], wwns=h["wwns"], ports=h["ports"], platform=h["platform"])
+            pb.Host(name=h["name"], wwns=h["wwns"], ports=h["ports"], platform=h["platform"],
+                    initiators=h.get("initiators", []))
             for h in d["hosts"]
         ],
     )

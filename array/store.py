@@ -83,8 +83,13 @@ def _create_schema(db: sqlite_utils.Database) -> None:
     )
     t("restore_pending").create({"bv": int, "lblock": int}, pk=("bv", "lblock"), if_not_exists=True)
     t("hosts").create(
-        {"name": str, "wwns": str, "ports": str, "platform": str}, pk="name", if_not_exists=True
+        {"name": str, "wwns": str, "ports": str, "platform": str, "initiators": str}, pk="name", if_not_exists=True
     )
+    if "initiators" not in t("hosts").columns_dict:  # an array.db from before iSCSI LD sets
+        db.execute("ALTER TABLE hosts ADD COLUMN initiators TEXT")
+    # data replication (replication.py): blocks a running copy has still to copy, blocks changed since separation
+    t("rpl_pending").create({"rv": int, "lblock": int}, pk=("rv", "lblock"), if_not_exists=True)
+    t("rpl_diff").create({"rv": int, "lblock": int}, pk=("rv", "lblock"), if_not_exists=True)
     t("access").create({"path": str, "ld": int}, pk=("path", "ld"), if_not_exists=True)
     t("licences").create({"product": str, "capacity": int}, pk="product", if_not_exists=True)
     # cluster shared disks' owners (reservations.py)

@@ -62,7 +62,8 @@ def array_view(state: array_pb2.ArrayState) -> ArrayView:
     return ArrayView.build(
         state.name,
         [LdInfo(ld.name, ld.type, ld.bv, frozenset(ld.access), ld.attr) for ld in state.lds],
-        {h.name: {f"wwn:{w.lower()}" for w in h.wwns} | {f"port:{p}" for p in h.ports} for h in state.hosts},
+        {h.name: {f"wwn:{w.lower()}" for w in h.wwns} | {f"port:{p}" for p in h.ports}
+         | {f"iqn:{i.lower()}" for i in h.initiators} for h in state.hosts},
         state.faults,
     )
 

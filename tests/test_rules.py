@@ -348,6 +348,44 @@ class TestA5Access:
         eng.unassign_access("iv1", **path)
         refused("iSM31042", eng.read, "iv1", 0, 5, host="testsrv")
 
+    def test_assignment_by_iscsi_initiator_grants_access(self, eng: ArrayEngine, tmp_path: Path) -> None:
+        """An iSCSI LD set (Cinder's addldsetinitiator) is a host whose paths are initiator names."""
+        iqn = "iqn.1994-05.com.redhat:Node1"
+        eng.register_host("inode", [], [], "linux", [iqn])
+        eng.bind_ld("iv_i", LD_CAP, 0, "LX")
+        refused("iSM31042", eng.read, "iv_i", 0, 5, host="inode")
+        eng.assign_access("iv_i", initiator=iqn.upper())  # names compare case-insensitively
+        eng.write("iv_i", 0, b"hello", host="inode")
+        assert eng.access[eng.ld("iv_i").number] == {"iqn:" + iqn.lower()}
+        refused("iSM31042", eng.read, "iv_i", 0, 5, host="linuxsrv")
+        refused("iSM19001", eng.assign_access, "iv_i", wwn=WWN["testsrv"], initiator=iqn)  # one path at a time
+        eng.close()
+        again = ArrayEngine(tmp_path / "array")  # kept across a restart
+        try:
+            assert again.hosts["inode"].initiators == [iqn.lower()]
+            assert again.read("iv_i", 0, 5, host="inode") == b"hello"
+            again.unassign_access("iv_i", initiator=iqn)
+            refused("iSM31042", again.read, "iv_i", 0, 5, host="inode")
+        finally:
+            again.close()
+
+    def test_an_array_db_from_before_initiators_opens(self, tmp_path: Path) -> None:
+        import sqlite3
+
+        e = ArrayEngine(tmp_path / "old")
+        e.close()
+        db = sqlite3.connect(tmp_path / "old" / "array.db")
+        db.execute("DROP TABLE hosts")
+        db.execute("CREATE TABLE hosts (name TEXT PRIMARY KEY, wwns TEXT, ports TEXT, platform TEXT)")
+        db.execute("INSERT INTO hosts VALUES ('h', '[\"10:00:00:00:c9:00:00:01\"]', '[]', 'windows')")
+        db.commit()
+        db.close()
+        e = ArrayEngine(tmp_path / "old")
+        try:
+            assert e.hosts["h"].wwns == ["10:00:00:00:c9:00:00:01"] and e.hosts["h"].initiators == []
+        finally:
+            e.close()
+
     def test_bv_linked_to_lv_is_reachable_only_through_the_lv(self, eng: ArrayEngine) -> None:
         eng.write("bv001", 0, b"business data", host="business")
         eng.link("lv001", bv_ref="bv001")

@@ -1,10 +1,11 @@
 """``iSMcfg`` LD sets (Cinder's attach/detach): the real product's LD sets expressed as SnapLab's access control.
 
 An LD set ``TYPE:NAME`` is the array's server record ``NAME`` (platform from TYPE: ``LX`` linux,
-``WN``/``WG`` windows, …) whose paths are its WWPNs; putting an LD into the set assigns the LD to
-each of those WWNs (access control by WWN, SPEC A5), taking it out unassigns them. Every
-subcommand checks everything first and then makes one change per path, so a refusal leaves the
-configuration as it was.
+``WN``/``WG`` windows, …) whose paths are its WWPNs (``-type fc``, ``addldsetpath``) or its iSCSI
+initiator names (``-type iscsi``, ``addldsetinitiator``); putting an LD into the set assigns the LD
+to each of those paths (access control by WWN or initiator, SPEC A5), taking it out unassigns them.
+A set holds paths of one kind only: the kind of its first path. Every subcommand checks everything
+first and then makes one change per path, so a refusal leaves the configuration as it was.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from typing import Any
 
 from snaplab.common.errors import E, SnapLabError
+from snaplab.common.validation import INITIATOR_NAME
 from snaplab.v1 import array_pb2 as apb
 
 from ..client import ManagerClient
@@ -24,8 +26,9 @@ PLATFORM_FORMAT = {"linux": "LX", "windows": "WN", "hpux": "NX", "solaris": "CX"
 _WWPN = re.compile(r"^[0-9A-Fa-f]{4}(-?[0-9A-Fa-f]{4}){3}$")
 
 LDSET_SUBCOMMANDS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "addldset": ("iSM31223", ("-ldset", "-type"), "-ldset TYPE:NAME -type fc"),
+    "addldset": ("iSM31223", ("-ldset", "-type"), "-ldset TYPE:NAME -type fc|iscsi"),
     "addldsetpath": ("iSM31224", ("-ldset", "-path"), "-ldset TYPE:NAME -path XXXX-XXXX-XXXX-XXXX"),
+    "addldsetinitiator": ("iSM31240", ("-ldset", "-initiatorname"), "-ldset TYPE:NAME -initiatorname IQN"),
     "addldsetld": ("iSM31225", ("-ldset", "-ldname", "-lun"), "-ldset TYPE:NAME -ldname LD [-lun N]"),
     "delldsetld": ("iSM31226", ("-ldset", "-ldname"), "-ldset TYPE:NAME -ldname LD"),
 }
@@ -47,6 +50,27 @@ def wwn_of_path(path: str) -> str:
     return ":".join(digits[i : i + 2] for i in range(0, 16, 2))
 
 
+def initiator_of(text: str) -> str:
+    """An iSCSI initiator name as the array keeps it (lower case: RFC 3722 compares them so)."""
+    if len(text) > 223 or not INITIATOR_NAME.fullmatch(text):
+        raise Usage(f"-initiatorname {text!r}: give an iSCSI name (iqn.YYYY-MM.domain[:id] or eui. and 16 hex digits)")
+    return text.lower()
+
+
+def set_paths(h: apb.Host) -> list[dict[str, str]]:
+    """The set's paths as AssignAccess/UnassignAccess fields: its WWNs, or its initiators."""
+    return [{"wwn": w} for w in h.wwns] + [{"initiator": i} for i in h.initiators]
+
+
+def _access_path(p: dict[str, str]) -> str:
+    return f"wwn:{p['wwn']}" if "wwn" in p else f"iqn:{p['initiator']}"
+
+
+def _reregister(client: ManagerClient, array: str, h: apb.Host, wwns: list[str], initiators: list[str]) -> None:
+    client.configure(array, register_host=apb.RegisterHost(
+        name=h.name, wwns=wwns, ports=list(h.ports), platform=h.platform, initiators=initiators))
+
+
 def _state(client: ManagerClient, array: str) -> apb.ArrayState:
     return client.monitor(array).arrays[0].state
 
@@ -66,41 +90,48 @@ def run_ldset(client: ManagerClient, sub: str, args: list[str], array_opt: str) 
     name, platform = _ldset(o["-ldset"])
     state = _state(client, array)
     if sub == "addldset":
-        if o["-type"].lower() != "fc":
-            raise Usage("-type: only fc LD sets (access control by WWN) are emulated")
+        if o["-type"].lower() not in ("fc", "iscsi"):
+            raise Usage("-type: give fc or iscsi")
         if any(h.name == name for h in state.hosts):
             raise SnapLabError(E.LDSET_EXISTS, name=name)
         client.configure(array, register_host=apb.RegisterHost(name=name, platform=platform))
     elif sub == "addldsetpath":
         h = _host(state, name)
         wwn = wwn_of_path(o["-path"])
+        if h.initiators:
+            raise SnapLabError(E.LDSET_OTHER_TYPE, name=name)
         if wwn not in h.wwns:
-            wwns = [*h.wwns, wwn]
-            client.configure(array, register_host=apb.RegisterHost(name=name, wwns=wwns, ports=list(h.ports),
-                                                                   platform=h.platform))
+            _reregister(client, array, h, [*h.wwns, wwn], [])
+    elif sub == "addldsetinitiator":
+        h = _host(state, name)
+        initiator = initiator_of(o["-initiatorname"])
+        if h.wwns:
+            raise SnapLabError(E.LDSET_OTHER_TYPE, name=name)
+        if initiator not in h.initiators:
+            _reregister(client, array, h, [], [*h.initiators, initiator])
     else:
         h = _host(state, name)
         o["-ldname"] = plain_name(o["-ldname"])
         ld = next((x for x in state.lds if x.name == o["-ldname"]), None)
         if ld is None:
             raise SnapLabError(E.NOT_FOUND, name=o["-ldname"])
-        if not h.wwns:
+        paths = set_paths(h)
+        if not paths:
             raise SnapLabError(E.LDSET_NO_PATH, name=name)
-        paths = [f"wwn:{w}" for w in h.wwns]
         if sub == "addldsetld":
-            if all(p in ld.access for p in paths):
+            if all(_access_path(p) in ld.access for p in paths):
                 raise SnapLabError(E.LDSET_HAS_LD, name=f"{ld.name} in {name}")
             want = PLATFORM_FORMAT[h.platform]
             if ld.type == "IV" and ld.format != want:
                 # An LD Cinder bound for an LX set takes the set's OS type (no generation exists on an IV).
                 client.configure(array, set_format=apb.SetFormat(ld=ld.name, format=want))
-            for w in h.wwns:
-                if f"wwn:{w}" not in ld.access:
-                    client.configure(array, assign_access=apb.AssignAccess(ld=ld.name, wwn=w))
+            for p in paths:
+                if _access_path(p) not in ld.access:
+                    client.configure(array, assign_access=apb.AssignAccess(ld=ld.name, **p))
         else:
-            if not any(p in ld.access for p in paths):
+            if not any(_access_path(p) in ld.access for p in paths):
                 raise SnapLabError(E.LDSET_NO_LD, name=f"{ld.name} in {name}")
-            for w in h.wwns:
-                if f"wwn:{w}" in ld.access:
-                    client.configure(array, unassign_access=apb.UnassignAccess(ld=ld.name, wwn=w))
+            for p in paths:
+                if _access_path(p) in ld.access:
+                    client.configure(array, unassign_access=apb.UnassignAccess(ld=ld.name, **p))
     return [f"iSMcfg:Info: {msg_id}: iSMcfg {sub} has normally terminated."]

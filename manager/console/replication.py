@@ -3,9 +3,11 @@
 Cinder's NEC driver clones a volume by pairing it (MV) with a new LD (RV), replicating, separating
 and unpairing, polling ``iSMrc_query`` through shell pipelines that cut fixed prefixes: ``LD Name``
 (7 characters), ``Sync State`` (10), ``Separate Diff`` (13), each label at the start of its line
-after ``read`` strips the indentation, so no colon follows the labels. Replication is one real
-copy of the bytes (``array/replication.py``); ``-nowait``, ``-cprange``, ``-cpmode``, ``-rvacc``
-and ``-rvuse`` are accepted and change nothing (the copy is done when the command returns).
+after ``read`` strips the indentation, so no colon follows the labels, and no other line holds
+one of those labels. Replication is a real copy of the bytes that runs in the array after the
+command returns (``array/replication.py``: ``rpl/exec`` → ``rpl/sync``, ``separate``: ``sep/exec`` →
+``separated``); ``-nowait``, ``-cprange``, ``-cpmode``, ``-rvacc`` and ``-rvuse`` are accepted and
+change nothing (the commands never wait; the RV is usable at once after a separate).
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ def rc_query(client: ManagerClient, args: list[str]) -> list[str]:
         f"    LD Name        {rv.name}",
         f"    Type           {rv.format or '-'}",
         f"    Sync State     {rv.sync_state}",
-        "    Separate Diff  0KB",
+        f"    Copy Progress  {rv.rpl_progress}%",
+        f"    Separate Diff  {rv.rpl_diff // 1024}KB",
     ]
 
 

@@ -80,16 +80,34 @@ def _array(cmd: ET.Element, a: mpb.ArrayMonitor) -> None:
             ("Port No.(h)", f"{port.director:02x}-{port.port:02x}"), ("Port Name", port.name),
             ("WWPN", layouts.port_wwpn(s.name, port.director, port.port).upper()),
         ])
+    # Every lab port is also an iSCSI port: the driver takes a Host Port with an IP Address as iSCSI
+    # and one with a WWPN as FC, so each port is listed once per protocol under the same number.
+    for port in s.ports:
+        _obj(ch, "Host Port", "Host Director/Host Port Information", [
+            ("Port No.(h)", f"{port.director:02x}-{port.port:02x}"), ("Port Name", port.name),
+            ("IP Address", layouts.port_ip(s.name, port.director, port.port)), ("Link Status", "Link Up"),
+        ])
     ch = ET.SubElement(cmd, "CHAPTER", name="Access Control")
     for h in s.hosts:
-        if not h.wwns:
-            continue
-        obj = _obj(ch, "LD Set(FC)", "LD Set(FC) Information", [
-            ("Platform", PLATFORM_FORMAT.get(h.platform, "--")), ("LD Set Name", h.name),
-        ])
-        for w in h.wwns:
-            _section(obj, "Path List", [("Path", _path_text(w))])
-        paths = {f"wwn:{w}" for w in h.wwns}
+        if h.wwns:
+            obj = _obj(ch, "LD Set(FC)", "LD Set(FC) Information", [
+                ("Platform", PLATFORM_FORMAT.get(h.platform, "--")), ("LD Set Name", h.name),
+            ])
+            for w in h.wwns:
+                _section(obj, "Path List", [("Path", _path_text(w))])
+            paths = {f"wwn:{w}" for w in h.wwns}
+        elif h.initiators:
+            obj = _obj(ch, "LD Set(iSCSI)", "LD Set(iSCSI) Information", [
+                ("Platform", PLATFORM_FORMAT.get(h.platform, "--")), ("LD Set Name", h.name),
+                ("Target Mode", "Normal"), ("Target Name", layouts.target_name(s.name, h.name)),
+            ])
+            for port in s.ports:
+                _section(obj, "Portal", [("Portal", f"{layouts.port_ip(s.name, port.director, port.port)}:3260")])
+            for i in h.initiators:
+                _section(obj, "Initiator List", [("Initiator List", i)])
+            paths = {f"iqn:{i}" for i in h.initiators}
+        else:
+            continue  # a set without paths reaches nothing (the real product lists it; no client reads it)
         members = [ld for ld in s.lds if paths & set(ld.access)]
         for lun, ld in enumerate(members):
             _section(obj, "LUN/LD List", [("LUN(h)", f"{lun:04x}"), ("LDN(h)", ld.number.removesuffix("h"))])

@@ -77,11 +77,18 @@ class E:
     LDSET_NO_PATH = _m("iSM31228", "Specified LD set has no path. ({name})", S.FAILED_PRECONDITION)
     LDSET_HAS_LD = _m("iSM31229", "Specified logical disk is already in the LD set. ({name})", S.ALREADY_EXISTS)
     LDSET_NO_LD = _m("iSM31230", "Specified logical disk is not in the LD set. ({name})", S.FAILED_PRECONDITION)
+    LDSET_OTHER_TYPE = _m(  # iSM31240 is addldsetinitiator's success line (manager/console/ldsets.py)
+        "iSM31241", "Specified LD set is of the other type (FC paths and iSCSI initiators do not mix). ({name})",
+        S.FAILED_PRECONDITION,
+    )
     RPL_NOT_PLAIN = _m("iSM31231", "Specified logical disk cannot be a replication volume. ({name})", S.FAILED_PRECONDITION)
     RPL_NOT_PAIRED = _m("iSM31232", "Specified volumes are not a pair. ({name})", S.FAILED_PRECONDITION)
     RPL_MISMATCH = _m("iSM31233", "Specified volumes differ in capacity or are the same. ({name})", S.FAILED_PRECONDITION)
     RPL_PAIRED = _m("iSM31234", "Specified logical disk is already paired. ({name})", S.FAILED_PRECONDITION)
     RPL_NOT_SEPARATED = _m("iSM31235", "Specified pair is not separated. ({name})", S.FAILED_PRECONDITION)
+    RPL_NOT_REPLICATING = _m(
+        "iSM31242", "Specified pair is not replicating (replicate it before separating). ({name})", S.FAILED_PRECONDITION
+    )
     LD_NOT_EXPANDABLE = _m(
         "iSM31222", "Specified logical disk is part of the snapshot system and cannot be expanded. ({name})",
         S.FAILED_PRECONDITION,

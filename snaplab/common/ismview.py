@@ -37,6 +37,25 @@ def port_wwpn(array_name: str, director: int, port: int) -> str:
     return f"2{director & 0xF:x}{port & 0xFF:02x}" + array_wwn(array_name)[4:]
 
 
+ISCSI_NET = (198 << 24) | (18 << 16)  # 198.18.0.0/15 (RFC 2544, benchmarking): never a real network's
+
+
+def port_ip(array_name: str, director: int, port: int) -> str:
+    """Each port's iSCSI IP address, derived (the lab file gives none): four bits of the array's name,
+    the director and port number + 1, inside 198.18.0.0/15, never its first or last address."""
+    a = int(hashlib.sha256(array_name.encode()).hexdigest()[:2], 16) & 0xF
+    n = ISCSI_NET | (a << 13) | ((director & 0xF) << 9) | ((port & 0xFF) + 1)
+    return ".".join(str((n >> s) & 0xFF) for s in (24, 16, 8, 0))
+
+
+def target_name(array_name: str, ldset: str) -> str:
+    """The iSCSI target name of an LD set (one target per set, Target Mode ``Normal``)."""
+    def part(text: str) -> str:  # iSCSI names allow letters, digits, '-', '.' and ':' only
+        return "".join(c if c.isascii() and (c.isalnum() or c in "-.") else "-" for c in text.lower())
+
+    return f"iqn.2001-03.lab.snaplab:{part(array_name)}.{part(ldset)}"
+
+
 def gb_text(n: int) -> str:
     """Pool sizes always in GB (a parser cuts the value at its ``G``)."""
     return f"{n / GiB:.1f}GB" if n >= GiB or n == 0 else f"{n / GiB:.3f}GB"
@@ -92,6 +111,7 @@ def array_detail(a: mpb.ArrayMonitor) -> list[str]:
             _kv("Port No.(h)", f"{p.director:02x}h-{p.port:02x}h"),
             _kv("Port Name", p.name),
             _kv("WWPN", port_wwpn(s.name, p.director, p.port)),
+            _kv("IP Address", port_ip(s.name, p.director, p.port)),
             "",
         ]
     pools = {p.name: p for p in s.pools}
@@ -165,9 +185,9 @@ def _tables(a: mpb.ArrayMonitor) -> list[str]:
         for path in ld.access:
             kind, _, value = path.partition(":")
             lines.append(f"{ld.name:<32} {kind.upper()} {value}")
-    lines += ["", "--- Host List ---", f"{'Host Name':<24} {'Platform':<9} WWN / Port"]
+    lines += ["", "--- Host List ---", f"{'Host Name':<24} {'Platform':<9} WWN / Port / iSCSI initiator"]
     for h in s.hosts:
-        paths = [*(f"WWN {w}" for w in h.wwns), *(f"PORT {p}" for p in h.ports)]
+        paths = [*(f"WWN {w}" for w in h.wwns), *(f"PORT {p}" for p in h.ports), *(f"IQN {i}" for i in h.initiators)]
         lines.append(f"{h.name:<24} {h.platform:<9} {', '.join(paths) or '-'}")
     lines += ["", "--- License List ---", f"{'Product':<24} State"]
     lines += [f"{product:<24} {s.licences[product]}" for product in sorted(s.licences)]

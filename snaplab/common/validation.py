@@ -24,6 +24,9 @@ SHOWN_CHARS = 40  # how much of a refused value a message repeats
 DEFAULT_MAX_ITEMS = 1024  # repeated fields without a limit of their own
 
 _WWN = re.compile(r"[0-9A-Fa-f]{2}(?:[:-]?[0-9A-Fa-f]{2}){7}")
+# iSCSI names (RFC 3720 3.2.6.3): iqn.YYYY-MM.reversed.domain[:anything] or eui. and 16 hex digits
+# (case-insensitive: RFC 3722 compares them folded to lower case, the array keeps them so).
+INITIATOR_NAME = re.compile(r"iqn\.\d{4}-\d{2}\.[A-Za-z0-9.-]+(?::[A-Za-z0-9.:_-]+)?|eui\.[0-9A-Fa-f]{16}", re.IGNORECASE)
 # Certificate CNs (pki._NAME): a host is named by its certificate.
 _HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -88,6 +91,7 @@ GENERATION = Rule(40)
 KEYWORD = Rule(32)
 HOST = Rule(64, _pattern(_HOST, "a host name (letters, digits, . _ -)"))
 WWN = Rule(23, _pattern(_WWN, "a WWN (8 hex bytes, e.g. 10:00:00:00:c9:2a:01:01)"))
+INITIATOR = Rule(223, _pattern(INITIATOR_NAME, "an iSCSI name (iqn.YYYY-MM.domain[:id] or eui.16-hex-digits)"))
 ARGUMENT = Rule(4096, _no_nul, max_items=256)  # a command's argv: paths, volume names
 SCRIPT = Rule(1 << 20, _no_nul)  # a command's standard input (DISKPART scripts)
 
@@ -135,6 +139,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("snaplab.v1.ClusterClaimRequest", "unsigned"): OBJECT,
     ("*", "wwn"): WWN,
     ("*", "wwns"): WWN,
+    ("*", "initiator"): INITIATOR,
+    ("*", "initiators"): INITIATOR,
     # the agent's commands
     ("snaplab.v1.CommandRequest", "argv"): ARGUMENT,
     ("snaplab.v1.CommandRequest", "stdin"): SCRIPT,

@@ -211,36 +211,42 @@ class RemoveLicence(_message.Message):
     def __init__(self, product: _Optional[str] = ...) -> None: ...
 
 class RegisterHost(_message.Message):
-    __slots__ = ("name", "wwns", "ports", "platform")
+    __slots__ = ("name", "wwns", "ports", "platform", "initiators")
     NAME_FIELD_NUMBER: _ClassVar[int]
     WWNS_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    INITIATORS_FIELD_NUMBER: _ClassVar[int]
     name: str
     wwns: _containers.RepeatedScalarFieldContainer[str]
     ports: _containers.RepeatedScalarFieldContainer[str]
     platform: str
-    def __init__(self, name: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ...) -> None: ...
+    initiators: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ..., initiators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AssignAccess(_message.Message):
-    __slots__ = ("ld", "port", "wwn")
+    __slots__ = ("ld", "port", "wwn", "initiator")
     LD_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     WWN_FIELD_NUMBER: _ClassVar[int]
+    INITIATOR_FIELD_NUMBER: _ClassVar[int]
     ld: str
     port: str
     wwn: str
-    def __init__(self, ld: _Optional[str] = ..., port: _Optional[str] = ..., wwn: _Optional[str] = ...) -> None: ...
+    initiator: str
+    def __init__(self, ld: _Optional[str] = ..., port: _Optional[str] = ..., wwn: _Optional[str] = ..., initiator: _Optional[str] = ...) -> None: ...
 
 class UnassignAccess(_message.Message):
-    __slots__ = ("ld", "port", "wwn")
+    __slots__ = ("ld", "port", "wwn", "initiator")
     LD_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     WWN_FIELD_NUMBER: _ClassVar[int]
+    INITIATOR_FIELD_NUMBER: _ClassVar[int]
     ld: str
     port: str
     wwn: str
-    def __init__(self, ld: _Optional[str] = ..., port: _Optional[str] = ..., wwn: _Optional[str] = ...) -> None: ...
+    initiator: str
+    def __init__(self, ld: _Optional[str] = ..., port: _Optional[str] = ..., wwn: _Optional[str] = ..., initiator: _Optional[str] = ...) -> None: ...
 
 class SetFormat(_message.Message):
     __slots__ = ("ld", "format")
@@ -549,7 +555,7 @@ class DisksRequest(_message.Message):
     def __init__(self, host: _Optional[str] = ...) -> None: ...
 
 class Ld(_message.Message):
-    __slots__ = ("number", "name", "type", "format", "capacity", "pool", "attr", "access", "bv", "reserved_by", "rpl_partner", "sync_state", "rpl_role", "io_limit")
+    __slots__ = ("number", "name", "type", "format", "capacity", "pool", "attr", "access", "bv", "reserved_by", "rpl_partner", "sync_state", "rpl_role", "io_limit", "rpl_progress", "rpl_diff")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -564,6 +570,8 @@ class Ld(_message.Message):
     SYNC_STATE_FIELD_NUMBER: _ClassVar[int]
     RPL_ROLE_FIELD_NUMBER: _ClassVar[int]
     IO_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RPL_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RPL_DIFF_FIELD_NUMBER: _ClassVar[int]
     number: str
     name: str
     type: str
@@ -578,7 +586,9 @@ class Ld(_message.Message):
     sync_state: str
     rpl_role: str
     io_limit: str
-    def __init__(self, number: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., capacity: _Optional[int] = ..., pool: _Optional[str] = ..., attr: _Optional[str] = ..., access: _Optional[_Iterable[str]] = ..., bv: _Optional[str] = ..., reserved_by: _Optional[str] = ..., rpl_partner: _Optional[str] = ..., sync_state: _Optional[str] = ..., rpl_role: _Optional[str] = ..., io_limit: _Optional[str] = ...) -> None: ...
+    rpl_progress: int
+    rpl_diff: int
+    def __init__(self, number: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., format: _Optional[str] = ..., capacity: _Optional[int] = ..., pool: _Optional[str] = ..., attr: _Optional[str] = ..., access: _Optional[_Iterable[str]] = ..., bv: _Optional[str] = ..., reserved_by: _Optional[str] = ..., rpl_partner: _Optional[str] = ..., sync_state: _Optional[str] = ..., rpl_role: _Optional[str] = ..., io_limit: _Optional[str] = ..., rpl_progress: _Optional[int] = ..., rpl_diff: _Optional[int] = ...) -> None: ...
 
 class DisksReply(_message.Message):
     __slots__ = ("lds",)
@@ -621,16 +631,18 @@ class Port(_message.Message):
     def __init__(self, director: _Optional[int] = ..., port: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Host(_message.Message):
-    __slots__ = ("name", "wwns", "ports", "platform")
+    __slots__ = ("name", "wwns", "ports", "platform", "initiators")
     NAME_FIELD_NUMBER: _ClassVar[int]
     WWNS_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    INITIATORS_FIELD_NUMBER: _ClassVar[int]
     name: str
     wwns: _containers.RepeatedScalarFieldContainer[str]
     ports: _containers.RepeatedScalarFieldContainer[str]
     platform: str
-    def __init__(self, name: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ...) -> None: ...
+    initiators: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ..., initiators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ArrayState(_message.Message):
     __slots__ = ("name", "physical_capacity", "ports", "pools", "lds", "licences", "faults", "hosts", "product_id")

@@ -8,8 +8,10 @@ one in front). Each test follows one driver function; docs/clients.md has the ta
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -198,6 +200,56 @@ def test_attach_and_detach_through_ld_sets(lab: ClientLab) -> None:
     assert shell(lab, "iSMcfg ldunbind -ldname cinder_att")[2] == 0
 
 
+def test_attach_and_detach_through_iscsi_ld_sets(lab: ClientLab) -> None:
+    """cli.addldset_iscsi (addldset -type iscsi + addldsetinitiator), addldsetld, delldsetld; the
+    driver's iscsi_initialize_connection reads the set's portals, target name and LUN from the XML."""
+    assert shell(lab, "iSMcfg ldbind -poolnumber 0 -ldn 570 -capacity 1 -immediate")[2] == 0
+    assert shell(lab, "iSMcfg nickname -ldn 570 -newname cinder_isc -immediate")[2] == 0
+    iqn = "iqn.1994-05.com.redhat:d1d8e8f23255"
+    out, err, ret = shell(lab, "iSMcfg addldset -ldset LX:cinder_inode -type iscsi")
+    assert ret == 0 and out.startswith("iSMcfg:Info: iSM31223: "), err
+    out, err, ret = shell(lab, f"iSMcfg addldsetinitiator -ldset LX:cinder_inode -initiatorname {iqn}")
+    assert ret == 0 and out.startswith("iSMcfg:Info: iSM31240: "), err
+    out, err, ret = shell(lab, "iSMcfg addldsetld -ldset LX:cinder_inode -ldname LX:cinder_isc -lun 0")
+    assert ret == 0, err
+    assert access_of(lab, "cinder_isc") == [f"IQN {iqn}"]
+    text = shell(lab, f"iSMview -all {ARRAY}")[0]
+    ips = [line.split(":")[1].strip() for line in text.splitlines() if line.startswith("IP Address")]
+    assert ips and all(ipaddress.ip_address(a) in ipaddress.ip_network("198.18.0.0/15") for a in ips)
+    assert len(set(ips)) == len(ips)
+    out, err, ret = shell(lab, "iSMquery -cinder -xml -all")
+    assert ret == 0, err
+    c = _configs(re.sub(r"(.*)ExitStatus(.*)\n", "", out))
+    ldset = c["ldsets"]["LX:cinder_inode"]
+    assert ldset["initiator_list"] == [iqn]
+    assert ldset["portal_list"] == [f"{a}:3260" for a in ips]
+    target = ldset["lds"][570]["iqn"]
+    assert ldset["lds"] == {570: {"lun": 0, "iqn": target}} and target.startswith("iqn.")
+    assert c["lds"]["LX:cinder_isc"]["ldn"] == 570  # the LD took the set's OS type
+    # the same initiator again changes nothing; detach takes the LD out of the set
+    assert shell(lab, f"iSMcfg addldsetinitiator -ldset LX:cinder_inode -initiatorname {iqn.upper()}")[2] == 0
+    out, err, ret = shell(lab, "iSMcfg delldsetld -ldset LX:cinder_inode -ldname LX:cinder_isc")
+    assert ret == 0, err
+    assert access_of(lab, "cinder_isc") == []
+    # bad input: one line, status 1, nothing changes
+    if shell(lab, "iSMcfg addldset -ldset LX:cinder_fnode -type fc")[2] == 0:
+        assert shell(lab, "iSMcfg addldsetpath -ldset LX:cinder_fnode -path 1000-0000-C900-00DD")[2] == 0
+    before = shell(lab, f"iSMview -all {ARRAY}")[0]
+    for line, msg_id in [("iSMcfg addldset -ldset LX:cinder_inode -type iscsi", "iSM31227"),
+                         ("iSMcfg addldset -ldset LX:cinder_x -type sas", "iSM11100"),
+                         ("iSMcfg addldsetinitiator -ldset LX:cinder_inode -initiatorname not-an-iqn", "iSM11100"),
+                         ("iSMcfg addldsetinitiator -ldset LX:nobody -initiatorname iqn.2000-01.x:y", "iSM31007"),
+                         ("iSMcfg addldsetinitiator -ldset LX:cinder_fnode -initiatorname iqn.2000-01.x:y", "iSM31241"),
+                         ("iSMcfg addldsetpath -ldset LX:cinder_inode -path 1000-0000-C900-00EE", "iSM31241"),
+                         ("iSMcfg delldsetld -ldset LX:cinder_inode -ldname cinder_isc", "iSM31230")]:
+        out, err, ret = shell(lab, line)
+        assert ret == 1 and out == "" and err.startswith(f"iSMcfg:Error: {msg_id}: "), (line, err)
+        if msg_id != "iSM11100":
+            assert len(err.splitlines()) == 1, (line, err)
+    assert shell(lab, f"iSMview -all {ARRAY}")[0] == before
+    assert shell(lab, "iSMcfg ldunbind -ldname cinder_isc")[2] == 0
+
+
 # -- configuration as XML: what volume_common.configs reads -------------------------------------------
 
 
@@ -232,11 +284,29 @@ def _configs(xml: str) -> dict:
         members = {int(s.find('./UNIT[@name="LDN(h)"]').text, 16): int(s.find('./UNIT[@name="LUN(h)"]').text, 16)
                    for s in obj.findall('./SECTION[@name="LUN/LD List"]')}
         ldsets[name] = {"wwpn": paths, "lds": members}
+    # get_iscsi_ldset_config: portals not starting 0.0.0.0:, initiators, Target Mode Normal -> one Target Name
+    for obj in root.findall('./CMD_REQUEST/CHAPTER[@name="Access Control"]/OBJECT[@name="LD Set(iSCSI)"]'):
+        portals = [u.text for u in obj.findall('./SECTION[@name="Portal"]/UNIT[@name="Portal"]')
+                   if not u.text.startswith("0.0.0.0:")]
+        initiators = [u.text for u in obj.findall('./SECTION[@name="Initiator List"]/UNIT[@name="Initiator List"]')]
+        sec = obj.find('./SECTION[@name="LD Set(iSCSI) Information"]')
+        name = sec.find('./UNIT[@name="Platform"]').text + ":" + sec.find('./UNIT[@name="LD Set Name"]').text
+        assert sec.find('./UNIT[@name="Target Mode"]').text == "Normal"
+        iqn = sec.find('./UNIT[@name="Target Name"]').text
+        members = {int(s.find('./UNIT[@name="LDN(h)"]').text, 16):
+                   {"lun": int(s.find('./UNIT[@name="LUN(h)"]').text, 16), "iqn": iqn}
+                   for s in obj.findall('./SECTION[@name="LUN/LD List"]')}
+        ldsets[name] = {"protocol": "iSCSI", "portal_list": portals, "initiator_list": initiators, "lds": members}
+    # get_hostport_config: a port with an IP Address is iSCSI (0.0.0.0 skipped), else its WWPN makes it FC
     ports = []
     for sec in root.findall('./CMD_REQUEST/CHAPTER[@name="Controller"]/OBJECT[@name="Host Port"]/'
                             'SECTION[@name="Host Director/Host Port Information"]'):
         director, port = (int(x, 16) for x in sec.find('./UNIT[@name="Port No.(h)"]').text.split("-"))
-        ports.append((director, port, sec.find('./UNIT[@name="WWPN"]').text))
+        ip = sec.find('./UNIT[@name="IP Address"]')
+        if ip is None:
+            ports.append((director, port, "FC", sec.find('./UNIT[@name="WWPN"]').text))
+        elif ip.text != "0.0.0.0":
+            ports.append((director, port, "iSCSI", ip.text))
     product = root.find('./CMD_REQUEST/CHAPTER[@name="Disk Array"]/OBJECT[@name="Disk Array"]/'
                         'SECTION[@name="Disk Array Detail Information"]/UNIT[@name="Product ID"]').text
     return {"version": version, "pools": pools, "lds": lds, "ldsets": ldsets, "ports": ports, "product": product}
@@ -259,7 +329,11 @@ def test_pool_capacity_and_configuration_as_xml(lab: ClientLab, line: str) -> No
         assert c["lds"]['LX:a&b<c>"q'] == {"ldn": 0x244, "pool_num": 1, "ld_capacity": 2, "RPL Attribute": "IV",
                                            "Purpose": "---"}
         assert c["lds"]["WN:bv001"]["Purpose"] == "BV"  # the driver leaves the snapshot system's LDs alone
-        assert c["ports"] and all(len(w) == 16 for _, _, w in c["ports"])
+        fc = [w for _, _, kind, w in c["ports"] if kind == "FC"]
+        ips = [a for _, _, kind, a in c["ports"] if kind == "iSCSI"]
+        assert fc and all(len(w) == 16 for w in fc)
+        assert len(ips) == len(fc) and all(ipaddress.ip_address(a) in ipaddress.ip_network("198.18.0.0/15")
+                                           for a in ips)
         assert c["ldsets"]["LX:xml_node"] == {"wwpn": ["1000-0000-C900-00CC"], "lds": {0x244: 0}}
     finally:
         shell(lab, "clioutmsg text")
@@ -287,9 +361,29 @@ def _admin_array(lab: ClientLab):
     return ArrayClient(rt["arrays"][ARRAY]["target"], ClientTLS.from_folder(lab.run.folder / "pki", "admin"))
 
 
+def sync_state(lab: ClientLab, rv: str) -> str:
+    """cli.query_MV_RV_status(RV): ``${line:10}`` of the ``Sync State`` line, stripped."""
+    return rv_query(lab, rv, "RV", "Sync State", 10).strip()
+
+
+def unpair_wait(lab: ClientLab, mv: str, rv: str, timeout: float = 60.0) -> list[str]:
+    """UnpairWait._wait: poll the RV's Sync State while ``sep/exec``; at ``separated`` unpair. Returns the states seen."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen.append(sync_state(lab, rv))
+        if seen[-1] == "separated":
+            assert shell(lab, f"iSMrc_pair -unpair -mv {mv} -mvflg ld -rv {rv} -rvflg ld")[2] == 0
+            return seen
+        assert seen[-1] == "sep/exec", seen  # anything else is the driver's "abnormal" end
+        time.sleep(0.2)
+    raise AssertionError(f"still {seen[-1]} after {timeout}s")
+
+
 def test_clone_holds_the_sources_bytes(lab: ClientLab) -> None:
-    """cli.backup_restore with flag clone: setpair, replicate -cprange full, separate -rvuse immediate,
-    then UnpairWait polls the RV's Sync State until ``separated`` and unpairs."""
+    """cli.backup_restore with flag clone: setpair, replicate -cprange full, separate -rvuse immediate
+    at once (the copy still runs), then UnpairWait polls the RV's Sync State through ``sep/exec``
+    until ``separated`` and unpairs. A ``rpl_hold`` fault pauses the copy so that every state is seen."""
     for ldn, name in ((590, "cinder_src"), (591, "cinder_clone")):
         assert shell(lab, f"iSMcfg ldbind -poolnumber 0 -ldn {ldn} -capacity 1 -immediate")[2] == 0
         assert shell(lab, f"iSMcfg nickname -ldn {ldn} -newname {name} -immediate")[2] == 0
@@ -299,21 +393,45 @@ def test_clone_holds_the_sources_bytes(lab: ClientLab) -> None:
         array.write("cinder_clone", 0, b"stale bytes")
         assert shell(lab, "iSMrc_pair -pair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld")[2] == 0
         assert rv_query(lab, "cinder_src", "MV", "LD Name", 7).replace("cinder_src", "").strip() == "cinder_clone"
+        assert rv_query(lab, "cinder_clone", "RV", "Separate Diff", 13).strip() == f"{GiB // 1024}KB"
+        assert shell(lab, "iSMcfg faultset -kind rpl_hold -target cinder_clone")[2] == 0
         out, err, ret = shell(lab, "iSMrc_replicate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld -nowait "
                                    "-cprange full -cpmode bg")
         assert ret == 0, err
-        assert rv_query(lab, "cinder_clone", "RV", "Sync State", 10).strip() == "replicated"
+        assert sync_state(lab, "cinder_clone") == "rpl/exec"
+        assert rv_query(lab, "cinder_clone", "RV", "Copy Progress", 13).strip() == "0%"
         out, err, ret = shell(lab, "iSMrc_separate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld "
                                    "-rvacc rw -rvuse immediate -nowait")
         assert ret == 0, err
-        assert rv_query(lab, "cinder_clone", "RV", "Sync State", 10).strip() == "separated"
-        diff = rv_query(lab, "cinder_clone", "RV", "Separate Diff", 13).strip()
-        assert int(diff.replace("KB", ""), 10) >= 0
-        assert shell(lab, "iSMrc_pair -unpair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld")[2] == 0
+        assert sync_state(lab, "cinder_clone") == "sep/exec"
+        # written after the separation: the clone keeps the bytes of the moment it was separated
+        array.write("cinder_src", 3 * 65536 + 100, b"late" * 16)
+        assert shell(lab, "iSMcfg faultclear -kind rpl_hold -target cinder_clone")[2] == 0
+        seen = unpair_wait(lab, "cinder_src", "cinder_clone")
+        assert seen[0] == "sep/exec" or seen == ["separated"], seen
         assert array.read("cinder_clone", 3 * 65536 + 100, len(payload)) == payload
         assert array.read("cinder_clone", 0, 11) == bytes(11)  # the RV is the source, not what it held
+        # Separate Diff counts what changed after the separation (the driver's canPairing=False check)
+        assert shell(lab, "iSMrc_pair -pair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld")[2] == 0
+        assert shell(lab, "iSMrc_replicate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld -nowait")[2] == 0
+        deadline = time.monotonic() + 60
+        while sync_state(lab, "cinder_clone") != "rpl/sync":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert shell(lab, "iSMrc_separate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld "
+                          "-rvacc rw -rvuse immediate -nowait")[2] == 0
+        assert sync_state(lab, "cinder_clone") == "separated"
+        assert rv_query(lab, "cinder_clone", "RV", "Separate Diff", 13).strip() == "0KB"
+        array.write("cinder_src", 0, b"x")
+        deadline = time.monotonic() + 30  # the manager's view of the array is up to a second old
+        while (diff := rv_query(lab, "cinder_clone", "RV", "Separate Diff", 13).strip()) == "0KB":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert int(diff.replace("KB", ""), 10) == 64  # one block of 64 KiB
+        assert shell(lab, "iSMrc_pair -unpair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld")[2] == 0
     # bad input: one line, status 1, the pair state unchanged
     for line, msg_id in [("iSMrc_replicate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld", "iSM31232"),
+                         ("iSMrc_separate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld", "iSM31232"),
                          ("iSMrc_pair -pair -mv cinder_src -mvflg ld -rv bv001 -rvflg ld", "iSM31231"),
                          ("iSMrc_pair -pair -mv cinder_src -mvflg ld -rv cinder_src -rvflg ld", "iSM31233"),
                          ("iSMrc_query -rv cinder_clone -rvflg ld", "iSM31232"),
@@ -321,6 +439,9 @@ def test_clone_holds_the_sources_bytes(lab: ClientLab) -> None:
         out, err, ret = shell(lab, line)
         assert ret == 1 and out == "" and err.startswith(f"{line.split()[0]}:Error: {msg_id}: "), (line, err)
     assert shell(lab, "iSMrc_pair -pair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld")[2] == 0
+    out, err, ret = shell(lab, "iSMrc_separate -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld -nowait")
+    assert ret == 1 and out == "" and err.startswith("iSMrc_separate:Error: iSM31242: ") and len(err.splitlines()) == 1
+    assert sync_state(lab, "cinder_clone") == "separated"
     out, err, ret = shell(lab, "iSMcfg ldunbind -ldname cinder_clone")
     assert ret == 1 and err.startswith("iSMcfg:Error: iSM31234: "), err  # a paired LD stays bound
     assert shell(lab, "iSMrc_pair -unpair -mv cinder_src -mvflg ld -rv cinder_clone -rvflg ld -force all")[2] == 0
