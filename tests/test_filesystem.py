@@ -9,6 +9,7 @@ In one process: an ArrayEngine served over gRPC (insecure, test identities), two
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -232,6 +233,30 @@ def test_flush_writes_only_the_pages_that_changed(rig: Rig, g: Path) -> None:
     gone = flush(rig, rig.h1)
     assert gone.pages <= 10, gone  # freed pages are not rewritten (their rows' pages, twice)
     assert sha(archive(rig.image("bv001"))) == sha(files_of(g))
+
+
+def test_a_flush_counts_what_it_wrote_and_archives_whole_second_times(
+    rig: Rig, g: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The flush's log line counts new and changed files (operators read it), and the archive keeps
+    sqlar's integer seconds, as `sqlite3 -A` expects (found by tools/mutate.py: a float mtime, a
+    count going down or stuck at one passed every other test)."""
+    caplog.set_level(logging.INFO, logger="snaplab.agent.filesystem")
+    for name in ("a.txt", "b.txt"):
+        (g / name).write_text(name)
+        os.utime(g / name, ns=(1_700_000_000_987_654_321, 1_700_000_000_987_654_321))
+    flush(rig, rig.h1)
+    assert ": 2 created, 0 changed, 0 deleted;" in caplog.text
+    conn = sqlite3.connect(f"file:{rig.image('bv001')}?mode=ro", uri=True)
+    assert conn.execute("SELECT name, typeof(mtime), mtime FROM sqlar ORDER BY name").fetchall() == [
+        ("a.txt", "integer", 1_700_000_000), ("b.txt", "integer", 1_700_000_000)
+    ]
+    conn.close()
+    caplog.clear()
+    for name in ("a.txt", "b.txt"):
+        (g / name).write_text(name + " changed")
+    flush(rig, rig.h1)
+    assert ": 0 created, 2 changed, 0 deleted;" in caplog.text
 
 
 def test_a_change_hidden_by_size_and_mtime_is_found_by_content(rig: Rig, g: Path) -> None:
