@@ -315,7 +315,7 @@ def test_a_full_volume_refuses_the_flush(rig: Rig) -> None:
     rig.run(rig.h1, "iSMrc_flush", "-drv", "S:")
     (s / "big.bin").write_bytes(os.urandom(2 * MiB))
     _, err, _ = rig.run(rig.h1, "iSMrc_flush", "-drv", "S:", code=1)
-    assert "iSM13630" in err and "not enough space" in err
+    assert "iSM13630: Disk management operation failed. (There is not enough space on the disk.)" in err
     assert set(archive(rig.image("bv001"))) == {"small.bin"}  # the failed flush changed nothing
 
 
