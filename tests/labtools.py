@@ -6,6 +6,7 @@ Test modules load it with ``sys.path.insert(0, <tests folder>)`` (pytest runs wi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -228,3 +229,19 @@ class RefLab:
 
     def log(self, name: str) -> Path:
         return self.folder / "run" / name
+
+
+def run_ok(lab: LabRun, host: str, line: str, code: int = 0) -> Ran:
+    """``run_on`` in ``lab``'s folder, asserting the exit status (0 unless ``code`` says otherwise)."""
+    ran = run_on(lab.folder, host, line, cwd=lab.root)
+    assert ran.code == code, str(ran)
+    return ran
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder``, by relative name."""
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

@@ -17,7 +17,9 @@ from snaplab.deploy.failover import shared_volume_guid
 from snaplab.deploy.spec import SharedDisk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # labtools: see its docstring
-from labtools import LabRun, Ran, run_on
+from labtools import LabRun, run_on
+from labtools import file_digests as sha
+from labtools import run_ok as cmd
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -116,20 +118,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
         yield run
     finally:
         run.teardown()
-
-
-def cmd(lab: LabRun, host: str, line: str, code: int = 0) -> Ran:
-    ran = run_on(lab.folder, host, line, cwd=lab.root)
-    assert ran.code == code, str(ran)
-    return ran
-
-
-def sha(folder: Path) -> dict[str, str]:
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def g_of(lab: LabRun, host: str) -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # labtools: see its docstring
-from labtools import LabRun, Ran, alive, run_on
+from labtools import LabRun, Ran, alive, file_digests, run_ok
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -74,17 +74,7 @@ def lab(tmp_path: Path) -> Iterator[LabRun]:
 
 
 def cmd(lab: LabRun, line: str, code: int = 0) -> Ran:
-    ran = run_on(lab.folder, "business01", line, cwd=lab.root)
-    assert ran.code == code, str(ran)
-    return ran
-
-
-def tree(folder: Path) -> dict[str, str]:
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
+    return run_ok(lab, "business01", line, code)
 
 
 def volume_files(lab: LabRun) -> dict[str, str]:
@@ -107,7 +97,7 @@ def test_lab_down_with_the_array_dead_names_what_was_not_flushed_and_keeps_it(la
     (g / "flushed.txt").write_text("changed after the flush\n")
     (g / "sales").mkdir()
     (g / "sales" / "q3.bin").write_bytes(os.urandom(300_000))
-    cache = tree(g)
+    cache = file_digests(g)
     rt = lab.runtime()
     assert rt is not None
     array = next(p for p in rt["processes"] if p["kind"] == "array")
@@ -130,7 +120,7 @@ def test_lab_down_with_the_array_dead_names_what_was_not_flushed_and_keeps_it(la
     up = lab("lab", "up", timeout=180)
     assert up.returncode == 0, up.stdout + up.stderr
     g = Path(lab("path", "business01", "G:").stdout.strip())
-    assert tree(g) == cache
+    assert file_digests(g) == cache
     cmd(lab, "iSMrc_flush -drv G:")
     assert volume_files(lab) == {"flushed.txt": cache["flushed.txt"], "sales/q3.bin": cache["sales/q3.bin"]}
     down = lab("lab", "down", timeout=120)

@@ -4,7 +4,6 @@ bringing back only what died, and the guide's server restart with an LV (3.9 / C
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import sys
@@ -15,7 +14,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # labtools: see its docstring
-from labtools import LabRun, Ran, alive, run_on
+from labtools import LabRun, alive
+from labtools import file_digests as sha
+from labtools import run_ok as cmd
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -90,12 +91,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
         run.teardown()
 
 
-def cmd(lab: LabRun, host: str, line: str, code: int = 0) -> Ran:
-    ran = run_on(lab.folder, host, line, cwd=lab.root)
-    assert ran.code == code, str(ran)
-    return ran
-
-
 def pid_of(lab: LabRun, kind: str, name: str) -> int:
     rt = lab.runtime()
     assert rt is not None
@@ -111,14 +106,6 @@ def states(lab: LabRun) -> dict[str, str]:
         if len(cols) >= 4 and cols[0] in ("array", "manager", "agent"):
             out[cols[1]] = cols[3]
     return out
-
-
-def sha(folder: Path) -> dict[str, str]:
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def one_ism_line(ran: object, msg_id: str) -> None:
