@@ -33,6 +33,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Array"].full_name
 WAIT_METHOD = f"/{SERVICE_NAME}/Wait"  # a wait, for the server's per-caller limits (rpc_guard)
 DEFAULT_CHUNK = 1024 * 1024
 MAX_CHUNK = 4 * 1024 * 1024
+MAX_HEAD = 4096  # ReadHeads: enough for a partition table's first sectors
 POOL_THREADS = 8  # engine threads per pool (control, others); the engine's lock serialises most calls anyway
 CALLER_SLOTS = 2  # engine calls a non-control caller may have queued or running at once
 QUICK_LOOKUPS = 8  # a look-up batch this small runs on the event loop when the engine is free
@@ -388,6 +389,14 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
         data = self.engine.read(ld, offset, length, host=host)
         return data, self.engine.ld(ld).capacity
 
+    async def ReadHeads(self, request: pb.ReadHeadsRequest, context: grpc.aio.ServicerContext) -> pb.ReadHeadsReply:
+        ident = _authorise(current_identity(context), IO_ROLES, "read volumes")
+        if not 0 <= request.length <= MAX_HEAD:
+            raise serde.bad(f"length must be 0 to {MAX_HEAD}")
+        lds = [serde.required(x, "lds") for x in request.lds]
+        answers = await self._run(ident, self.engine.read_heads, lds, request.length, host=self._io_host(ident))
+        return pb.ReadHeadsReply(heads=[_head(ld, a) for ld, a in zip(lds, answers)])
+
     async def Write(
         self, request_iterator: AsyncIterator[pb.WriteChunk], context: grpc.aio.ServicerContext
     ) -> pb.WriteReply:
@@ -472,6 +481,12 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
         ld = self.engine.ld(serde.required(request.ld, "ld"))
         previous = self.engine.set_reservation(ld.name, request.owner)
         return pb.Reservation(ld=ld.name, owner=request.owner, previous=previous)
+
+
+def _head(ld: str, answer: bytes | SnapLabError) -> pb.LdHead:
+    if isinstance(answer, SnapLabError):
+        return pb.LdHead(ld=ld, code=answer.status.name, details=str(answer), msg_id=answer.msg_id)
+    return pb.LdHead(ld=ld, data=answer)
 
 
 def _retrieved(task: asyncio.Task[Any]) -> None:

@@ -11,7 +11,8 @@ list holds disks, partitions, volume names and mount points; then ``iSMvollist -
 with 1,024 LDs, so partitioning every 4th disk would make the set-up very long.)
 
 Measured: ``iSMvollist -cr`` run as an operator runs it, its console script as a process of its own
-(``SNAPLAB_HOST``, ``SNAPLAB_LAB``), spawn to exit; 7 runs (--quick 2, with 8 LDs instead of 256)
+(``SNAPLAB_HOST``, ``SNAPLAB_LAB``), spawn to exit; 7 runs (--quick 2, with 24 LDs instead of 1,024: more than one
+request field's default 16 items, so the smoke test covers the batched ``ReadHeads`` scan)
 alternated with the same command on ``one01`` (one LD: the fixed cost, printed as context) and with the
 same command sent from this process (no process start: the agent's share). The agent reads the LDs
 the array lists for the host (``Array.Disks``) and each one's partition table (block 0 and, where
@@ -112,10 +113,10 @@ def profile_in_process(lab: cc.LabRun) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     def extra(p):
-        p.add_argument("--lds", type=int, default=None, help="LDs the host sees (default 1024, the issue 12 target; --quick 8)")
+        p.add_argument("--lds", type=int, default=None, help="LDs the host sees (default 1024, the issue 12 target; --quick 24)")
 
     args = c.parse_args(__doc__.splitlines()[0], extra, argv=argv)
-    n = args.lds or (8 if args.quick else 1024)
+    n = args.lds or (24 if args.quick else 1024)
     reps = args.reps or (2 if args.quick else 7)
     rep = c.Report("bench_vollist", f"iSMvollist -cr as a command process on a host that sees {n} LDs", args)
     parts = len(range(1, n + 1, PART_EVERY))

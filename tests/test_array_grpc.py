@@ -341,6 +341,28 @@ def test_access_control_decides_what_a_host_reads(lab: Lab) -> None:
     refused(C.NOT_FOUND, "iSM19003", lab.admin.read, "no_such_ld", 0, 1)
 
 
+def test_read_heads_answers_each_ld_as_a_read_of_its_first_bytes(lab: Lab) -> None:
+    """A host's disk scan reads every partition table in one call: per LD the data or Read's refusal."""
+    biz = lab.business01
+    biz.write("bv001", 0, b"MBR!" * 128)
+    got = biz.read_heads(["bv001", "lv001", "no_such_ld"], 1024)
+    assert got["bv001"] == biz.read("bv001", 0, 1024) and got["bv001"][:4] == b"MBR!"
+    for ld, code, msg_id in (("lv001", C.PERMISSION_DENIED, "iSM31042"), ("no_such_ld", C.NOT_FOUND, "iSM19003")):
+        err = got[ld]
+        assert isinstance(err, SnapLabClientError) and (err.code, err.msg_id) == (code, msg_id), err
+        refused(code, msg_id, biz.read, ld, 0, 1)
+    admin = lab.admin.read_heads(["bv001", "lv001"], 512)  # an admin reads as the array: no access control
+    assert admin["bv001"] == lab.admin.read("bv001", 0, 512)
+    assert isinstance(admin["lv001"], SnapLabClientError) and admin["lv001"].msg_id == "iSM19064"  # unlinked LV
+    refused(C.FAILED_PRECONDITION, "iSM19064", lab.admin.read, "lv001", 0, 1)
+    refused(C.INVALID_ARGUMENT, "iSM19001", biz.read_heads, ["bv001"], 4097)
+    refused(C.INVALID_ARGUMENT, "iSM19001", biz.read_heads, ["bv001"], -1)
+    assert biz.read_heads(["bv001"], 8)["bv001"] == b"MBR!MBR!"  # the daemon kept serving
+    many = biz.stub.ReadHeads(pb.ReadHeadsRequest(lds=["bv001"] * 1024, length=4), timeout=10, metadata=biz._metadata)
+    assert [h.data for h in many.heads] == [b"MBR!"] * 1024  # a scan of 1,024 disks in one call
+    refused(C.INVALID_ARGUMENT, "iSM19005", lambda: biz._call("ReadHeads", pb.ReadHeadsRequest(lds=["bv001"] * 1025)))
+
+
 def test_callers_without_a_lab_certificate_are_refused(lab: Lab) -> None:
     certs, other = lab.root / "certs", lab.root / "other_ca"
     ca = (certs / "ca.crt").read_bytes()

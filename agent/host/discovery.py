@@ -35,6 +35,11 @@ log = logging.getLogger("snaplab.agent.host")
 
 PINNED_VOLUMES = "pinned_volumes.json"
 LAYOUT_READERS = 4  # partition-table reads in flight at once during a scan
+HEAD_BYTES = 2 * pt.SECTOR  # read for every disk at once: the MBR and a GPT header
+
+
+class _NeedsMore(Exception):
+    """A partition table reaches past the first sectors read for every disk."""
 
 
 class Discovery:
@@ -177,27 +182,57 @@ class Discovery:
         return disks
 
     def _read_layouts(self, disks: list[Disk]) -> None:
-        """Every disk's partition table. A few reads in flight at once: one read is a round trip of
-        ~1 ms, mostly waiting (and a sync gRPC channel starts a polling thread for each streamed call
-        when none is in flight), so with 1,024 LDs one after the other would cost seconds. Kept well
-        under the array's per-host limit of streams in progress (CallLimits.host.streams = 8), which
-        other commands and flushes of this host share."""
-        if len(disks) < 2 * LAYOUT_READERS:
-            for disk in disks:
-                self._read_layout(disk)
+        """Every disk's partition table. The first sectors of all of an array's disks come in one
+        ``ReadHeads`` call (a read is a round trip of ~1 ms, so with 1,024 LDs one read each would
+        cost a second); only disks whose table points further (GPT entries, extended partitions) read
+        more, a few at once, well under the array's per-host limit of streams in progress
+        (CallLimits.host.streams = 8), which other commands and flushes of this host share."""
+        heads: dict[tuple[str, str], bytes | SnapLabClientError] = {}
+        for name in sorted({d.array for d in disks}):
+            names = [d.ld_name for d in disks if d.array == name]
+            try:
+                got = self.array(name).read_heads(names, HEAD_BYTES)
+            except SnapLabClientError as exc:
+                log.warning("array %s did not read the disks' first sectors: %s", name, exc)
+                got = dict.fromkeys(names, exc)
+            heads.update({(name, ld): answer for ld, answer in got.items()})
+        more = []
+        for disk in disks:
+            head = heads.get((disk.array, disk.ld_name))
+            if isinstance(head, SnapLabClientError):
+                disk.array_ready = False
+                disk.error = f"{head.msg_id or head.code.name}: {head.text}"
+            elif head is not None and not self._read_layout(disk, head, further=False):
+                more.append((disk, head))
+            elif head is None:
+                more.append((disk, b""))
+        if len(more) < 2 * LAYOUT_READERS:
+            for disk, head in more:
+                self._read_layout(disk, head)
             return
-        for name in {d.array for d in disks}:
-            self.array(name)  # the clients made here, not racing in the workers
         with ThreadPoolExecutor(LAYOUT_READERS, thread_name_prefix="layout") as pool:
-            list(pool.map(self._read_layout, disks))
+            list(pool.map(lambda dh: self._read_layout(*dh), more))
 
-    def _read_layout(self, disk: Disk) -> None:
+    def _read_layout(self, disk: Disk, head: bytes, *, further: bool = True) -> bool:
+        """Read ``disk``'s table, served from ``head`` where it holds the range; False (nothing set)
+        if it needs more and ``further`` is False."""
         client = self.array(disk.array)
+
+        def read(offset: int, length: int) -> bytes:
+            if offset + length <= len(head):
+                return head[offset : offset + length]
+            if not further:
+                raise _NeedsMore
+            return client.read(disk.ld_name, offset, length)
+
         try:
-            disk.layout = pt.read_layout(lambda o, n: client.read(disk.ld_name, o, n), disk.capacity)
+            disk.layout = pt.read_layout(read, disk.capacity)
+        except _NeedsMore:
+            return False
         except SnapLabClientError as exc:
             disk.array_ready = False
             disk.error = f"{exc.msg_id or exc.code.name}: {exc.text}"
+        return True
 
     def _attach_volumes(self, disk: Disk, pins: list[dict[str, Any]]) -> None:
         """The volumes of a disk whose table was read: GUIDs (mount manager), mount points, state."""

@@ -117,6 +117,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("*", "sv"): GENERATION,
     ("*", "ports"): OBJECT,
     ("snaplab.v1.AddGenerations", "sv_names"): Rule(32, max_items=1024),
+    ("snaplab.v1.ReadHeadsRequest", "lds"): Rule(32, max_items=1024),  # a host's disk scan, per call
     # keywords
     ("*", "kind"): KEYWORD,
     ("*", "format"): KEYWORD,

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Self
 
-from snaplab.common.rpc import TEST_IDENTITY_KEY, ClientTLS, client_errors, make_channel
+import grpc
+
+from snaplab.common.rpc import TEST_IDENTITY_KEY, ClientTLS, SnapLabClientError, client_errors, make_channel
 from snaplab.v1 import array_pb2 as pb
 from snaplab.v1 import array_pb2_grpc
 
 DEFAULT_CHUNK = 1024 * 1024
+HEADS_PER_CALL = 512  # ReadHeads: LDs per call (a request carries at most 1,024)
 
 
 def _sv(sv: str | None, svflg: str) -> pb.SvRef:
@@ -214,6 +217,20 @@ class ArrayClient:
         with client_errors():
             stream = self.stub.Read(req, timeout=self.timeout, metadata=self._metadata)
             return b"".join(chunk.data for chunk in stream)
+
+    def read_heads(self, lds: list[str], length: int) -> dict[str, bytes | SnapLabClientError]:
+        """The first ``length`` bytes of each LD (at most 4 KiB), HEADS_PER_CALL LDs per call; per
+        LD the data or the refusal a :meth:`read` of that range would raise."""
+        out: dict[str, bytes | SnapLabClientError] = {}
+        for i in range(0, len(lds), HEADS_PER_CALL):
+            reply = self._call("ReadHeads", pb.ReadHeadsRequest(lds=lds[i : i + HEADS_PER_CALL], length=length))
+            for head in reply.heads:
+                if head.code:
+                    code = getattr(grpc.StatusCode, head.code, grpc.StatusCode.UNKNOWN)
+                    out[head.ld] = SnapLabClientError(code, head.details, head.msg_id or None)
+                else:
+                    out[head.ld] = head.data
+        return out
 
     def write(self, ld: str, offset: int, data: bytes, chunk: int = DEFAULT_CHUNK) -> int:
         """Stream ``data`` in chunks of ``chunk`` bytes; returns the bytes the array acknowledged."""

@@ -532,6 +532,34 @@ class DataChunk(_message.Message):
     data: bytes
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
+class ReadHeadsRequest(_message.Message):
+    __slots__ = ("lds", "length")
+    LDS_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    lds: _containers.RepeatedScalarFieldContainer[str]
+    length: int
+    def __init__(self, lds: _Optional[_Iterable[str]] = ..., length: _Optional[int] = ...) -> None: ...
+
+class LdHead(_message.Message):
+    __slots__ = ("ld", "data", "code", "details", "msg_id")
+    LD_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    MSG_ID_FIELD_NUMBER: _ClassVar[int]
+    ld: str
+    data: bytes
+    code: str
+    details: str
+    msg_id: str
+    def __init__(self, ld: _Optional[str] = ..., data: _Optional[bytes] = ..., code: _Optional[str] = ..., details: _Optional[str] = ..., msg_id: _Optional[str] = ...) -> None: ...
+
+class ReadHeadsReply(_message.Message):
+    __slots__ = ("heads",)
+    HEADS_FIELD_NUMBER: _ClassVar[int]
+    heads: _containers.RepeatedCompositeFieldContainer[LdHead]
+    def __init__(self, heads: _Optional[_Iterable[_Union[LdHead, _Mapping]]] = ...) -> None: ...
+
 class WriteChunk(_message.Message):
     __slots__ = ("ld", "offset", "data")
     LD_FIELD_NUMBER: _ClassVar[int]

@@ -99,6 +99,11 @@ class ArrayStub:
                 request_serializer=snaplab_dot_v1_dot_array__pb2.WriteChunk.SerializeToString,
                 response_deserializer=snaplab_dot_v1_dot_array__pb2.WriteReply.FromString,
                 _registered_method=True)
+        self.ReadHeads = channel.unary_unary(
+                '/snaplab.v1.Array/ReadHeads',
+                request_serializer=snaplab_dot_v1_dot_array__pb2.ReadHeadsRequest.SerializeToString,
+                response_deserializer=snaplab_dot_v1_dot_array__pb2.ReadHeadsReply.FromString,
+                _registered_method=True)
         self.Disks = channel.unary_unary(
                 '/snaplab.v1.Array/Disks',
                 request_serializer=snaplab_dot_v1_dot_array__pb2.DisksRequest.SerializeToString,
@@ -216,6 +221,14 @@ class ArrayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadHeads(self, request, context):
+        """The first bytes of many LDs at once (a host's disk scan reads every partition table): per LD, the
+        data or the refusal a Read of that range would get.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Disks(self, request, context):
         """The LDs the calling host sees as disks (or, for manager/admin, the ones a named host sees).
         """
@@ -318,6 +331,11 @@ def add_ArrayServicer_to_server(servicer, server):
                     servicer.Write,
                     request_deserializer=snaplab_dot_v1_dot_array__pb2.WriteChunk.FromString,
                     response_serializer=snaplab_dot_v1_dot_array__pb2.WriteReply.SerializeToString,
+            ),
+            'ReadHeads': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadHeads,
+                    request_deserializer=snaplab_dot_v1_dot_array__pb2.ReadHeadsRequest.FromString,
+                    response_serializer=snaplab_dot_v1_dot_array__pb2.ReadHeadsReply.SerializeToString,
             ),
             'Disks': grpc.unary_unary_rpc_method_handler(
                     servicer.Disks,
@@ -696,6 +714,33 @@ class Array:
             '/snaplab.v1.Array/Write',
             snaplab_dot_v1_dot_array__pb2.WriteChunk.SerializeToString,
             snaplab_dot_v1_dot_array__pb2.WriteReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadHeads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/snaplab.v1.Array/ReadHeads',
+            snaplab_dot_v1_dot_array__pb2.ReadHeadsRequest.SerializeToString,
+            snaplab_dot_v1_dot_array__pb2.ReadHeadsReply.FromString,
             options,
             channel_credentials,
             insecure,
