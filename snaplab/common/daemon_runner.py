@@ -211,6 +211,7 @@ def ready(path: Path | None, info: dict) -> None:
 
 def write_ready_file(path: Path, info: dict) -> None:
     """Write atomically (tmp + rename): a watcher never reads a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)  # a kit's run/ folder may not exist yet (deploy/kits.py)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(info) + "\n")
     os.replace(tmp, path)
