@@ -10,10 +10,12 @@ the fixture (also when a test fails); without them the test skips, except under 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,12 +24,17 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # labtools: see its docstring
 import test_e2e_procedures as procedures  # the guide's P1-P3 checks, run here on deployed machines
 from labtools import Ran, bin_dir, command_env, snaplab
 
+from snaplab.array import daemon as array_daemon
+from snaplab.common import pki
 from snaplab.deploy.errors import LabFileError
+from snaplab.manager import daemon as manager_daemon
 from snaplab.deploy.spec import LabSpec
 
 CI = os.environ.get("CI") == "true"
@@ -38,63 +45,8 @@ HOST_MACHINE = {"business01": "business", "backup01": "backup"}
 READY_TIMEOUT = 30.0
 
 # deploy/README.md's example: PREPARE_LAB's array and its business and backup servers, on three machines.
-LAB = """
-[lab]
-description = "three machines: the array and the manager, a business server, a backup server"
-
-[[arrays]]
-name = "Tokyo_Customer_DataBase"
-product_id = "S2800"
-ports = ["01h/00h DB_PRIMARY", "00h/01h BACKUP_PRIMARY"]
-pools = [
-  { number = 0, kind = "basic", capacity = "4GiB" },
-  { number = 1, kind = "dynamic", capacity = "4GiB" },
-]
-sra = [{ pool = 1, capacity = "1GiB", name = "SDV1", number = "0100h" }]
-lds = [
-  { number = "0030h", name = "bv001", format = "WN", capacity = "256MiB", pool = 0 },
-  { number = "002ah", name = "BACKUP_CV", format = "WN", capacity = "16MiB", pool = 0, attr = "cv" },
-]
-generations = [{ bv = "bv001", pool = 1, svs = [{ name = "sv001_1", number = "0031h" }] }]
-lvs = [{ bv = "bv001", name = "lv001", number = "0038h" }]
-licences = ["DynamicSnapVolume", "AccessControl"]
-
-[[hosts]]
-name = "business01"
-role = "business"
-wwns = ["10:00:00:00:c9:2a:01:01"]
-ports = ["DB_PRIMARY"]
-
-[[hosts]]
-name = "backup01"
-role = "backup"
-wwns = ["10:00:00:00:c9:2a:03:01"]
-ports = ["BACKUP_PRIMARY"]
-volumes = [{ ld = "lv001", partition = 1, guid = "37d84cca-2507-11d5-a0f7-00004c714491" }]
-
-[[access]]
-ld = "bv001"
-port = "DB_PRIMARY"
-
-[[access]]
-lds = ["lv001", "BACKUP_CV"]
-port = "BACKUP_PRIMARY"
-
-[[machines]]
-name = "storage"
-address = "198.18.0.1"
-runs = ["Tokyo_Customer_DataBase", "manager"]
-
-[[machines]]
-name = "business"
-address = "198.18.0.2"
-runs = ["business01"]
-
-[[machines]]
-name = "backup"
-address = "198.18.0.3"
-runs = ["backup01"]
-"""
+LAB_FILE = Path(__file__).parents[1] / "deploy" / "three_machines_lab.toml"
+LAB = LAB_FILE.read_text()
 
 
 def ok(run: subprocess.CompletedProcess[str]) -> str:
@@ -191,6 +143,37 @@ def test_bad_config_key_or_value_is_one_line(tmp_path: Path) -> None:
     refused(run, 2, "key 'role' must be one of business, backup, test, standby, not 'boss'")
 
 
+def test_flags_win_over_the_config_file(kit: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "array.toml"
+    cfg.write_text(f'state = "{tmp_path}"\ninsecure = true\nname = "A"\ngrace = 1\nlisten = "127.0.0.1:7441"\n')
+    got = array_daemon.parse_args(["--config", str(cfg), "--name", "B", "--listen=127.0.0.1:7999"])
+    assert (got.name, got.grace, got.port) == ("B", 1.0, 7999)
+    pki = kit / "kit" / "storage" / "pki"
+    cfg.write_text(f'state = "{tmp_path}"\ncerts = "{pki}"\narray = ["A=h:1", "B=h:2"]\n')
+    assert manager_daemon.parse_args(["--config", str(cfg)]).arrays == [("A", "h:1"), ("B", "h:2")]
+    # a repeatable option given on the command line replaces the file's list
+    assert manager_daemon.parse_args(["--config", str(cfg), "--array", "C=h:3"]).arrays == [("C", "h:3")]
+
+
+def test_daemon_tells_systemd_ready_then_stopping(tmp_path: Path) -> None:
+    """Type=notify: READY=1 once it serves, STOPPING=1 on SIGTERM (sd_notify's datagram)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(tmp_path / "notify"))
+        notify.settimeout(READY_TIMEOUT)
+        argv = [str(Path(bin_dir()) / "snaplab-array"), "--state", str(tmp_path / "state"), "--insecure"]
+        env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify"))
+        proc = subprocess.Popen([*argv, "--grace", "0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert notify.recv(256).decode() == f"READY=1\nMAINPID={proc.pid}"
+            proc.send_signal(signal.SIGTERM)
+            assert notify.recv(256) == b"STOPPING=1"
+            assert proc.wait(timeout=20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
 def test_pki_issue_refuses_a_bad_role_or_san(kit: Path) -> None:
     refused(snaplab("pki", "issue", "x01", "--role", "root", "--pki", "ca", cwd=kit), 1, "--role 'root' is not a lab role")
     refused(
@@ -201,6 +184,11 @@ def test_pki_issue_refuses_a_bad_role_or_san(kit: Path) -> None:
     refused(snaplab("pki", "issue", "x01", "--role", "manager", "--pki", "ca", cwd=kit), 1, "needs --san")
     refused(snaplab("pki", "issue", "x01", "--role", "host", "--pki", "nowhere", cwd=kit), 1, "cannot read the lab CA")
     assert not (kit / "ca" / "x01.crt").exists()
+    # what the kit fixture issued: CN, OU and the address the manager's clients dial as its SAN
+    cert = x509.load_pem_x509_certificate((kit / "kit" / "storage" / "pki" / "manager.crt").read_bytes())
+    assert pki.identity_from_pem(cert.public_bytes(serialization.Encoding.PEM)) == pki.Identity("manager", "manager")
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address(ADDRESS["storage"])]
 
 
 @pytest.mark.parametrize(
