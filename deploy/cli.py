@@ -49,7 +49,10 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--lab", metavar="DIR", help="lab folder (default: $SNAPLAB_LAB, else ~/.snaplab/lab)")
     sub = p.add_subparsers(
-        dest="cmd", required=True, metavar="{lab,host,cluster,exec,path,export,deploy,pki}", parser_class=_Parser
+        dest="cmd",
+        required=True,
+        metavar="{lab,host,cluster,exec,path,export,deploy,pki}",
+        parser_class=_Parser,
     )
 
     if only != "exec":
@@ -144,14 +147,17 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _kit_parsers(sub: argparse._SubParsersAction, lab_opt: argparse.ArgumentParser) -> None:
-    """``snaplab deploy`` and ``snaplab pki``: deploy kits for real machines (deploy/kits.py, deploy/README.md)."""
+    """``snaplab deploy`` and ``snaplab pki``: kits for real machines (deploy/kits.py, deploy/README.md)."""
     dep = sub.add_parser("deploy", help="kits that run a lab file on real machines (systemd or compose)")
-    dep_sub = dep.add_subparsers(dest="deploy_cmd", required=True, metavar="{render,configure}", parser_class=_Parser)
+    dep_sub = dep.add_subparsers(
+        dest="deploy_cmd", required=True, metavar="{render,configure}", parser_class=_Parser
+    )
     render = dep_sub.add_parser(
         "render",
         help="write each machine's config files and systemd units, or a compose file",
-        description="Write, for each machine of LABFILE's [[machines]], a folder to copy to the machine's PREFIX: "
-        "the daemons' config files and (--target systemd) their units; --target compose writes DIR/compose.yaml.",
+        description="Write, for each machine of LABFILE's [[machines]], a folder to copy to the machine's "
+        "PREFIX: the daemons' config files and (--target systemd) their units; --target compose writes "
+        "DIR/compose.yaml.",
     )
     render.add_argument("labfile", metavar="LABFILE")
     render.add_argument("--target", required=True, choices=("systemd", "compose"))
@@ -162,13 +168,15 @@ def _kit_parsers(sub: argparse._SubParsersAction, lab_opt: argparse.ArgumentPars
     )
     render.add_argument("--bin", metavar="DIR", help="where the snaplab-* programs are on the machines "
                         "(default: beside this snaplab's Python)")
-    render.add_argument("--image", default="snaplab:latest", help="the compose services' image (default snaplab:latest)")
+    render.add_argument(
+        "--image", default="snaplab:latest", help="the compose services' image (default snaplab:latest)"
+    )
     conf = dep_sub.add_parser(
         "configure",
         parents=[lab_opt],
         help="apply the lab file's arrays and hosts through the running manager (as admin)",
-        description="On the manager's machine, once its daemons run: the lab file's configuration through the "
-        "manager, with the certificate admin in LAB/pki (--lab: the kit's prefix).",
+        description="On the manager's machine, once its daemons run: the lab file's configuration through "
+        "the manager, with the certificate admin in LAB/pki (--lab: the kit's prefix).",
     )
     conf.add_argument("labfile", metavar="LABFILE")
 
@@ -178,12 +186,14 @@ def _kit_parsers(sub: argparse._SubParsersAction, lab_opt: argparse.ArgumentPars
     ca.add_argument("--pki", metavar="DIR", help="the CA's folder (default: LAB/pki)")
     issue = pk_sub.add_parser(
         "issue", parents=[lab_opt], help="issue a certificate from the lab CA",
-        description="Issue NAME.crt/NAME.key (CN NAME, OU ROLE) from the CA in --pki into --out, with ca.crt.",
+        description="Issue NAME.crt/NAME.key (CN NAME, OU ROLE) from the CA in --pki into --out, with "
+        "ca.crt.",
     )
     issue.add_argument("name", metavar="NAME", help="the array, host or 'manager'/'admin' it is for")
     issue.add_argument("--role", required=True, metavar="ROLE", help="array, manager, host or admin")
     issue.add_argument("--san", action="append", default=[], metavar="ADDR",
-                       help="an IP address or DNS name the holder is dialled at (repeatable; needed for array and manager)")
+                       help="an IP address or DNS name the holder is dialled at (repeatable; needed for "
+                       "array and manager)")
     issue.add_argument("--pki", metavar="DIR", help="the CA's folder (default: LAB/pki)")
     issue.add_argument("--out", metavar="DIR", help="where to write it (default: the CA's folder)")
 
@@ -585,6 +595,8 @@ def cmd_pki_issue(args: argparse.Namespace) -> int:
     return 0
 
 
+_SUBCOMMAND_DESTS = ("lab_cmd", "host_cmd", "cluster_cmd", "deploy_cmd", "pki_cmd")
+
 COMMANDS = {
     ("lab", "up"): cmd_up,
     ("lab", "status"): cmd_status,
@@ -613,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser(_subcommand(sys.argv[1:] if argv is None else list(argv))).parse_args(argv)
         sub = next(
-            (getattr(args, k) for k in ("lab_cmd", "host_cmd", "cluster_cmd", "deploy_cmd", "pki_cmd") if hasattr(args, k)),
+            (getattr(args, k) for k in _SUBCOMMAND_DESTS if hasattr(args, k)),
             None,
         )
         return COMMANDS[(args.cmd, sub)](args)

@@ -30,7 +30,9 @@ def check_san(text: str) -> str:
 
 def make_ca(folder: Path) -> Path:
     if (folder / "ca.key").exists():
-        raise LabError(f"{folder} already holds a CA (ca.key); issue certificates from it with: snaplab pki issue")
+        raise LabError(
+            f"{folder} already holds a CA (ca.key); issue certificates from it with: snaplab pki issue"
+        )
     try:
         pki.write_ca(folder)
     except OSError as exc:
@@ -48,7 +50,9 @@ def issue(ca: Path, name: str, role: str, sans: list[str], out: Path) -> Path:
     try:
         ca_cert, ca_key = (ca / "ca.crt").read_bytes(), (ca / "ca.key").read_bytes()
     except OSError as exc:
-        raise LabError(f"cannot read the lab CA: {exc.strerror}: {exc.filename} (make one with: snaplab pki ca)") from None
+        raise LabError(
+            f"cannot read the lab CA: {exc.strerror}: {exc.filename} (make one with: snaplab pki ca)"
+        ) from None
     if (out / f"{name}.crt").exists():
         raise LabError(f"{out / f'{name}.crt'} already exists (remove it to issue a new one)")
     try:

@@ -67,7 +67,9 @@ def target(address: str, port: int) -> str:
 
 
 def array_targets(spec: LabSpec) -> dict[str, str]:
-    return {a.name: target(spec.machine_of(a.name).address, ARRAY_PORT + i) for i, a in enumerate(spec.arrays)}
+    return {
+        a.name: target(spec.machine_of(a.name).address, ARRAY_PORT + i) for i, a in enumerate(spec.arrays)
+    }
 
 
 def manager_target(spec: LabSpec) -> str:
@@ -97,20 +99,36 @@ def plan(spec: LabSpec, prefix: str) -> list[MachineKit]:
         daemons: list[Daemon] = []
         for a in spec.arrays:
             if a.name in m.runs:
-                cfg = {"state": str(root / "arrays" / a.name), "certs": pki, "cert-name": a.name, "name": a.name}
+                cfg = {
+                    "state": str(root / "arrays" / a.name),
+                    "certs": pki,
+                    "cert-name": a.name,
+                    "name": a.name,
+                }
                 cfg |= {"product-id": a.product_id} if a.product_id else {}
                 cfg |= {"listen": arrays[a.name], "ready-file": str(run / f"array-{a.name}.ready")}
                 daemons.append(Daemon("array", a.name, "snaplab-array", cfg))
         local_arrays = [d.unit for d in daemons]
         if MANAGER in m.runs:
             cfg = {"state": str(root / "manager"), "certs": pki, "cert-name": "manager", "listen": manager}
-            cfg |= {"array": [f"{n}={t}" for n, t in arrays.items()], "ready-file": str(run / "manager.ready")}
+            cfg |= {
+                "array": [f"{n}={t}" for n, t in arrays.items()],
+                "ready-file": str(run / "manager.ready"),
+            }
             daemons.append(Daemon("manager", MANAGER, "snaplab-manager", cfg, local_arrays))
         local_manager = ["snaplab-manager"] if MANAGER in m.runs else []
         for h in spec.hosts:
             if h.name in m.runs:
-                cfg = {"host": h.name, "state": str(root / "hosts" / h.name), "certs": pki, "manager": manager}
-                cfg |= {"socket": str(run / f"agent-{h.name}.sock"), "ready-file": str(run / f"agent-{h.name}.ready")}
+                cfg = {
+                    "host": h.name,
+                    "state": str(root / "hosts" / h.name),
+                    "certs": pki,
+                    "manager": manager,
+                }
+                cfg |= {
+                    "socket": str(run / f"agent-{h.name}.sock"),
+                    "ready-file": str(run / f"agent-{h.name}.ready"),
+                }
                 cfg |= {"role": h.role, "platform": h.platform, "wwn": h.wwns, "port": h.ports}
                 cfg |= {"enrol-timeout": ENROL_TIMEOUT}
                 daemons.append(Daemon("agent", h.name, "snaplab-agent", cfg, local_manager))
@@ -123,7 +141,10 @@ def plan(spec: LabSpec, prefix: str) -> list[MachineKit]:
 
 def toml_text(cfg: dict[str, Any], title: str) -> str:
     """The config file: strings, numbers and lists of strings, as the daemons read them."""
-    lines = [f"# {title}", "# written by snaplab deploy render; keys: docs/architecture.md \"Daemon command lines\""]
+    lines = [
+        f"# {title}",
+        '# written by snaplab deploy render; keys: docs/architecture.md "Daemon command lines"',
+    ]
     for key, value in cfg.items():
         lines.append(f"{key} = {json.dumps(value)}")  # JSON strings, numbers and lists are TOML ones too
     return "\n".join(lines) + "\n"
@@ -158,12 +179,13 @@ def write_machine(kit: MachineKit, spec: LabSpec, folder: Path) -> None:
 def unit_text(kit: MachineKit, d: Daemon, bin_dir: Path) -> str:
     """A systemd service: Type=notify (the daemons send READY=1 once they serve), SIGTERM to stop
     (a drain, and the agents' flush), restarted if it fails."""
+    what = "manager" if d.kind == "manager" else f"{d.kind} {d.name}"
     after = " ".join(["network-online.target", *(f"{u}.service" for u in d.after)])
     wants = " ".join(["network-online.target", *(f"{u}.service" for u in d.after)])
     return "\n".join(
         [
             "[Unit]",
-            f"Description=SnapLab {'manager' if d.kind == 'manager' else f'{d.kind} {d.name}'} (machine {kit.machine.name})",
+            f"Description=SnapLab {what} (machine {kit.machine.name})",
             f"After={after}",
             f"Wants={wants}",
             "",
@@ -189,7 +211,9 @@ def lab_network(spec: LabSpec) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """The smallest network holding every machine's address (the compose network's subnet)."""
     addresses = [ipaddress.ip_address(m.address) for m in spec.machines]
     if len({a.version for a in addresses}) > 1:
-        raise LabError(f"{spec.source}: machines' addresses mix IPv4 and IPv6; a compose network has one subnet")
+        raise LabError(
+            f"{spec.source}: machines' addresses mix IPv4 and IPv6; a compose network has one subnet"
+        )
     first = addresses[0]
     for bits in range(first.max_prefixlen - 2, 0, -1):  # room for the network and the gateway addresses
         net = ipaddress.ip_network(f"{first}/{bits}", strict=False)
@@ -224,7 +248,11 @@ def compose_file(spec: LabSpec, kits: list[MachineKit], image: str) -> dict[str,
             if loopback:
                 s["network_mode"] = "host"
             elif not first:
-                s["networks"] = {"lab": {f"ipv{ipaddress.ip_address(kit.machine.address).version}_address": kit.machine.address}}
+                s["networks"] = {
+                    "lab": {
+                        f"ipv{ipaddress.ip_address(kit.machine.address).version}_address": kit.machine.address
+                    }
+                }
             else:
                 s["network_mode"] = f"service:{first}"
             first = first or svc
@@ -280,7 +308,9 @@ def render(
                 units.mkdir(exist_ok=True)
                 for d in kit.daemons:
                     (units / f"{d.unit}.service").write_text(unit_text(kit, d, bin_dir))
-            report(f"machine {kit.machine.name} ({kit.machine.address}): {', '.join(d.unit for d in kit.daemons)}")
+            report(
+                f"machine {kit.machine.name} ({kit.machine.address}): {', '.join(d.unit for d in kit.daemons)}"
+            )
         if doc is not None:
             # JSON is YAML: docker compose reads this file as it is.
             (out / "compose.yaml").write_text(json.dumps(doc, indent=2) + "\n")
@@ -297,4 +327,3 @@ def configure_deployed(folder: Path, spec: LabSpec, report: Report) -> None:
         if not (lab.pki / f).is_file():
             raise LabError(f"{lab.pki} has no {f} (snaplab pki issue admin --role admin --out {lab.pki})")
     configure(lab, spec, {"manager": {"target": manager_target(spec)}}, report)
-

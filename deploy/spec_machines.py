@@ -11,7 +11,6 @@ import ipaddress
 
 from .spec import LabSpec, MachineSpec
 from .spec_reader import TableReader, listing, unique
-from .values import NAME
 
 MANAGER = "manager"  # the manager's name in ``runs``
 ONE_MACHINE = MachineSpec("lab", "127.0.0.1", [])
@@ -40,13 +39,16 @@ class MachinesReader(TableReader):
             for name in m.runs:
                 if name not in everything:
                     raise self.fail(
-                        f"{where}.runs", f"{name!r} is not an array, 'manager' or a host (known: {listing(everything)})"
+                        f"{where}.runs",
+                        f"{name!r} is not an array, 'manager' or a host (known: {listing(everything)})",
                     )
                 if name in placed:
                     raise self.fail(f"{where}.runs", f"{name} already runs on machine {placed[name]}")
                 placed[name] = m.name
             machines.append(m)
-        unique([m.name for m in machines], lambda n: self.fail("machines", f"machine name {n!r} is used twice"))
+        unique(
+            [m.name for m in machines], lambda n: self.fail("machines", f"machine name {n!r} is used twice")
+        )
         unique(
             [str(ipaddress.ip_address(m.address)) for m in machines],
             lambda a: self.fail("machines", f"address {a} is given to two machines"),

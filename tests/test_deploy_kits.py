@@ -30,12 +30,12 @@ from cryptography.hazmat.primitives import serialization
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # labtools: see its docstring
 import test_e2e_procedures as procedures  # the guide's P1-P3 checks, run here on deployed machines
 from labtools import Ran, bin_dir, command_env, snaplab
-
 from snaplab.array import daemon as array_daemon
-from snaplab.common import pki
 from snaplab.deploy.errors import LabFileError
-from snaplab.manager import daemon as manager_daemon
 from snaplab.deploy.spec import LabSpec
+from snaplab.manager import daemon as manager_daemon
+
+from snaplab.common import pki
 
 CI = os.environ.get("CI") == "true"
 ARRAY = procedures.ARRAY
@@ -73,7 +73,11 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "lab.toml").write_text(LAB)
     prefix = str(root / "kit" / "{machine}")
     ok(snaplab("deploy", "render", "lab.toml", "--target", "systemd", "kit", "--prefix", prefix, cwd=root))
-    ok(snaplab("deploy", "render", "lab.toml", "--target", "compose", "compose", "--prefix", prefix, cwd=root))
+    ok(
+        snaplab(
+            "deploy", "render", "lab.toml", "--target", "compose", "compose", "--prefix", prefix, cwd=root
+        )
+    )
     ok(snaplab("pki", "ca", "--pki", "ca", cwd=root))
     for name, role, machine, san in (
         (ARRAY, "array", "storage", ADDRESS["storage"]),
@@ -83,7 +87,21 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("backup01", "host", "backup", None),
     ):
         sans = ["--san", san] if san else []
-        ok(snaplab("pki", "issue", name, "--role", role, *sans, "--pki", "ca", "--out", f"kit/{machine}/pki", cwd=root))
+        ok(
+            snaplab(
+                "pki",
+                "issue",
+                name,
+                "--role",
+                role,
+                *sans,
+                "--pki",
+                "ca",
+                "--out",
+                f"kit/{machine}/pki",
+                cwd=root,
+            )
+        )
     return root
 
 
@@ -100,10 +118,17 @@ def test_rendered_units_pass_systemd_analyze_verify(kit: Path) -> None:
         "snaplab-array-Tokyo_Customer_DataBase.service",
         "snaplab-manager.service",
     ]
-    run = subprocess.run([analyze, "verify", *map(str, units)], capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [analyze, "verify", *map(str, units)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert run.returncode == 0 and run.stderr == "", run.stdout + run.stderr
     manager = (kit / "kit" / "storage" / "systemd" / "snaplab-manager.service").read_text().splitlines()
-    for line in ("Type=notify", "KillSignal=SIGTERM", "Restart=on-failure", "ExecStop=/bin/kill -s TERM $MAINPID"):
+    for line in (
+        "Type=notify",
+        "KillSignal=SIGTERM",
+        "Restart=on-failure",
+        "ExecStop=/bin/kill -s TERM $MAINPID",
+    ):
         assert line in manager
     assert "After=network-online.target snaplab-array-Tokyo_Customer_DataBase.service" in manager
 
@@ -113,7 +138,12 @@ def test_compose_file_meets_the_compose_specification(kit: Path) -> None:
     doc = json.loads((kit / "compose" / "compose.yaml").read_text())  # JSON is YAML
     jsonschema.Draft7Validator(schema).validate(doc)
     services = doc["services"]
-    assert sorted(services) == ["agent-backup01", "agent-business01", "array-tokyo_customer_database", "manager"]
+    assert sorted(services) == [
+        "agent-backup01",
+        "agent-business01",
+        "array-tokyo_customer_database",
+        "manager",
+    ]
     assert services["manager"]["network_mode"] == "service:array-tokyo_customer_database"
     assert services["agent-backup01"]["networks"] == {"lab": {"ipv4_address": ADDRESS["backup"]}}
     assert doc["networks"]["lab"]["ipam"]["config"] == [{"subnet": "198.18.0.0/30"}]
@@ -133,19 +163,25 @@ def test_bad_config_key_or_value_is_one_line(tmp_path: Path) -> None:
         ("state = \n", "not valid TOML"),
     ):
         cfg.write_text(text)
-        run = subprocess.run(array, capture_output=True, text=True, timeout=30, cwd=tmp_path)
-        refused(run, 2, f"snaplab-array: error: ", said)
+        run = subprocess.run(array, capture_output=True, text=True, timeout=30, cwd=tmp_path, check=False)
+        refused(run, 2, "snaplab-array: error: ", said)
     agent = tmp_path / "agent.toml"
     agent.write_text('host = "h"\nrole = "boss"\n')
     run = subprocess.run(
-        [str(Path(bin_dir()) / "snaplab-agent"), "--config", str(agent)], capture_output=True, text=True, timeout=30
+        [str(Path(bin_dir()) / "snaplab-agent"), "--config", str(agent)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     refused(run, 2, "key 'role' must be one of business, backup, test, standby, not 'boss'")
 
 
 def test_flags_win_over_the_config_file(kit: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "array.toml"
-    cfg.write_text(f'state = "{tmp_path}"\ninsecure = true\nname = "A"\ngrace = 1\nlisten = "127.0.0.1:7441"\n')
+    cfg.write_text(
+        f'state = "{tmp_path}"\ninsecure = true\nname = "A"\ngrace = 1\nlisten = "127.0.0.1:7441"\n'
+    )
     got = array_daemon.parse_args(["--config", str(cfg), "--name", "B", "--listen=127.0.0.1:7999"])
     assert (got.name, got.grace, got.port) == ("B", 1.0, 7999)
     pki = kit / "kit" / "storage" / "pki"
@@ -162,7 +198,9 @@ def test_daemon_tells_systemd_ready_then_stopping(tmp_path: Path) -> None:
         notify.settimeout(READY_TIMEOUT)
         argv = [str(Path(bin_dir()) / "snaplab-array"), "--state", str(tmp_path / "state"), "--insecure"]
         env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify"))
-        proc = subprocess.Popen([*argv, "--grace", "0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [*argv, "--grace", "0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             assert notify.recv(256).decode() == f"READY=1\nMAINPID={proc.pid}"
             proc.send_signal(signal.SIGTERM)
@@ -175,18 +213,28 @@ def test_daemon_tells_systemd_ready_then_stopping(tmp_path: Path) -> None:
 
 
 def test_pki_issue_refuses_a_bad_role_or_san(kit: Path) -> None:
-    refused(snaplab("pki", "issue", "x01", "--role", "root", "--pki", "ca", cwd=kit), 1, "--role 'root' is not a lab role")
+    refused(
+        snaplab("pki", "issue", "x01", "--role", "root", "--pki", "ca", cwd=kit),
+        1,
+        "--role 'root' is not a lab role",
+    )
     refused(
         snaplab("pki", "issue", "x01", "--role", "array", "--san", "198.18.0.1:7441", "--pki", "ca", cwd=kit),
         1,
         "--san '198.18.0.1:7441' is neither an IP address nor a DNS name",
     )
     refused(snaplab("pki", "issue", "x01", "--role", "manager", "--pki", "ca", cwd=kit), 1, "needs --san")
-    refused(snaplab("pki", "issue", "x01", "--role", "host", "--pki", "nowhere", cwd=kit), 1, "cannot read the lab CA")
+    refused(
+        snaplab("pki", "issue", "x01", "--role", "host", "--pki", "nowhere", cwd=kit),
+        1,
+        "cannot read the lab CA",
+    )
     assert not (kit / "ca" / "x01.crt").exists()
     # what the kit fixture issued: CN, OU and the address the manager's clients dial as its SAN
     cert = x509.load_pem_x509_certificate((kit / "kit" / "storage" / "pki" / "manager.crt").read_bytes())
-    assert pki.identity_from_pem(cert.public_bytes(serialization.Encoding.PEM)) == pki.Identity("manager", "manager")
+    assert pki.identity_from_pem(cert.public_bytes(serialization.Encoding.PEM)) == pki.Identity(
+        "manager", "manager"
+    )
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sans.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address(ADDRESS["storage"])]
 
@@ -194,10 +242,19 @@ def test_pki_issue_refuses_a_bad_role_or_san(kit: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "said"),
     [
-        (('address = "198.18.0.3"', 'address = "backup.example"'), "machines[backup].address: 'backup.example' is not an IP address"),
-        (('address = "198.18.0.3"', 'address = "198.18.0.2"'), "machines: address 198.18.0.2 is given to two machines"),
-        (('runs = ["backup01"]', 'runs = []'), "machines: backup01 runs on no machine"),
-        (('runs = ["backup01"]', 'runs = ["backup01", "manager"]'), "manager already runs on machine storage"),
+        (
+            ('address = "198.18.0.3"', 'address = "backup.example"'),
+            "machines[backup].address: 'backup.example' is not an IP address",
+        ),
+        (
+            ('address = "198.18.0.3"', 'address = "198.18.0.2"'),
+            "machines: address 198.18.0.2 is given to two machines",
+        ),
+        (('runs = ["backup01"]', "runs = []"), "machines: backup01 runs on no machine"),
+        (
+            ('runs = ["backup01"]', 'runs = ["backup01", "manager"]'),
+            "manager already runs on machine storage",
+        ),
     ],
 )
 def test_bad_machines_name_the_place(change: tuple[str, str], said: str) -> None:
@@ -234,7 +291,9 @@ class Machines:
         self.must("-n", self.lan, "link", "set", "br0", "up")
         for i, (machine, ns) in enumerate(self.ns.items()):
             port = f"p{i}"
-            self.must("link", "add", port, "netns", self.lan, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            self.must(
+                "link", "add", port, "netns", self.lan, "type", "veth", "peer", "name", "eth0", "netns", ns
+            )
             self.must("-n", self.lan, "link", "set", port, "master", "br0", "up")
             self.must("-n", ns, "addr", "add", f"{ADDRESS[machine]}/24", "dev", "eth0")
             self.must("-n", ns, "link", "set", "eth0", "up")
@@ -249,11 +308,26 @@ class Machines:
         return self.root / "kit" / machine
 
     def start(self, machine: str, unit: str, program: str) -> None:
-        """``ip netns exec NS program --config <prefix>/config/<unit>.toml``, until its ready file is there."""
+        """``ip netns exec NS program --config <prefix>/config/<unit>.toml``, until its ready file is
+        there."""
         config = self.prefix(machine) / "config" / f"{unit}.toml"
-        ready = Path(next(line.split('"')[1] for line in config.read_text().splitlines() if line.startswith("ready-file")))
+        ready = Path(
+            next(
+                line.split('"')[1]
+                for line in config.read_text().splitlines()
+                if line.startswith("ready-file")
+            )
+        )
         log = open(self.root / f"{unit}.log", "wb")  # noqa: SIM115 - the daemon writes it until it ends
-        argv = ["ip", "netns", "exec", self.ns[machine], str(Path(bin_dir()) / program), "--config", str(config)]
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.ns[machine],
+            str(Path(bin_dir()) / program),
+            "--config",
+            str(config),
+        ]
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self.daemons.append(proc)
@@ -266,15 +340,29 @@ class Machines:
     def run(self, machine: str, argv: list[str], *, env: dict[str, str], cwd: Path, stdin: str = "") -> Ran:
         proc = subprocess.run(
             ["ip", "netns", "exec", self.ns[machine], *argv],
-            env=env, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=120, check=False,
+            env=env,
+            cwd=cwd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         return Ran(machine, " ".join(argv), proc.stdout, proc.stderr, proc.returncode)
 
     # what tests/test_e2e_procedures.py's checks use of a lab
-    def cmd(self, host: str, line: str, *, stdin: str | None = None, shell: bool = False, code: int = 0) -> Ran:
+    def cmd(
+        self, host: str, line: str, *, stdin: str | None = None, shell: bool = False, code: int = 0
+    ) -> Ran:
         machine = HOST_MACHINE[host]
         env = command_env(SNAPLAB_LAB=str(self.prefix(machine)), SNAPLAB_HOST=host)
-        ran = self.run(machine, ["bash", "-c", line] if shell else line.split(), env=env, cwd=self.work, stdin=stdin or "")
+        ran = self.run(
+            machine,
+            ["bash", "-c", line] if shell else line.split(),
+            env=env,
+            cwd=self.work,
+            stdin=stdin or "",
+        )
         ran = Ran(host, line, ran.stdout, ran.stderr, ran.code)
         assert ran.code == code, str(ran)
         if code == 0:
@@ -360,8 +448,21 @@ def test_three_machines_run_p1_to_p3(machines: Machines) -> None:
     # manager, and has no route beyond the lab's network.
     probe = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()"
     for port in ("7440", "7441"):
-        assert m.run("backup", [sys.executable, "-c", probe, ADDRESS["storage"], port], env=command_env(), cwd=m.work).code == 0
-    assert m.run("backup", [sys.executable, "-c", probe, "192.0.2.1", "7440"], env=command_env(), cwd=m.work).code != 0
+        assert (
+            m.run(
+                "backup",
+                [sys.executable, "-c", probe, ADDRESS["storage"], port],
+                env=command_env(),
+                cwd=m.work,
+            ).code
+            == 0
+        )
+    assert (
+        m.run(
+            "backup", [sys.executable, "-c", probe, "192.0.2.1", "7440"], env=command_env(), cwd=m.work
+        ).code
+        != 0
+    )
 
     # P1 (1.6): the volume list on each server, into its vollist_data.txt
     for host in HOST_MACHINE:

@@ -140,7 +140,9 @@ def config_argv(p: argparse.ArgumentParser, path: Path, argv: list[str]) -> list
     return tokens
 
 
-def _config_tokens(path: Path, key: str, value: object, action: argparse.Action, argv: list[str]) -> list[str]:
+def _config_tokens(
+    path: Path, key: str, value: object, action: argparse.Action, argv: list[str]
+) -> list[str]:
     flag = action.option_strings[-1]
     bad = f"--config {path}: key {key!r}"
     if action.nargs == 0:  # a switch (--insecure)
