@@ -435,6 +435,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     for h in spec.hosts:
         print(f"  host {h.name} ({h.role}): ports {', '.join(h.ports) or '-'}")
     print(f"  {len(spec.access)} access assignments, {len(spec.setup)} setup commands")
+    if [m.name for m in spec.machines] != ["lab"]:  # the file has [[machines]] (deploy kits)
+        for m in spec.machines:
+            print(f"  machine {m.name} ({m.address}): {', '.join(m.runs)}")
     for c in spec.clusters:
         quorum = f"witness {c.witness}" if c.quorum == "witness" else "node majority"
         print(

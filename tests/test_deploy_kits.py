@@ -39,9 +39,10 @@ from snaplab.common import pki
 
 CI = os.environ.get("CI") == "true"
 ARRAY = procedures.ARRAY
-ADDRESS = {"storage": "198.18.0.1", "business": "198.18.0.2", "backup": "198.18.0.3"}
+# "test": the machine that joins later (deploy/README.md), its namespace made with the others
+ADDRESS = {"storage": "198.18.0.1", "business": "198.18.0.2", "backup": "198.18.0.3", "test": "198.18.0.4"}
 MANAGER = f"{ADDRESS['storage']}:7440"
-HOST_MACHINE = {"business01": "business", "backup01": "backup"}
+HOST_MACHINE = {"business01": "business", "backup01": "backup", "test01": "test"}
 READY_TIMEOUT = 30.0
 
 # deploy/README.md's example: PREPARE_LAB's array and its business and backup servers, on three machines.
@@ -447,25 +448,16 @@ def test_three_machines_run_p1_to_p3(machines: Machines) -> None:
     # The LAN joins them: the backup machine reaches the storage machine's array port and the
     # manager, and has no route beyond the lab's network.
     probe = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()"
-    for port in ("7440", "7441"):
-        assert (
-            m.run(
-                "backup",
-                [sys.executable, "-c", probe, ADDRESS["storage"], port],
-                env=command_env(),
-                cwd=m.work,
-            ).code
-            == 0
-        )
-    assert (
-        m.run(
-            "backup", [sys.executable, "-c", probe, "192.0.2.1", "7440"], env=command_env(), cwd=m.work
-        ).code
-        != 0
-    )
+
+    def reach(address: str, port: str) -> bool:
+        argv = [sys.executable, "-c", probe, address, port]
+        return m.run("backup", argv, env=command_env(), cwd=m.work).code == 0
+
+    assert reach(ADDRESS["storage"], "7440") and reach(ADDRESS["storage"], "7441")
+    assert not reach("192.0.2.1", "7440")
 
     # P1 (1.6): the volume list on each server, into its vollist_data.txt
-    for host in HOST_MACHINE:
+    for host in ("business01", "backup01"):
         assert m.cmd(host, "iSMvollist -cr").stdout == procedures.VOLLIST_CREATED + "\n"
         folder = m.work / host
         folder.mkdir()
@@ -478,3 +470,50 @@ def test_three_machines_run_p1_to_p3(machines: Machines) -> None:
     # P2 (1.7) and P3 (2.2.1), the checks of tests/test_e2e_procedures.py word for word
     procedures.TestPrepareThenBackUp.test_p2_prepare_volumes(None, m)  # type: ignore[arg-type]
     procedures.backup_cycle(m, first=True)  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(120)
+def test_a_machine_that_joins_later_enrols_with_its_issued_certificate(machines: Machines) -> None:
+    """deploy/README.md's test server: added to the lab file, its kit rendered and copied, its
+    certificate issued from the same CA, defined through the manager, its agent started."""
+    m, root = machines, machines.root
+    joined = LAB + JOINED
+    (root / "joined.toml").write_text(joined)
+    prefix = str(root / "kit" / "{machine}")
+    ok(
+        snaplab(
+            "deploy", "render", "joined.toml", "--target", "systemd", "kit2", "--prefix", prefix, cwd=root
+        )
+    )
+    shutil.copytree(root / "kit2" / "test", m.prefix("test"))
+    ok(snaplab("pki", "issue", "test01", "--role", "host", "--pki", "ca", "--out", "kit/test/pki", cwd=root))
+    assert sorted(p.name for p in (m.prefix("test") / "pki").iterdir()) == [
+        "ca.crt",
+        "test01.crt",
+        "test01.key",
+    ]
+    env = command_env(SNAPLAB_LAB=str(m.prefix("storage")), SNAPLAB_MANAGER=MANAGER)
+    ran = m.run(
+        "storage",
+        ["iSMcfg", "hostadd", "-hostname", "test01", "-portname", "BACKUP_PRIMARY"],
+        env=env,
+        cwd=m.work,
+    )
+    assert ran.code == 0, str(ran)
+    m.start("test", "snaplab-agent-test01", "snaplab-agent")
+    assert m.cmd("test01", "iSMvollist -cr").stdout == procedures.VOLLIST_CREATED + "\n"
+    rows = procedures.vollist_rows(m.cmd("test01", "iSMvollist -a").stdout, "test01")
+    assert [ARRAY, "002ah", "BACKUP_CV", "CV", "WN", "disk1", "-", "control", "-", "-"] in rows
+
+
+JOINED = """
+[[hosts]]
+name = "test01"
+role = "test"
+ports = ["BACKUP_PRIMARY"]
+
+[[machines]]
+name = "test"
+address = "198.18.0.4"
+runs = ["test01"]
+"""
