@@ -153,28 +153,29 @@ def test_compose_file_meets_the_compose_specification(kit: Path) -> None:
         jsonschema.Draft7Validator(schema).validate(bad)
 
 
-def test_bad_config_key_or_value_is_one_line(tmp_path: Path) -> None:
+def test_bad_config_key_or_value_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "array.toml"
-    array = [str(Path(bin_dir()) / "snaplab-array"), "--config", str(cfg)]
-    for text, said in (
+    cases = [
         ('state = "s"\ninsecure = true\nlisten_port = 7\n', "unknown key 'listen_port'"),
         ('state = "s"\ninsecure = true\ngrace = "soon"\n', "key 'grace' must be a number"),
         ('state = "s"\ninsecure = "yes"\n', "key 'insecure' must be true or false"),
         ('state = "s"\ninsecure = true\nlisten = "nowhere"\n', "--listen must be HOST:PORT"),
         ("state = \n", "not valid TOML"),
-    ):
+    ]
+    for text, said in cases[:2]:  # as the daemon's own process says it
         cfg.write_text(text)
-        run = subprocess.run(array, capture_output=True, text=True, timeout=30, cwd=tmp_path, check=False)
-        refused(run, 2, "snaplab-array: error: ", said)
+        argv = [str(Path(bin_dir()) / "snaplab-array"), "--config", str(cfg)]
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=tmp_path, check=False)
+        refused(run, 2, "snaplab-array: error: --config ", said)
+    for text, said in cases[2:]:  # the same main, in this process (a process start costs a second)
+        cfg.write_text(text)
+        assert array_daemon.main(["--config", str(cfg)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("snaplab-array: error: ") and said in err and len(err.splitlines()) == 1, err
     agent = tmp_path / "agent.toml"
     agent.write_text('host = "h"\nrole = "boss"\n')
-    run = subprocess.run(
-        [str(Path(bin_dir()) / "snaplab-agent"), "--config", str(agent)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    argv = [str(Path(bin_dir()) / "snaplab-agent"), "--config", str(agent)]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     refused(run, 2, "key 'role' must be one of business, backup, test, standby, not 'boss'")
 
 
