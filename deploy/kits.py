@@ -207,19 +207,24 @@ def unit_text(kit: MachineKit, d: Daemon, bin_dir: Path) -> str:
     )
 
 
-def lab_network(spec: LabSpec) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """The smallest network holding every machine's address (the compose network's subnet)."""
+def lab_network(spec: LabSpec) -> dict[str, str]:
+    """The compose network's ``subnet`` (the smallest holding every machine's address as a host
+    address) and its ``gateway`` (the last host address no machine has: docker takes it for itself)."""
     addresses = [ipaddress.ip_address(m.address) for m in spec.machines]
     if len({a.version for a in addresses}) > 1:
         raise LabError(
             f"{spec.source}: machines' addresses mix IPv4 and IPv6; a compose network has one subnet"
         )
     first = addresses[0]
-    for bits in range(first.max_prefixlen - 2, 0, -1):  # room for the network and the gateway addresses
+    for bits in range(first.max_prefixlen - 2, first.max_prefixlen - 25, -1):  # /30 .. /8 (IPv4)
         net = ipaddress.ip_network(f"{first}/{bits}", strict=False)
-        if all(a in net for a in addresses):
-            return net
-    raise LabError(f"{spec.source}: machines' addresses share no network")
+        inside = all(a in net and a not in (net.network_address, net.broadcast_address) for a in addresses)
+        free = net.broadcast_address - 1
+        while inside and free in addresses and free > net.network_address:
+            free -= 1
+        if inside and free > net.network_address:
+            return {"subnet": str(net), "gateway": str(free)}
+    raise LabError(f"{spec.source}: machines' addresses are too far apart for one compose network")
 
 
 def compose_file(spec: LabSpec, kits: list[MachineKit], image: str) -> dict[str, Any]:
@@ -266,7 +271,7 @@ def compose_file(spec: LabSpec, kits: list[MachineKit], image: str) -> dict[str,
             services[svc] = s
     doc: dict[str, Any] = {"name": "snaplab", "services": services}
     if not loopback:
-        doc["networks"] = {"lab": {"ipam": {"config": [{"subnet": str(lab_network(spec))}]}}}
+        doc["networks"] = {"lab": {"ipam": {"config": [lab_network(spec)]}}}
     return doc
 
 

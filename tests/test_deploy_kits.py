@@ -147,7 +147,7 @@ def test_compose_file_meets_the_compose_specification(kit: Path) -> None:
     ]
     assert services["manager"]["network_mode"] == "service:array-tokyo_customer_database"
     assert services["agent-backup01"]["networks"] == {"lab": {"ipv4_address": ADDRESS["backup"]}}
-    assert doc["networks"]["lab"]["ipam"]["config"] == [{"subnet": "198.18.0.0/30"}]
+    assert doc["networks"]["lab"]["ipam"]["config"] == [{"subnet": "198.18.0.0/29", "gateway": "198.18.0.6"}]
     bad = dict(doc, services={"x": {"image": "i", "restart": 3}})
     with pytest.raises(jsonschema.ValidationError):  # the validator does refuse what is wrong
         jsonschema.Draft7Validator(schema).validate(bad)
