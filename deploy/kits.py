@@ -195,9 +195,12 @@ def unit_text(kit: MachineKit, d: Daemon, bin_dir: Path) -> str:
             f"ExecStart={bin_dir / d.program} --config {kit.config_path(d)}",
             "ExecStop=/bin/kill -s TERM $MAINPID",
             "KillSignal=SIGTERM",
+            f"TimeoutStartSec={ENROL_TIMEOUT + 30}",  # an agent waits up to enrol-timeout for its manager
             f"TimeoutStopSec={STOP_TIMEOUT}",
             "Restart=on-failure",
-            "RestartSec=2",
+            # 5 s: under systemd's default start limit (5 starts in 10 s), an agent refused until
+            # `snaplab deploy configure` defines its host keeps being restarted rather than given up.
+            "RestartSec=5",
             "UMask=0077",
             "",
             "[Install]",
