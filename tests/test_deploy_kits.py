@@ -4,8 +4,10 @@ The three-machine example of deploy/README.md runs for real: three network names
 the array and the manager, business with business01, backup with backup01) on a bridge in a fourth,
 addresses in 198.18.0.0/15, every daemon started as ``ip netns exec NS snaplab-... --config FILE``
 from the rendered config files and the certificates ``snaplab pki issue`` made, no launcher; then the
-guide's P1-P3 (tests/test_e2e_procedures.py's checks) run there. Namespaces are made and removed by
-the fixture (also when a test fails); without them the test skips, except under ``CI=true``.
+guide's P1-P3 (tests/test_e2e_procedures.py's checks) run there. A fourth machine's namespace waits
+for the test server that joins later (its own certificate, ``iSMcfg hostadd``, its agent enrols).
+Namespaces are made and removed by the fixture (also when a test fails); without them the tests
+skip, except under ``CI=true``.
 """
 
 from __future__ import annotations
