@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         "--grace", type=float, default=5.0, metavar="SECONDS", help="drain time on SIGTERM (default 5)"
     )
     p.add_argument("--log-level", default="INFO", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR")
+    daemon_runner.add_config_option(p)
     return p
 
 
@@ -104,7 +105,7 @@ class Config:
 
 
 def parse_args(argv: list[str] | None) -> Config:
-    a = _parser().parse_args(argv)
+    a = daemon_runner.parse_with_config(_parser(), argv)
     level = daemon_runner.log_level(a.log_level)
     certs = Path(a.certs).absolute()
     for f in ("ca.crt", f"{a.host}.crt", f"{a.host}.key"):
@@ -273,10 +274,9 @@ def serve(cfg: Config, stop: threading.Event) -> int:
             raise UsageError(f"cannot listen on unix:{cfg.socket}")
         os.chmod(cfg.socket, 0o600)
         try:
-            if cfg.ready_file:
-                daemon_runner.write_ready_file(
-                    cfg.ready_file, {"socket": str(cfg.socket), "pid": os.getpid(), "host": cfg.host}
-                )
+            daemon_runner.ready(
+                cfg.ready_file, {"socket": str(cfg.socket), "pid": os.getpid(), "host": cfg.host}
+            )
             print(f"{PROG}: {cfg.host} serving on unix:{cfg.socket} (state {cfg.state})", flush=True)
             daemon_runner.wait_for_stop(stop)
             daemon_runner.stopping(log, cfg.ready_file, "commands", cfg.grace)

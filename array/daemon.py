@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"calls of all servers together in progress at most (default {LIMITS.hosts_total}; "
         "the admin and the manager are always served)",
     )
+    daemon_runner.add_config_option(p)
     return p
 
 
@@ -95,7 +96,7 @@ class Config:
 
 
 def parse_args(argv: list[str] | None) -> Config:
-    args = _parser().parse_args(argv)
+    args = daemon_runner.parse_with_config(_parser(), argv)
     host, port = daemon_runner.host_port(args.listen, "--listen")
     if args.certs and args.insecure:
         raise UsageError("give --certs or --insecure, not both")
@@ -157,10 +158,9 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
         except RuntimeError as exc:  # grpc reports a port in use or a bad address like this
             raise UsageError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from None
         try:
-            if cfg.ready_file:
-                daemon_runner.write_ready_file(
-                    cfg.ready_file, {"port": server.port, "pid": os.getpid(), "name": engine.name}
-                )
+            daemon_runner.ready(
+                cfg.ready_file, {"port": server.port, "pid": os.getpid(), "name": engine.name}
+            )
             print(
                 f"{PROG}: {engine.name} listening on {cfg.host}:{server.port} (state {cfg.state})", flush=True
             )

@@ -49,7 +49,10 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--lab", metavar="DIR", help="lab folder (default: $SNAPLAB_LAB, else ~/.snaplab/lab)")
     sub = p.add_subparsers(
-        dest="cmd", required=True, metavar="{lab,host,cluster,exec,path,export}", parser_class=_Parser
+        dest="cmd",
+        required=True,
+        metavar="{lab,host,cluster,exec,path,export,deploy,pki}",
+        parser_class=_Parser,
     )
 
     if only != "exec":
@@ -139,7 +142,60 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         )
         export.add_argument("file", metavar="FILE")
         export.add_argument("--whole", action="store_true", help="the whole partition, not only the database")
+        _kit_parsers(sub, lab_opt)
     return p
+
+
+def _kit_parsers(sub: argparse._SubParsersAction, lab_opt: argparse.ArgumentParser) -> None:
+    """``snaplab deploy`` and ``snaplab pki``: kits for real machines (deploy/kits.py, deploy/README.md)."""
+    dep = sub.add_parser("deploy", help="kits that run a lab file on real machines (systemd or compose)")
+    dep_sub = dep.add_subparsers(
+        dest="deploy_cmd", required=True, metavar="{render,configure}", parser_class=_Parser
+    )
+    render = dep_sub.add_parser(
+        "render",
+        help="write each machine's config files and systemd units, or a compose file",
+        description="Write, for each machine of LABFILE's [[machines]], a folder to copy to the machine's "
+        "PREFIX: the daemons' config files and (--target systemd) their units; --target compose writes "
+        "DIR/compose.yaml.",
+    )
+    render.add_argument("labfile", metavar="LABFILE")
+    render.add_argument("--target", required=True, choices=("systemd", "compose"))
+    render.add_argument("dir", metavar="DIR", help="where the machines' folders are written")
+    render.add_argument(
+        "--prefix", default="/var/lib/snaplab", metavar="PREFIX", help="the kit's folder on each machine "
+        "(default /var/lib/snaplab; {machine} stands for the machine's name)",
+    )
+    render.add_argument("--bin", metavar="DIR", help="where the snaplab-* programs are on the machines "
+                        "(default: beside this snaplab's Python)")
+    render.add_argument(
+        "--image", default="snaplab:latest", help="the compose services' image (default snaplab:latest)"
+    )
+    conf = dep_sub.add_parser(
+        "configure",
+        parents=[lab_opt],
+        help="apply the lab file's arrays and hosts through the running manager (as admin)",
+        description="On the manager's machine, once its daemons run: the lab file's configuration through "
+        "the manager, with the certificate admin in LAB/pki (--lab: the kit's prefix).",
+    )
+    conf.add_argument("labfile", metavar="LABFILE")
+
+    pk = sub.add_parser("pki", help="the lab CA of a deployment; certificates for machines that join")
+    pk_sub = pk.add_subparsers(dest="pki_cmd", required=True, metavar="{ca,issue}", parser_class=_Parser)
+    ca = pk_sub.add_parser("ca", parents=[lab_opt], help="make a new lab CA (ca.crt, ca.key) in --pki")
+    ca.add_argument("--pki", metavar="DIR", help="the CA's folder (default: LAB/pki)")
+    issue = pk_sub.add_parser(
+        "issue", parents=[lab_opt], help="issue a certificate from the lab CA",
+        description="Issue NAME.crt/NAME.key (CN NAME, OU ROLE) from the CA in --pki into --out, with "
+        "ca.crt.",
+    )
+    issue.add_argument("name", metavar="NAME", help="the array, host or 'manager'/'admin' it is for")
+    issue.add_argument("--role", required=True, metavar="ROLE", help="array, manager, host or admin")
+    issue.add_argument("--san", action="append", default=[], metavar="ADDR",
+                       help="an IP address or DNS name the holder is dialled at (repeatable; needed for "
+                       "array and manager)")
+    issue.add_argument("--pki", metavar="DIR", help="the CA's folder (default: LAB/pki)")
+    issue.add_argument("--out", metavar="DIR", help="where to write it (default: the CA's folder)")
 
 
 def _subcommand(argv: list[str]) -> str | None:
@@ -152,7 +208,7 @@ def _subcommand(argv: list[str]) -> str | None:
         elif a.startswith("--lab="):
             i += 1
         else:
-            return a if a in ("lab", "host", "cluster", "exec", "path", "export") else None
+            return a if a in ("lab", "host", "cluster", "exec", "path", "export", "deploy", "pki") else None
     return None
 
 
@@ -379,6 +435,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     for h in spec.hosts:
         print(f"  host {h.name} ({h.role}): ports {', '.join(h.ports) or '-'}")
     print(f"  {len(spec.access)} access assignments, {len(spec.setup)} setup commands")
+    if [m.name for m in spec.machines] != ["lab"]:  # the file has [[machines]] (deploy kits)
+        for m in spec.machines:
+            print(f"  machine {m.name} ({m.address}): {', '.join(m.runs)}")
     for c in spec.clusters:
         quorum = f"witness {c.witness}" if c.quorum == "witness" else "node majority"
         print(
@@ -427,13 +486,23 @@ def _exec_manager(lab: LabFolder, argv: list[str]) -> int:
 
 
 def _require_host(lab: LabFolder, host: str) -> None:
-    rt = lab.read_runtime()
+    rt = lab.read_runtime() or _deployed_machine(lab)
     if rt is None:
         raise LabError(f"no lab is running in {lab.folder}; start one with: snaplab lab up")
     hosts = rt.get("hosts", {})
     if host not in hosts:
         known = ", ".join(["manager", *sorted(hosts)])
         raise LabError(f"the lab has no host {host!r} (hosts: {known})")
+
+
+def _deployed_machine(lab: LabFolder) -> dict | None:
+    """A machine of a deploy kit (``--lab`` its prefix): its ``machine.json`` names the hosts it runs."""
+    try:
+        import json
+
+        return json.loads((lab.folder / "machine.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def cmd_path(args: argparse.Namespace) -> int:
@@ -489,6 +558,48 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy_render(args: argparse.Namespace) -> int:
+    from .kits import render
+    from .spec import LabSpec
+
+    out = Path(args.dir)
+    render(
+        LabSpec.load(args.labfile), args.target, out, prefix=args.prefix,
+        bin_dir=Path(args.bin).absolute() if args.bin else None, image=args.image, report=_say,
+    )
+    print(f"kit written in {out} (deploy/README.md: copy each machine's folder to its prefix)")
+    return 0
+
+
+def cmd_deploy_configure(args: argparse.Namespace) -> int:
+    from .kits import configure_deployed
+    from .spec import LabSpec
+
+    configure_deployed(_lab_dir(args), LabSpec.load(args.labfile), _say)
+    return 0
+
+
+def _pki_dir(args: argparse.Namespace) -> Path:
+    return Path(args.pki) if args.pki else LabFolder(_lab_dir(args)).pki
+
+
+def cmd_pki_ca(args: argparse.Namespace) -> int:
+    from .kit_pki import make_ca
+
+    print(f"lab CA: {make_ca(_pki_dir(args))}")
+    return 0
+
+
+def cmd_pki_issue(args: argparse.Namespace) -> int:
+    from .kit_pki import issue
+
+    ca = _pki_dir(args)
+    print(f"issued {issue(ca, args.name, args.role, args.san, Path(args.out) if args.out else ca)}")
+    return 0
+
+
+_SUBCOMMAND_DESTS = ("lab_cmd", "host_cmd", "cluster_cmd", "deploy_cmd", "pki_cmd")
+
 COMMANDS = {
     ("lab", "up"): cmd_up,
     ("lab", "status"): cmd_status,
@@ -506,13 +617,20 @@ COMMANDS = {
     ("exec", None): cmd_exec,
     ("path", None): cmd_path,
     ("export", None): cmd_export,
+    ("deploy", "render"): cmd_deploy_render,
+    ("deploy", "configure"): cmd_deploy_configure,
+    ("pki", "ca"): cmd_pki_ca,
+    ("pki", "issue"): cmd_pki_issue,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser(_subcommand(sys.argv[1:] if argv is None else list(argv))).parse_args(argv)
-        sub = getattr(args, "lab_cmd", None) or getattr(args, "host_cmd", None) or getattr(args, "cluster_cmd", None)
+        sub = next(
+            (getattr(args, k) for k in _SUBCOMMAND_DESTS if hasattr(args, k)),
+            None,
+        )
         return COMMANDS[(args.cmd, sub)](args)
     except UsageError as exc:
         print(f"{exc}", file=sys.stderr)

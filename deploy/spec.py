@@ -191,6 +191,15 @@ class ClusterSpec:
 
 
 @dataclass
+class MachineSpec:
+    """A machine of a deployment (``[[machines]]``): its address and the lab's parts it runs."""
+
+    name: str
+    address: str
+    runs: list[str] = field(default_factory=list)  # array names, "manager", host names
+
+
+@dataclass
 class LabSpec:
     source: str  # file name shown in messages
     text: str  # the file as read (copied into the lab folder)
@@ -200,6 +209,7 @@ class LabSpec:
     access: list[AccessSpec] = field(default_factory=list)
     setup: list[SetupCommand] = field(default_factory=list)
     clusters: list[ClusterSpec] = field(default_factory=list)
+    machines: list[MachineSpec] = field(default_factory=list)  # one ("lab") when the file has none
 
     @classmethod
     def load(cls, path: Path | str) -> LabSpec:
@@ -226,3 +236,7 @@ class LabSpec:
 
     def cluster(self, name: str) -> ClusterSpec:
         return next(c for c in self.clusters if c.name == name)
+
+    def machine_of(self, name: str) -> MachineSpec:
+        """The machine running array ``name``, the manager (``"manager"``) or host ``name``."""
+        return next(m for m in self.machines if name in m.runs)

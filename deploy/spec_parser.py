@@ -9,6 +9,7 @@ from .spec_access import AccessReader
 from .spec_arrays import ArraysReader
 from .spec_clusters import ClustersReader
 from .spec_hosts import HostsReader
+from .spec_machines import MachinesReader
 from .spec_reader import unique
 from .spec_setup import SetupReader
 from .values import wwn_key
@@ -18,13 +19,13 @@ RESERVED_NAMES = ("manager", "admin", "ca")
 
 
 # One reader per section: a new section of the lab file is a new reader class added here.
-class LabParser(ArraysReader, HostsReader, AccessReader, SetupReader, ClustersReader):
+class LabParser(ArraysReader, HostsReader, AccessReader, SetupReader, ClustersReader, MachinesReader):
     def parse(self, text: str) -> LabSpec:
         try:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise self.fail("", f"not valid TOML: {exc}") from None
-        self.table(raw, "", ("lab", "arrays", "hosts", "access", "setup", "clusters"))
+        self.table(raw, "", ("lab", "arrays", "hosts", "access", "setup", "clusters", "machines"))
         lab = self.table(raw.get("lab", {}), "lab", ("description",))
         spec = LabSpec(self.source, text, description=self.string(lab, "description", "lab", ""))
         spec.arrays = [
@@ -55,4 +56,5 @@ class LabParser(ArraysReader, HostsReader, AccessReader, SetupReader, ClustersRe
         for i, s in enumerate(self.items(raw.get("setup"), "setup")):
             spec.setup.extend(self.setup(s, f"setup[{i}]", spec))
         spec.clusters = self.clusters(self.items(raw.get("clusters"), "clusters"), spec)
+        spec.machines = self.machines(self.items(raw.get("machines"), "machines"), spec)
         return spec

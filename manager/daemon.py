@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-level", default="INFO", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
     )
+    daemon_runner.add_config_option(p)
     return p
 
 
@@ -75,7 +76,7 @@ class Config:
 
 
 def parse_args(argv: list[str] | None) -> Config:
-    args = _parser().parse_args(argv)
+    args = daemon_runner.parse_with_config(_parser(), argv)
     host, port = daemon_runner.host_port(args.listen, "--listen")
     try:
         tls = ServerTLS.from_folder(args.certs, args.cert_name)
@@ -136,8 +137,7 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
             state.log_event(
                 "manager", "INFO", "start", M.STARTED.msg_id, M.STARTED.text.format(detail=arrays)
             )
-            if cfg.ready_file:
-                daemon_runner.write_ready_file(cfg.ready_file, {"port": server.port, "pid": os.getpid()})
+            daemon_runner.ready(cfg.ready_file, {"port": server.port, "pid": os.getpid()})
             print(
                 f"{PROG}: listening on {cfg.host}:{server.port} (state {cfg.state}; arrays {arrays})",
                 flush=True,

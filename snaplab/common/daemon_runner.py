@@ -1,5 +1,10 @@
 """What every daemon's ``main`` does: one-line argument errors, logging, the state lock, the ready file, signals.
 
+Every daemon also reads its options from a TOML file (``--config FILE``, :func:`parse_with_config`):
+the keys are the long option names without ``--`` (``cert-name = "array"``), the flags of the command
+line win over the file's. A daemon started by systemd (``NOTIFY_SOCKET`` set) says ``READY=1`` once it
+serves and ``STOPPING=1`` when asked to stop (:func:`notify`, the sd_notify datagram; no library).
+
 A daemon module gives its parser (:class:`ArgumentParser`), a ``parse_args(argv) -> config`` whose
 config has a ``log_level``, and ``serve(config, stop)``; :func:`run` (thread daemons) or
 :func:`run_aio` (``grpc.aio`` daemons) does the rest. :class:`UsageError` anywhere before or
@@ -15,8 +20,10 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
+import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import NoReturn, Protocol, TypeVar
@@ -85,6 +92,100 @@ def ready_path(text: str | None) -> Path | None:
     return Path(text).absolute() if text else None
 
 
+# -- the config file ---------------------------------------------------------------------------
+
+
+def add_config_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file of options: keys are the long options without '--' (flags given win over it)",
+    )
+
+
+def parse_with_config(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``p.parse_args`` with ``--config FILE``'s settings put before the command line's flags, so a
+    flag given wins; a repeatable option given on the command line replaces the file's list."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    pre = ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    if known.config is None:
+        return p.parse_args(argv)
+    return p.parse_args([*config_argv(p, Path(known.config), argv), *argv])
+
+
+def config_argv(p: argparse.ArgumentParser, path: Path, argv: list[str]) -> list[str]:
+    """The flags a config file stands for; :class:`UsageError` naming the file and key if it is wrong."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"--config {path}: cannot read it: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--config {path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"--config {path}: not valid TOML: {exc}") from None
+    actions = {
+        opt[2:]: a
+        for a in p._actions  # argparse has no public list of its options
+        for opt in a.option_strings
+        if opt.startswith("--") and opt not in ("--help", "--config")
+    }
+    tokens: list[str] = []
+    for key, value in raw.items():
+        action = actions.get(key.replace("_", "-"))
+        if action is None:
+            raise UsageError(f"--config {path}: unknown key {key!r} (known: {', '.join(sorted(actions))})")
+        tokens += _config_tokens(path, key, value, action, argv)
+    return tokens
+
+
+def _config_tokens(
+    path: Path, key: str, value: object, action: argparse.Action, argv: list[str]
+) -> list[str]:
+    flag = action.option_strings[-1]
+    bad = f"--config {path}: key {key!r}"
+    if action.nargs == 0:  # a switch (--insecure)
+        if not isinstance(value, bool):
+            raise UsageError(f"{bad} must be true or false, not {value!r}")
+        return [flag] if value else []
+    repeatable = isinstance(action, (argparse._AppendAction, argparse._ExtendAction))
+    if repeatable:
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise UsageError(f"{bad} must be a list of strings, not {value!r}")
+        if any(t == o or t.startswith(o + "=") for t in argv for o in action.option_strings):
+            return []  # the command line's own list replaces the file's
+        return [f"{flag}={v}" for v in values]
+    if action.type in (int, float):
+        ok = isinstance(value, int) or (action.type is float and isinstance(value, float))
+        if isinstance(value, bool) or not ok:
+            raise UsageError(f"{bad} must be a number, not {value!r}")
+    elif not isinstance(value, str):
+        raise UsageError(f"{bad} must be a string, not {value!r}")
+    if action.choices is not None and value not in action.choices:
+        raise UsageError(f"{bad} must be one of {', '.join(map(str, action.choices))}, not {value!r}")
+    return [f"{flag}={value}"]
+
+
+# -- systemd's readiness protocol --------------------------------------------------------------
+
+
+def notify(state: str) -> None:
+    """Tell systemd ``state`` (``READY=1``, ``STOPPING=1``) if it started us with Type=notify.
+
+    The sd_notify protocol: one datagram to the Unix socket ``$NOTIFY_SOCKET`` (``@`` = abstract)."""
+    where = os.environ.get("NOTIFY_SOCKET", "")
+    if not where or where[0] not in "/@":
+        return
+    address = "\0" + where[1:] if where[0] == "@" else where
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.sendto(state.encode(), address)
+    except OSError as exc:  # systemd gone: the daemon serves on regardless
+        logging.getLogger("snaplab.daemon").warning("cannot notify systemd (%s): %s", state, exc)
+
+
 # -- the daemon's life -------------------------------------------------------------------------
 
 
@@ -103,8 +204,16 @@ def lock_state(state: Path, prog: str) -> int:
     return fd
 
 
+def ready(path: Path | None, info: dict) -> None:
+    """The daemon serves: its ready file (if asked for) and systemd's ``READY=1``."""
+    if path:
+        write_ready_file(path, info)
+    notify(f"READY=1\nMAINPID={os.getpid()}")
+
+
 def write_ready_file(path: Path, info: dict) -> None:
     """Write atomically (tmp + rename): a watcher never reads a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)  # a kit's run/ folder may not exist yet (deploy/kits.py)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(info) + "\n")
     os.replace(tmp, path)
@@ -120,6 +229,7 @@ def wait_for_stop(stop: threading.Event) -> None:
 def stopping(log: logging.Logger, ready_file: Path | None, what: str, grace_seconds: float) -> None:
     """A stop was asked for: say so and withdraw the ready file before draining ``what``."""
     log.info("stopping: draining %s for up to %.1fs", what, grace_seconds)
+    notify("STOPPING=1")
     if ready_file:
         ready_file.unlink(missing_ok=True)
 
