@@ -171,6 +171,8 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
             )
         except RuntimeError as exc:  # grpc reports a port in use or a bad address like this
             raise UsageError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from None
+        for servicer in servicers:
+            servicer.chaos = chaos
         try:
             metrics_port = daemon_runner.serve_metrics(metrics, cfg.metrics_address)
             if cfg.ready_file:
