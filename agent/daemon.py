@@ -305,7 +305,7 @@ def serve(cfg: Config, stop: threading.Event) -> int:
             daemon_runner.stopping(log, cfg.ready_file, "commands", cfg.grace)
         finally:
             server.stop(cfg.grace).wait()
-            metrics.stop()
+            # no metrics.stop(): its shutdown waits out a 0.5 s poll; the process ends the thread
             cfg.socket.unlink(missing_ok=True)
             try:  # a server shutdown writes its file-system caches to the volumes, or keeps them
                 with host.command():
