@@ -15,7 +15,7 @@ import logging
 import os
 from pathlib import Path
 
-from snaplab.common.chaos import journal_name
+from snaplab.common.chaos import journal_name, write_private
 
 from .messages import M
 from .state import ManagerState
@@ -65,7 +65,7 @@ class ChaosReporter:
             self.offsets[path.name] = [st.st_ino, done + end]
         if logged:
             tmp = self.offsets_path.with_name(f".{OFFSETS_FILE}.tmp")
-            tmp.write_text(json.dumps(self.offsets))
+            write_private(tmp, json.dumps(self.offsets).encode())
             os.replace(tmp, self.offsets_path)
         return logged
 

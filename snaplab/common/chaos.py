@@ -150,6 +150,16 @@ class Rule:
 # -- the rules file ------------------------------------------------------------------------------
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only this user may read (the lab folder's rule), whatever the caller's umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
 def journal_name(process: str) -> str:
     return f"fired-{process.replace(':', '_')}.jsonl"
 
@@ -178,6 +188,7 @@ class RulesFile:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.folder.chmod(0o700)
         fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -187,7 +198,8 @@ class RulesFile:
 
     def _write(self, next_id: int, rules: list[Rule]) -> None:
         tmp = self.path.with_name(f".{RULES_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"next_id": next_id, "rules": [asdict(r) for r in rules]}, indent=1) + "\n")
+        text = json.dumps({"next_id": next_id, "rules": [asdict(r) for r in rules]}, indent=1) + "\n"
+        write_private(tmp, text.encode())
         os.replace(tmp, self.path)
 
     def add(self, rule: Rule) -> Rule:
