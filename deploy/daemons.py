@@ -57,8 +57,9 @@ def agent_argv(lab: LabFolder, h: HostSpec, manager_target: str, script: list[st
 
 
 def _boundary(lab: LabFolder) -> list[str]:
-    """Every daemon's metrics on a free loopback port (its ready file names it) and the lab's chaos rules."""
-    return ["--metrics-listen", "127.0.0.1:0", "--chaos-dir", str(lab.chaos)]
+    """The lab's chaos rules. Each daemon's metrics are on its default --metrics-listen, a free loopback
+    port its ready file names (not spelled out: `127.0.0.1:0` in argv is what restarts rewrite to --listen's port)."""
+    return ["--chaos-dir", str(lab.chaos)]
 
 
 # -- starting each tier ------------------------------------------------------------------------
