@@ -10,6 +10,8 @@ Targets are the lab's processes: ``array:NAME`` (an array of the lab file), ``ma
 ``*`` (every call of the target):
 
 - array: the Array service's methods (``Create``, ``Query``, ``Read``, ``Write``, ``Lookup``, …);
+  ``Query`` and ``LinkInfoOf`` also name each look-up of the manager's ``Lookup`` stream, which is
+  how the manager's routed queries and link checks reach the array;
 - manager: the Manager service's methods (``Route``, ``Snapshot``, ``Enrol``, …) and the routed
   SnapControl operations a ``Route``/``Snapshot`` carries (``iSMsc_create``, ``iSMsc_query``, …);
 - host: the Agent service's methods (``Run``, ``Status``) and the host's commands (``iSMsc_create``,

@@ -288,13 +288,6 @@ class ChaosEngine:
                 rng = random.Random(r.seed) if r.seed is not None else random.Random()
                 self._states[r.id] = _State(rng, fired=self._fired_before.get(r.id, 0))
 
-    @property
-    def active(self) -> bool:
-        """Whether any rule names this process (re-reading the file if it changed)."""
-        with self._lock:
-            self._reload()
-            return bool(self._rules)
-
     def decide(self, ops: tuple[str, ...], subject: str = "") -> Firing | None:
         """The firing of the first rule that fires for a call of operations ``ops`` (the method, and
         the routed op or command when there is one) on ``subject`` (the volume it names), if any.
