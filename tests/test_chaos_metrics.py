@@ -348,3 +348,10 @@ def test_every_daemon_serves_metrics_that_move_with_operations(lab: LabRun) -> N
     assert ("snaplab_sra_used_bytes", (("pool", "Pool0001"),)) in arr
     assert ("snaplab_generations", (("bv", "bv001"),)) in arr
     assert value(arr, "snaplab_operation_seconds_count", operation="Write") >= 1
+    with manager(lab, "admin") as m:  # a fault set is a figure while it is set
+        m.inject_fault("sra_full", "Pool0001", array=ARRAY)
+        try:
+            assert value(scrape(eps[ARRAY]), "snaplab_faults", kind="sra_full", target="Pool0001") == 1
+        finally:
+            m.clear_fault("sra_full", "Pool0001", array=ARRAY)
+    assert ("snaplab_faults", (("kind", "sra_full"), ("target", "Pool0001"))) not in scrape(eps[ARRAY])
