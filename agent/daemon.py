@@ -23,14 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from snaplab.agent import boundary
 from snaplab.agent.cluster import service as cluster_service
 from snaplab.agent.commands import base
 from snaplab.agent.host import Host
 
 from snaplab.common import daemon_runner
+from snaplab.common.chaos import ChaosEngine
 from snaplab.common.daemon_runner import ArgumentParser, UsageError
 from snaplab.common.errors import E
+from snaplab.common.metrics import DaemonMetrics
 from snaplab.common.rpc import SnapLabClientError, ValidationInterceptor
+from snaplab.common.rpc_chaos import ChaosInterceptor
+from snaplab.common.rpc_metrics import MetricsInterceptor
 from snaplab.common.validation import shown
 from snaplab.v1 import agent_pb2, agent_pb2_grpc
 
@@ -82,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-level", default="INFO", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR")
     daemon_runner.add_config_option(p)
+    daemon_runner.add_boundary_options(p)
     return p
 
 
@@ -102,6 +108,8 @@ class Config:
     enrol_timeout: float
     grace: float
     log_level: int
+    metrics_address: tuple[str, int] = ("127.0.0.1", 0)
+    chaos_dir: Path | None = None
 
 
 def parse_args(argv: list[str] | None) -> Config:
@@ -117,6 +125,7 @@ def parse_args(argv: list[str] | None) -> Config:
     if len(str(sock).encode()) > MAX_SOCKET_PATH:
         raise UsageError(f"--socket {sock} is longer than {MAX_SOCKET_PATH} bytes (a Unix socket limit)")
     state = daemon_runner.state_folder(a.state)
+    metrics_address, chaos_dir = daemon_runner.boundary_options(a)
     return Config(
         a.host,
         state,
@@ -133,6 +142,8 @@ def parse_args(argv: list[str] | None) -> Config:
         a.enrol_timeout,
         a.grace,
         level,
+        metrics_address,
+        chaos_dir,
     )
 
 
@@ -258,9 +269,19 @@ def serve(cfg: Config, stop: threading.Event) -> int:
                 host.boot()
         except Exception:  # a start must not fail because one array is slow: the next command rescans
             log.exception("disk scan at start failed")
+        metrics = DaemonMetrics("agent")
+        boundary.register(metrics, host)
+        interceptors: list[grpc.ServerInterceptor] = [
+            ValidationInterceptor(),  # argv and stdin within their limits (common.validation)
+            MetricsInterceptor(metrics, boundary.describe, boundary.result_of),
+        ]
+        if cfg.chaos_dir:
+            engine = ChaosEngine(cfg.chaos_dir, f"host:{cfg.host}", metrics.chaos)
+            answer = lambda method, request, f: boundary.answer(host, method, request, f)  # noqa: E731
+            interceptors.append(ChaosInterceptor(engine, boundary.describe, answer))
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="agent"),
-            interceptors=[ValidationInterceptor()],  # argv and stdin within their limits (common.validation)
+            interceptors=interceptors,
         )
         agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(host), server)
         cfg.socket.unlink(missing_ok=True)  # a stale socket of a killed agent (the state lock says none runs)
@@ -274,14 +295,17 @@ def serve(cfg: Config, stop: threading.Event) -> int:
             raise UsageError(f"cannot listen on unix:{cfg.socket}")
         os.chmod(cfg.socket, 0o600)
         try:
+            metrics_port = daemon_runner.serve_metrics(metrics, cfg.metrics_address)
             daemon_runner.ready(
-                cfg.ready_file, {"socket": str(cfg.socket), "pid": os.getpid(), "host": cfg.host}
+                cfg.ready_file,
+                {"socket": str(cfg.socket), "pid": os.getpid(), "host": cfg.host, "metrics_port": metrics_port},
             )
             print(f"{PROG}: {cfg.host} serving on unix:{cfg.socket} (state {cfg.state})", flush=True)
             daemon_runner.wait_for_stop(stop)
             daemon_runner.stopping(log, cfg.ready_file, "commands", cfg.grace)
         finally:
             server.stop(cfg.grace).wait()
+            # no metrics.stop(): its shutdown waits out a 0.5 s poll; the process ends the thread
             cfg.socket.unlink(missing_ok=True)
             try:  # a server shutdown writes its file-system caches to the volumes, or keeps them
                 with host.command():

@@ -20,6 +20,9 @@ class BlockIOMixin:
     A mixin of ``ArrayEngine`` (engine.py); what an I/O may reach is decided in access.py.
     """
 
+    io_read_bytes = 0  # served since the start, for the metrics (engine.figures)
+    io_written_bytes = 0
+
     def _head_pblock(self, fam: Family, lb: int) -> int | None:
         h = fam.head(lb)
         return None if h is None or h[1] == ZERO else h[1]
@@ -224,9 +227,12 @@ class BlockIOMixin:
             kind, target, g = self._io_target(ld, host, write=False)
             try:
                 if kind == "gen":
-                    return self._read_gen(target, g, offset, length)  # type: ignore[arg-type]
-                data = self._read_head(target, self.families[target.number], offset, length)
-                return self._rv_read_overlay(target, offset, data)  # type: ignore[attr-defined]  # replication.py
+                    data = self._read_gen(target, g, offset, length)  # type: ignore[arg-type]
+                else:
+                    data = self._read_head(target, self.families[target.number], offset, length)
+                    data = self._rv_read_overlay(target, offset, data)  # type: ignore[attr-defined]  # replication.py
+                self.io_read_bytes += len(data)
+                return data
             except OSError as exc:  # the data file cannot be read (I/O error): say so, keep serving
                 refusal = storage_refusal(exc)
                 log.error("storage failure, read refused: %s", refusal)
@@ -259,3 +265,4 @@ class BlockIOMixin:
                 self._write_gen(target, g, offset, data)  # type: ignore[arg-type]
             else:
                 self._write_head(target, self.families[target.number], offset, data)
+            self.io_written_bytes += len(data)  # the metrics' block I/O bytes (a refused write is not counted)

@@ -12,8 +12,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from snaplab.common import daemon_runner
+from snaplab.common.chaos import ChaosEngine
 from snaplab.common.daemon_runner import ArgumentParser, UsageError
+from snaplab.common.metrics import DaemonMetrics
 from snaplab.common.rpc import CallLimits, ServerTLS, start_aio_server
+
+from . import metrics as array_metrics
 
 from .engine import ArrayEngine
 from .servicer import SERVICE_NAME, WAIT_METHOD, add_to_server
@@ -78,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         "the admin and the manager are always served)",
     )
     daemon_runner.add_config_option(p)
+    daemon_runner.add_boundary_options(p)
     return p
 
 
@@ -93,6 +98,8 @@ class Config:
     log_level: int
     limits: CallLimits = LIMITS
     product_id: str = ""
+    metrics_address: tuple[str, int] = ("127.0.0.1", 0)
+    chaos_dir: Path | None = None
 
 
 def parse_args(argv: list[str] | None) -> Config:
@@ -122,7 +129,9 @@ def parse_args(argv: list[str] | None) -> Config:
     state = daemon_runner.state_folder(args.state)
     ready = daemon_runner.ready_path(args.ready_file)
     limits = replace(LIMITS, idle_timeout=args.stream_idle_timeout, hosts_total=args.host_calls)
-    return Config(state, host, port, tls, ready, args.name, grace, level, limits, args.product_id or "")
+    metrics_address, chaos_dir = daemon_runner.boundary_options(args)
+    return Config(state, host, port, tls, ready, args.name, grace, level, limits, args.product_id or "",
+                  metrics_address, chaos_dir)
 
 
 async def serve(cfg: Config, stop: asyncio.Event) -> int:
@@ -145,6 +154,10 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
         if cfg.name and engine.name != cfg.name:
             log.info("state already names the array %s; --name %s ignored", engine.name, cfg.name)
         servicers = []
+        metrics = DaemonMetrics("array")
+        array_metrics.register(metrics, engine)
+        # The chaos target is the array's name in the lab (`snaplab chaos add --target array:NAME`).
+        chaos = ChaosEngine(cfg.chaos_dir, f"array:{engine.name}", metrics.chaos) if cfg.chaos_dir else None
         try:
             server = await start_aio_server(
                 lambda s: servicers.append(add_to_server(engine, s)),
@@ -154,12 +167,18 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
                 service_names=[SERVICE_NAME],
                 insecure_test_identities=cfg.tls is None,
                 limits=cfg.limits,
+                metrics=metrics,
+                chaos=chaos,
             )
         except RuntimeError as exc:  # grpc reports a port in use or a bad address like this
             raise UsageError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from None
+        for servicer in servicers:
+            servicer.chaos = chaos
         try:
+            metrics_port = daemon_runner.serve_metrics(metrics, cfg.metrics_address)
             daemon_runner.ready(
-                cfg.ready_file, {"port": server.port, "pid": os.getpid(), "name": engine.name}
+                cfg.ready_file,
+                {"port": server.port, "pid": os.getpid(), "name": engine.name, "metrics_port": metrics_port},
             )
             print(
                 f"{PROG}: {engine.name} listening on {cfg.host}:{server.port} (state {cfg.state})", flush=True
@@ -173,6 +192,7 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
             await server.stop(cfg.grace)  # health NOT_SERVING first, then drain
             for servicer in servicers:
                 servicer.close()
+            # no metrics.stop(): its shutdown waits out a 0.5 s poll; the process ends the thread
     finally:
         engine.close()
         os.close(lock_fd)

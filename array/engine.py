@@ -356,6 +356,25 @@ class ArrayEngine(
         gens = [g for sv in self._svs_of(bv) if (g := self.gens[sv.number]).live]
         return sorted(gens, key=lambda g: g.epoch or 0, reverse=True)
 
+    def figures(self) -> dict:
+        """What the daemon's metrics show (array/metrics.py): pools with their SRA, live generations
+        per BV (those with an SV set), faults, and the block I/O bytes served since the start."""
+        with self._state():
+            return {
+                "pools": [
+                    (p.name, p.capacity, self._pool_used(p.number), self._sra_capacity(p.number),
+                     self._sra_used(p.number))
+                    for p in sorted(self.pools.values(), key=lambda p: p.number)
+                ],
+                "generations": [
+                    (x.name, len(self._live_gens(x.number)))
+                    for x in sorted(self.lds.values(), key=lambda x: x.number)
+                    if x.type != "SV" and self._svs_of(x.number)
+                ],
+                "faults": sorted(self.faults),
+                "io": (self.io_read_bytes, self.io_written_bytes),
+            }
+
     def _bv(self, ref: str | int) -> LD:
         ld = self.ld(ref)
         if ld.type != "BV":

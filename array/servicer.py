@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 
+from snaplab.common.chaos import ChaosEngine, Firing, crash_now
 from snaplab.common.errors import E, SnapLabError
 from snaplab.common.pki import Identity
 from snaplab.common.rpc import current_identity, translate_errors
@@ -144,6 +145,9 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
         self._commits = _Commits(engine)
         self._stopping = False
         self._reading: dict[grpc.aio.ServicerContext, asyncio.Timeout] = {}  # Lookup streams waiting for a batch
+        # The chaos rules of this array (set by the daemon): a Lookup stream's look-ups are each
+        # `Query`/`LinkInfoOf` to them, as the unary calls they stand for (the interceptor sees one stream).
+        self.chaos: ChaosEngine | None = None
 
     def shutdown(self) -> None:
         """End every Lookup stream now (they never end by themselves) so the server drains at once;
@@ -327,9 +331,34 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
                 break
             finally:
                 self._reading.pop(context, None)
+            firings = await self._lookup_chaos(batch) if self.chaos is not None else {}
             run = self._run_quick if len(batch.requests) <= QUICK_LOOKUPS else self._run
-            yield pb.LookupReplies(replies=await run(ident, self._lookup_batch, batch, ident))
+            replies = await run(ident, self._lookup_batch, batch, ident)
+            if firings:
+                replies = [_chaos_reply(r, firings[r.id]) if r.id in firings else r for r in replies]
+            yield pb.LookupReplies(replies=replies)
         raise SnapLabError(E.STOPPING, name="disk array")
+
+    async def _lookup_chaos(self, batch: pb.LookupBatch) -> dict[int, Firing]:
+        """The chaos rules' firings for a batch's look-ups (by id), after their delay; a crash now."""
+        assert self.chaos is not None
+        firings: dict[int, Firing] = {}
+        for r in batch.requests:
+            op = r.WhichOneof("op")
+            if op is None:
+                continue
+            subject = r.query.bv if op == "query" else r.linkinfo.name
+            f = self.chaos.decide(("Lookup", "Query" if op == "query" else "LinkInfoOf"), subject)
+            if f is not None:
+                firings[r.id] = f
+        if firings:
+            delay = max(f.latency for f in firings.values())
+            if delay:
+                await asyncio.sleep(delay)
+            for f in firings.values():
+                if f.crash:
+                    crash_now(f)
+        return firings
 
     def _lookup_batch(self, batch: pb.LookupBatch, ident: Identity) -> list[pb.LookupReply]:
         return [self._lookup_one(r, ident) for r in batch.requests]
@@ -499,3 +528,14 @@ def add_to_server(engine: ArrayEngine, server: grpc.aio.Server) -> ArrayServicer
     servicer = ArrayServicer(engine)
     array_pb2_grpc.add_ArrayServicer_to_server(servicer, server)
     return servicer
+
+
+def _chaos_reply(reply: pb.LookupReply, f: Firing) -> pb.LookupReply:
+    """A look-up's reply as the refusal a chaos rule makes of it (a delay alone keeps the reply)."""
+    if f.error is not None:
+        code = getattr(grpc.StatusCode, f.error.status.name).value[0]
+        return pb.LookupReply(id=reply.id, code=code, details=str(f.error), msg_id=f.error.msg_id)
+    if f.status:
+        code = getattr(grpc.StatusCode, f.status).value[0]
+        return pb.LookupReply(id=reply.id, code=code, details=f"chaos rule {f.rule.id}: {f.status} on {f.op}")
+    return reply

@@ -51,7 +51,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(
         dest="cmd",
         required=True,
-        metavar="{lab,host,cluster,exec,path,export,deploy,pki}",
+        metavar="{lab,host,cluster,exec,path,export,deploy,pki,chaos}",
         parser_class=_Parser,
     )
 
@@ -143,6 +143,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         export.add_argument("file", metavar="FILE")
         export.add_argument("--whole", action="store_true", help="the whole partition, not only the database")
         _kit_parsers(sub, lab_opt)
+        _chaos_parser(sub, lab_opt)
     return p
 
 
@@ -198,6 +199,83 @@ def _kit_parsers(sub: argparse._SubParsersAction, lab_opt: argparse.ArgumentPars
     issue.add_argument("--out", metavar="DIR", help="where to write it (default: the CA's folder)")
 
 
+def _chaos_parser(sub: argparse._SubParsersAction, lab_opt: argparse.ArgumentParser) -> None:
+    ch = sub.add_parser("chaos", help="scripted failures at a daemon's gRPC boundary (deploy/chaos.py)")
+    ch_sub = ch.add_subparsers(dest="chaos_cmd", required=True, metavar="{add,list,clear}", parser_class=_Parser)
+    add = ch_sub.add_parser(
+        "add",
+        parents=[lab_opt],
+        help="add a rule: delay, refuse or crash matching calls of one process",
+        description="A rule for the calls of OPERATION on TARGET (array:NAME, manager, host:NAME): each matching "
+        "call, from the Nth on, fires with probability P (drawn from --seed S, so a seeded rule fires on the same "
+        "calls every run), at most COUNT times. OPERATION is a gRPC method (Create, Route, Run, ...), a routed "
+        "operation of the manager or a host command (iSMsc_create, ...), or '*'.",
+    )
+    add.add_argument("--target", required=True, metavar="TARGET", help="array:NAME, manager or host:NAME")
+    add.add_argument("--op", required=True, metavar="OPERATION", help="Create, Route, iSMsc_create, ... or '*'")
+    add.add_argument("--probability", default="1", metavar="P", help="0 to 1 (default 1: every matching call)")
+    add.add_argument(
+        "--error", default="", metavar="ERROR", help="an iSM refusal (iSM31005) or a gRPC status (UNAVAILABLE, ...)"
+    )
+    add.add_argument("--latency", default="0", metavar="DURATION", help="delay each firing call (200ms, 1.5s)")
+    add.add_argument("--crash", action="store_true", help="the daemon exits at once (status 70) when it fires")
+    add.add_argument("--count", metavar="N", help="fire at most N times (default unlimited; --crash: 1)")
+    add.add_argument("--nth", default="1", metavar="N", help="skip the first N-1 matching calls (default 1)")
+    add.add_argument("--seed", metavar="S", help="seed of the rule's random draws (default: unseeded)")
+    ch_sub.add_parser("list", parents=[lab_opt], help="the lab's rules and how often each fired")
+    clear = ch_sub.add_parser("clear", parents=[lab_opt], help="remove every rule (or --id N)")
+    clear.add_argument("--id", metavar="N", help="remove this rule only")
+
+
+def cmd_chaos_add(args: argparse.Namespace) -> int:
+    from . import chaos
+
+    r = chaos.add_rule(
+        _lab_dir(args),
+        args.target,
+        args.op,
+        probability=args.probability,
+        error=args.error,
+        latency=args.latency,
+        crash=args.crash,
+        count=args.count,
+        nth=args.nth,
+        seed=args.seed,
+    )
+    print(f"chaos rule {r.id} added: {r.target} {r.op}: {r.action()} (probability {r.probability:g})")
+    return 0
+
+
+def cmd_chaos_list(args: argparse.Namespace) -> int:
+    from . import chaos
+
+    rules = chaos.list_rules(_lab_dir(args))
+    if not rules:
+        print("no chaos rules")
+        return 0
+    rows = [["ID", "TARGET", "OP", "PROBABILITY", "ACTION", "COUNT", "NTH", "SEED", "FIRED"]]
+    rows += [[*chaos.describe_rule(c.rule), str(c.fired)] for c in rules]
+    for line in _table(rows):
+        print(line)
+    return 0
+
+
+def cmd_chaos_clear(args: argparse.Namespace) -> int:
+    from . import chaos
+    from .errors import LabError
+
+    rule_id = None
+    if args.id is not None:
+        if not args.id.isdigit():
+            from snaplab.common.errors import E, SnapLabError
+
+            raise LabError(str(SnapLabError(E.CHAOS_NO_RULE, name=args.id)))
+        rule_id = int(args.id)
+    gone = chaos.clear_rules(_lab_dir(args), rule_id)
+    print(f"chaos rules removed: {len(gone)}")
+    return 0
+
+
 def _subcommand(argv: list[str]) -> str | None:
     """The subcommand word of a command line (past a leading ``--lab DIR``), if it is a known one."""
     i = 0
@@ -208,7 +286,7 @@ def _subcommand(argv: list[str]) -> str | None:
         elif a.startswith("--lab="):
             i += 1
         else:
-            return a if a in ("lab", "host", "cluster", "exec", "path", "export", "deploy", "pki") else None
+            return a if a in ("lab", "host", "cluster", "exec", "path", "export", "deploy", "pki", "chaos") else None
     return None
 
 
@@ -233,10 +311,12 @@ def _table(rows: list[list[str]]) -> list[str]:
 
 
 def _process_table(statuses: list[ProcessStatus], *, with_state: bool) -> list[str]:
-    head = ["PROCESS", "NAME", "PID", *(["STATE"] if with_state else []), "ENDPOINT", "LOG"]
+    head = ["PROCESS", "NAME", "PID", *(["STATE"] if with_state else []), "ENDPOINT", "METRICS", "LOG"]
     rows = [head]
     for s in statuses:
-        rows.append([s.kind, s.name, str(s.pid), *([s.state] if with_state else []), s.endpoint, s.log])
+        rows.append(
+            [s.kind, s.name, str(s.pid), *([s.state] if with_state else []), s.endpoint, s.metrics or "-", s.log]
+        )
     return _table(rows)
 
 
@@ -598,7 +678,7 @@ def cmd_pki_issue(args: argparse.Namespace) -> int:
     return 0
 
 
-_SUBCOMMAND_DESTS = ("lab_cmd", "host_cmd", "cluster_cmd", "deploy_cmd", "pki_cmd")
+_SUBCOMMAND_DESTS = ("lab_cmd", "host_cmd", "cluster_cmd", "deploy_cmd", "pki_cmd", "chaos_cmd")
 
 COMMANDS = {
     ("lab", "up"): cmd_up,
@@ -621,6 +701,9 @@ COMMANDS = {
     ("deploy", "configure"): cmd_deploy_configure,
     ("pki", "ca"): cmd_pki_ca,
     ("pki", "issue"): cmd_pki_issue,
+    ("chaos", "add"): cmd_chaos_add,
+    ("chaos", "list"): cmd_chaos_list,
+    ("chaos", "clear"): cmd_chaos_clear,
 }
 
 

@@ -25,7 +25,7 @@ def array_argv(lab: LabFolder, a: ArraySpec) -> list[str]:
     argv += ["--certs", str(lab.pki), "--cert-name", a.name, "--name", a.name]
     if a.product_id:
         argv += ["--product-id", a.product_id]
-    return argv + ["--listen", "127.0.0.1:0"]
+    return argv + ["--listen", "127.0.0.1:0", *_boundary(lab)]
 
 
 def manager_argv(lab: LabFolder, spec: LabSpec, runtime: dict[str, Any]) -> list[str]:
@@ -39,7 +39,7 @@ def manager_argv(lab: LabFolder, spec: LabSpec, runtime: dict[str, Any]) -> list
     argv += ["--cert-name", "manager", "--listen", "127.0.0.1:0"]
     for a in spec.arrays:
         argv += ["--array", f"{a.name}={runtime['arrays'][a.name]['target']}"]
-    return argv
+    return argv + _boundary(lab)
 
 
 def agent_argv(lab: LabFolder, h: HostSpec, manager_target: str, script: list[str]) -> list[str]:
@@ -53,7 +53,13 @@ def agent_argv(lab: LabFolder, h: HostSpec, manager_target: str, script: list[st
         argv += ["--port", port]
     if h.cluster:
         argv += ["--cluster", h.cluster, "--cluster-role", h.cluster_role]
-    return argv
+    return argv + _boundary(lab)
+
+
+def _boundary(lab: LabFolder) -> list[str]:
+    """The lab's chaos rules. Each daemon's metrics are on its default --metrics-listen, a free loopback
+    port its ready file names (not spelled out: `127.0.0.1:0` in argv is what restarts rewrite to --listen's port)."""
+    return ["--chaos-dir", str(lab.chaos)]
 
 
 # -- starting each tier ------------------------------------------------------------------------

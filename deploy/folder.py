@@ -75,6 +75,11 @@ class LabFolder:
     def host_state(self, name: str) -> Path:
         return self.folder / "hosts" / name
 
+    @property
+    def chaos(self) -> Path:
+        """The chaos rules and their journals (snaplab/common/chaos.py); a lab starts without rules."""
+        return self.run / "chaos"
+
     def socket(self, host: str) -> Path:
         return self.run / f"agent-{host}.sock"
 
@@ -181,6 +186,7 @@ class LabFolder:
         for p in self.run.iterdir():
             if p.name.endswith((".sock", ".ready.json")):
                 p.unlink(missing_ok=True)
+        shutil.rmtree(self.chaos, ignore_errors=True)
         self.runtime_path.unlink(missing_ok=True)
 
     def runtime_base(self, spec: LabSpec, state: str) -> dict[str, Any]:

@@ -110,6 +110,8 @@ def record(s: Spawned, endpoint: str = "") -> dict[str, Any]:
         "pid": s.popen.pid,
         "start_time": s.start_time,
         "endpoint": endpoint,
+        # Prometheus metrics (issue 10): the port the daemon's ready file names
+        "metrics": f"127.0.0.1:{s.ready['metrics_port']}" if s.ready and s.ready.get("metrics_port") else "",
         "log": str(s.log),
         "argv": s.argv,
     }

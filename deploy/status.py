@@ -27,6 +27,7 @@ class ProcessStatus:
     healthy: bool
     detail: str = ""
     down: str = "crashed"  # how a process that does not run went down: stopped (on purpose) or crashed
+    metrics: str = ""  # HOST:PORT of its Prometheus metrics (/metrics)
 
     @property
     def state(self) -> str:
@@ -58,6 +59,7 @@ def lab_status(lab: LabFolder) -> list[ProcessStatus]:
                 healthy,
                 detail,
                 _down(rt, rec),
+                rec.get("metrics", ""),
             )
         )
     return out

@@ -15,10 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from snaplab.common import daemon_runner
+from snaplab.common.chaos import ChaosEngine
 from snaplab.common.daemon_runner import ArgumentParser, UsageError
+from snaplab.common.metrics import DaemonMetrics
 from snaplab.common.rpc import ClientTLS, ServerTLS, start_aio_server
 
+from . import metrics as manager_metrics
 from .arrays import ArrayLink, ArrayRegistry
+from .chaos_events import ChaosReporter
 from .messages import M
 from .observe import Observer
 from .servicer import SERVICE_NAME, ManagerServicer, add_to_server
@@ -59,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
     )
     daemon_runner.add_config_option(p)
+    daemon_runner.add_boundary_options(p)
     return p
 
 
@@ -73,6 +78,8 @@ class Config:
     ready_file: Path | None
     grace: float
     log_level: int
+    metrics_address: tuple[str, int] = ("127.0.0.1", 0)
+    chaos_dir: Path | None = None
 
 
 def parse_args(argv: list[str] | None) -> Config:
@@ -102,7 +109,8 @@ def parse_args(argv: list[str] | None) -> Config:
     grace = daemon_runner.grace(args.grace)
     state = daemon_runner.state_folder(args.state)
     ready = daemon_runner.ready_path(args.ready_file)
-    return Config(state, host, port, tls, client_tls, arrays, ready, grace, level)
+    metrics_address, chaos_dir = daemon_runner.boundary_options(args)
+    return Config(state, host, port, tls, client_tls, arrays, ready, grace, level, metrics_address, chaos_dir)
 
 
 async def serve(cfg: Config, stop: asyncio.Event) -> int:
@@ -121,6 +129,10 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
         ]
     )
     servicer = ManagerServicer(state, registry, observer)
+    metrics = DaemonMetrics("manager")
+    manager_metrics.register(metrics, servicer)
+    chaos = ChaosEngine(cfg.chaos_dir, "manager", metrics.chaos) if cfg.chaos_dir else None
+    reporter = asyncio.ensure_future(ChaosReporter(cfg.chaos_dir, state, cfg.state).run()) if cfg.chaos_dir else None
     try:
         try:
             server = await start_aio_server(
@@ -129,6 +141,9 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
                 port=cfg.port,
                 tls=cfg.tls,
                 service_names=[SERVICE_NAME],
+                metrics=metrics,
+                chaos=chaos,
+                describe=manager_metrics.describe,
             )
         except RuntimeError as exc:
             raise UsageError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from None
@@ -137,7 +152,8 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
             state.log_event(
                 "manager", "INFO", "start", M.STARTED.msg_id, M.STARTED.text.format(detail=arrays)
             )
-            daemon_runner.ready(cfg.ready_file, {"port": server.port, "pid": os.getpid()})
+            metrics_port = daemon_runner.serve_metrics(metrics, cfg.metrics_address)
+            daemon_runner.ready(cfg.ready_file, {"port": server.port, "pid": os.getpid(), "metrics_port": metrics_port})
             print(
                 f"{PROG}: listening on {cfg.host}:{server.port} (state {cfg.state}; arrays {arrays})",
                 flush=True,
@@ -149,6 +165,9 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
             await server.stop(cfg.grace)
         state.log_event("manager", "INFO", "stop", M.STOPPED.msg_id, M.STOPPED.text)
     finally:
+        if reporter is not None:
+            reporter.cancel()
+        # no metrics.stop(): its shutdown waits out a 0.5 s poll; the process ends the thread
         await registry.close()
         state.close()
         os.close(lock_fd)

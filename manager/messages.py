@@ -38,6 +38,7 @@ class M:
     SNAPSHOT_GONE = _i("iSM31074", "Snapshot is no longer held by the disk array. ({detail})")
     FAULT_SEEN = _i("iSM31075", "Disk array reports a fault. ({detail})")
     FAULT_GONE = _i("iSM31076", "Disk array no longer reports the fault. ({detail})")
+    CHAOS_FIRED = _i("iSM31339", "Chaos rule fired. ({detail})")
     ARRAY_BACK = _i("iSM31077", "Disk array responds again. ({name})")
     STARTED = _i("iSM31078", "Management server started. ({detail})")
     STOPPED = _i("iSM31079", "Management server stopped.")

@@ -155,6 +155,8 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
         state.add_listener(self._signal.fire)
         self.witness = Witness()
         self._claims = asyncio.Lock()  # one takeover decision at a time
+        # Each refusal of a routing rule (B3), by its iSM id: the daemon's metrics (manager/metrics.py).
+        self.on_route_refused: Callable[[str], None] = lambda _msg_id: None
 
     # -- helpers (private: not translated, not RPCs) -----------------------------------------------
     def shutdown(self) -> None:
@@ -389,7 +391,11 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
                             )
                 return serde.via_state(await link.call("LinkInfoOf", array_pb2.VolumeRef(name=name)))
 
-            await _check_route(ident, host, view, op, request.via, via_state)
+            try:
+                await _check_route(ident, host, view, op, request.via, via_state)
+            except SnapLabError as exc:
+                self.on_route_refused(exc.msg_id)
+                raise
             reply = answered[0] if answered else await self._forward(link, method, array_request, context)
             self._after_op(link, op, reply)
             return serde.control_reply(reply)

@@ -468,7 +468,9 @@ def test_sigterm_ends_open_lookup_streams_at_once(tmp_path: Path) -> None:
 def test_sigterm_stops_gracefully_and_restart_keeps_config_and_data(tmp_path: Path) -> None:
     certs = make_lab_certs(tmp_path / "certs", [("array", "array"), ("admin", "admin")])
     with ArrayProcess(tmp_path / "state", certs=certs, name="Osaka") as proc:
-        assert proc.ready == {"port": proc.port, "pid": proc.pid, "name": "Osaka"}
+        metrics_port = proc.ready["metrics_port"]  # its Prometheus metrics (issue 10), on a free port
+        assert proc.ready == {"port": proc.port, "pid": proc.pid, "name": "Osaka", "metrics_port": metrics_port}
+        assert metrics_port > 0 and metrics_port != proc.port
         assert json.loads(proc.ready_file.read_text())["port"] == proc.port
         assert f"snaplab-array: Osaka listening on {proc.target} (state {proc.state_dir})" in proc.log_tail()
         with proc.client("admin") as c:

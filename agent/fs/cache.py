@@ -65,6 +65,8 @@ log = logging.getLogger("snaplab.agent.filesystem")
 class FileSystemCache:
     """The mounted file systems of one host's volumes (module docstring): one Session per volume."""
 
+    flushed_bytes = 0  # bytes flushes wrote to volumes since the agent started
+
     def __init__(self, host: Host) -> None:
         self.host = host
         self.cache = host.state / "fscache"
@@ -281,7 +283,9 @@ class FileSystemCache:
         s = self.sessions.get(volume.key)
         if s is None or volume.local or not volume.disk.ready:
             raise CommandError(E.PATH_NOT_NORMAL)
-        return flush_volume(volume, s, self.debug)
+        stats = flush_volume(volume, s, self.debug)
+        self.flushed_bytes += stats.bytes  # the agent's metrics (flush bytes of this host)
+        return stats
 
     def settle(self, volume: Volume) -> None:
         """Bring the volume to a state that reads whole (CHKDSK): a committed flush of this host's

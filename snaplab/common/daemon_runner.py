@@ -26,7 +26,7 @@ import threading
 import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import NoReturn, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 LOCK_FILE = "daemon.lock"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -184,6 +184,36 @@ def notify(state: str) -> None:
             s.sendto(state.encode(), address)
     except OSError as exc:  # systemd gone: the daemon serves on regardless
         logging.getLogger("snaplab.daemon").warning("cannot notify systemd (%s): %s", state, exc)
+def add_boundary_options(p: argparse.ArgumentParser) -> None:
+    """``--metrics-listen`` and ``--chaos-dir``, which every daemon takes (issue 10)."""
+    p.add_argument(
+        "--metrics-listen",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics (/metrics) here; the ready file names the port (default 127.0.0.1:0)",
+    )
+    p.add_argument(
+        "--chaos-dir",
+        metavar="DIR",
+        help="the lab's chaos rules folder (rules.json, written by `snaplab chaos`); none: no rules",
+    )
+
+
+def boundary_options(args: argparse.Namespace) -> tuple[tuple[str, int], Path | None]:
+    """(metrics address, chaos folder) of :func:`add_boundary_options`."""
+    address = host_port(args.metrics_listen, "--metrics-listen")
+    chaos = Path(args.chaos_dir).absolute() if args.chaos_dir else None
+    if chaos is not None and chaos.exists() and not chaos.is_dir():
+        raise UsageError(f"--chaos-dir {args.chaos_dir} is not a folder")
+    return address, chaos
+
+
+def serve_metrics(metrics: Any, address: tuple[str, int]) -> int:
+    """Start ``metrics``' HTTP endpoint; a port in use is a usage error, as for --listen."""
+    try:
+        return metrics.serve(*address)
+    except OSError as exc:
+        raise UsageError(f"cannot serve metrics on {address[0]}:{address[1]}: {exc.strerror}") from None
 
 
 # -- the daemon's life -------------------------------------------------------------------------

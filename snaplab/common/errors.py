@@ -318,6 +318,13 @@ class E:
         "iSM13681", "Volume of the specified BV is mounted. Flush and unmount it with iSMrc_umount first. ({name})",
         S.FAILED_PRECONDITION,
     )
+    # -- chaos rules (issue 10: `snaplab chaos`, snaplab/common/chaos.py) -------------------------
+    CHAOS_BAD_RULE = _m("iSM31335", "Specified chaos rule is invalid. ({detail})", S.INVALID_ARGUMENT)
+    CHAOS_NO_RULE = _m("iSM31336", "Specified chaos rule does not exist. ({name})", S.NOT_FOUND)
+    CHAOS_BAD_TARGET = _m("iSM31337", "Specified chaos target is not a process of the lab. ({name})", S.NOT_FOUND)
+    CHAOS_BAD_OP = _m(
+        "iSM31338", "Specified operation is not an operation of the chaos target. ({name})", S.INVALID_ARGUMENT
+    )
     # -- agent: commands in general --------------------------------------------------------------
     USAGE = _m("iSM11100", "Command syntax is incorrect. ({detail})", S.INVALID_ARGUMENT)
     AGENT_DOWN = _m("iSM11101", "SnapControl service of the server does not respond. ({name})", S.UNAVAILABLE)

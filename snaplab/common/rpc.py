@@ -14,6 +14,8 @@ Each part lives in a module of its own; callers import from here:
 - ``rpc_validation``: every request decoded and its strings checked (``validation``) before a
   servicer sees it; installed by both servers and the agent's socket
 - ``rpc_client``: ``make_channel``/``make_aio_channel``, ``wait_healthy``
+- ``rpc_metrics`` and ``rpc_chaos``: operations counted (``metrics``) and chaos rules applied
+  (``chaos``) at a daemon's boundary; ``start_aio_server(metrics=..., chaos=...)`` installs them
 """
 
 from __future__ import annotations

@@ -173,6 +173,32 @@ class WrappingAioInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
 
+class WrappingInterceptor(grpc.ServerInterceptor):
+    """:class:`WrappingAioInterceptor` for a thread-pool server (the agent's socket)."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        raise NotImplementedError
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(_OPEN_SERVICES):
+            return handler
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+
 class AioIdentityInterceptor(WrappingAioInterceptor):
     """:class:`IdentityInterceptor` for ``grpc.aio`` servers: same sources of identity, every handler shape.
 

@@ -19,7 +19,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from .chaos import ChaosEngine
+from .metrics import DaemonMetrics
+from .rpc_chaos import AioChaosInterceptor, Answer, Describe
 from .rpc_guard import DEFAULT_LIMITS, CallLimits, GuardInterceptor
+from .rpc_metrics import AioMetricsInterceptor
 from .rpc_identity import AioIdentityInterceptor, IdentityInterceptor
 from .rpc_tls import CHANNEL_OPTIONS, ServerTLS, server_credentials
 from .rpc_validation import AioValidationInterceptor, ValidationInterceptor
@@ -120,21 +124,29 @@ async def start_aio_server(
     service_names: list[str],
     insecure_test_identities: bool = False,
     limits: CallLimits | None = DEFAULT_LIMITS,
+    metrics: DaemonMetrics | None = None,
+    chaos: ChaosEngine | None = None,
+    describe: Describe | None = None,
+    answer: Answer | None = None,
 ) -> RunningAioServer:
     """:func:`start_server` on ``grpc.aio`` (call it in the loop that will serve): the same mTLS,
     identities, health and reflection, for servicers whose RPC methods are ``async``; each caller
-    within ``limits`` (None: no limits); every request checked by ``rpc_validation``."""
+    within ``limits`` (None: no limits); every request checked by ``rpc_validation``; operations
+    counted in ``metrics`` and the chaos rules of ``chaos`` applied (``rpc_metrics``, ``rpc_chaos``:
+    ``describe`` names a call's operations, ``answer`` the reply a refusal stands for)."""
     if tls is not None and insecure_test_identities:
         raise ValueError("test identities are only for insecure servers")
     guard = GuardInterceptor(limits)
-    server = grpc.aio.server(
-        interceptors=[
-            AioIdentityInterceptor(tls=tls is not None, insecure_test_identities=insecure_test_identities),
-            guard,  # after the identity: it counts by caller
-            AioValidationInterceptor(),  # innermost: decoding and request rules, the one place for both
-        ],
-        options=_SERVER_OPTIONS,
-    )
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        AioIdentityInterceptor(tls=tls is not None, insecure_test_identities=insecure_test_identities),
+        guard,  # after the identity: it counts by caller
+        AioValidationInterceptor(),  # decoding and request rules, the one place for both
+    ]
+    if metrics is not None:  # outside the chaos rules: what a rule makes of a call is its result
+        interceptors.append(AioMetricsInterceptor(metrics, describe))
+    if chaos is not None:  # innermost: a rule acts where the daemon itself would
+        interceptors.append(AioChaosInterceptor(chaos, describe, answer))
+    server = grpc.aio.server(interceptors=interceptors, options=_SERVER_OPTIONS)
     add_servicers(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
