@@ -11,7 +11,10 @@ from .spec_clusters import ClustersReader
 from .spec_hosts import HostsReader
 from .spec_reader import unique
 from .spec_setup import SetupReader
+from .netns import MANAGER_ADDRESS, lan_default
 from .values import wwn_key
+
+NETWORKS = ("loopback", "netns")
 
 # Principals of the lab PKI that are not arrays or hosts: names a lab file may not reuse.
 RESERVED_NAMES = ("manager", "admin", "ca")
@@ -25,8 +28,12 @@ class LabParser(ArraysReader, HostsReader, AccessReader, SetupReader, ClustersRe
         except tomllib.TOMLDecodeError as exc:
             raise self.fail("", f"not valid TOML: {exc}") from None
         self.table(raw, "", ("lab", "arrays", "hosts", "access", "setup", "clusters"))
-        lab = self.table(raw.get("lab", {}), "lab", ("description",))
+        lab = self.table(raw.get("lab", {}), "lab", ("description", "network", "manager_address"))
         spec = LabSpec(self.source, text, description=self.string(lab, "description", "lab", ""))
+        spec.network = self.string(lab, "network", "lab", "loopback")
+        if spec.network not in NETWORKS:
+            raise self.fail("lab.network", f"{spec.network!r} is not a network ({', '.join(NETWORKS)})")
+        spec.manager_address = self.address(lab, "manager_address", "lab")
         spec.arrays = [
             self.array(a, f"arrays[{i}]") for i, a in enumerate(self.items(raw.get("arrays"), "arrays"))
         ]
@@ -55,4 +62,18 @@ class LabParser(ArraysReader, HostsReader, AccessReader, SetupReader, ClustersRe
         for i, s in enumerate(self.items(raw.get("setup"), "setup")):
             spec.setup.extend(self.setup(s, f"setup[{i}]", spec))
         spec.clusters = self.clusters(self.items(raw.get("clusters"), "clusters"), spec)
+        self.check_addresses(spec)
         return spec
+
+    def check_addresses(self, spec: LabSpec) -> None:
+        """No two machines of the lab with one LAN address (the defaults included)."""
+        owners: dict[str, str] = {}
+        machines = [("lab.manager_address", "the manager", spec.manager_address or MANAGER_ADDRESS)]
+        machines += [(f"arrays[{a.name}].address", f"array {a.name}", a.address or lan_default("array", i))
+                     for i, a in enumerate(spec.arrays)]
+        machines += [(f"hosts[{h.name}].address", f"host {h.name}", h.address or lan_default("host", i))
+                     for i, h in enumerate(spec.hosts)]
+        for where, who, addr in machines:
+            if addr in owners:
+                raise self.fail(where, f"{addr} is already the address of {owners[addr]}")
+            owners[addr] = who
