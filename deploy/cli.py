@@ -49,7 +49,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--lab", metavar="DIR", help="lab folder (default: $SNAPLAB_LAB, else ~/.snaplab/lab)")
     sub = p.add_subparsers(
-        dest="cmd", required=True, metavar="{lab,host,cluster,exec,path,export}", parser_class=_Parser
+        dest="cmd", required=True, metavar="{lab,link,host,cluster,exec,path,export}", parser_class=_Parser
     )
 
     if only != "exec":
@@ -66,6 +66,12 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         up.add_argument("--fresh", action="store_true", help="wipe the lab folder's state and make the lab anew")
         up.add_argument("--no-setup", action="store_true", help="skip the lab file's [[setup]] commands")
         up.add_argument(
+            "--network",
+            choices=("loopback", "netns"),
+            help="netns: every process in a network namespace of its own, on a LAN and a SAN (needs root; "
+            "default: the lab file's [lab] network, else loopback)",
+        )
+        up.add_argument(
             "--keep-on-failure",
             action="store_true",
             help="leave the processes running if the start fails (to inspect)",
@@ -78,6 +84,16 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         check.add_argument("labfile", nargs="?", metavar="LABFILE")
 
     if only != "exec":
+        link = sub.add_parser("link", help="cut or restore a host's cables on a netns lab (ip link set … down|up)")
+        link_sub = link.add_subparsers(dest="link_cmd", required=True, metavar="{down,up}", parser_class=_Parser)
+        for name, text in (("down", "cut the host's LAN and/or SAN cables"), ("up", "restore them")):
+            lp = link_sub.add_parser(name, parents=[lab_opt], help=text)
+            lp.add_argument("host", metavar="HOST")
+            lp.add_argument("--lan", action="store_true", help="the host's LAN cable (agent to manager)")
+            lp.add_argument(
+                "--san", action="append", default=[], metavar="PORT",
+                help="the SAN cable to array port PORT (repeatable); neither option: every cable of the host",
+            )
         host = sub.add_parser("host", help="stop, crash, boot or restart one host of a running lab")
         host_sub = host.add_subparsers(
             dest="host_cmd", required=True, metavar="{stop,kill,start,restart}", parser_class=_Parser
@@ -152,14 +168,21 @@ def _subcommand(argv: list[str]) -> str | None:
         elif a.startswith("--lab="):
             i += 1
         else:
-            return a if a in ("lab", "host", "cluster", "exec", "path", "export") else None
+            return a if a in ("lab", "link", "host", "cluster", "exec", "path", "export") else None
     return None
 
 
-def _lab(args: argparse.Namespace) -> Lab:
+def _lab(args: argparse.Namespace, *, enter: bool = True) -> Lab:
+    """The lab; on a netns lab this process first enters the manager's namespace (``enter``), the
+    management console's machine, from where the lab's daemons are reached."""
     from .lab import Lab
 
-    return Lab(_lab_dir(args))
+    lab = Lab(_lab_dir(args))
+    if enter:
+        from . import netns
+
+        netns.enter_lab(lab)
+    return lab
 
 
 def _folder(args: argparse.Namespace) -> LabFolder:
@@ -199,7 +222,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     # SIGTERM (e.g. a timeout killing us) must unwind like Ctrl-C, so the half-started lab is stopped.
     signal.signal(signal.SIGTERM, _interrupt)
-    lab = _lab(args)
+    lab = _lab(args, enter=False)  # up makes the namespaces, then enters
     from .spec import LabSpec
 
     spec = LabSpec.load(args.labfile) if args.labfile else None
@@ -211,6 +234,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         setup=not args.no_setup,
         keep_on_failure=args.keep_on_failure,
         report=_say,
+        network=args.network,
     )
     statuses = lab.status()
     print(f"lab up: {runtime['source']}")
@@ -252,7 +276,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    lab = _lab(args)
+    lab = _lab(args, enter=False)
     if not lab.folder.exists():
         print(f"no lab in {lab.folder}")
         return 0
@@ -398,6 +422,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not argv:
         raise UsageError(f"{PROG} exec: give the command after the host: {PROG} exec HOST -- COMMAND ARGS")
     lab = _folder(args)
+    if (lab.folder / "netns.json").exists():  # a netns lab: the command runs on that machine's network
+        from . import netns
+
+        netns.enter_lab(lab, *(("manager", "manager") if args.host == "manager" else ("host", args.host)))
     if args.host == "manager":
         return _exec_manager(lab, argv)
     _require_host(lab, args.host)
@@ -489,7 +517,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_link(args: argparse.Namespace) -> int:
+    from . import netns
+
+    lab = _lab(args, enter=False)
+    _require_host(lab, args.host)
+    up = args.link_cmd == "up"
+    with lab.locked(f"link {args.link_cmd} {args.host}"):
+        changed = netns.set_links(lab, args.host, up=up, lan=args.lan, ports=args.san)
+    print(f"{args.host}: {', '.join(changed)} {'restored' if up else 'cut'}")
+    return 0
+
+
 COMMANDS = {
+    ("link", "down"): cmd_link,
+    ("link", "up"): cmd_link,
     ("lab", "up"): cmd_up,
     ("lab", "status"): cmd_status,
     ("lab", "down"): cmd_down,
@@ -512,7 +554,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser(_subcommand(sys.argv[1:] if argv is None else list(argv))).parse_args(argv)
-        sub = getattr(args, "lab_cmd", None) or getattr(args, "host_cmd", None) or getattr(args, "cluster_cmd", None)
+        sub = getattr(args, "lab_cmd", None) or getattr(args, "host_cmd", None) or getattr(args, "cluster_cmd", None) or getattr(args, "link_cmd", None)
         return COMMANDS[(args.cmd, sub)](args)
     except UsageError as exc:
         print(f"{exc}", file=sys.stderr)

@@ -209,15 +209,17 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def _batch(lines: list[str]) -> None:
-    """Many ``ip`` commands in one process (``ip -batch``): a lab's network is ~10 commands a machine."""
+def _batch(lines: list[str], ns: str | None = None) -> None:
+    """Many ``ip`` commands in one process (``ip [-n NS] -batch``), in namespace ``ns``."""
     cmd = ip_command()
     if cmd is None:
         raise LabError("the 'ip' command is missing (apt-get install iproute2)")
-    done = subprocess.run([cmd, "-batch", "-"], input="\n".join(lines) + "\n", capture_output=True, text=True,
-                          timeout=IP_TIMEOUT, check=False)
+    where = ["-n", ns] if ns else []
+    done = subprocess.run([cmd, *where, "-batch", "-"], input="\n".join(lines) + "\n", capture_output=True,
+                          text=True, timeout=IP_TIMEOUT, check=False)
     if done.returncode != 0:
-        raise LabError(f"making the lab's network failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+        why = done.stderr.strip().splitlines()[0] if done.stderr.strip() else f"exit status {done.returncode}"
+        raise LabError(f"making the lab's network failed{f' in {ns}' if ns else ''}: {why}")
 
 
 def state_path(lab: LabFolder) -> Path:
@@ -240,22 +242,23 @@ def create(lab: LabFolder, p: Plan) -> None:
     tmp = state_path(lab).with_suffix(".tmp")
     tmp.write_text(json.dumps(p.as_json(), indent=1) + "\n")
     os.replace(tmp, state_path(lab))
-    lines = [f"netns add {ns}" for ns in p.namespaces]
-    sw = p.switch
-    lines += [f"-n {sw} link set lo up"]
+    _batch([f"netns add {ns}" for ns in p.namespaces])
+    switch = ["link set lo up"]
     for br in p.bridges:
-        lines += [f"-n {sw} link add {br} type bridge", f"-n {sw} link set {br} up"]
+        switch += [f"link add {br} type bridge", f"link set {br} up"]
     for m in p.machines:
-        lines.append(f"-n {m.ns} link set lo up")
         for lk in m.links:
-            lines += [
-                f"-n {sw} link add {lk.outer} type veth peer name {lk.inner} netns {m.ns}",
-                f"-n {sw} link set {lk.outer} master {lk.bridge}",
-                f"-n {sw} link set {lk.outer} up",
-                f"-n {m.ns} addr add {lk.address}/{lk.prefixlen} dev {lk.inner}",
-                f"-n {m.ns} link set {lk.inner} up",
+            switch += [
+                f"link add {lk.outer} type veth peer name {lk.inner} netns {m.ns}",
+                f"link set {lk.outer} master {lk.bridge}",
+                f"link set {lk.outer} up",
             ]
-    _batch(lines)
+    _batch(switch, p.switch)
+    for m in p.machines:
+        inside = ["link set lo up"]
+        for lk in m.links:
+            inside += [f"addr add {lk.address}/{lk.prefixlen} dev {lk.inner}", f"link set {lk.inner} up"]
+        _batch(inside, m.ns)
 
 
 def leftovers(prefix: str) -> dict[str, list[str]]:
@@ -351,10 +354,8 @@ def set_links(lab: LabFolder, host: str, *, up: bool, lan: bool, ports: list[str
     if not chosen:
         chosen = list(m.links)
     state = "up" if up else "down"
-    lines = []
-    for lk in chosen:
-        lines += [f"-n {p.switch} link set {lk.outer} {state}", f"-n {m.ns} link set {lk.inner} {state}"]
-    _batch(lines)
+    _batch([f"link set {lk.outer} {state}" for lk in chosen], p.switch)
+    _batch([f"link set {lk.inner} {state}" for lk in chosen], m.ns)
     if not up:
         for lk in chosen:
             net = ipaddress.ip_network(f"{lk.address}/{lk.prefixlen}", strict=False)
