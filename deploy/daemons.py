@@ -54,7 +54,8 @@ def agent_argv(
     lab: LabFolder, h: HostSpec, manager_target: str, script: list[str], net: Plan | None = None, spec: LabSpec | None = None
 ) -> list[str]:
     """``script``: how to run ``snaplab-agent`` (looked up once for all hosts). On a netns lab the
-    agent reaches each array through the SAN port it is cabled to first (none: no block I/O there)."""
+    agent reaches each array through the SAN ports of it the host is cabled to, in the lab file's
+    order, the next when one is cut (none: no block I/O there)."""
     argv = [*script, "--host", h.name, "--state", str(lab.host_state(h.name)), "--certs", str(lab.pki)]
     argv += ["--manager", manager_target, "--socket", str(lab.socket(h.name))]
     argv += ["--role", h.role, "--platform", h.platform]
@@ -67,9 +68,9 @@ def agent_argv(
     if net is None or spec is None:
         return argv
     for a in spec.arrays:
-        cabled = [p for p in h.ports if p in a.port_names()]
-        if cabled:
-            argv += ["--array-target", f"{a.name}={net.ports[cabled[0]]}:{ARRAY_PORT}"]
+        paths = [f"{net.ports[p]}:{ARRAY_PORT}" for p in h.ports if p in a.port_names()]
+        if paths:  # several: multipath, the first port while it answers (rpc_client._options)
+            argv += ["--array-target", f"{a.name}={paths[0] if len(paths) == 1 else 'ipv4:' + ','.join(paths)}"]
     return [*exec_prefix(net.host(h.name).ns), *argv]
 
 
