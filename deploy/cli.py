@@ -394,6 +394,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     spec = LabSpec.load(args.labfile or default_lab_file())
     print(f"{spec.source}: ok")
+    if spec.network != "loopback":
+        print(f"  network {spec.network}: every process in a namespace of its own (deploy/README.md)")
     for a in spec.arrays:
         print(
             f"  array {a.name} ({a.product_id or 'no product id'}): {len(a.ports)} ports, {len(a.pools)} pools "

@@ -187,8 +187,42 @@ def test_each_process_in_its_own_namespace(lab: procedures.Lab) -> None:
         seen[ns] = proc["name"]
     assert len(seen) == len(rt["processes"]) == 6  # array, manager, four hosts
     assert rt["manager"]["target"] == "198.18.0.2:7444"
+    from cryptography import x509
+
     for m in p.machines:
         assert all(netns.LAB_RANGE.supernet_of(netns.ipaddress.ip_network(a)) for a in m.addresses)
+        cert = x509.load_pem_x509_certificate((lab.folder / "pki" / f"{m.name}.crt").read_bytes())
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert {str(a) for a in sans.get_values_for_type(x509.IPAddress)} >= set(m.addresses), m.name
+
+
+CERT_CHECK = """
+import sys, grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from snaplab.common.rpc import ClientTLS
+from snaplab.common.rpc_tls import channel_credentials
+tls = ClientTLS.from_folder(sys.argv[1], "backup01")
+for target, name in ((sys.argv[2], None), (sys.argv[2], sys.argv[3])):
+    opts = [("grpc.ssl_target_name_override", name)] if name else []
+    ch = grpc.secure_channel(target, channel_credentials(tls), options=opts)
+    try:
+        health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        print("served")
+    except grpc.RpcError as exc:
+        print("refused" if "Hostname Verification" in (exc.details() or "") else exc.details())
+"""
+
+
+def test_certificates_are_checked(lab: procedures.Lab) -> None:
+    """From backup01's namespace the array's SAN port is served under its own address; a client that
+    expects another machine there (the manager's address) refuses the array's certificate."""
+    p = plan_of(lab)
+    target = f"{p.ports['BACKUP_PRIMARY']}:{netns.ARRAY_PORT}"
+    ran = subprocess.run(
+        ["ip", "netns", "exec", p.host("backup01").ns, sys.executable, "-c", CERT_CHECK, str(lab.folder / "pki"),
+         target, p.manager.lan], capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert ran.stdout.split() == ["served", "refused"], ran.stdout + ran.stderr
 
 
 def test_p3_and_p4_verbatim_with_digests(lab: procedures.Lab) -> None:
