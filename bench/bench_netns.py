@@ -32,7 +32,6 @@ from pathlib import Path
 import bench_command as bc
 import common as c
 import control_common as cc
-
 from snaplab.deploy import netns
 
 PROBE = r"""
@@ -61,7 +60,16 @@ print(json.dumps({"p50": lat[len(lat) // 2], "mib_s": int(mib) / read_s}))
 
 
 def up(folder: Path, labfile: Path, network: str) -> float:
-    argv = [cc.console_script("snaplab"), "--lab", str(folder), "lab", "up", str(labfile), "--network", network]
+    argv = [
+        cc.console_script("snaplab"),
+        "--lab",
+        str(folder),
+        "lab",
+        "up",
+        str(labfile),
+        "--network",
+        network,
+    ]
     t0 = c.now()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
     took = c.now() - t0
@@ -71,8 +79,12 @@ def up(folder: Path, labfile: Path, network: str) -> float:
 
 
 def down(folder: Path) -> None:
-    subprocess.run([cc.console_script("snaplab"), "--lab", str(folder), "lab", "down"], capture_output=True,
-                   timeout=180, check=False)
+    subprocess.run(
+        [cc.console_script("snaplab"), "--lab", str(folder), "lab", "down"],
+        capture_output=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def probe(folder: Path, network: str, calls: int, mib: int) -> dict[str, float]:
@@ -87,7 +99,9 @@ def probe(folder: Path, network: str, calls: int, mib: int) -> dict[str, float]:
         argv = [*netns.exec_prefix(plan.host(bc.HOST).ns), *argv]
     else:
         argv += [next(iter(rt["arrays"].values()))["target"]]
-    done = subprocess.run([*argv, str(calls), str(mib)], capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [*argv, str(calls), str(mib)], capture_output=True, text=True, timeout=300, check=False
+    )
     if done.returncode != 0:
         raise SystemExit(f"probe on the {network} lab failed: {done.stderr.strip()[-500:]}")
     return json.loads(done.stdout)
@@ -105,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(tempfile.mkdtemp(prefix="slb-netns-", dir="/tmp"))
     labfile = base / "lab.toml"
     labfile.write_text(bc.LAB)
-    figures: dict[str, dict[str, list[float]]] = {n: {"up": [], "p50": [], "mib_s": []} for n in ("loopback", "netns")}
+    figures: dict[str, dict[str, list[float]]] = {
+        n: {"up": [], "p50": [], "mib_s": []} for n in ("loopback", "netns")
+    }
     rep.line(f"{reps} repetitions, alternated; {calls} routed calls and {mib} MiB read per lab")
     try:
         for r in range(reps):
@@ -119,19 +135,36 @@ def main(argv: list[str] | None = None) -> int:
                     down(folder)
                 figures[network]["p50"].append(got["p50"])
                 figures[network]["mib_s"].append(got["mib_s"])
-                rep.line(f"  {network:8s} rep {r}: up {figures[network]['up'][-1]:.2f} s, route p50 "
-                         f"{got['p50'] * 1e3:.2f} ms, read {got['mib_s']:.0f} MiB/s")
+                rep.line(
+                    f"  {network:8s} rep {r}: up {figures[network]['up'][-1]:.2f} s, route p50 "
+                    f"{got['p50'] * 1e3:.2f} ms, read {got['mib_s']:.0f} MiB/s"
+                )
     finally:
         shutil.rmtree(base, ignore_errors=True)
     med = {n: {k: statistics.median(v) for k, v in f.items()} for n, f in figures.items()}
     for n in ("loopback", "netns"):
-        rep.figure(f"{n} median", f"up {med[n]['up']:.2f} s, route p50 {med[n]['p50'] * 1e3:.2f} ms, "
-                   f"read {med[n]['mib_s']:.0f} MiB/s")
-    rep.ratio("netns_route", med["loopback"]["p50"] / med["netns"]["p50"], ">=", 0.8,
-              "routed ops/s (1/p50) netns / loopback")
-    rep.ratio("netns_read", med["netns"]["mib_s"] / med["loopback"]["mib_s"], ">=", 0.8,
-              "block read MiB/s netns / loopback")
-    rep.ratio("netns_up", med["netns"]["up"] / med["loopback"]["up"], "<=", 1.5, "lab up time netns / loopback")
+        rep.figure(
+            f"{n} median",
+            f"up {med[n]['up']:.2f} s, route p50 {med[n]['p50'] * 1e3:.2f} ms, "
+            f"read {med[n]['mib_s']:.0f} MiB/s",
+        )
+    rep.ratio(
+        "netns_route",
+        med["loopback"]["p50"] / med["netns"]["p50"],
+        ">=",
+        0.8,
+        "routed ops/s (1/p50) netns / loopback",
+    )
+    rep.ratio(
+        "netns_read",
+        med["netns"]["mib_s"] / med["loopback"]["mib_s"],
+        ">=",
+        0.8,
+        "block read MiB/s netns / loopback",
+    )
+    rep.ratio(
+        "netns_up", med["netns"]["up"] / med["loopback"]["up"], "<=", 1.5, "lab up time netns / loopback"
+    )
     rep.line(f"load average {os.getloadavg()[0]:.1f}")
     return rep.finish()
 

@@ -85,7 +85,9 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
 
     if only != "exec":
         link = sub.add_parser("link", help="cut or restore a host's cables on a netns lab (ip link set … down|up)")
-        link_sub = link.add_subparsers(dest="link_cmd", required=True, metavar="{down,up}", parser_class=_Parser)
+        link_sub = link.add_subparsers(
+            dest="link_cmd", required=True, metavar="{down,up}", parser_class=_Parser
+        )
         for name, text in (("down", "cut the host's LAN and/or SAN cables"), ("up", "restore them")):
             lp = link_sub.add_parser(name, parents=[lab_opt], help=text)
             lp.add_argument("host", metavar="HOST")
@@ -556,7 +558,9 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser(_subcommand(sys.argv[1:] if argv is None else list(argv))).parse_args(argv)
-        sub = getattr(args, "lab_cmd", None) or getattr(args, "host_cmd", None) or getattr(args, "cluster_cmd", None) or getattr(args, "link_cmd", None)
+        sub = next(
+            (v for k in ("lab_cmd", "host_cmd", "cluster_cmd", "link_cmd") if (v := getattr(args, k, None))), None
+        )
         return COMMANDS[(args.cmd, sub)](args)
     except UsageError as exc:
         print(f"{exc}", file=sys.stderr)

@@ -10,8 +10,8 @@ from snaplab.common.rpc import ClientTLS, make_channel, wait_healthy
 
 from .errors import LabError
 from .folder import LabFolder, Report
-from .processes import READY_TIMEOUT, Spawned, daemon_command, last_line, record, spawn, wait_ready
 from .netns import ARRAY_PORT, MANAGER_PORT, Plan, exec_prefix
+from .processes import READY_TIMEOUT, Spawned, daemon_command, last_line, record, spawn, wait_ready
 from .spec import ArraySpec, HostSpec, LabSpec
 from .status import agent_status
 
@@ -35,7 +35,9 @@ def array_argv(lab: LabFolder, a: ArraySpec, net: Plan | None = None) -> list[st
     return [*exec_prefix(m.ns), *argv]
 
 
-def manager_argv(lab: LabFolder, spec: LabSpec, runtime: dict[str, Any], net: Plan | None = None) -> list[str]:
+def manager_argv(
+    lab: LabFolder, spec: LabSpec, runtime: dict[str, Any], net: Plan | None = None
+) -> list[str]:
     argv = [
         *daemon_command("snaplab-manager", "snaplab.manager.daemon"),
         "--state",
@@ -51,7 +53,12 @@ def manager_argv(lab: LabFolder, spec: LabSpec, runtime: dict[str, Any], net: Pl
 
 
 def agent_argv(
-    lab: LabFolder, h: HostSpec, manager_target: str, script: list[str], net: Plan | None = None, spec: LabSpec | None = None
+    lab: LabFolder,
+    h: HostSpec,
+    manager_target: str,
+    script: list[str],
+    net: Plan | None = None,
+    spec: LabSpec | None = None,
 ) -> list[str]:
     """``script``: how to run ``snaplab-agent`` (looked up once for all hosts). On a netns lab the
     agent reaches each array through the SAN ports of it the host is cabled to, in the lab file's
@@ -70,7 +77,8 @@ def agent_argv(
     for a in spec.arrays:
         paths = [f"{net.ports[p]}:{ARRAY_PORT}" for p in h.ports if p in a.port_names()]
         if paths:  # several: multipath, the first port while it answers (rpc_client._options)
-            argv += ["--array-target", f"{a.name}={paths[0] if len(paths) == 1 else 'ipv4:' + ','.join(paths)}"]
+            target = paths[0] if len(paths) == 1 else "ipv4:" + ",".join(paths)
+            argv += ["--array-target", f"{a.name}={target}"]
     return [*exec_prefix(net.host(h.name).ns), *argv]
 
 

@@ -127,9 +127,12 @@ class Plan:
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Plan:
         machines = [
-            Machine(**{**m, "links": [Link(**lk) for lk in m.get("links", [])]}) for m in raw.get("machines", [])
+            Machine(**{**m, "links": [Link(**lk) for lk in m.get("links", [])]})
+            for m in raw.get("machines", [])
         ]
-        return cls(raw["prefix"], raw["switch"], list(raw.get("bridges", [])), machines, dict(raw.get("ports", {})))
+        return cls(
+            raw["prefix"], raw["switch"], list(raw.get("bridges", [])), machines, dict(raw.get("ports", {}))
+        )
 
 
 def prefix_of(folder: Path) -> str:
@@ -179,7 +182,9 @@ def plan(lab: LabFolder, spec: LabSpec) -> Plan:
 
 
 def ip_command() -> str | None:
-    return shutil.which("ip") or next((c for c in ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip") if os.access(c, os.X_OK)), None)
+    return shutil.which("ip") or next(
+        (c for c in ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip") if os.access(c, os.X_OK)), None
+    )
 
 
 def missing_right() -> str | None:
@@ -215,8 +220,14 @@ def _batch(lines: list[str], ns: str | None = None) -> None:
     if cmd is None:
         raise LabError("the 'ip' command is missing (apt-get install iproute2)")
     where = ["-n", ns] if ns else []
-    done = subprocess.run([cmd, *where, "-batch", "-"], input="\n".join(lines) + "\n", capture_output=True,
-                          text=True, timeout=IP_TIMEOUT, check=False)
+    done = subprocess.run(
+        [cmd, *where, "-batch", "-"],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=IP_TIMEOUT,
+        check=False,
+    )
     if done.returncode != 0:
         why = done.stderr.strip().splitlines()[0] if done.stderr.strip() else f"exit status {done.returncode}"
         raise LabError(f"making the lab's network failed{f' in {ns}' if ns else ''}: {why}")
@@ -266,11 +277,13 @@ def leftovers(prefix: str) -> dict[str, list[str]]:
     if ip_command() is None:
         return {"namespaces": [], "links": []}
     out = _ip("netns", "list", check=False).stdout
-    spaces = [ln.split()[0] for ln in out.splitlines() if ln.split() and ln.split()[0].startswith(prefix + "-")]
+    spaces = [
+        ln.split()[0] for ln in out.splitlines() if ln.split() and ln.split()[0].startswith(prefix + "-")
+    ]
     links = []
     for ln in _ip("-o", "link", "show", check=False).stdout.splitlines():
         parts = ln.split(":")
-        if len(parts) > 1 and (name := parts[1].strip().split("@")[0]).startswith(prefix):
+        if len(parts) > 1 and (name := parts[1].strip().split("@")[0]).startswith(prefix + "-"):
             links.append(name)
     return {"namespaces": spaces, "links": links}
 
@@ -288,13 +301,11 @@ def remove(lab: LabFolder, prefix: str | None = None) -> list[str]:
         _ip("netns", "del", ns, check=False)
     still = leftovers(prefix)
     if still["namespaces"] or still["links"]:
-        raise LabError(f"could not remove the lab's network: {', '.join(still['namespaces'] + still['links'])}")
+        raise LabError(
+            f"could not remove the lab's network: {', '.join(still['namespaces'] + still['links'])}"
+        )
     state_path(lab).unlink(missing_ok=True)
     return found["namespaces"]
-
-
-def forget(lab: LabFolder) -> None:
-    state_path(lab).unlink(missing_ok=True)
 
 
 # -- running in a namespace ----------------------------------------------------------------------
@@ -314,7 +325,9 @@ def enter(ns: str) -> None:
     try:
         fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
     except OSError as exc:
-        raise LabError(f"the lab's network namespace {ns} is gone ({exc.strerror}); restart the lab") from None
+        raise LabError(
+            f"the lab's network namespace {ns} is gone ({exc.strerror}); restart the lab"
+        ) from None
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.setns(fd, _CLONE_NEWNET) != 0:
@@ -349,7 +362,9 @@ def set_links(lab: LabFolder, host: str, *, up: bool, lan: bool, ports: list[str
         chosen += [lk for lk in m.links if lk.inner == "lan0"]
     for port in ports:
         if port not in m.san:
-            raise LabError(f"host {host} is not cabled to a port {port!r} (ports: {', '.join(m.san) or 'none'})")
+            raise LabError(
+                f"host {host} is not cabled to a port {port!r} (ports: {', '.join(m.san) or 'none'})"
+            )
         chosen += [lk for lk in m.links if lk.address == m.san[port]]
     if not chosen:
         chosen = list(m.links)
@@ -359,6 +374,11 @@ def set_links(lab: LabFolder, host: str, *, up: bool, lan: bool, ports: list[str
     if not up:
         for lk in chosen:
             net = ipaddress.ip_network(f"{lk.address}/{lk.prefixlen}", strict=False)
-            subprocess.run([*exec_prefix(m.ns), "ss", "-K", "dst", str(net)], capture_output=True, timeout=IP_TIMEOUT, check=False)
+            subprocess.run(
+                [*exec_prefix(m.ns), "ss", "-K", "dst", str(net)],
+                capture_output=True,
+                timeout=IP_TIMEOUT,
+                check=False,
+            )
     names = {v: k for k, v in m.san.items()}
     return [("LAN" if lk.inner == "lan0" else f"SAN {names.get(lk.address, lk.inner)}") for lk in chosen]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 
+from .netns import MANAGER_ADDRESS, lan_default
 from .spec import LabSpec
 from .spec_access import AccessReader
 from .spec_arrays import ArraysReader
@@ -11,7 +12,6 @@ from .spec_clusters import ClustersReader
 from .spec_hosts import HostsReader
 from .spec_reader import unique
 from .spec_setup import SetupReader
-from .netns import MANAGER_ADDRESS, lan_default
 from .values import wwn_key
 
 NETWORKS = ("loopback", "netns")

@@ -23,8 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # labtools: see its docstring
 import test_e2e_procedures as procedures
-from labtools import LabRun, file_digests, lab_processes, snaplab
-
+from labtools import LabRun, file_digests, lab_processes
 from snaplab.deploy import netns
 
 VOL = procedures.VOL
@@ -72,7 +71,10 @@ def in_ns(ns: str, code: str, timeout: float = 60) -> subprocess.CompletedProces
     """Run Python ``code`` inside namespace ``ns``."""
     return subprocess.run(
         ["ip", "netns", "exec", ns, sys.executable, "-c", code],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -82,12 +84,18 @@ def in_ns(ns: str, code: str, timeout: float = 60) -> subprocess.CompletedProces
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (("ports = [\"P_BIZ\"]", "ports = [\"P_NOWHERE\"]"),
-         "hosts[biz01].ports: no array has a port named 'P_NOWHERE' (ports: P_BAK, P_BIZ)"),
-        (("address = \"198.18.7.7\"", "address = \"10.1.2.3\""),
-         "hosts[biz01].address: 10.1.2.3 is outside 198.18.0.0/15, the only range a lab's network uses"),
-        (("address = \"198.18.7.7\"", "address = \"198.18.0.2\""),
-         "hosts[biz01].address: 198.18.0.2 is already the address of the manager"),
+        (
+            ('ports = ["P_BIZ"]', 'ports = ["P_NOWHERE"]'),
+            "hosts[biz01].ports: no array has a port named 'P_NOWHERE' (ports: P_BAK, P_BIZ)",
+        ),
+        (
+            ('address = "198.18.7.7"', 'address = "10.1.2.3"'),
+            "hosts[biz01].address: 10.1.2.3 is outside 198.18.0.0/15, the only range a lab's network uses",
+        ),
+        (
+            ('address = "198.18.7.7"', 'address = "198.18.0.2"'),
+            "hosts[biz01].address: 198.18.0.2 is already the address of the manager",
+        ),
     ],
     ids=["port that does not exist", "address outside the range", "two machines with one address"],
 )
@@ -108,7 +116,10 @@ def test_two_hosts_with_one_address(tmp_path: Path) -> None:
     labfile = run.write("lab.toml", SMALL_LAB + second)
     done = run("lab", "up", str(labfile))
     assert done.returncode == 1 and done.stdout == ""
-    assert done.stderr == f"snaplab: error: {labfile}:hosts[bak01].address: 198.18.7.7 is already the address of host biz01\n"
+    assert (
+        done.stderr
+        == f"snaplab: error: {labfile}:hosts[bak01].address: 198.18.7.7 is already the address of host biz01\n"
+    )
     assert not lab_processes(run.folder)
 
 
@@ -125,9 +136,25 @@ def test_no_right_is_one_line(tmp_path: Path) -> None:
         labfile.write_text(SMALL_LAB)
         labfile.chmod(0o644)
         done = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-             "--bounding-set=-all", *procedures_snaplab(), "--lab", str(where / "lab"), "lab", "up", str(labfile)],
-            capture_output=True, text=True, timeout=60, check=False, cwd=where,
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                *procedures_snaplab(),
+                "--lab",
+                str(where / "lab"),
+                "lab",
+                "up",
+                str(labfile),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=where,
             env={**os.environ, "HOME": str(where)},
         )
         assert done.returncode == 1, done.stdout + done.stderr
@@ -180,8 +207,9 @@ def test_each_process_in_its_own_namespace(lab: procedures.Lab) -> None:
     p = plan_of(lab)
     seen = {}
     for proc in rt["processes"]:
-        ns = subprocess.run(["ip", "netns", "identify", str(proc["pid"])], capture_output=True, text=True,
-                            check=True).stdout.strip()
+        ns = subprocess.run(
+            ["ip", "netns", "identify", str(proc["pid"])], capture_output=True, text=True, check=True
+        ).stdout.strip()
         kind = "host" if proc["kind"] == "agent" else proc["kind"]
         assert ns == p.machine(kind, proc["name"]).ns, proc
         seen[ns] = proc["name"]
@@ -219,12 +247,27 @@ def test_certificates_are_checked(lab: procedures.Lab) -> None:
     p = plan_of(lab)
     target = f"{p.ports['BACKUP_PRIMARY']}:{netns.ARRAY_PORT}"
     ran = subprocess.run(
-        ["ip", "netns", "exec", p.host("backup01").ns, sys.executable, "-c", CERT_CHECK, str(lab.folder / "pki"),
-         target, p.manager.lan], capture_output=True, text=True, timeout=60, check=False,
+        [
+            "ip",
+            "netns",
+            "exec",
+            p.host("backup01").ns,
+            sys.executable,
+            "-c",
+            CERT_CHECK,
+            str(lab.folder / "pki"),
+            target,
+            p.manager.lan,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert ran.stdout.split() == ["served", "refused"], ran.stdout + ran.stderr
 
 
+@pytest.mark.timeout(240)
 def test_p3_and_p4_verbatim_with_digests(lab: procedures.Lab) -> None:
     """2.2.1 (P3) then 2.2.2.2 (P4), the guide's commands as their own processes: the tape holds G:'s
     files as they were at the snapshot, and the restore brings them back after a logical failure."""
@@ -282,27 +325,32 @@ def test_isolation(lab: procedures.Lab) -> None:
     p = plan_of(lab)
     backup, business = p.host("backup01"), p.host("business01")
     probes = {port: addr for port, addr in p.ports.items()}
-    code = PROBE + "".join(f"print({port!r}, reach({addr!r}, {netns.ARRAY_PORT}))\n" for port, addr in probes.items())
+    code = PROBE + "".join(
+        f"print({port!r}, reach({addr!r}, {netns.ARRAY_PORT}))\n" for port, addr in probes.items()
+    )
     code += f"print('manager', reach({p.manager.lan!r}, {netns.MANAGER_PORT}))\n"
     ran = in_ns(backup.ns, code)
     assert ran.returncode == 0, ran.stderr
     got = dict(line.split(" ", 1) for line in ran.stdout.splitlines())
     assert got.pop("manager") == "open"
     for port, result in got.items():
-        assert result == ("open" if port in ("BACKUP_PRIMARY", "BACKUP_SECONDARY") else "Network is unreachable"), (
-            port, result)
+        assert result == (
+            "open" if port in ("BACKUP_PRIMARY", "BACKUP_SECONDARY") else "Network is unreachable"
+        ), (port, result)
     ran = in_ns(backup.ns, SWEEP + f"print(sweep({business.lan!r}))\n")
     assert ran.returncode == 0 and ran.stdout.strip() == "[]", ran.stdout + ran.stderr
-    listening = subprocess.run(["ip", "netns", "exec", business.ns, "ss", "-Htuln"], capture_output=True,
-                               text=True, check=True).stdout
+    listening = subprocess.run(
+        ["ip", "netns", "exec", business.ns, "ss", "-Htuln"], capture_output=True, text=True, check=True
+    ).stdout
     assert listening.strip() == ""  # the agent serves its Unix socket only
 
 
+@pytest.mark.timeout(240)
 def test_san_cut_during_a_backup_read(lab: procedures.Lab) -> None:
     """backup01's SAN cables are cut while it reads the LV for the backup: one cut, its I/O goes on over
     the other path (multipath); both cut, the read fails and the array's disks are gone; the cables
     back and iSMrc_scan, the backup completes with the right data."""
-    link, lv_mount, lv_flush, lv_umount, unlink, unguard = procedures.BACKUP_P3
+    link, lv_mount, lv_flush, lv_umount, unlink, _unguard = procedures.BACKUP_P3
     expected = file_digests(lab.path("business01", "G:"))
     lab.cmd("business01", "iSMsc_create -bv bv001 -bvflg ld -cyclic")
     lab.cmd("backup01", link)
@@ -349,14 +397,14 @@ def test_lan_cut_keeps_block_io(lab: procedures.Lab) -> None:
         assert lab.run("link", "up", "backup01", "--lan").returncode == 0
 
 
+@pytest.mark.timeout(240)
 def test_lab_down_removes_the_network_also_after_sigkill(lab: procedures.Lab) -> None:
     """``lab down`` leaves no namespace, bridge or veth of the lab (listed before and after); after a
     SIGKILL of every process of the lab (restarted from its state), so does a second ``lab down``."""
     prefix = plan_of(lab).prefix
     before = _ours(prefix)
     assert len(before["namespaces"]) == 7 and not before["links"]  # switch, manager, array, four hosts
-    assert _links(before["namespaces"][0]) and all(
-        n.startswith(prefix) for n in before["namespaces"])
+    assert _links(before["namespaces"][0]) and all(n.startswith(prefix) for n in before["namespaces"])
     down = lab.run("lab", "down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert "removed the lab's network: 7 namespaces with their bridges and veths" in down.stdout
@@ -378,5 +426,7 @@ def test_lab_down_removes_the_network_also_after_sigkill(lab: procedures.Lab) ->
 
 def _links(ns: str) -> list[str]:
     """The bridges and veths in namespace ``ns``."""
-    out = subprocess.run(["ip", "-n", ns, "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ip", "-n", ns, "-o", "link", "show"], capture_output=True, text=True, check=True
+    ).stdout
     return [ln.split(":")[1].strip().split("@")[0] for ln in out.splitlines() if "lo:" not in ln]
