@@ -45,6 +45,9 @@ STATE_FILE = "netns.json"
 CAP_NET_ADMIN = 12
 _CLONE_NEWNET = 0x40000000
 IP_TIMEOUT = 20.0
+NO_IPV6 = "net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"
+MAX_ZONES = 256  # 198.19.<zone>.0/24
+MAX_SAN_HOSTS = 154  # .100 + host index <= .254
 
 
 def lan_default(kind: str, index: int) -> str:
@@ -156,6 +159,8 @@ def plan(lab: LabFolder, spec: LabSpec) -> Plan:
         m = Machine("array", a.name, f"{prefix}-a{i}", a.address or lan_default("array", i))
         lan_link(m, f"l-a{i}")
         for j, port in enumerate(a.ports):
+            if zone >= MAX_ZONES:
+                raise LabError(f"a netns lab has at most {MAX_ZONES} array ports (SAN zones of {SAN})")
             net = ipaddress.ip_network(f"{SAN.network_address + zone * 256}/24")
             bridge = f"z{zone}"
             zones[port.name] = (zone, net)
@@ -167,6 +172,8 @@ def plan(lab: LabFolder, spec: LabSpec) -> Plan:
             zone += 1
         p.machines.append(m)
     for i, h in enumerate(spec.hosts):
+        if h.ports and i >= MAX_SAN_HOSTS:
+            raise LabError(f"a netns lab cables at most {MAX_SAN_HOSTS} hosts to the SAN")
         m = Machine("host", h.name, f"{prefix}-h{i}", h.address or lan_default("host", i))
         lan_link(m, f"l-h{i}")
         for j, port in enumerate(h.ports):
@@ -254,6 +261,8 @@ def create(lab: LabFolder, p: Plan) -> None:
     tmp.write_text(json.dumps(p.as_json(), indent=1) + "\n")
     os.replace(tmp, state_path(lab))
     _batch([f"netns add {ns}" for ns in p.namespaces])
+    # IPv4 of 198.18.0.0/15 only: no IPv6 (not even link-local addresses) in the lab's namespaces.
+    _batch([f"netns exec {ns} sysctl -q -w {NO_IPV6}" for ns in p.namespaces])
     switch = ["link set lo up"]
     for br in p.bridges:
         switch += [f"link add {br} type bridge", f"link set {br} up"]

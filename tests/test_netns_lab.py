@@ -219,6 +219,8 @@ def test_each_process_in_its_own_namespace(lab: procedures.Lab) -> None:
 
     for m in p.machines:
         assert all(netns.LAB_RANGE.supernet_of(netns.ipaddress.ip_network(a)) for a in m.addresses)
+        v6 = subprocess.run(["ip", "-n", m.ns, "-6", "addr", "show"], capture_output=True, text=True, check=True)
+        assert v6.stdout.strip() == "", (m.ns, v6.stdout)  # no IPv6, not even link-local
         cert = x509.load_pem_x509_certificate((lab.folder / "pki" / f"{m.name}.crt").read_bytes())
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert {str(a) for a in sans.get_values_for_type(x509.IPAddress)} >= set(m.addresses), m.name
