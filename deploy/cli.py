@@ -271,6 +271,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     for line in _process_table(statuses, with_state=True):
         print(line)
+    net = rt.get("network")
+    if net:
+        print(f"network {net.get('mode')}: namespaces {', '.join(net.get('namespaces', []))}")
     print(f"{healthy} of {len(statuses)} processes healthy")
     for u in lab.unflushed():  # caches a host kept at its last stop and has not taken back yet
         print(f"kept, not flushed: {u.lines()[0]}")
