@@ -125,8 +125,8 @@ def test_two_hosts_with_one_address(tmp_path: Path) -> None:
 
 def test_no_right_is_one_line(tmp_path: Path) -> None:
     """Without CAP_NET_ADMIN (here: as nobody, when we are root) ``--network netns`` says so, starts nothing."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run the command as another user")
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and util-linux's setpriv to run the command as another user")
     import tempfile
 
     where = Path(tempfile.mkdtemp(prefix="snaplab-nobody-"))  # pytest's folders are root's alone
