@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="P",
         help="array port name cabled (repeatable)",
     )
+    p.add_argument(
+        "--array-target",
+        action="append",
+        default=[],
+        metavar="ARRAY=HOST:PORT",
+        help="reach ARRAY's block I/O there, not where the manager says (a netns lab's SAN port; repeatable)",
+    )
     p.add_argument("--cluster", default="", metavar="NAME", help="cluster name, if a cluster node")
     p.add_argument("--cluster-role", default="", choices=("", "active", "standby"), help="active or standby")
     p.add_argument(
@@ -108,6 +115,7 @@ class Config:
     enrol_timeout: float
     grace: float
     log_level: int
+    array_targets: dict[str, str] = field(default_factory=dict)
     metrics_address: tuple[str, int] = ("127.0.0.1", 0)
     chaos_dir: Path | None = None
 
@@ -126,6 +134,12 @@ def parse_args(argv: list[str] | None) -> Config:
         raise UsageError(f"--socket {sock} is longer than {MAX_SOCKET_PATH} bytes (a Unix socket limit)")
     state = daemon_runner.state_folder(a.state)
     metrics_address, chaos_dir = daemon_runner.boundary_options(a)
+    targets = {}
+    for item in a.array_target:
+        name, sep, target = item.partition("=")
+        if not sep or not name or not target:
+            raise UsageError(f"--array-target {item!r}: write ARRAY=HOST:PORT")
+        targets[name] = target
     return Config(
         a.host,
         state,
@@ -142,6 +156,7 @@ def parse_args(argv: list[str] | None) -> Config:
         a.enrol_timeout,
         a.grace,
         level,
+        targets,
         metrics_address,
         chaos_dir,
     )
@@ -256,6 +271,7 @@ def serve(cfg: Config, stop: threading.Event) -> int:
         ports=cfg.ports,
         cluster=cfg.cluster,
         cluster_role=cfg.cluster_role,
+        array_targets=cfg.array_targets,
     )
     try:
         loaded = load_commands()

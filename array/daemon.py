@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--listen", default="127.0.0.1:0", metavar="HOST:PORT", help="address to serve (default 127.0.0.1:0)"
     )
+    p.add_argument(
+        "--also-listen", action="append", default=[], metavar="HOST",
+        help="another address served on the same port (repeatable: the SAN ports of a netns lab)",
+    )
     p.add_argument("--certs", metavar="DIR", help="folder with ca.crt and NAME.crt/NAME.key: serve mTLS")
     p.add_argument(
         "--cert-name", default="array", metavar="NAME", help="certificate name in --certs (default array)"
@@ -98,6 +102,7 @@ class Config:
     log_level: int
     limits: CallLimits = LIMITS
     product_id: str = ""
+    also_hosts: tuple[str, ...] = ()
     metrics_address: tuple[str, int] = ("127.0.0.1", 0)
     chaos_dir: Path | None = None
 
@@ -130,7 +135,10 @@ def parse_args(argv: list[str] | None) -> Config:
     ready = daemon_runner.ready_path(args.ready_file)
     limits = replace(LIMITS, idle_timeout=args.stream_idle_timeout, hosts_total=args.host_calls)
     metrics_address, chaos_dir = daemon_runner.boundary_options(args)
-    return Config(state, host, port, tls, ready, args.name, grace, level, limits, args.product_id or "",
+    also = tuple(args.also_listen)
+    if any(not h or ":" in h for h in also):
+        raise UsageError("--also-listen takes an IPv4 address or a name, without a port")
+    return Config(state, host, port, tls, ready, args.name, grace, level, limits, args.product_id or "", also,
                   metrics_address, chaos_dir)
 
 
@@ -169,6 +177,7 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
                 limits=cfg.limits,
                 metrics=metrics,
                 chaos=chaos,
+                also_hosts=cfg.also_hosts,
             )
         except RuntimeError as exc:  # grpc reports a port in use or a bad address like this
             raise UsageError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from None

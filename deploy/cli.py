@@ -51,7 +51,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(
         dest="cmd",
         required=True,
-        metavar="{lab,host,cluster,exec,path,export,deploy,pki,chaos}",
+        metavar="{lab,link,host,cluster,exec,path,export,deploy,pki,chaos}",
         parser_class=_Parser,
     )
 
@@ -69,6 +69,12 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         up.add_argument("--fresh", action="store_true", help="wipe the lab folder's state and make the lab anew")
         up.add_argument("--no-setup", action="store_true", help="skip the lab file's [[setup]] commands")
         up.add_argument(
+            "--network",
+            choices=("loopback", "netns"),
+            help="netns: every process in a network namespace of its own, on a LAN and a SAN (needs root; "
+            "default: the lab file's [lab] network, else loopback)",
+        )
+        up.add_argument(
             "--keep-on-failure",
             action="store_true",
             help="leave the processes running if the start fails (to inspect)",
@@ -81,6 +87,18 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         check.add_argument("labfile", nargs="?", metavar="LABFILE")
 
     if only != "exec":
+        link = sub.add_parser("link", help="cut or restore a host's cables on a netns lab (ip link set … down|up)")
+        link_sub = link.add_subparsers(
+            dest="link_cmd", required=True, metavar="{down,up}", parser_class=_Parser
+        )
+        for name, text in (("down", "cut the host's LAN and/or SAN cables"), ("up", "restore them")):
+            lp = link_sub.add_parser(name, parents=[lab_opt], help=text)
+            lp.add_argument("host", metavar="HOST")
+            lp.add_argument("--lan", action="store_true", help="the host's LAN cable (agent to manager)")
+            lp.add_argument(
+                "--san", action="append", default=[], metavar="PORT",
+                help="the SAN cable to array port PORT (repeatable); neither option: every cable of the host",
+            )
         host = sub.add_parser("host", help="stop, crash, boot or restart one host of a running lab")
         host_sub = host.add_subparsers(
             dest="host_cmd", required=True, metavar="{stop,kill,start,restart}", parser_class=_Parser
@@ -286,14 +304,21 @@ def _subcommand(argv: list[str]) -> str | None:
         elif a.startswith("--lab="):
             i += 1
         else:
-            return a if a in ("lab", "host", "cluster", "exec", "path", "export", "deploy", "pki", "chaos") else None
+            return a if a in ("lab", "link", "host", "cluster", "exec", "path", "export", "deploy", "pki", "chaos") else None
     return None
 
 
-def _lab(args: argparse.Namespace) -> Lab:
+def _lab(args: argparse.Namespace, *, enter: bool = True) -> Lab:
+    """The lab; on a netns lab this process first enters the manager's namespace (``enter``), the
+    management console's machine, from where the lab's daemons are reached."""
     from .lab import Lab
 
-    return Lab(_lab_dir(args))
+    lab = Lab(_lab_dir(args))
+    if enter:
+        from . import netns
+
+        netns.enter_lab(lab)
+    return lab
 
 
 def _folder(args: argparse.Namespace) -> LabFolder:
@@ -335,7 +360,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     # SIGTERM (e.g. a timeout killing us) must unwind like Ctrl-C, so the half-started lab is stopped.
     signal.signal(signal.SIGTERM, _interrupt)
-    lab = _lab(args)
+    lab = _lab(args, enter=False)  # up makes the namespaces, then enters
     from .spec import LabSpec
 
     spec = LabSpec.load(args.labfile) if args.labfile else None
@@ -347,6 +372,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         setup=not args.no_setup,
         keep_on_failure=args.keep_on_failure,
         report=_say,
+        network=args.network,
     )
     statuses = lab.status()
     print(f"lab up: {runtime['source']}")
@@ -381,6 +407,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     for line in _process_table(statuses, with_state=True):
         print(line)
+    net = rt.get("network")
+    if net:
+        print(f"network {net.get('mode')}: namespaces {', '.join(net.get('namespaces', []))}")
     print(f"{healthy} of {len(statuses)} processes healthy")
     for u in lab.unflushed():  # caches a host kept at its last stop and has not taken back yet
         print(f"kept, not flushed: {u.lines()[0]}")
@@ -388,7 +417,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    lab = _lab(args)
+    lab = _lab(args, enter=False)
     if not lab.folder.exists():
         print(f"no lab in {lab.folder}")
         return 0
@@ -506,6 +535,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     spec = LabSpec.load(args.labfile or default_lab_file())
     print(f"{spec.source}: ok")
+    if spec.network != "loopback":
+        print(f"  network {spec.network}: every process in a namespace of its own (deploy/README.md)")
     for a in spec.arrays:
         print(
             f"  array {a.name} ({a.product_id or 'no product id'}): {len(a.ports)} ports, {len(a.pools)} pools "
@@ -537,6 +568,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not argv:
         raise UsageError(f"{PROG} exec: give the command after the host: {PROG} exec HOST -- COMMAND ARGS")
     lab = _folder(args)
+    if (lab.folder / "netns.json").exists():  # a netns lab: the command runs on that machine's network
+        from . import netns
+
+        netns.enter_lab(lab, *(("manager", "manager") if args.host == "manager" else ("host", args.host)))
     if args.host == "manager":
         return _exec_manager(lab, argv)
     _require_host(lab, args.host)
@@ -638,6 +673,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_link(args: argparse.Namespace) -> int:
+    from . import netns
+
+    lab = _lab(args, enter=False)
+    _require_host(lab, args.host)
+    up = args.link_cmd == "up"
+    with lab.locked(f"link {args.link_cmd} {args.host}"):
+        changed = netns.set_links(lab, args.host, up=up, lan=args.lan, ports=args.san)
+    print(f"{args.host}: {', '.join(changed)} {'restored' if up else 'cut'}")
+    return 0
+
+
 def cmd_deploy_render(args: argparse.Namespace) -> int:
     from .kits import render
     from .spec import LabSpec
@@ -678,9 +725,11 @@ def cmd_pki_issue(args: argparse.Namespace) -> int:
     return 0
 
 
-_SUBCOMMAND_DESTS = ("lab_cmd", "host_cmd", "cluster_cmd", "deploy_cmd", "pki_cmd", "chaos_cmd")
+_SUBCOMMAND_DESTS = ("lab_cmd", "host_cmd", "cluster_cmd", "deploy_cmd", "pki_cmd", "chaos_cmd", "link_cmd")
 
 COMMANDS = {
+    ("link", "down"): cmd_link,
+    ("link", "up"): cmd_link,
     ("lab", "up"): cmd_up,
     ("lab", "status"): cmd_status,
     ("lab", "down"): cmd_down,

@@ -10,6 +10,7 @@ from snaplab.common.rpc import ClientTLS, make_channel, wait_healthy
 
 from .errors import LabError
 from .folder import LabFolder, Report
+from .netns import ARRAY_PORT, MANAGER_PORT, Plan, exec_prefix
 from .processes import READY_TIMEOUT, Spawned, daemon_command, last_line, record, spawn, wait_ready
 from .spec import ArraySpec, HostSpec, LabSpec
 from .status import agent_status
@@ -20,15 +21,23 @@ ENROL_TIMEOUT = 30.0  # agent ready -> Agent.Status says enrolled
 # -- command lines -----------------------------------------------------------------------------
 
 
-def array_argv(lab: LabFolder, a: ArraySpec) -> list[str]:
+def array_argv(lab: LabFolder, a: ArraySpec, net: Plan | None = None) -> list[str]:
     argv = [sys.executable, "-m", "snaplab.array.daemon", "--state", str(lab.array_state(a.name))]
     argv += ["--certs", str(lab.pki), "--cert-name", a.name, "--name", a.name]
     if a.product_id:
         argv += ["--product-id", a.product_id]
-    return argv + ["--listen", "127.0.0.1:0", *_boundary(lab)]
+    if net is None:
+        return argv + ["--listen", "127.0.0.1:0", *_boundary(lab)]
+    m = net.machine("array", a.name)  # the LAN for the manager, each SAN port for its hosts
+    argv += ["--listen", f"{m.lan}:{ARRAY_PORT}"]
+    for addr in m.san.values():
+        argv += ["--also-listen", addr]
+    return [*exec_prefix(m.ns), *argv, *_boundary(lab)]
 
 
-def manager_argv(lab: LabFolder, spec: LabSpec, runtime: dict[str, Any]) -> list[str]:
+def manager_argv(
+    lab: LabFolder, spec: LabSpec, runtime: dict[str, Any], net: Plan | None = None
+) -> list[str]:
     argv = [
         *daemon_command("snaplab-manager", "snaplab.manager.daemon"),
         "--state",
@@ -36,14 +45,25 @@ def manager_argv(lab: LabFolder, spec: LabSpec, runtime: dict[str, Any]) -> list
         "--certs",
         str(lab.pki),
     ]
-    argv += ["--cert-name", "manager", "--listen", "127.0.0.1:0"]
+    listen = "127.0.0.1:0" if net is None else f"{net.manager.lan}:{MANAGER_PORT}"
+    argv += ["--cert-name", "manager", "--listen", listen]
     for a in spec.arrays:
         argv += ["--array", f"{a.name}={runtime['arrays'][a.name]['target']}"]
-    return argv + _boundary(lab)
+    argv += _boundary(lab)
+    return argv if net is None else [*exec_prefix(net.manager.ns), *argv]
 
 
-def agent_argv(lab: LabFolder, h: HostSpec, manager_target: str, script: list[str]) -> list[str]:
-    """``script``: how to run ``snaplab-agent`` (looked up once for all hosts)."""
+def agent_argv(
+    lab: LabFolder,
+    h: HostSpec,
+    manager_target: str,
+    script: list[str],
+    net: Plan | None = None,
+    spec: LabSpec | None = None,
+) -> list[str]:
+    """``script``: how to run ``snaplab-agent`` (looked up once for all hosts). On a netns lab the
+    agent reaches each array through the SAN ports of it the host is cabled to, in the lab file's
+    order, the next when one is cut (none: no block I/O there)."""
     argv = [*script, "--host", h.name, "--state", str(lab.host_state(h.name)), "--certs", str(lab.pki)]
     argv += ["--manager", manager_target, "--socket", str(lab.socket(h.name))]
     argv += ["--role", h.role, "--platform", h.platform]
@@ -53,7 +73,15 @@ def agent_argv(lab: LabFolder, h: HostSpec, manager_target: str, script: list[st
         argv += ["--port", port]
     if h.cluster:
         argv += ["--cluster", h.cluster, "--cluster-role", h.cluster_role]
-    return argv + _boundary(lab)
+    argv += _boundary(lab)
+    if net is None or spec is None:
+        return argv
+    for a in spec.arrays:
+        paths = [f"{net.ports[p]}:{ARRAY_PORT}" for p in h.ports if p in a.port_names()]
+        if paths:  # several: multipath, the first port while it answers (rpc_client._options)
+            target = paths[0] if len(paths) == 1 else "ipv4:" + ",".join(paths)
+            argv += ["--array-target", f"{a.name}={target}"]
+    return [*exec_prefix(net.host(h.name).ns), *argv]
 
 
 def _boundary(lab: LabFolder) -> list[str]:
@@ -70,10 +98,10 @@ def _add(lab: LabFolder, runtime: dict[str, Any], s: Spawned, endpoint: str) -> 
     lab.write_runtime(runtime)  # at once: a `lab down` after a crash of `up` still finds it
 
 
-def _target(p: Spawned) -> str:
+def _target(p: Spawned, address: str = "127.0.0.1") -> str:
     """Where a ready TCP daemon listens (its ready file names the port)."""
     assert p.ready is not None
-    return f"127.0.0.1:{p.ready['port']}"
+    return f"{address}:{p.ready['port']}"
 
 
 def _add_healthy(lab: LabFolder, runtime: dict[str, Any], p: Spawned, target: str) -> None:
@@ -94,37 +122,40 @@ def wait_serving(lab: LabFolder, p: Spawned, target: str) -> None:
 
 
 def start_arrays(
-    lab: LabFolder, spec: LabSpec, started: list[Spawned], runtime: dict[str, Any], report: Report
+    lab: LabFolder, spec: LabSpec, started: list[Spawned], runtime: dict[str, Any], report: Report,
+    net: Plan | None = None,
 ) -> None:
-    procs = [spawn(lab, "array", a.name, array_argv(lab, a)) for a in spec.arrays]
+    procs = [spawn(lab, "array", a.name, array_argv(lab, a, net)) for a in spec.arrays]
     started.extend(procs)
     wait_ready(procs)
     for p, a in zip(procs, spec.arrays, strict=True):
-        target = _target(p)
+        target = _target(p, net.machine("array", a.name).lan if net else "127.0.0.1")
         runtime["arrays"][a.name] = {"target": target, "product_id": a.product_id, "pid": p.popen.pid}
         _add_healthy(lab, runtime, p, target)
         report(f"array {a.name} listening on {target}")
 
 
 def start_manager(
-    lab: LabFolder, spec: LabSpec, started: list[Spawned], runtime: dict[str, Any], report: Report
+    lab: LabFolder, spec: LabSpec, started: list[Spawned], runtime: dict[str, Any], report: Report,
+    net: Plan | None = None,
 ) -> None:
-    p = spawn(lab, "manager", "manager", manager_argv(lab, spec, runtime))
+    p = spawn(lab, "manager", "manager", manager_argv(lab, spec, runtime, net))
     started.append(p)
     wait_ready([p])
-    target = _target(p)
+    target = _target(p, net.manager.lan if net else "127.0.0.1")
     runtime["manager"] = {"target": target, "pid": p.popen.pid}
     _add_healthy(lab, runtime, p, target)
     report(f"manager listening on {target}")
 
 
 def start_agents(
-    lab: LabFolder, spec: LabSpec, started: list[Spawned], runtime: dict[str, Any], report: Report
+    lab: LabFolder, spec: LabSpec, started: list[Spawned], runtime: dict[str, Any], report: Report,
+    net: Plan | None = None,
 ) -> None:
     """All agents at once; each counts as started once it has enrolled with the manager."""
     script = daemon_command("snaplab-agent", "snaplab.agent.daemon") if spec.hosts else []
     manager = runtime["manager"]["target"]
-    procs = [spawn(lab, "agent", h.name, agent_argv(lab, h, manager, script)) for h in spec.hosts]
+    procs = [spawn(lab, "agent", h.name, agent_argv(lab, h, manager, script, net, spec)) for h in spec.hosts]
     started.extend(procs)
     wait_ready(procs)
     for p, h in zip(procs, spec.hosts, strict=True):

@@ -164,12 +164,12 @@ class LabFolder:
         # Logs and the lock of a failed start may stay behind; anything else is someone else's.
         if not self.folder.exists():
             return True
-        return all(p.name in ("run", ".lock", "runtime.json") for p in self.folder.iterdir())
+        return all(p.name in ("run", ".lock", "runtime.json", "network", "netns.json") for p in self.folder.iterdir())
 
     def wipe(self) -> None:
         for name in ("arrays", "manager", "hosts", "pki", "run"):
             shutil.rmtree(self.folder / name, ignore_errors=True)
-        for name in ("lab.toml", "runtime.json", ".incomplete"):
+        for name in ("lab.toml", "runtime.json", ".incomplete", "network"):
             (self.folder / name).unlink(missing_ok=True)
 
     def check_paths(self, spec: LabSpec) -> None:
@@ -204,9 +204,9 @@ class LabFolder:
             "processes": [],
         }
 
-    def make(self, spec: LabSpec, report: Report) -> None:
+    def make(self, spec: LabSpec, report: Report, sans: dict[str, list[str]] | None = None) -> None:
         """A new lab's folder (0700): its lab file, the CA and one certificate per principal (keys
-        0600), empty state folders."""
+        0600; ``sans``: a netns lab's addresses of each), empty state folders."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folder.chmod(PRIVATE_DIR)
         self.incomplete_marker.touch()
@@ -219,7 +219,7 @@ class LabFolder:
         self.pki.mkdir(parents=True, exist_ok=True)
         ca_cert, ca_key = pki.write_ca(self.pki)
         for name, role in principals:
-            pki.write_principal(self.pki, name, role, ca_cert, ca_key)
+            pki.write_principal(self.pki, name, role, ca_cert, ca_key, sans=(sans or {}).get(name))
         for a in spec.arrays:
             self.array_state(a.name).mkdir(parents=True, exist_ok=True)
         self.manager_state.mkdir(parents=True, exist_ok=True)

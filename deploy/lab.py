@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import lifecycle, processes
+from . import lifecycle, netns, processes
 from .cluster import reserve_groups
 from .configure import config_ops, configure, pin_volumes
 from .daemons import start_agents, start_arrays, start_manager
@@ -68,6 +68,7 @@ class Lab(LabFolder):
         setup: bool = True,
         keep_on_failure: bool = False,
         report: Report = lambda _line: None,
+        network: str | None = None,
     ) -> dict[str, Any]:
         """Start the lab. A new folder is made from ``spec`` (default: the guide's lab); a folder that
         already holds a lab is restarted from its state (``spec`` omitted or the same file), or wiped
@@ -75,10 +76,17 @@ class Lab(LabFolder):
 
         On any failure every process started here is stopped again (``keep_on_failure`` keeps them
         for inspection) and ``LabError`` says what failed.
+
+        ``network="netns"`` (or the lab file's ``[lab] network``) runs every daemon in a network
+        namespace of its own (deploy/netns.py); this process then enters the manager's namespace
+        for its own calls to the daemons, so call it from a process of its own (``snaplab lab up``).
         """
+        if network == "netns" or (spec is not None and spec.network == "netns"):
+            self._check_netns()
         with self.locked("up"):
             alive = self.running()
             if alive:
+                netns.enter_lab(self)  # a netns lab's daemons are reached from the manager's namespace
                 return self._revive(spec, fresh, report)
             strays = self.strays()
             if strays:
@@ -94,20 +102,31 @@ class Lab(LabFolder):
                 spec = spec or LabSpec.load(default_lab_file())
                 report(f"making a new lab in {self.folder} from {spec.source}")
             self.check_paths(spec)
+            net = self._network_plan(spec, network, restart)
             self.clean_run()
             started: list[Spawned] = []
             runtime = self.runtime_base(spec, "starting")
             try:
+                if net is not None:
+                    netns.create(self, net)  # netns.json first: a `lab down` after a crash finds it all
+                    netns.enter(net.manager.ns)
+                    runtime["network"] = {"mode": "netns", "prefix": net.prefix, "namespaces": net.namespaces}
+                    report(f"network: {len(net.namespaces)} namespaces ({net.prefix}-*), LAN 198.18.0.0/16, "
+                           f"SAN {len(net.bridges) - 1} zones in 198.19.0.0/16")
                 if not restart:
-                    self.make(spec, report)
-                start_arrays(self, spec, started, runtime, report)
-                start_manager(self, spec, started, runtime, report)
+                    sans = None if net is None else {
+                        **{m.name: m.addresses for m in net.machines},
+                        "admin": [net.manager.lan],
+                    }
+                    self.make(spec, report, sans)
+                start_arrays(self, spec, started, runtime, report, net)
+                start_manager(self, spec, started, runtime, report, net)
                 if not restart:
                     configure(self, spec, runtime, report)
                     reserve_groups(self, spec, runtime, report)
                     pin_volumes(self, spec)
                     write_cluster_files(self, spec)
-                start_agents(self, spec, started, runtime, report)
+                start_agents(self, spec, started, runtime, report, net)
                 if not restart and setup:
                     run_setup(self, spec, report)
                 self.incomplete_marker.unlink(missing_ok=True)
@@ -120,11 +139,32 @@ class Lab(LabFolder):
                     self.write_runtime(runtime)
                 else:
                     self._abort(started, fresh_folder=not restart)
+                    if net is not None:
+                        netns.remove(self)
                 if isinstance(exc, LabError):
                     raise
                 if isinstance(exc, KeyboardInterrupt):
                     raise LabError("interrupted; the processes started were stopped") from None
                 raise
+
+    @staticmethod
+    def _check_netns() -> None:
+        problem = netns.missing_right()
+        if problem:
+            raise LabError(f"--network netns: {problem}; nothing was started")
+
+    def _network_plan(self, spec: LabSpec, network: str | None, restart: bool) -> netns.Plan | None:
+        """The namespaces to make (None: the loopback lab). A restart keeps the network it was made with."""
+        saved_mode = self.folder / "network"  # what `lab up --network` made the lab with
+        if restart and network is None and saved_mode.exists():
+            network = saved_mode.read_text().strip()
+        mode = network or spec.network
+        if mode != "netns":
+            saved_mode.unlink(missing_ok=True)
+            return None
+        self._check_netns()
+        saved_mode.write_text("netns\n")
+        return netns.plan(self, spec)
 
     def _revive(self, spec: LabSpec | None, fresh: bool, report: Report) -> dict[str, Any]:
         """``up`` of a lab that runs: start again only the processes that died or were stopped
@@ -221,6 +261,9 @@ class Lab(LabFolder):
                     if p.name.endswith((".sock", ".ready.json")):
                         p.unlink(missing_ok=True)
             self.runtime_path.unlink(missing_ok=True)
+            removed = netns.remove(self) if netns.ip_command() else []
+            if removed:
+                report(f"removed the lab's network: {len(removed)} namespaces with their bridges and veths")
             return count
 
     def unflushed(self) -> list[Unflushed]:

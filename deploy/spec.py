@@ -76,6 +76,7 @@ class LicenceSpec:
 class ArraySpec:
     name: str
     product_id: str = ""
+    address: str = ""  # its LAN address on a netns lab ("": the plan's default, deploy/netns.py)
     ports: list[PortSpec] = field(default_factory=list)
     pools: list[PoolSpec] = field(default_factory=list)
     sra: list[SraSpec] = field(default_factory=list)
@@ -125,6 +126,7 @@ class HostSpec:
     cluster: str = ""
     cluster_role: str = ""
     volumes: list[PinnedVolume] = field(default_factory=list)
+    address: str = ""  # its LAN address on a netns lab ("": the plan's default, deploy/netns.py)
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,8 @@ class LabSpec:
     source: str  # file name shown in messages
     text: str  # the file as read (copied into the lab folder)
     description: str = ""
+    network: str = "loopback"  # or "netns": every process its own network namespace (deploy/netns.py)
+    manager_address: str = ""  # the manager's LAN address on a netns lab
     arrays: list[ArraySpec] = field(default_factory=list)
     hosts: list[HostSpec] = field(default_factory=list)
     access: list[AccessSpec] = field(default_factory=list)

@@ -15,11 +15,12 @@ DSV = "DynamicSnapVolume"
 
 class ArraysReader(TableReader):
     def array(self, raw: object, where: str) -> ArraySpec:
-        allowed = ("name", "product_id", "ports", "pools", "sra", "lds", "generations", "lvs", "licences")
+        allowed = ("name", "product_id", "ports", "pools", "sra", "lds", "generations", "lvs", "licences", "address")
         t = self.table(raw, where, allowed, ("name",))
         a = ArraySpec(self.name(self.string(t, "name", where), f"{where}.name", "array name"))
         where = f"arrays[{a.name}]"
         a.product_id = self.string(t, "product_id", where, "")
+        a.address = self.address(t, "address", where)
         for i, p in enumerate(self.items(t.get("ports"), f"{where}.ports")):
             a.ports.append(self.port(p, f"{where}.ports[{i}]"))
         unique([p.text for p in a.ports], lambda n: self.fail(f"{where}.ports", f"port {n} is listed twice"))

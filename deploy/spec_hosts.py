@@ -14,7 +14,7 @@ CLUSTER_ROLES = ("active", "standby")
 
 class HostsReader(TableReader):
     def host(self, raw: object, where: str, spec: LabSpec) -> HostSpec:
-        allowed = ("name", "role", "platform", "wwns", "ports", "cluster", "cluster_role", "volumes")
+        allowed = ("name", "role", "platform", "wwns", "ports", "cluster", "cluster_role", "volumes", "address")
         t = self.table(raw, where, allowed, ("name", "role"))
         h = HostSpec(
             self.name(self.string(t, "name", where), f"{where}.name", "host name"),
@@ -43,6 +43,7 @@ class HostsReader(TableReader):
             if p not in known:
                 raise self.fail(f"{where}.ports", f"no array has a port named {p!r} (ports: {listing(known)})")
         unique(h.ports, lambda n: self.fail(f"{where}.ports", f"port {n} is listed twice"))
+        h.address = self.address(t, "address", where)
         h.cluster = self.string(t, "cluster", where, "")
         h.cluster_role = self.string(t, "cluster_role", where, "")
         if h.cluster_role and h.cluster_role not in CLUSTER_ROLES:

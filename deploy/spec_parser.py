@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 
+from .netns import MANAGER_ADDRESS, lan_default
 from .spec import LabSpec
 from .spec_access import AccessReader
 from .spec_arrays import ArraysReader
@@ -13,6 +14,8 @@ from .spec_machines import MachinesReader
 from .spec_reader import unique
 from .spec_setup import SetupReader
 from .values import wwn_key
+
+NETWORKS = ("loopback", "netns")
 
 # Principals of the lab PKI that are not arrays or hosts: names a lab file may not reuse.
 RESERVED_NAMES = ("manager", "admin", "ca")
@@ -26,8 +29,12 @@ class LabParser(ArraysReader, HostsReader, AccessReader, SetupReader, ClustersRe
         except tomllib.TOMLDecodeError as exc:
             raise self.fail("", f"not valid TOML: {exc}") from None
         self.table(raw, "", ("lab", "arrays", "hosts", "access", "setup", "clusters", "machines"))
-        lab = self.table(raw.get("lab", {}), "lab", ("description",))
+        lab = self.table(raw.get("lab", {}), "lab", ("description", "network", "manager_address"))
         spec = LabSpec(self.source, text, description=self.string(lab, "description", "lab", ""))
+        spec.network = self.string(lab, "network", "lab", "loopback")
+        if spec.network not in NETWORKS:
+            raise self.fail("lab.network", f"{spec.network!r} is not a network ({', '.join(NETWORKS)})")
+        spec.manager_address = self.address(lab, "manager_address", "lab")
         spec.arrays = [
             self.array(a, f"arrays[{i}]") for i, a in enumerate(self.items(raw.get("arrays"), "arrays"))
         ]
@@ -57,4 +64,18 @@ class LabParser(ArraysReader, HostsReader, AccessReader, SetupReader, ClustersRe
             spec.setup.extend(self.setup(s, f"setup[{i}]", spec))
         spec.clusters = self.clusters(self.items(raw.get("clusters"), "clusters"), spec)
         spec.machines = self.machines(self.items(raw.get("machines"), "machines"), spec)
+        self.check_addresses(spec)
         return spec
+
+    def check_addresses(self, spec: LabSpec) -> None:
+        """No two machines of the lab with one LAN address (the defaults included)."""
+        owners: dict[str, str] = {}
+        machines = [("lab.manager_address", "the manager", spec.manager_address or MANAGER_ADDRESS)]
+        machines += [(f"arrays[{a.name}].address", f"array {a.name}", a.address or lan_default("array", i))
+                     for i, a in enumerate(spec.arrays)]
+        machines += [(f"hosts[{h.name}].address", f"host {h.name}", h.address or lan_default("host", i))
+                     for i, h in enumerate(spec.hosts)]
+        for where, who, addr in machines:
+            if addr in owners:
+                raise self.fail(where, f"{addr} is already the address of {owners[addr]}")
+            owners[addr] = who

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from .errors import LabFileError
+from .netns import check_address
 from .spec import ArraySpec, LabSpec
 from .values import LD_NAME, NAME, SECTOR, parse_hex, parse_size
 
@@ -102,6 +103,16 @@ class TableReader:
         raise self.fail(
             f"{where}.array", f"no array named {name!r} (arrays: {listing(a.name for a in spec.arrays)})"
         )
+
+    def address(self, t: dict, key: str, where: str) -> str:
+        """A LAN address (deploy/netns.py's range), or "" when the key is absent."""
+        text = self.string(t, key, where, "")
+        if not text:
+            return ""
+        try:
+            return check_address(text)
+        except ValueError as exc:
+            raise self.fail(f"{where}.{key}", str(exc)) from None
 
 
 def kind_of(value: object) -> str:

@@ -23,6 +23,7 @@ class Connections:
     certs: Path | None
     manager_target: str
     arrays: dict[str, str]
+    array_targets: dict[str, str]
     io: dict[str, int]
     _clients: dict[str, ArrayClient]
     _manager_channel: grpc.Channel | None
@@ -55,7 +56,7 @@ class Connections:
             reply = self.manager.Enrol(req, timeout=timeout)
         except grpc.RpcError as exc:
             raise call_error(exc) from None
-        arrays = {a.name: a.target for a in reply.arrays}
+        arrays = {a.name: self.array_targets.get(a.name, a.target) for a in reply.arrays}
         if arrays != self.arrays:
             for c in self._clients.values():
                 c.close()

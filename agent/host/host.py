@@ -70,6 +70,7 @@ class Host(Connections, Settings, Resolve, Discovery, MountTable):
         cluster_role: str = "",
         arrays: Mapping[str, str] | None = None,
         filesystem: type | None = None,
+        array_targets: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.state = Path(state).absolute()
@@ -93,6 +94,7 @@ class Host(Connections, Settings, Resolve, Discovery, MountTable):
         self.arrays: dict[str, str] = (
             dict(arrays) if arrays is not None else json.loads(self._meta("arrays", "{}"))
         )
+        self.array_targets = dict(array_targets or {})  # the SAN's targets, over the manager's (netns labs)
         self.enrolled = False
         self.unreachable: dict[str, SnapLabClientError] = {}
         self.cwd: Path = self.state  # the calling process's folder while a command runs

@@ -91,8 +91,11 @@ def issue(
     name: str,
     role: str,
     hostnames: tuple[str, ...] | list[str] = ("localhost", "127.0.0.1", "::1"),
+    *,
+    sans: list[str] | None = None,
 ) -> tuple[bytes, bytes]:
-    """A leaf certificate for principal ``name`` in ``role``, good for both server and client auth."""
+    """A leaf certificate for principal ``name`` in ``role``, good for both server and client auth;
+    ``sans``: more addresses or DNS names it is valid for (a machine's addresses on a netns lab)."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
     if not _NAME.fullmatch(name):
@@ -132,7 +135,7 @@ def issue(
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
         )
-        .add_extension(_san(hostnames), critical=False)
+        .add_extension(_san([*hostnames, *(sans or [])]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
@@ -162,11 +165,13 @@ def write_ca(folder: Path) -> tuple[bytes, bytes]:
     return cert_pem, key_pem
 
 
-def write_principal(folder: Path, name: str, role: str, ca_cert_pem: bytes, ca_key_pem: bytes) -> Path:
+def write_principal(
+    folder: Path, name: str, role: str, ca_cert_pem: bytes, ca_key_pem: bytes, *, sans: list[str] | None = None
+) -> Path:
     """Issue a certificate and write ``<name>.crt`` / ``<name>.key`` into ``folder``; returns ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    cert_pem, key_pem = issue(ca_cert_pem, ca_key_pem, name, role)
+    cert_pem, key_pem = issue(ca_cert_pem, ca_key_pem, name, role, sans=sans)
     _write(folder / f"{name}.crt", cert_pem)
     _write(folder / f"{name}.key", key_pem, private=True)
     return folder

@@ -20,18 +20,28 @@ RECONNECT_OPTIONS = [
 _CLIENT_OPTIONS = [*CHANNEL_OPTIONS, *RECONNECT_OPTIONS]
 
 
+def _options(target: str) -> list[tuple[str, object]]:
+    """A target of several addresses (``ipv4:A:P,B:P``: a host's SAN paths to one array, the first
+    used while it answers) has its server certificate checked against the first address; the server's
+    certificate carries them all (a netns lab's machines have their addresses as SANs)."""
+    if target.startswith("ipv4:") and "," in target:
+        first = target[len("ipv4:"):].split(",", 1)[0].rsplit(":", 1)[0]
+        return [*_CLIENT_OPTIONS, ("grpc.ssl_target_name_override", first)]
+    return _CLIENT_OPTIONS
+
+
 def make_channel(target: str, tls: ClientTLS | None) -> grpc.Channel:
     """A channel to ``target`` presenting our certificate (servers' SANs cover localhost and 127.0.0.1)."""
     if tls is None:
         return grpc.insecure_channel(target, options=_CLIENT_OPTIONS)
-    return grpc.secure_channel(target, channel_credentials(tls), options=_CLIENT_OPTIONS)
+    return grpc.secure_channel(target, channel_credentials(tls), options=_options(target))
 
 
 def make_aio_channel(target: str, tls: ClientTLS | None) -> grpc.aio.Channel:
     """:func:`make_channel` for ``grpc.aio`` callers (create it in the loop that uses it)."""
     if tls is None:
         return grpc.aio.insecure_channel(target, options=_CLIENT_OPTIONS)
-    return grpc.aio.secure_channel(target, channel_credentials(tls), options=_CLIENT_OPTIONS)
+    return grpc.aio.secure_channel(target, channel_credentials(tls), options=_options(target))
 
 
 def wait_healthy(channel: grpc.Channel, timeout: float = 10.0, service: str = "") -> None:

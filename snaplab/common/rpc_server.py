@@ -128,12 +128,14 @@ async def start_aio_server(
     chaos: ChaosEngine | None = None,
     describe: Describe | None = None,
     answer: Answer | None = None,
+    also_hosts: tuple[str, ...] = (),
 ) -> RunningAioServer:
     """:func:`start_server` on ``grpc.aio`` (call it in the loop that will serve): the same mTLS,
     identities, health and reflection, for servicers whose RPC methods are ``async``; each caller
     within ``limits`` (None: no limits); every request checked by ``rpc_validation``; operations
     counted in ``metrics`` and the chaos rules of ``chaos`` applied (``rpc_metrics``, ``rpc_chaos``:
-    ``describe`` names a call's operations, ``answer`` the reply a refusal stands for)."""
+    ``describe`` names a call's operations, ``answer`` the reply a refusal stands for). ``also_hosts``:
+    more addresses served on the same port (an array's SAN ports beside its LAN address)."""
     if tls is not None and insecure_test_identities:
         raise ValueError("test identities are only for insecure servers")
     guard = GuardInterceptor(limits)
@@ -154,16 +156,19 @@ async def start_aio_server(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
 
-    address = _address(host, port)
-    try:
-        if tls is None:
-            bound = server.add_insecure_port(address)
-        else:
-            bound = server.add_secure_port(address, server_credentials(tls))
-    except RuntimeError as exc:  # grpc.aio raises where grpc.server returns 0
-        raise RuntimeError(f"cannot bind {address}") from exc
-    if not bound:
-        raise RuntimeError(f"cannot bind {address}")
+    bound = 0
+    for h in (host, *also_hosts):
+        address = _address(h, bound or port)
+        try:
+            if tls is None:
+                got = server.add_insecure_port(address)
+            else:
+                got = server.add_secure_port(address, server_credentials(tls))
+        except RuntimeError as exc:  # grpc.aio raises where grpc.server returns 0
+            raise RuntimeError(f"cannot bind {address}") from exc
+        if not got:
+            raise RuntimeError(f"cannot bind {address}")
+        bound = bound or got
     await server.start()
     return RunningAioServer(server, bound, health_servicer, guard)
 
