@@ -16,6 +16,7 @@ from snaplab.common.daemon_runner import ArgumentParser, UsageError
 from snaplab.common.rpc import CallLimits, ServerTLS, start_aio_server
 
 from .engine import ArrayEngine
+from .restore import MAX_RESTORE_RATE
 from .servicer import SERVICE_NAME, WAIT_METHOD, add_to_server
 from .storage import STORAGE_ERRORS, storage_refusal
 
@@ -57,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         "--product-id", metavar="MODEL", help="the model iSMview shows (default D1-10); kept on restart"
     )
     p.add_argument(
+        "--restore-rate",
+        type=float,
+        default=0.0,
+        metavar="MIB_PER_S",
+        help="how fast a restore copies, in MiB/s (default 0: as fast as it can)",
+    )
+    p.add_argument(
         "--grace", type=float, default=5.0, metavar="SECONDS", help="drain time on SIGTERM (default 5)"
     )
     p.add_argument(
@@ -92,6 +100,7 @@ class Config:
     log_level: int
     limits: CallLimits = LIMITS
     product_id: str = ""
+    restore_rate: float = 0.0
 
 
 def parse_args(argv: list[str] | None) -> Config:
@@ -116,12 +125,15 @@ def parse_args(argv: list[str] | None) -> Config:
         raise UsageError("--stream-idle-timeout must be a positive number of seconds")
     if not 1 <= args.host_calls <= 1_000_000:
         raise UsageError("--host-calls must be a number from 1 to 1000000")
+    if not 0 <= args.restore_rate <= MAX_RESTORE_RATE:
+        raise UsageError(f"--restore-rate must be a number of MiB/s from 0 to {MAX_RESTORE_RATE}")
     level = daemon_runner.log_level(args.log_level)
     grace = daemon_runner.grace(args.grace)
     state = daemon_runner.state_folder(args.state)
     ready = daemon_runner.ready_path(args.ready_file)
     limits = replace(LIMITS, idle_timeout=args.stream_idle_timeout, hosts_total=args.host_calls)
-    return Config(state, host, port, tls, ready, args.name, grace, level, limits, args.product_id or "")
+    return Config(state, host, port, tls, ready, args.name, grace, level, limits, args.product_id or "",
+                  args.restore_rate)
 
 
 async def serve(cfg: Config, stop: asyncio.Event) -> int:
@@ -135,7 +147,8 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
     lock_fd = -1
     try:
         lock_fd = daemon_runner.lock_state(cfg.state, PROG)
-        engine = ArrayEngine(cfg.state, name=cfg.name or DEFAULT_NAME, product_id=cfg.product_id)
+        engine = ArrayEngine(cfg.state, name=cfg.name or DEFAULT_NAME, product_id=cfg.product_id,
+                             restore_rate=cfg.restore_rate)
     except STORAGE_ERRORS as exc:  # the state cannot even be opened: say why, as a refusal does
         if lock_fd >= 0:
             os.close(lock_fd)

@@ -25,6 +25,8 @@ def array_argv(lab: LabFolder, a: ArraySpec) -> list[str]:
     argv += ["--certs", str(lab.pki), "--cert-name", a.name, "--name", a.name]
     if a.product_id:
         argv += ["--product-id", a.product_id]
+    if a.restore_rate:
+        argv += ["--restore-rate", f"{a.restore_rate:g}"]
     return argv + ["--listen", "127.0.0.1:0"]
 
 

@@ -76,6 +76,7 @@ class LicenceSpec:
 class ArraySpec:
     name: str
     product_id: str = ""
+    restore_rate: float = 0.0  # MiB/s a restore copies (0: as fast as it can)
     ports: list[PortSpec] = field(default_factory=list)
     pools: list[PoolSpec] = field(default_factory=list)
     sra: list[SraSpec] = field(default_factory=list)
