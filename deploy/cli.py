@@ -49,7 +49,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--lab", metavar="DIR", help="lab folder (default: $SNAPLAB_LAB, else ~/.snaplab/lab)")
     sub = p.add_subparsers(
-        dest="cmd", required=True, metavar="{lab,host,cluster,exec,path,export}", parser_class=_Parser
+        dest="cmd", required=True, metavar="{lab,host,cluster,exec,path,export,console}", parser_class=_Parser
     )
 
     if only != "exec":
@@ -139,6 +139,14 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         )
         export.add_argument("file", metavar="FILE")
         export.add_argument("--whole", action="store_true", help="the whole partition, not only the database")
+
+        sub.add_parser(
+            "console",
+            parents=[lab_opt],
+            help="print the web console's address and its login token",
+            description="Print where the manager serves the web console (HTTPS on loopback, the lab CA's "
+            "certificate) and the token to log in with as the lab's admin. Keep the token secret.",
+        )
     return p
 
 
@@ -152,7 +160,7 @@ def _subcommand(argv: list[str]) -> str | None:
         elif a.startswith("--lab="):
             i += 1
         else:
-            return a if a in ("lab", "host", "cluster", "exec", "path", "export") else None
+            return a if a in ("lab", "host", "cluster", "exec", "path", "export", "console") else None
     return None
 
 
@@ -246,6 +254,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     for line in _process_table(statuses, with_state=True):
         print(line)
     print(f"{healthy} of {len(statuses)} processes healthy")
+    console = rt.get("manager", {}).get("console")
+    if console:
+        print(f"web console: {console} (snaplab console prints its login token)")
     for u in lab.unflushed():  # caches a host kept at its last stop and has not taken back yet
         print(f"kept, not flushed: {u.lines()[0]}")
     return 0 if statuses and healthy == len(statuses) and rt.get("state") == "up" else 1
@@ -489,6 +500,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    from snaplab.common.errors import E
+
+    lab = _folder(args)
+    rt = lab.read_runtime()
+    url = (rt or {}).get("manager", {}).get("console")
+    token_file = lab.manager_state / "console.token"
+    try:
+        token = token_file.read_text(encoding="ascii").strip() if url else ""
+    except (OSError, UnicodeDecodeError):
+        token = ""
+    if not url or not token:
+        why = f"no lab runs in {lab.folder}" if rt is None else "the lab's manager serves none"
+        m = E.CONSOLE_DOWN
+        print(f"{PROG}: error: {m.msg_id}: {m.text.format(detail=why)}", file=sys.stderr)
+        return 1
+    print(f"console: {url}")
+    print(f"token:   {token}")
+    print(f"CA:      {lab.pki / 'ca.crt'} (the certificate is the lab's own: trust this CA, or accept it once)")
+    return 0
+
+
 COMMANDS = {
     ("lab", "up"): cmd_up,
     ("lab", "status"): cmd_status,
@@ -506,6 +539,7 @@ COMMANDS = {
     ("exec", None): cmd_exec,
     ("path", None): cmd_path,
     ("export", None): cmd_export,
+    ("console", None): cmd_console,
 }
 
 

@@ -38,7 +38,8 @@ def manager_argv(lab: LabFolder, spec: LabSpec, runtime: dict[str, Any]) -> list
         "--certs",
         str(lab.pki),
     ]
-    argv += ["--cert-name", "manager", "--listen", "127.0.0.1:0"]
+    # The web console on loopback (manager/web/); runtime.json and `snaplab console` say where.
+    argv += ["--cert-name", "manager", "--listen", "127.0.0.1:0", "--console", "127.0.0.1:0"]
     for a in spec.arrays:
         argv += ["--array", f"{a.name}={runtime['arrays'][a.name]['target']}"]
     return argv
@@ -109,9 +110,17 @@ def start_manager(
     started.append(p)
     wait_ready([p])
     target = _target(p)
-    runtime["manager"] = {"target": target, "pid": p.popen.pid}
+    assert p.ready is not None
+    console = f"127.0.0.1:{p.ready['console_port']}"
+    runtime["manager"] = {"target": target, "pid": p.popen.pid, "console": console_url(console)}
     _add_healthy(lab, runtime, p, target)
-    report(f"manager listening on {target}")
+    runtime["processes"][-1]["console"] = console  # a respawn serves the console where it was
+    lab.write_runtime(runtime)
+    report(f"manager listening on {target}, console on {console_url(console)}")
+
+
+def console_url(endpoint: str) -> str:
+    return f"https://{endpoint}/"
 
 
 def start_agents(
