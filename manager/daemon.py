@@ -198,7 +198,8 @@ async def _start_console(cfg: Config, state: ManagerState, grpc_port: int) -> Co
     assert cfg.console is not None and cfg.console_tls is not None
     own = "127.0.0.1" if cfg.host in ("", "0.0.0.0", "::") else cfg.host
     api = ManagerApi(f"[{own}]:{grpc_port}" if ":" in own else f"{own}:{grpc_port}", cfg.console_tls)
-    console = ConsoleServer(cfg.console, Console(api, ConsoleAuth(load_or_make_token(cfg.state)), state.last_seq))
+    console = ConsoleServer(cfg.console, Console(api, ConsoleAuth(load_or_make_token(cfg.state)),
+                                                   lambda: state.last_seq))
     try:
         port = await console.start()
     except OSError as exc:

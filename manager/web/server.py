@@ -143,6 +143,10 @@ class Console:
                 response = _refusal(exc.status, m.msg_id, m.text.format(detail=exc.reason))
             else:
                 raise
+        except Exception as exc:  # a page gets the catalogue's internal error, never a traceback
+            log.exception("console request %s failed", request.path)
+            m = E.INTERNAL
+            response = _refusal(500, m.msg_id, m.text.format(detail=type(exc).__name__))
         if not response.prepared:
             response.headers.update(SECURITY_HEADERS)
         return response
