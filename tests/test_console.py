@@ -61,7 +61,12 @@ class Console:
     def cmd(self, host: str, line: str) -> None:
         run_ok(self.run, host, line)
 
-    def shot(self, name: str) -> Path:
+    def shot(self, name: str, top: str | None = None) -> Path:
+        """A screenshot of the viewport, scrolled to ``top`` (a selector), else to the page's top."""
+        if top:
+            self.page.locator(top).first.scroll_into_view_if_needed()
+        else:
+            self.page.evaluate("window.scrollTo(0, 0)")
         path = self.shots / f"{name}.png"
         self.page.screenshot(path=str(path), full_page=False)
         return path
@@ -203,7 +208,7 @@ def test_p3_snapshot_steps_from_the_console_each_event_live(console: Console) ->
         "[...document.querySelectorAll('#tree [data-bv=\"bv001\"] tr.live')].some(r => r.cells[5].textContent === 'link lv001')",
         timeout=WAIT_MS,
     )
-    console.shot("linked")
+    console.shot("linked", '#tree [data-bv="bv001"]')
     console.op("bv001", "-1", "op-unlink", "iSM20030")
     console.op("bv001", "-1", "op-unguard", "iSM19014")
     with console.run.folder.joinpath("runtime.json").open() as f:
@@ -250,7 +255,7 @@ def test_product_fault_icon_after_a_fault_inject(console: Console) -> None:
     assert "product fault" in page.inner_text(array)
     ev = console.live_event(before, "iSM31072")
     assert "licence:DynamicSnapVolume" in ev["text"]
-    console.shot("product_fault")
+    console.shot("product_fault", array)
     page.click("#fault-clear")
     console.confirm()
     page.wait_for_selector(f"{array} [data-icon=ok]", timeout=WAIT_MS)

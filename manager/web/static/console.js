@@ -140,7 +140,7 @@ function gauge(used, capacity, warning, label) {
       "aria-valuenow": pct.toFixed(1), "data-percent": pct.toFixed(1) },
       el("span", { class: "fill", style: `width:${Math.min(100, pct)}%` }),
       el("span", { class: "mark", style: `left:${warning}%`, title: `warning at ${warning}%` })),
-    ` ${pct.toFixed(1)}% of ${mib(capacity)} used` + (pct >= warning ? ` (over the ${warning}% warning)` : ""));
+    ` ${pct.toFixed(pct < 1 ? 2 : 1)}% of ${mib(capacity)} used` + (pct >= warning ? ` (over the ${warning}% warning)` : ""));
 }
 
 function renderArrays() {
@@ -210,19 +210,27 @@ function genRow(a, q, g) {
     el("td", { text: g.link === "link" ? g.lv_mode : "-" }), el("td", {}, actions));
 }
 
+const treeOpen = {};  // "array/bv" -> open, as the operator left it (default: open if it holds a snapshot)
+
 function renderTree() {
   const box = $("tree");
   box.replaceChildren();
   for (const a of state.arrays) {
     const node = el("div", { class: "tree-array", "data-array": a.state.name }, el("h3", {}, a.state.name));
     for (const q of a.snapshots || []) {
-      node.append(el("div", { class: "bv", "data-bv": q.bv },
-        el("strong", { text: `BV ${q.bv}` }), ` (${q.bv_number}) ${q.state}, SRA ${q.reserve_area} `,
-        el("button", { class: "op-cyclic", onclick: () => operate("create", { array: a.state.name, bv: q.bv, cyclic: true },
-          `Create a snapshot of ${q.bv} in the oldest generation (cyclic)?`) }, "Create (cyclic)"),
+      const key = `${a.state.name}/${q.bv}`;
+      const live = q.generations.filter((g) => g.state !== UNUSED).length;
+      const open = treeOpen[key] ?? live > 0;
+      const details = el("details", { class: "bv", "data-bv": q.bv, open },
+        el("summary", {}, el("strong", { text: `BV ${q.bv}` }),
+          ` (${q.bv_number}) ${q.state}, ${live} of ${q.generations.length} generations, SRA ${q.reserve_area} `,
+          el("button", { class: "op-cyclic", onclick: () => operate("create", { array: a.state.name, bv: q.bv, cyclic: true },
+            `Create a snapshot of ${q.bv} in the oldest generation (cyclic)?`) }, "Create (cyclic)")),
         el("table", { class: "gens" }, el("thead", {}, el("tr", {}, ["SV", "Rel. gen.", "State", "Created", "Guard",
           "Link", "LV access", ""].map((t) => el("th", { text: t })))),
-        el("tbody", {}, q.generations.map((g) => genRow(a, q, g))))));
+        el("tbody", {}, q.generations.map((g) => genRow(a, q, g)))));
+      details.addEventListener("toggle", () => { treeOpen[key] = details.open; });
+      node.append(details);
     }
     box.append(node);
   }
