@@ -288,3 +288,59 @@ def test_cross_site_post_is_refused(console: Console) -> None:
     assert r.status == 403 and "CSRF" in r.json()["text"]
     time.sleep(0.5)
     assert console.last_seq() == before  # no operation reached the manager
+
+
+def test_admin_client_certificate_logs_in_and_a_host_certificate_does_not(console: Console) -> None:
+    import http.client
+    import ssl
+
+    pki = console.run.folder / "pki"
+    host, port = console.origin.removeprefix("https://").rsplit(":", 1)
+
+    def login(principal: str) -> tuple[int, dict]:
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        ctx.load_cert_chain(str(pki / f"{principal}.crt"), str(pki / f"{principal}.key"))
+        conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=10)
+        try:
+            conn.request("POST", "/api/login", body=b"{}", headers={"Origin": console.origin})
+            r = conn.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            conn.close()
+
+    status, body = login("admin")
+    assert status == 200 and body["csrf"]
+    status, body = login("business01")
+    assert status == 401 and body["msg_id"] == "iSM31350"
+
+
+def test_bad_requests_and_refused_operations_get_ism_messages(console: Console) -> None:
+    csrf = console.page.evaluate("fetch('/api/session').then(r => r.json()).then(j => j.csrf)")
+    headers = {"Origin": console.origin, "X-CSRF-Token": csrf}
+    post = console.ctx.request.post
+    for bad in ({"op": "format"}, {"op": "delete", "bv": "bv001"}, {"op": "create", "bv": 7, "cyclic": True},
+                {"op": "link", "lv": "lv001", "sv": "sv001_01", "mode": "xx"}):
+        r = post(console.url + "api/op", data=bad, headers=headers)
+        assert r.status == 400 and r.json()["msg_id"] == "iSM31353", (bad, r.text())
+    r = post(console.url + "api/op", data="not json", headers={**headers, "Content-Type": "application/json"})
+    assert r.status == 400 and r.json()["msg_id"] == "iSM31353"
+    before = console.last_seq()
+    r = post(console.url + "api/op", data={"op": "delete", "bv": "bv001", "sv": "no_such_sv"}, headers=headers)
+    assert r.status in (404, 409) and re.fullmatch(r"iSM\d{5}", r.json()["msg_id"]), r.text()
+    ev = console.live_event(before, r.json()["msg_id"])  # logged like any refusal, and shown live
+    assert ev["class"] == "ERROR" and ev["source"] == "admin"
+    # the page shows the array's refusal of its own operation: restoring a linked generation
+    console.gen_row("bv001", "-1").query_selector("button.op-link").click()
+    console.confirm()
+    console.live_event(before, "iSM20020")
+    console.page.wait_for_function(
+        "[...document.querySelectorAll('#tree [data-bv=\"bv001\"] tr.live')].some(r => r.cells[5].textContent === 'link lv001')",
+        timeout=WAIT_MS,
+    )
+    console.gen_row("bv001", "-1").query_selector("button.op-restore").click()
+    console.confirm()
+    console.page.wait_for_selector("#op-error:has-text('iSM')", timeout=WAIT_MS)
+    assert re.search(r"iSM\d{5}: ", console.page.inner_text("#op-error"))
+    console.gen_row("bv001", "-1").query_selector("button.op-unlink").click()
+    console.confirm()
+    console.live_event(before, "iSM20030")
