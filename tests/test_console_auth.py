@@ -51,3 +51,13 @@ def test_origin() -> None:
     refused("iSM31352", check_origin, "https://evil.example", "cross-site", own)
     refused("iSM31352", check_origin, "null", "cross-site", own)
     refused("iSM31352", check_origin, None, "cross-site", own)
+
+
+def test_snaplab_console_without_a_running_lab(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "snaplab.deploy.cli", "--lab", str(tmp_path / "lab"), "console"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == f"snaplab: error: iSM31354: Operator console is not running. (no lab runs in {tmp_path / 'lab'})\n"

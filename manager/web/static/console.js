@@ -17,6 +17,7 @@ let events = [];
 let stream = null;
 let pollTimer = null;
 let tracking = null;  // the operation the progress panel follows
+let lastStateText = "";
 window.snaplabSeen = {};  // event seq -> Date.now() when shown (the console benchmark reads it)
 
 function el(tag, attrs, ...kids) {
@@ -101,8 +102,14 @@ async function logout() {
 async function refresh() {
   if (pollTimer) { clearTimeout(pollTimer); pollTimer = null; }
   try {
-    state = await api("/api/state");
-    render();
+    const text = JSON.stringify(await api("/api/state"));
+    if (text !== lastStateText) {  // redraw only what changed: a click or a chosen LV survives a quiet poll
+      lastStateText = text;
+      state = JSON.parse(text);
+      render();
+    } else {
+      renderProgress();
+    }
   } catch (e) {
     if (e.status === 401) return;
     $("op-error").textContent = `State monitoring: ${e.message}`;
@@ -203,7 +210,7 @@ function genRow(a, q, g) {
     st += ` ${pct.toFixed(0)}%`;
     bar = el("span", { class: "bar mini" }, el("span", { class: "fill", style: `display:block;width:${pct}%` }));
   }
-  return el("tr", { class: live ? "live" : "unused", "data-sv": g.sv },
+  return el("tr", { class: live ? "live" : "unused", "data-sv": g.sv, "data-relgen": g.has_relgen ? String(g.relgen) : "" },
     el("td", { text: g.sv }), el("td", { text: g.has_relgen ? String(g.relgen) : "-" }),
     el("td", { "data-role": "state" }, st, bar), el("td", { text: live ? g.create_time : "" }),
     el("td", { text: g.guard ? "guard" : "-" }), el("td", { text: g.link === "link" ? `link ${g.lv}` : "unlink" }),
