@@ -345,3 +345,22 @@ def test_bad_requests_and_refused_operations_get_ism_messages(console: Console) 
     console.gen_row("bv001", "-1").locator("button.op-unlink").click()
     console.confirm()
     console.live_event(before, "iSM20030")
+
+
+def test_event_log_filters(console: Console) -> None:
+    page = console.page
+    assert {r["class"] for r in console.rows()} >= {"INFO", "ERROR"}
+    page.select_option("#f-class", "ERROR")
+    assert console.rows() and {r["class"] for r in console.rows()} == {"ERROR"}
+    page.select_option("#f-class", "")
+    page.fill("#f-id", "iSM19010")
+    assert console.rows() and {r["id"] for r in console.rows()} == {"iSM19010"}
+    page.fill("#f-id", "")
+    page.select_option("#f-host", "business01")
+    assert console.rows() and {r["source"] for r in console.rows()} == {"business01"}
+    page.select_option("#f-host", "")
+    page.select_option("#f-array", "Tokyo_Customer_DataBase")
+    rows = console.rows()
+    assert rows and all("Tokyo_Customer_DataBase" in r["text"] or r["source"] == "Tokyo_Customer_DataBase" for r in rows)
+    page.select_option("#f-array", "")
+    assert len(console.rows()) > len(rows)
