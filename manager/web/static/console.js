@@ -156,7 +156,7 @@ function renderArrays() {
   for (const a of state.arrays) {
     const s = a.state;
     const faults = s.faults || [];
-    const lic = Object.entries(s.licences || {});
+    const lic = Object.entries(s.licences || {}).sort(([a], [b]) => a.localeCompare(b));
     box.append(el("div", { class: "array", "data-array": s.name },
       el("h3", {}, faultIcon(a.resource_state !== "ready", a.resource_state), s.name,
         ` (${s.product_id || "D1-10"}, ${a.target}) `,
