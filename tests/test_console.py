@@ -149,6 +149,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 def test_refused_without_token_and_with_a_wrong_token(console: Console) -> None:
     r = console.ctx.request.get(console.url + "api/state")  # no session cookie
     assert r.status == 401 and r.json()["msg_id"] == "iSM31351"
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
     page = console.page
     page.goto(console.url)
     page.wait_for_selector("#login:not([hidden])", timeout=WAIT_MS)
@@ -311,6 +312,15 @@ def test_admin_client_certificate_logs_in_and_a_host_certificate_does_not(consol
 
     status, body = login("admin")
     assert status == 200 and body["csrf"]
+    # Another name for this address (a DNS-rebinding page's): refused whatever it asks.
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=10)
+    try:
+        conn.request("GET", "/", headers={"Host": f"rebind.example:{port}"})
+        r = conn.getresponse()
+        assert r.status == 421 and json.loads(r.read())["msg_id"] == "iSM31352"
+    finally:
+        conn.close()
     status, body = login("business01")
     assert status == 401 and body["msg_id"] == "iSM31350"
 
