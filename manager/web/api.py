@@ -11,16 +11,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 from google.protobuf import json_format
 
 from snaplab.common.errors import E, SnapLabError
-from snaplab.common.rpc import ClientTLS, SnapLabClientError, call_error
+from snaplab.common.rpc import ClientTLS, call_error
 from snaplab.common.rpc_client import make_aio_channel
 from snaplab.v1 import array_pb2 as apb
 from snaplab.v1 import manager_pb2 as mpb
 from snaplab.v1 import manager_pb2_grpc
-
-import grpc
 
 CALL_TIMEOUT = 30.0
 SV_FLAGS = ("ld", "relgen", "ld.relgen")
@@ -149,5 +148,3 @@ class ManagerApi:
     async def close(self) -> None:
         await self._channel.close()
 
-
-__all__ = ["ManagerApi", "SnapLabClientError", "checked_op", "control_request", "as_json"]
