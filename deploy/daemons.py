@@ -38,8 +38,9 @@ def manager_argv(lab: LabFolder, spec: LabSpec, runtime: dict[str, Any]) -> list
         "--certs",
         str(lab.pki),
     ]
-    # The web console on loopback (manager/web/); runtime.json and `snaplab console` say where.
-    argv += ["--cert-name", "manager", "--listen", "127.0.0.1:0", "--console", "127.0.0.1:0"]
+    argv += ["--cert-name", "manager", "--listen", "127.0.0.1:0"]
+    if spec.console:  # the web console (manager/web/), loopback unless the lab file says otherwise
+        argv += ["--console", spec.console]
     for a in spec.arrays:
         argv += ["--array", f"{a.name}={runtime['arrays'][a.name]['target']}"]
     return argv
@@ -111,16 +112,25 @@ def start_manager(
     wait_ready([p])
     target = _target(p)
     assert p.ready is not None
-    console = f"127.0.0.1:{p.ready['console_port']}"
-    runtime["manager"] = {"target": target, "pid": p.popen.pid, "console": console_url(console)}
+    runtime["manager"] = {"target": target, "pid": p.popen.pid}
+    console = ""
+    if spec.console and "console_port" in p.ready:
+        host = spec.console.rpartition(":")[0]
+        console = f"{host}:{p.ready['console_port']}"
+        runtime["manager"]["console"] = console_url(console)
     _add_healthy(lab, runtime, p, target)
-    runtime["processes"][-1]["console"] = console  # a respawn serves the console where it was
-    lab.write_runtime(runtime)
-    report(f"manager listening on {target}, console on {console_url(console)}")
+    if console:
+        runtime["processes"][-1]["console"] = console  # a respawn serves the console where it was
+        lab.write_runtime(runtime)
+    report(f"manager listening on {target}" + (f", console on {console_url(console)}" if console else ""))
 
 
 def console_url(endpoint: str) -> str:
-    return f"https://{endpoint}/"
+    """The address a browser opens: a wildcard listen address is reached on loopback."""
+    host, _, port = endpoint.rpartition(":")
+    if host in ("0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"https://{host}:{port}/"
 
 
 def start_agents(

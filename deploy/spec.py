@@ -196,6 +196,7 @@ class LabSpec:
     source: str  # file name shown in messages
     text: str  # the file as read (copied into the lab folder)
     description: str = ""
+    console: str = "127.0.0.1:0"  # where the manager serves the web console ("" none): loopback unless set
     arrays: list[ArraySpec] = field(default_factory=list)
     hosts: list[HostSpec] = field(default_factory=list)
     access: list[AccessSpec] = field(default_factory=list)

@@ -61,3 +61,16 @@ def test_snaplab_console_without_a_running_lab(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr == f"snaplab: error: iSM31354: Operator console is not running. (no lab runs in {tmp_path / 'lab'})\n"
+
+
+def test_lab_file_console_setting() -> None:
+    from snaplab.deploy.errors import LabError
+    from snaplab.deploy.spec import LabSpec
+
+    arrays = '[[arrays]]\nname = "A"\n'
+    assert LabSpec.parse(arrays).console == "127.0.0.1:0"  # loopback unless configured
+    assert LabSpec.parse('[lab]\nconsole = "off"\n' + arrays).console == ""
+    assert LabSpec.parse('[lab]\nconsole = "198.18.0.1:8443"\n' + arrays).console == "198.18.0.1:8443"
+    for bad in ('"8443"', '"host:99999"', "8443"):
+        with pytest.raises(LabError, match="console"):
+            LabSpec.parse(f"[lab]\nconsole = {bad}\n" + arrays)
