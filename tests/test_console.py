@@ -357,6 +357,16 @@ def test_bad_requests_and_refused_operations_get_ism_messages(console: Console) 
     console.live_event(before, "iSM20030")
 
 
+def test_a_stopped_server_shows_as_down(console: Console) -> None:
+    row = '#hosts tr[data-host="test01"] td:last-child'
+    stop = console.run("host", "stop", "test01")
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    console.page.wait_for_selector(f"{row}:has-text('down (stopped)')", timeout=WAIT_MS)
+    start = console.run("host", "start", "test01")
+    assert start.returncode == 0, start.stdout + start.stderr
+    console.page.wait_for_selector(f"{row}:text-is('reachable')", timeout=WAIT_MS)
+
+
 def test_event_log_filters(console: Console) -> None:
     page = console.page
     assert {r["class"] for r in console.rows()} >= {"INFO", "ERROR"}

@@ -103,6 +103,16 @@ class Console:
         self.auth = auth
         self.last_seq = last_seq
         self.hosts: set[str] = set()  # Host headers we answer to, set once the port is known
+        # What the event log last said of each server's agent (the lab's host stop/kill/start):
+        # followed from the log's start by one Watch of its own, so no page has to read 10,000 events.
+        self.host_states: dict[str, str] = {}
+
+    async def follow_hosts(self) -> None:
+        async for ev in self.api.watch(0):
+            if ev["msg_id"] == E.HOST_DOWN.msg_id:
+                self.host_states[ev["source"]] = "crashed" if ev["text"].endswith(": crashed)") else "stopped"
+            elif ev["msg_id"] == E.HOST_UP.msg_id:
+                self.host_states[ev["source"]] = "running"
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard], client_max_size=BODY_LIMIT)
@@ -186,6 +196,7 @@ class Console:
     async def _state(self, _request: web.Request) -> web.Response:
         state = await self.api.monitor()
         state["sra_warning_percent"] = SRA_WARNING_PERCENT
+        state["host_states"] = self.host_states
         return web.json_response(state)
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
@@ -219,6 +230,7 @@ class ConsoleServer:
         self.console = console
         self.runner: web.AppRunner | None = None
         self.port = 0
+        self._follower: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         self.runner = web.AppRunner(self.console.app(), handler_cancellation=True, access_log=None)
@@ -230,9 +242,22 @@ class ConsoleServer:
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.console.hosts = _served_hosts(self.cfg.host, self.port)
+        self._follower = asyncio.ensure_future(self._follow())
         return self.port
 
+    async def _follow(self) -> None:
+        try:
+            await self.console.follow_hosts()
+        except SnapLabClientError as exc:  # the manager stopping; the page then shows no host states
+            log.info("console stops following the event log: %s", exc)
+
     async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            try:
+                await self._follower
+            except asyncio.CancelledError:
+                pass
         if self.runner is not None:
             await asyncio.wait_for(self.runner.cleanup(), 5.0)
 

@@ -252,11 +252,14 @@ function renderHosts() {
     }
   }
   body.replaceChildren(...state.hosts.map((h) => {
-    let reach = broken[h.name] ? `path broken to ${broken[h.name].join(", ")}` : "reachable";
+    const agent = (state.host_states || {})[h.name];
+    const down = agent === "stopped" || agent === "crashed";
+    const bad = down || Boolean(broken[h.name]);
+    let reach = down ? `down (${agent})` : broken[h.name] ? `path broken to ${broken[h.name].join(", ")}` : "reachable";
     if (h.cluster && h.heartbeat_age >= 0) reach += `; heard ${h.heartbeat_age.toFixed(1)} s ago`;
     return el("tr", { "data-host": h.name }, el("td", { text: h.name }), el("td", { text: h.role }),
       el("td", { text: h.platform }), el("td", { text: h.cluster ? `${h.cluster} (${h.cluster_role})` : "-" }),
-      el("td", { text: h.enrolled }), el("td", { text: reach, class: broken[h.name] ? "error" : "" }));
+      el("td", { text: h.enrolled }), el("td", { text: reach, class: bad ? "error" : "" }));
   }));
 }
 
