@@ -48,6 +48,12 @@ def as_json(message: Any) -> dict[str, Any]:
     )
 
 
+def event_json(ev: mpb.Event) -> dict[str, Any]:
+    """One event for the page: by hand, as json_format costs ten times more and a page opens on 500."""
+    return {"seq": ev.seq, "time": ev.time, "source": ev.source, "classification": ev.classification,
+            "operation": ev.operation, "msg_id": ev.msg_id, "text": ev.text}
+
+
 def _bad(detail: str) -> SnapLabError:
     return SnapLabError(E.CONSOLE_REQUEST, detail=detail)
 
@@ -138,7 +144,7 @@ class ManagerApi:
         call = self._stub.Watch(mpb.EventsRequest(after_seq=after_seq))
         try:
             async for ev in call:
-                yield as_json(ev)
+                yield event_json(ev)
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.CANCELLED:
                 raise call_error(exc) from exc

@@ -210,9 +210,16 @@ class Console:
         await response.prepare(request)
         head = self.last_seq()
         await response.write(f"retry: 1000\nevent: head\ndata: {json.dumps({'seq': head})}\n\n".encode())
+        backlog: list[bytes] = []  # the events up to the head go out in one write, not one each
         try:
             async for ev in self.api.watch(max(0, after)):
-                await response.write(f"id: {ev['seq']}\ndata: {json.dumps(ev)}\n\n".encode())
+                chunk = f"id: {ev['seq']}\ndata: {json.dumps(ev)}\n\n".encode()
+                if ev["seq"] < head:
+                    backlog.append(chunk)
+                    continue
+                if backlog:
+                    chunk, backlog = b"".join(backlog) + chunk, []
+                await response.write(chunk)
         except (ConnectionResetError, SnapLabClientError):
             pass  # the page went away, or the manager is stopping: the browser reconnects
         return response
