@@ -139,6 +139,12 @@ class ManagerApi:
             return {"faults": list(state.faults)}
         return as_json(await self._call("Snapshot", control_request(op, f)))
 
+    async def events(self, after_seq: int, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` events after ``after_seq``, in one reply (a page's backlog: one message,
+        where a Watch would stream it event by event)."""
+        reply = await self._call("Events", mpb.EventsRequest(after_seq=after_seq, limit=limit))
+        return [event_json(ev) for ev in reply.events]
+
     async def watch(self, after_seq: int) -> AsyncIterator[dict[str, Any]]:
         """The event log after ``after_seq``, then live (the Watch stream; ends when the caller stops)."""
         call = self._stub.Watch(mpb.EventsRequest(after_seq=after_seq))

@@ -33,6 +33,7 @@ log = logging.getLogger("snaplab.manager.web")
 
 STATIC = Path(__file__).with_name("static")
 BACKLOG = 500  # events a page gets when it opens: the log may hold 10 000 and more
+BACKLOG_LIMIT = 2_000  # events in that one reply at most (a reconnect after long: the rest streams)
 SRA_WARNING_PERCENT = 80  # the gauge's warning mark (the guide's operators act before the SRA fills)
 BODY_LIMIT = 16 * 1024  # a POST from the page is a few fields
 
@@ -60,6 +61,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+
+
+def _sse(ev: dict[str, Any]) -> bytes:
+    return f"id: {ev['seq']}\ndata: {json.dumps(ev)}\n\n".encode()
 
 
 def _refusal(status: int, msg_id: str, text: str) -> web.Response:
@@ -210,16 +215,16 @@ class Console:
         await response.prepare(request)
         head = self.last_seq()
         await response.write(f"retry: 1000\nevent: head\ndata: {json.dumps({'seq': head})}\n\n".encode())
-        backlog: list[bytes] = []  # the events up to the head go out in one write, not one each
         try:
-            async for ev in self.api.watch(max(0, after)):
-                chunk = f"id: {ev['seq']}\ndata: {json.dumps(ev)}\n\n".encode()
-                if ev["seq"] < head:
-                    backlog.append(chunk)
-                    continue
+            # The backlog up to the head in one reply and one write, then the live stream after it.
+            seq = max(0, after)
+            if head > seq:
+                backlog = await self.api.events(seq, min(head - seq, BACKLOG_LIMIT))
                 if backlog:
-                    chunk, backlog = b"".join(backlog) + chunk, []
-                await response.write(chunk)
+                    await response.write(b"".join(_sse(ev) for ev in backlog))
+                    seq = backlog[-1]["seq"]
+            async for ev in self.api.watch(seq):
+                await response.write(_sse(ev))
         except (ConnectionResetError, SnapLabClientError):
             pass  # the page went away, or the manager is stopping: the browser reconnects
         return response
