@@ -20,6 +20,7 @@ from snaplab.common.rpc import CallLimits, ServerTLS, start_aio_server
 from . import metrics as array_metrics
 
 from .engine import ArrayEngine
+from .restore import MAX_RESTORE_RATE
 from .servicer import SERVICE_NAME, WAIT_METHOD, add_to_server
 from .storage import STORAGE_ERRORS, storage_refusal
 
@@ -65,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
         "--product-id", metavar="MODEL", help="the model iSMview shows (default D1-10); kept on restart"
     )
     p.add_argument(
+        "--restore-rate",
+        type=float,
+        default=0.0,
+        metavar="MIB_PER_S",
+        help="how fast a restore copies, in MiB/s (default 0: as fast as it can)",
+    )
+    p.add_argument(
         "--grace", type=float, default=5.0, metavar="SECONDS", help="drain time on SIGTERM (default 5)"
     )
     p.add_argument(
@@ -105,6 +113,7 @@ class Config:
     also_hosts: tuple[str, ...] = ()
     metrics_address: tuple[str, int] = ("127.0.0.1", 0)
     chaos_dir: Path | None = None
+    restore_rate: float = 0.0
 
 
 def parse_args(argv: list[str] | None) -> Config:
@@ -129,6 +138,8 @@ def parse_args(argv: list[str] | None) -> Config:
         raise UsageError("--stream-idle-timeout must be a positive number of seconds")
     if not 1 <= args.host_calls <= 1_000_000:
         raise UsageError("--host-calls must be a number from 1 to 1000000")
+    if not 0 <= args.restore_rate <= MAX_RESTORE_RATE:
+        raise UsageError(f"--restore-rate must be a number of MiB/s from 0 to {MAX_RESTORE_RATE}")
     level = daemon_runner.log_level(args.log_level)
     grace = daemon_runner.grace(args.grace)
     state = daemon_runner.state_folder(args.state)
@@ -139,7 +150,7 @@ def parse_args(argv: list[str] | None) -> Config:
     if any(not h or ":" in h for h in also):
         raise UsageError("--also-listen takes an IPv4 address or a name, without a port")
     return Config(state, host, port, tls, ready, args.name, grace, level, limits, args.product_id or "", also,
-                  metrics_address, chaos_dir)
+                  metrics_address, chaos_dir, args.restore_rate)
 
 
 async def serve(cfg: Config, stop: asyncio.Event) -> int:
@@ -153,7 +164,8 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
     lock_fd = -1
     try:
         lock_fd = daemon_runner.lock_state(cfg.state, PROG)
-        engine = ArrayEngine(cfg.state, name=cfg.name or DEFAULT_NAME, product_id=cfg.product_id)
+        engine = ArrayEngine(cfg.state, name=cfg.name or DEFAULT_NAME, product_id=cfg.product_id,
+                             restore_rate=cfg.restore_rate)
     except STORAGE_ERRORS as exc:  # the state cannot even be opened: say why, as a refusal does
         if lock_fd >= 0:
             os.close(lock_fd)

@@ -59,7 +59,8 @@ class ArrayEngine(
     signatures, A11 partitions (snapshots.py, restore.py); A12 persistence (here); A13 faults (faults.py).
     """
 
-    def __init__(self, state_dir: str | os.PathLike, *, name: str = "SnapLab_Array", product_id: str = "", clock: Callable[[], str] = _now):
+    def __init__(self, state_dir: str | os.PathLike, *, name: str = "SnapLab_Array", product_id: str = "", clock: Callable[[], str] = _now,
+                 restore_rate: float = 0.0):
         self.dir = Path(state_dir)
         self.data_dir = self.dir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +88,9 @@ class ArrayEngine(
             with self._tx():
                 self._set_meta("product_id", product_id)
                 self.product_id = product_id
-        # Copies running restores in the background (restore.py), also ones a crash interrupted.
+        # Copies running restores in the background (restore.py), also ones a crash interrupted,
+        # at ``restore_rate`` MiB/s (0: as fast as it can).
+        self.restore_rate = restore_rate
         self._worker = threading.Thread(target=self._restore_worker, name="restore", daemon=True)
         self._worker.start()
         # Copies running replications (replication.py), also ones a crash interrupted.

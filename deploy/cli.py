@@ -51,7 +51,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(
         dest="cmd",
         required=True,
-        metavar="{lab,link,host,cluster,exec,path,export,deploy,pki,chaos}",
+        metavar="{lab,link,host,cluster,exec,path,export,deploy,pki,chaos,console}",
         parser_class=_Parser,
     )
 
@@ -162,6 +162,14 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         export.add_argument("--whole", action="store_true", help="the whole partition, not only the database")
         _kit_parsers(sub, lab_opt)
         _chaos_parser(sub, lab_opt)
+
+        sub.add_parser(
+            "console",
+            parents=[lab_opt],
+            help="print the web console's address and its login token",
+            description="Print where the manager serves the web console (HTTPS on loopback, the lab CA's "
+            "certificate) and the token to log in with as the lab's admin. Keep the token secret.",
+        )
     return p
 
 
@@ -304,7 +312,7 @@ def _subcommand(argv: list[str]) -> str | None:
         elif a.startswith("--lab="):
             i += 1
         else:
-            return a if a in ("lab", "link", "host", "cluster", "exec", "path", "export", "deploy", "pki", "chaos") else None
+            return a if a in ("lab", "link", "host", "cluster", "exec", "path", "export", "deploy", "pki", "chaos", "console") else None
     return None
 
 
@@ -411,6 +419,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if net:
         print(f"network {net.get('mode')}: namespaces {', '.join(net.get('namespaces', []))}")
     print(f"{healthy} of {len(statuses)} processes healthy")
+    console = rt.get("manager", {}).get("console")
+    if console:
+        print(f"web console: {console} (snaplab console prints its login token)")
     for u in lab.unflushed():  # caches a host kept at its last stop and has not taken back yet
         print(f"kept, not flushed: {u.lines()[0]}")
     return 0 if statuses and healthy == len(statuses) and rt.get("state") == "up" else 1
@@ -725,6 +736,28 @@ def cmd_pki_issue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    from snaplab.common.errors import E
+
+    lab = _folder(args)
+    rt = lab.read_runtime()
+    url = (rt or {}).get("manager", {}).get("console")
+    token_file = lab.manager_state / "console.token"
+    try:
+        token = token_file.read_text(encoding="ascii").strip() if url else ""
+    except (OSError, UnicodeDecodeError):
+        token = ""
+    if not url or not token:
+        why = f"no lab runs in {lab.folder}" if rt is None else "the lab's manager serves none"
+        m = E.CONSOLE_DOWN
+        print(f"{PROG}: error: {m.msg_id}: {m.text.format(detail=why)}", file=sys.stderr)
+        return 1
+    print(f"console: {url}")
+    print(f"token:   {token}")
+    print(f"CA:      {lab.pki / 'ca.crt'} (the certificate is the lab's own: trust this CA, or accept it once)")
+    return 0
+
+
 _SUBCOMMAND_DESTS = ("lab_cmd", "host_cmd", "cluster_cmd", "deploy_cmd", "pki_cmd", "chaos_cmd", "link_cmd")
 
 COMMANDS = {
@@ -753,6 +786,7 @@ COMMANDS = {
     ("chaos", "add"): cmd_chaos_add,
     ("chaos", "list"): cmd_chaos_list,
     ("chaos", "clear"): cmd_chaos_clear,
+    ("console", None): cmd_console,
 }
 
 

@@ -26,6 +26,8 @@ def array_argv(lab: LabFolder, a: ArraySpec, net: Plan | None = None) -> list[st
     argv += ["--certs", str(lab.pki), "--cert-name", a.name, "--name", a.name]
     if a.product_id:
         argv += ["--product-id", a.product_id]
+    if a.restore_rate:
+        argv += ["--restore-rate", f"{a.restore_rate:g}"]
     if net is None:
         return argv + ["--listen", "127.0.0.1:0", *_boundary(lab)]
     m = net.machine("array", a.name)  # the LAN for the manager, each SAN port for its hosts
@@ -47,6 +49,8 @@ def manager_argv(
     ]
     listen = "127.0.0.1:0" if net is None else f"{net.manager.lan}:{MANAGER_PORT}"
     argv += ["--cert-name", "manager", "--listen", listen]
+    if spec.console:  # the web console (manager/web/), loopback unless the lab file says otherwise
+        argv += ["--console", spec.console]
     for a in spec.arrays:
         argv += ["--array", f"{a.name}={runtime['arrays'][a.name]['target']}"]
     argv += _boundary(lab)
@@ -143,9 +147,26 @@ def start_manager(
     started.append(p)
     wait_ready([p])
     target = _target(p, net.manager.lan if net else "127.0.0.1")
+    assert p.ready is not None
     runtime["manager"] = {"target": target, "pid": p.popen.pid}
+    console = ""
+    if spec.console and "console_port" in p.ready:
+        host = spec.console.rpartition(":")[0]
+        console = f"{host}:{p.ready['console_port']}"
+        runtime["manager"]["console"] = console_url(console)
     _add_healthy(lab, runtime, p, target)
-    report(f"manager listening on {target}")
+    if console:
+        runtime["processes"][-1]["console"] = console  # a respawn serves the console where it was
+        lab.write_runtime(runtime)
+    report(f"manager listening on {target}" + (f", console on {console_url(console)}" if console else ""))
+
+
+def console_url(endpoint: str) -> str:
+    """The address a browser opens: a wildcard listen address is reached on loopback."""
+    host, _, port = endpoint.rpartition(":")
+    if host in ("0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"https://{host}:{port}/"
 
 
 def start_agents(

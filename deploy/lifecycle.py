@@ -136,12 +136,16 @@ def respawn_argv(rec: dict[str, Any]) -> list[str]:
     endpoint = rec.get("endpoint", "")
     if rec.get("kind") in ("array", "manager") and "--listen" in argv and endpoint:
         argv[argv.index("--listen") + 1] = endpoint
+    if rec.get("kind") == "manager" and "--console" in argv and rec.get("console"):
+        argv[argv.index("--console") + 1] = rec["console"]
     return argv
 
 
 def _replace_record(lab: LabFolder, old: dict[str, Any], s: Spawned) -> None:
     rt = _running_runtime(lab)
     new = record(s, old.get("endpoint", ""))
+    if old.get("console"):
+        new["console"] = old["console"]
     rt["processes"] = [
         new if (p.get("kind"), p.get("name")) == (old.get("kind"), old.get("name")) else p
         for p in rt.get("processes", [])

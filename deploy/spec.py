@@ -77,6 +77,7 @@ class ArraySpec:
     name: str
     product_id: str = ""
     address: str = ""  # its LAN address on a netns lab ("": the plan's default, deploy/netns.py)
+    restore_rate: float = 0.0  # MiB/s a restore copies (0: as fast as it can)
     ports: list[PortSpec] = field(default_factory=list)
     pools: list[PoolSpec] = field(default_factory=list)
     sra: list[SraSpec] = field(default_factory=list)
@@ -208,6 +209,7 @@ class LabSpec:
     description: str = ""
     network: str = "loopback"  # or "netns": every process its own network namespace (deploy/netns.py)
     manager_address: str = ""  # the manager's LAN address on a netns lab
+    console: str = "127.0.0.1:0"  # where the manager serves the web console ("" none): loopback unless set
     arrays: list[ArraySpec] = field(default_factory=list)
     hosts: list[HostSpec] = field(default_factory=list)
     access: list[AccessSpec] = field(default_factory=list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from snaplab.array.model import FORMATS, LD_ATTRS, POOL_KINDS, PRODUCTS
+from snaplab.array.restore import MAX_RESTORE_RATE
 
 from .spec import ArraySpec, GenerationSpec, LdSpec, LicenceSpec, LvSpec, PoolSpec, PortSpec, SraSpec, SvSpec
 from .spec_reader import TableReader, listing, unique
@@ -14,13 +15,22 @@ DSV = "DynamicSnapVolume"
 
 
 class ArraysReader(TableReader):
+    def restore_rate(self, t: dict, where: str) -> float:
+        """``restore_rate``: MiB/s a restore copies (guide 2.3.5 rehearsals need one that takes time)."""
+        value = t.get("restore_rate", 0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_RESTORE_RATE:
+            raise self.fail(f"{where}.restore_rate", f"expected MiB per second from 0 to {MAX_RESTORE_RATE:g}")
+        return float(value)
+
     def array(self, raw: object, where: str) -> ArraySpec:
-        allowed = ("name", "product_id", "ports", "pools", "sra", "lds", "generations", "lvs", "licences", "address")
+        allowed = ("name", "product_id", "restore_rate", "ports", "pools", "sra", "lds", "generations", "lvs", "licences",
+                   "address")
         t = self.table(raw, where, allowed, ("name",))
         a = ArraySpec(self.name(self.string(t, "name", where), f"{where}.name", "array name"))
         where = f"arrays[{a.name}]"
         a.product_id = self.string(t, "product_id", where, "")
         a.address = self.address(t, "address", where)
+        a.restore_rate = self.restore_rate(t, where)
         for i, p in enumerate(self.items(t.get("ports"), f"{where}.ports")):
             a.ports.append(self.port(p, f"{where}.ports[{i}]"))
         unique([p.text for p in a.ports], lambda n: self.fail(f"{where}.ports", f"port {n} is listed twice"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import tomllib
 
 from .netns import MANAGER_ADDRESS, lan_default
+from snaplab.common.daemon_runner import UsageError, host_port
+
 from .spec import LabSpec
 from .spec_access import AccessReader
 from .spec_arrays import ArraysReader
@@ -23,18 +25,30 @@ RESERVED_NAMES = ("manager", "admin", "ca")
 
 # One reader per section: a new section of the lab file is a new reader class added here.
 class LabParser(ArraysReader, HostsReader, AccessReader, SetupReader, ClustersReader, MachinesReader):
+    def console(self, lab: dict) -> str:
+        """``[lab] console``: HOST:PORT of the web console (default 127.0.0.1:0), or "off"."""
+        text = self.string(lab, "console", "lab", "127.0.0.1:0")
+        if text == "off":
+            return ""
+        try:
+            host_port(text, "console")
+        except UsageError:
+            raise self.fail("lab.console", f'expected HOST:PORT (port 0-65535) or "off", not {text[:64]!r}') from None
+        return text
+
     def parse(self, text: str) -> LabSpec:
         try:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise self.fail("", f"not valid TOML: {exc}") from None
         self.table(raw, "", ("lab", "arrays", "hosts", "access", "setup", "clusters", "machines"))
-        lab = self.table(raw.get("lab", {}), "lab", ("description", "network", "manager_address"))
+        lab = self.table(raw.get("lab", {}), "lab", ("description", "network", "manager_address", "console"))
         spec = LabSpec(self.source, text, description=self.string(lab, "description", "lab", ""))
         spec.network = self.string(lab, "network", "lab", "loopback")
         if spec.network not in NETWORKS:
             raise self.fail("lab.network", f"{spec.network!r} is not a network ({', '.join(NETWORKS)})")
         spec.manager_address = self.address(lab, "manager_address", "lab")
+        spec.console = self.console(lab)
         spec.arrays = [
             self.array(a, f"arrays[{i}]") for i, a in enumerate(self.items(raw.get("arrays"), "arrays"))
         ]

@@ -27,6 +27,7 @@ from .messages import M
 from .observe import Observer
 from .servicer import SERVICE_NAME, ManagerServicer, add_to_server
 from .state import ManagerState
+from .web.server import ConsoleConfig, ConsoleServer
 
 PROG = "snaplab-manager"
 _ARRAY_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
@@ -55,7 +56,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--listen", default="127.0.0.1:0", metavar="HOST:PORT", help="address to serve (default 127.0.0.1:0)"
     )
-    p.add_argument("--ready-file", metavar="FILE", help='written once listening: {"port", "pid"}')
+    p.add_argument(
+        "--console",
+        metavar="HOST:PORT",
+        help="serve the web console (HTTPS, the --cert-name certificate) here, e.g. 127.0.0.1:0 (default: none)",
+    )
+    p.add_argument(
+        "--console-admin",
+        default="admin",
+        metavar="NAME",
+        help="certificate in --certs the console calls the manager with (default admin)",
+    )
+    p.add_argument(
+        "--ready-file", metavar="FILE", help='written once listening: {"port", "pid"[, "console_port"]}'
+    )
     p.add_argument(
         "--grace", type=float, default=5.0, metavar="SECONDS", help="drain time on SIGTERM (default 5)"
     )
@@ -80,6 +94,8 @@ class Config:
     log_level: int
     metrics_address: tuple[str, int] = ("127.0.0.1", 0)
     chaos_dir: Path | None = None
+    console: ConsoleConfig | None = None
+    console_tls: ClientTLS | None = None
 
 
 def parse_args(argv: list[str] | None) -> Config:
@@ -109,8 +125,19 @@ def parse_args(argv: list[str] | None) -> Config:
     grace = daemon_runner.grace(args.grace)
     state = daemon_runner.state_folder(args.state)
     ready = daemon_runner.ready_path(args.ready_file)
+    console = console_tls = None
+    if args.console:
+        c_host, c_port = daemon_runner.host_port(args.console, "--console")
+        certs = Path(args.certs)
+        console = ConsoleConfig(c_host, c_port, certs / f"{args.cert_name}.crt", certs / f"{args.cert_name}.key",
+                                certs / "ca.crt")
+        try:
+            console_tls = ClientTLS.from_folder(args.certs, args.console_admin)
+        except OSError as exc:
+            raise UsageError(f"cannot read the console's certificate: {exc.strerror}: {exc.filename}") from None
     metrics_address, chaos_dir = daemon_runner.boundary_options(args)
-    return Config(state, host, port, tls, client_tls, arrays, ready, grace, level, metrics_address, chaos_dir)
+    return Config(state, host, port, tls, client_tls, arrays, ready, grace, level, metrics_address, chaos_dir,
+                  console, console_tls)
 
 
 async def serve(cfg: Config, stop: asyncio.Event) -> int:
@@ -147,13 +174,18 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
             )
         except RuntimeError as exc:
             raise UsageError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from None
+        console: ConsoleServer | None = None
         try:
             arrays = ", ".join(f"{n}={t}" for n, t in cfg.arrays)
             state.log_event(
                 "manager", "INFO", "start", M.STARTED.msg_id, M.STARTED.text.format(detail=arrays)
             )
             metrics_port = daemon_runner.serve_metrics(metrics, cfg.metrics_address)
-            daemon_runner.ready(cfg.ready_file, {"port": server.port, "pid": os.getpid(), "metrics_port": metrics_port})
+            ready = {"port": server.port, "pid": os.getpid(), "metrics_port": metrics_port}
+            if cfg.console is not None:
+                console = await _start_console(cfg, state, server.port)
+                ready["console_port"] = console.port
+            daemon_runner.ready(cfg.ready_file, ready)
             print(
                 f"{PROG}: listening on {cfg.host}:{server.port} (state {cfg.state}; arrays {arrays})",
                 flush=True,
@@ -161,7 +193,9 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
             await stop.wait()
             daemon_runner.stopping(log, cfg.ready_file, "requests", cfg.grace)
         finally:
-            servicer.shutdown()  # Watch streams end now rather than holding the drain for its full grace
+            servicer.shutdown()
+            if console is not None:
+                await _stop_console(console)  # Watch streams end now rather than holding the drain for its full grace
             await server.stop(cfg.grace)
         state.log_event("manager", "INFO", "stop", M.STOPPED.msg_id, M.STOPPED.text)
     finally:
@@ -173,6 +207,35 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
         os.close(lock_fd)
     log.info("stopped")
     return 0
+
+
+async def _start_console(cfg: Config, state: ManagerState, grpc_port: int) -> ConsoleServer:
+    """The web console in this loop, calling this manager's gRPC port as the admin (manager/web/)."""
+    from .web.api import ManagerApi
+    from .web.auth import ConsoleAuth, load_or_make_token
+    from .web.server import Console
+
+    assert cfg.console is not None and cfg.console_tls is not None
+    own = "127.0.0.1" if cfg.host in ("", "0.0.0.0", "::") else cfg.host
+    api = ManagerApi(f"[{own}]:{grpc_port}" if ":" in own else f"{own}:{grpc_port}", cfg.console_tls)
+    console = ConsoleServer(cfg.console, Console(api, ConsoleAuth(load_or_make_token(cfg.state)),
+                                                   lambda: state.last_seq))
+    try:
+        port = await console.start()
+    except OSError as exc:
+        await api.close()
+        raise UsageError(f"cannot serve the console on {cfg.console.host}:{cfg.console.port}: {exc.strerror}") from None
+    where = f"https://{cfg.console.host}:{port}/"
+    state.log_event("manager", "INFO", "start", M.CONSOLE_STARTED.msg_id, M.CONSOLE_STARTED.text.format(detail=where))
+    return console
+
+
+async def _stop_console(console: ConsoleServer) -> None:
+    try:
+        await console.stop()
+    except Exception:  # the manager's own drain must still run
+        log.exception("cannot stop the console")
+    await console.console.api.close()
 
 
 def main(argv: list[str] | None = None) -> int:

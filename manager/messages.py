@@ -42,6 +42,7 @@ class M:
     ARRAY_BACK = _i("iSM31077", "Disk array responds again. ({name})")
     STARTED = _i("iSM31078", "Management server started. ({detail})")
     STOPPED = _i("iSM31079", "Management server stopped.")
+    CONSOLE_STARTED = _i("iSM31355", "Operator console started. ({detail})")
 
 
 def all_messages() -> list[Message]:

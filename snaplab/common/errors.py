@@ -325,6 +325,16 @@ class E:
     CHAOS_BAD_OP = _m(
         "iSM31338", "Specified operation is not an operation of the chaos target. ({name})", S.INVALID_ARGUMENT
     )
+    # -- the manager's web console (manager/web/) --------------------------------------------------
+    CONSOLE_LOGIN = _m("iSM31350", "Login to the operator console is refused. ({detail})", S.UNAUTHENTICATED)
+    CONSOLE_SESSION = _m(
+        "iSM31351", "Operator console session is missing or has expired. Log in again.", S.UNAUTHENTICATED
+    )
+    CONSOLE_FORBIDDEN = _m(
+        "iSM31352", "Operator console refused a request from another site. ({detail})", S.PERMISSION_DENIED
+    )
+    CONSOLE_REQUEST = _m("iSM31353", "Operator console request is incorrect. ({detail})", S.INVALID_ARGUMENT)
+    CONSOLE_DOWN = _m("iSM31354", "Operator console is not running. ({detail})", S.UNAVAILABLE)
     # -- agent: commands in general --------------------------------------------------------------
     USAGE = _m("iSM11100", "Command syntax is incorrect. ({detail})", S.INVALID_ARGUMENT)
     AGENT_DOWN = _m("iSM11101", "SnapControl service of the server does not respond. ({name})", S.UNAVAILABLE)

@@ -1,0 +1,1 @@
+"""The web console of the management server (SPEC B7): server.py, auth.py, api.py, static/."""
