@@ -26,6 +26,14 @@ class PoolSpec:
     name: str
     kind: str
     capacity: int
+    # SnapLab extension (issue 14): the SRA-full policy; None/() = the guide's behaviour (auto-delete)
+    sra_policy: str | None = None
+    sra_warn: tuple[int, ...] = ()
+    sra_queue_timeout: float | None = None
+
+    @property
+    def sra_policy_set(self) -> bool:
+        return self.sra_policy is not None or bool(self.sra_warn) or self.sra_queue_timeout is not None
 
 
 @dataclass(frozen=True)

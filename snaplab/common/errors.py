@@ -203,7 +203,6 @@ class E:
     QUIESCE_HOOK_FAILED = _m(
         "iSM31284", "Quiesce hook failed; the snapshot is crash-consistent. ({detail})", S.INTERNAL
     )
-    SRA_POLICY_SET = _m("iSM31285", "SRA-full policy of the pool is set. ({detail})", S.INTERNAL)
     # -- identity ------------------------------------------------------------------------------
     UNAUTHENTICATED = _m("iSM31050", "Caller has no valid certificate of this lab. ({detail})", S.UNAUTHENTICATED)
     # -- daemon resources: per-caller limits (every daemon's gRPC server, snaplab/common/rpc_guard.py) --
