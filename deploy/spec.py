@@ -133,6 +133,8 @@ class HostSpec:
     cluster: str = ""
     cluster_role: str = ""
     volumes: list[PinnedVolume] = field(default_factory=list)
+    # SnapLab extension (issue 14): iSMsc_create -quiesce hooks, written to the host's iSMrpl.ini [QUIESCE]
+    quiesce: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -157,12 +157,12 @@ def _sra_policy_lines(p: apb.Pool) -> list[str]:
     if not p.sra_capacity or (p.sra_policy in ("", "auto-delete") and not p.sra_warn_percents):
         return []
     lines = [
-        _kv("SRA Full Policy (SnapLab)", p.sra_policy),
-        _kv("SRA Used Percent (SnapLab)", f"{100 * p.sra_used // p.sra_capacity}%"),
-        _kv("SRA Warning Thresholds (SnapLab)", ",".join(f"{w}%" for w in p.sra_warn_percents) or "-"),
+        _kv("SRA Full Policy", f"{p.sra_policy} (SnapLab extension)"),
+        _kv("SRA Used Percent", f"{100 * p.sra_used // p.sra_capacity}%"),
+        _kv("SRA Warn Thresholds", ",".join(f"{w}%" for w in p.sra_warn_percents) or "-"),
     ]
     if p.sra_policy == "queue":
-        lines.append(_kv("SRA Queue Timeout (SnapLab)", f"{p.sra_queue_timeout_seconds:g} s"))
+        lines.append(_kv("SRA Queue Timeout", f"{p.sra_queue_timeout_seconds:g} s"))
     return lines
 
 
