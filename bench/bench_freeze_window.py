@@ -6,9 +6,11 @@ G: over gRPC to an in-process array (bench/fs_common.py), one program writing in
 file open there, so the hold stops a real writer). A repetition rewrites a 1 MiB file in G: and runs
 the quiesce flow of agent/commands/quiesce.py (no hooks): hold the writers, flush, create the
 snapshot (the array's create, in-process: the manager's routing hop is left out), release; the
-freeze window is hold to release as the flow reports it. Reference, interleaved repetition by
-repetition: the same 1 MiB rewritten and flushed without a freeze (what a flush costs anyway).
-Ratios: p50 window / p50 flush <= 2, p99 window / p50 flush <= 4 (timings).
+freeze window is hold to release as the flow reports it (from the first writer stopped). Reference,
+interleaved repetition by repetition: the same 1 MiB rewritten, flushed and snapshotted without a
+freeze (what the snapshot costs anyway); the flush alone is shown as context.
+Ratios: p50 window / p50 reference <= 1.5, p99 window / p99 reference <= 2 (timings; the tails of
+both sides come from the same interleaved run, so a loaded machine stretches both).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             entry = SimpleNamespace(array=f.ARRAY, ld_number=next(  # as the volume list has it ("0000h")
                 ld["number"] for ld in rig.engine.describe()["lds"] if ld["name"] == "bv001"))
             rig.run("iSMrc_flush", "-drv", "G:")
-            windows, flushes, totals = [], [], []
+            windows, flushes, refs, totals = [], [], [], []
             for i in range(reps):
                 (g / "dirty.bin").write_bytes(os.urandom(c.MiB))
                 with host.command():
@@ -52,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                     t = c.now()
                     host.fs.flush(volume)
                     flushes.append(c.now() - t)
+                    rig.engine.create_labelled("bv001", rig.svs[i % 2])
+                    refs.append(c.now() - t)
                 (g / "dirty.bin").write_bytes(os.urandom(c.MiB))
                 with host.command():
                     ctx = Ctx(name="iSMsc_create", args=[], host=host)
@@ -67,12 +71,13 @@ def main(argv: list[str] | None = None) -> int:
             writer.kill()
             writer.wait()
     p50, p99 = cc.percentile(windows, 50), cc.percentile(windows, 99)
-    ref = c.median(flushes)
+    ref, ref99 = c.median(refs), cc.percentile(refs, 99)
     rep.figure("freeze window (hold to release)", f"p50 {c.fmt_s(p50)}  p99 {c.fmt_s(p99)}  {c.spread(windows)}")
     rep.figure("whole quiesce flow (create included)", c.spread(totals))
-    rep.figure("reference: flush of 1 MiB, no freeze", c.spread(flushes))
-    rep.ratio("freeze_window_p50", p50 / ref, "<=", 2.0, "p50 freeze window / p50 flush of the same 1 MiB")
-    rep.ratio("freeze_window_p99", p99 / ref, "<=", 4.0, "p99 freeze window / p50 flush of the same 1 MiB")
+    rep.figure("reference: flush of 1 MiB + create, no freeze", c.spread(refs))
+    rep.figure("context: the flush alone", c.spread(flushes))
+    rep.ratio("freeze_window_p50", p50 / ref, "<=", 1.5, "p50 freeze window / p50 flush + create of the same 1 MiB")
+    rep.ratio("freeze_window_p99", p99 / ref99, "<=", 2.0, "p99 freeze window / p99 flush + create of the same 1 MiB")
     return rep.finish()
 
 

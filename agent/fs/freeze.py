@@ -23,8 +23,8 @@ from .holders import holders
 
 log = logging.getLogger("snaplab.agent.filesystem")
 
-# Reads the pids, sleeps what is left of the deadline, continues them; killed on a timely release.
-_WATCHDOG = 'read -r pids; sleep "$1"; kill -CONT $pids 2>/dev/null; exit 0'
+# Reads what is left of the deadline and the pids, sleeps, continues them; killed on a timely release.
+_WATCHDOG = 'read -r left pids; sleep "$left"; kill -CONT $pids 2>/dev/null; exit 0'
 
 
 class Freeze:
@@ -40,24 +40,27 @@ class Freeze:
 
     def hold(self) -> Freeze:
         left = self.deadline - time.monotonic()
-        self.started = time.monotonic()
         if left <= 0:
-            self.released_at = self.started
+            self.started = self.released_at = time.monotonic()
             return self
         me = os.getpid()
+        found = [pid for pid, _name in holders(self.folders) if pid != me] if self.folders else []
+        self.started = time.monotonic()  # the window: from the first writer held (the scan holds nobody)
+        if not found:
+            return self
         self._watchdog = subprocess.Popen(
-            ["sh", "-c", _WATCHDOG, "snaplab-thaw", f"{left:.3f}"],
+            ["sh", "-c", _WATCHDOG, "snaplab-thaw"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
-        for pid, _name in holders(self.folders):
-            if pid in (me, self._watchdog.pid):
-                continue
+        self.started = time.monotonic()
+        for pid in found:
             with contextlib.suppress(OSError):  # gone meanwhile
                 os.kill(pid, signal.SIGSTOP)
                 self.pids.append(pid)
         assert self._watchdog.stdin is not None
         try:
-            self._watchdog.stdin.write((" ".join(map(str, self.pids)) or "0").encode() + b"\n")
+            left = max(0.0, self.deadline - time.monotonic())
+            self._watchdog.stdin.write(f"{left:.3f} {' '.join(map(str, self.pids)) or '0'}\n".encode())
             self._watchdog.stdin.close()
         except OSError:  # the watchdog died: release at once rather than hold without a backstop
             self.release()
