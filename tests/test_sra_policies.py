@@ -201,3 +201,32 @@ def test_bad_policy_settings_are_refused(lab: Lab) -> None:
         with pytest.raises(SnapLabClientError) as info:
             lab.manager.configure(set_sra_policy=m)
         assert info.value.msg_id in (msg_id, "iSM19001"), info.value
+
+
+# -- the lab file (in process: parsing only) ---------------------------------------------------------
+POOL = '{ number = 1, name = "Pool0001", kind = "dynamic", capacity = "256GiB" },'
+
+
+@pytest.mark.parametrize(("setting", "ok"), [
+    ('sra_policy = "queue", sra_warn = [90, 70], sra_queue_timeout = 5', True),
+    ('sra_policy = "purge"', False),
+    ("sra_warn = [0]", False),
+    ("sra_warn = [70, true]", False),
+    ("sra_queue_timeout = 0", False),
+])
+def test_lab_file_pool_policy(setting: str, ok: bool) -> None:
+    from snaplab.deploy.errors import LabFileError
+    from snaplab.deploy.folder import default_lab_file
+    from snaplab.deploy.spec import LabSpec
+
+    base = default_lab_file().read_text(encoding="utf-8")
+    assert base.count(POOL) == 1
+    text = base.replace(POOL, POOL[:-2] + ", " + setting + " },")
+    if not ok:
+        with pytest.raises(LabFileError) as info:
+            LabSpec.parse(text)
+        assert "pools[1]" in str(info.value), info.value
+        return
+    pool = LabSpec.parse(text).arrays[0].pools[1]
+    assert (pool.sra_policy, pool.sra_warn, pool.sra_queue_timeout) == ("queue", (70, 90), 5.0)
+    assert not LabSpec.parse(base).arrays[0].pools[1].sra_policy_set  # the guide's lab sets nothing
