@@ -142,8 +142,7 @@ def required(value: str, what: str) -> str:
 
 def create_call(r: pb.CreateRequest) -> tuple[tuple[Any, ...], dict[str, Any]]:
     sv, flg = sv_args(r.sv)
-    return (required(r.bv, "bv"), sv, flg), {"cyclic": r.cyclic, "consistency": r.consistency,
-                                             **layout_kwargs(r.options)}
+    return (required(r.bv, "bv"), sv, flg), {"cyclic": r.cyclic, **layout_kwargs(r.options)}
 
 
 def delete_call(r: pb.DeleteRequest) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -226,7 +226,8 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
 
     def _create(self, request: pb.CreateRequest, ident: Identity) -> pb.Generation:
         args, kwargs = serde.create_call(request)
-        return serde.generation_msg(self.engine.create_labelled(*args, **kwargs))
+        # consistency: SnapLab extension (iSMsc_create -quiesce), "" for the guide's create
+        return serde.generation_msg(self.engine.create_labelled(*args, consistency=request.consistency, **kwargs))
 
     async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteReply:
         return await self._call(context, CONTROL_ROLES, "delete snapshots", self._delete, request)
