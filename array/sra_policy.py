@@ -1,4 +1,4 @@
-"""SnapLab extension (issue 14): each pool's SRA-full policy and warning thresholds, consistency labels, array events.
+"""SnapLab extension (issue 14): pools' SRA-full policies and warning thresholds, consistency labels, events.
 
 The guide's array has one behaviour when the SRA is full: the write deletes snapshots (A6). That
 stays the default (``auto-delete``); a pool may instead ``fail-writes`` (the BV's write is refused,
@@ -42,9 +42,10 @@ class SraPolicy:
 def create_tables(db: Any) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS sra_policies (pool INTEGER PRIMARY KEY, policy TEXT, warn TEXT,"
                " queue_timeout REAL)")
-    db.execute("CREATE TABLE IF NOT EXISTS gen_consistency (sv INTEGER PRIMARY KEY, epoch INTEGER, label TEXT)")
-    db.execute("CREATE TABLE IF NOT EXISTS array_events (seq INTEGER PRIMARY KEY, time TEXT, classification TEXT,"
-               " msg_id TEXT, text TEXT)")
+    db.execute("CREATE TABLE IF NOT EXISTS gen_consistency (sv INTEGER PRIMARY KEY, epoch INTEGER,"
+               " label TEXT)")
+    db.execute("CREATE TABLE IF NOT EXISTS array_events (seq INTEGER PRIMARY KEY, time TEXT,"
+               " classification TEXT, msg_id TEXT, text TEXT)")
 
 
 def read_state(q: Any) -> dict:
@@ -56,15 +57,16 @@ def read_state(q: Any) -> dict:
     labels = {sv: (epoch, label) for sv, epoch, label in q("SELECT sv, epoch, label FROM gen_consistency")}
     events = [
         {"seq": r[0], "time": r[1], "classification": r[2], "msg_id": r[3], "text": r[4]}
-        for r in q("SELECT seq, time, classification, msg_id, text FROM array_events ORDER BY seq DESC LIMIT ?",
-                   [EVENTS_KEPT])
+        for r in q("SELECT seq, time, classification, msg_id, text FROM array_events"
+                   " ORDER BY seq DESC LIMIT ?", [EVENTS_KEPT])
     ][::-1]
     return {"sra_policies": policies, "gen_labels": labels, "array_events": events}
 
 
 def parse_thresholds(values: list[int]) -> tuple[int, ...]:
     if len(values) > MAX_THRESHOLDS or any(not 1 <= v <= 100 for v in values):
-        raise SnapLabError(E.SRA_POLICY_BAD, detail=f"thresholds {values}: at most {MAX_THRESHOLDS}, each 1-100")
+        detail = f"thresholds {values}: at most {MAX_THRESHOLDS}, each 1-100"
+        raise SnapLabError(E.SRA_POLICY_BAD, detail=detail)
     return tuple(sorted(set(values)))
 
 
@@ -80,7 +82,8 @@ class SraPolicyMixin:
             if policy is not None and policy not in POLICIES:
                 raise SnapLabError(E.SRA_POLICY_BAD, detail=f"policy {policy} (one of {', '.join(POLICIES)})")
             if queue_timeout is not None and not 0 < queue_timeout <= MAX_QUEUE_TIMEOUT:
-                raise SnapLabError(E.SRA_POLICY_BAD, detail=f"queue timeout {queue_timeout} (0-{MAX_QUEUE_TIMEOUT:.0f} s)")
+                detail = f"queue timeout {queue_timeout} (0-{MAX_QUEUE_TIMEOUT:.0f} s)"
+                raise SnapLabError(E.SRA_POLICY_BAD, detail=detail)
             new = SraPolicy(
                 policy or old.policy,
                 old.warn if warn is None else parse_thresholds(warn),
@@ -145,7 +148,8 @@ class SraPolicyMixin:
         until deleted or re-created, as Hitachi keeps a suspended pair."""
         created, guard = g.create_time, g.guard
         self._delete_gen(g)
-        g.state, g.fault, g.create_time, g.guard, g.state_time = STATE_FAULT, FAULT_SRA, created, guard, self._clock()
+        g.state, g.fault, g.state_time = STATE_FAULT, FAULT_SRA, self._clock()
+        g.create_time, g.guard = created, guard
         self._save_gen(g)
 
     # -- warning thresholds ----------------------------------------------------------------------
@@ -178,7 +182,8 @@ class SraPolicyMixin:
             if consistency:
                 sv = self.ld(info["sv"])
                 g = self.gens[sv.number]
-                self.db.execute("INSERT OR REPLACE INTO gen_consistency VALUES (?,?,?)", [sv.number, g.epoch, consistency])
+                self.db.execute("INSERT OR REPLACE INTO gen_consistency VALUES (?,?,?)",
+                                [sv.number, g.epoch, consistency])
                 self.gen_labels[sv.number] = (g.epoch, consistency)
                 info["consistency"] = consistency
             return info
@@ -196,7 +201,8 @@ class SraPolicyMixin:
         row = self.db.execute("SELECT MAX(seq) FROM array_events").fetchone()
         seq = max(seq, (row[0] or 0) + 1)
         now = self._clock()
-        self.db.execute("INSERT INTO array_events VALUES (?,?,?,?,?)", [seq, now, classification, msg.msg_id, text])
+        self.db.execute("INSERT INTO array_events VALUES (?,?,?,?,?)",
+                        [seq, now, classification, msg.msg_id, text])
         self.db.execute("DELETE FROM array_events WHERE seq <= ?", [seq - EVENTS_KEPT])
         self.array_events.append({"seq": seq, "time": now, "classification": classification,
                                   "msg_id": msg.msg_id, "text": text})

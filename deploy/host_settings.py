@@ -1,4 +1,4 @@
-"""A host's option settings from the lab file: the ``[QUIESCE]`` hooks of iSMrpl.ini (SnapLab extension, issue 14)."""
+"""A host's settings from the lab file: the ``[QUIESCE]`` hooks of iSMrpl.ini (SnapLab extension, issue 14)."""
 
 from __future__ import annotations
 

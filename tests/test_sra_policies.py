@@ -159,6 +159,10 @@ def test_invalidate_all_makes_every_snapshot_of_the_sra_unreadable(lab: Lab) -> 
     assert any(e.msg_id == "iSM31279" and pool in e.text for e in lab.events())
     lab.manager.create(bv, svs[2])  # the SRA works again for new snapshots
     assert lab.states(bv)[svs[2]] == "snap/active"
+    lab.manager.guard(bv, svs[0], on=False)  # the invalidated ones go as failed generations do
+    lab.manager.delete(bv, svs[0])
+    lab.manager.delete(bv, svs[1])
+    assert lab.states(bv) == {svs[0]: "snap/deleted", svs[1]: "snap/deleted", svs[2]: "snap/active"}
 
 
 def test_queue_waits_for_space_then_fails_holding_no_engine_thread(lab: Lab) -> None:

@@ -1,4 +1,4 @@
-"""``iSMsc_create … -quiesce [-deadline SECONDS]`` (SnapLab extension, issue 14): an application-consistent snapshot.
+"""``iSMsc_create … -quiesce [-deadline SECONDS]`` (SnapLab extension, issue 14): application-consistent snapshots.
 
 The flow, all within the deadline (from the start of the freeze hook):
 
@@ -22,7 +22,9 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from snaplab.agent.commands.base import CommandError, Ctx
 from snaplab.agent.fs.freeze import Freeze
@@ -34,6 +36,7 @@ log = logging.getLogger("snaplab.agent.commands")
 DEFAULT_DEADLINE = 10.0  # VSS gives its writers 10 s between freeze and thaw
 MAX_DEADLINE = 600.0
 THAW_LIMIT = 10.0  # a thaw hook gets at most this long
+T = TypeVar("T")
 
 
 @dataclass
@@ -55,8 +58,8 @@ def deadline_of(ctx: Ctx, text: str | None) -> float:
     except ValueError:
         value = math.nan
     if not 0 < value <= MAX_DEADLINE:
-        raise CommandError(E.USAGE, detail=f"{source} {text}: seconds, more than 0 and at most {MAX_DEADLINE:.0f}"
-                                           " (SnapLab extension)")
+        detail = f"{source} {text}: seconds, more than 0 and at most {MAX_DEADLINE:.0f} (SnapLab extension)"
+        raise CommandError(E.USAGE, detail=detail)
     return value
 
 
@@ -78,7 +81,9 @@ def _run_hook(ctx: Ctx, which: str, line: str, env: dict[str, str], limit: float
     return ""
 
 
-def quiesce_and_create(ctx: Ctx, bv_name: str, entry: VolEntry | None, deadline_s: float, create) -> tuple:  # type: ignore[no-untyped-def]
+def quiesce_and_create(
+    ctx: Ctx, bv_name: str, entry: VolEntry | None, deadline_s: float, create: Callable[[str], T]
+) -> tuple[T, Quiesced]:
     """Run the flow of the module docstring around ``create(label)``; returns (its result, Quiesced)."""
     t0 = time.monotonic()
     deadline = t0 + deadline_s

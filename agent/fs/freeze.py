@@ -1,4 +1,4 @@
-"""Freezing a mounted folder for a snapshot (SnapLab extension, issue 14): the programs writing in it are held.
+"""Freezing mounted folders for a snapshot (SnapLab extension, issue 14): the programs writing there are held.
 
 The host's file-system cache is a plain folder (cache.py), so there is no file system to freeze
 (FIFREEZE); the agent holds the writers instead: every process of this machine with its working
@@ -50,7 +50,8 @@ class Freeze:
             return self
         self._watchdog = subprocess.Popen(
             ["sh", "-c", _WATCHDOG, "snaplab-thaw"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self.started = time.monotonic()
         for pid in found:
