@@ -427,25 +427,26 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
         """One chunk's write. A pool whose SRA-full policy is ``queue`` refuses it with iSM31277 while
         the SRA is full: it is retried after each commit (space may have been freed) until the pool's
         timeout or the call's deadline, holding no engine thread and no caller slot meanwhile."""
+        try:  # the common case: written at once, no commit watching on the hot path
+            return await self._run(ident, self.engine.write, ld, offset, data, host=host)
+        except SnapLabError as exc:
+            if exc.msg_id != E.SRA_FULL_QUEUED.msg_id:
+                raise
         loop = asyncio.get_running_loop()
-        deadline: float | None = None
+        timeout = await self._run(ident, self.engine.sra_queue_timeout, ld)
+        left = context.time_remaining()
+        deadline = loop.time() + (timeout if left is None else min(timeout, max(0.0, left - 0.5)))
         with self._commits.watching():
             while True:
-                seen = self._commits.version
+                seen = self._commits.version  # before the retry: a commit during it is not missed
                 try:
                     return await self._run(ident, self.engine.write, ld, offset, data, host=host)
                 except SnapLabError as exc:
                     if exc.msg_id != E.SRA_FULL_QUEUED.msg_id:
                         raise
-                    if deadline is None:
-                        timeout = await self._run(ident, self.engine.sra_queue_timeout, ld)
-                        left = context.time_remaining()
-                        deadline = loop.time() + (timeout if left is None else min(timeout, max(0.0, left - 0.5)))
-                    left = deadline - loop.time()
-                    if left <= 0:
-                        raise SnapLabError(
-                            E.SRA_FULL_QUEUE_TIMEOUT, detail=f"{ld}: no space freed in {timeout:.0f} s"
-                        ) from None
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise SnapLabError(E.SRA_FULL_QUEUE_TIMEOUT, detail=f"{ld}: no space freed in {timeout:g} s")
                 await self._commits.changed_since(seen, min(left, _WAIT_SLICE))
                 await asyncio.sleep(_WAIT_RECHECK)
 

@@ -34,7 +34,7 @@ WRITER = "import time\nwith open('writer.log', 'a', buffering=1) as f:\n    whil
 
 def main(argv: list[str] | None = None) -> int:
     args = c.parse_args(__doc__.splitlines()[0], argv=argv)
-    reps = args.reps or (5 if args.quick else 60)
+    reps = args.reps or (3 if args.quick else 60)
     rep = c.Report("bench_freeze_window", "freeze window of iSMsc_create -quiesce, 1 MiB dirty", args)
     with f.FsRig(64 * c.MiB, "freeze") as rig:
         host = rig.host

@@ -214,8 +214,6 @@ def test_a_hook_past_the_deadline_releases_on_time_and_labels_crash(
 def test_quiesce_options_are_checked(lab: Lab) -> None:
     ran = lab.cmd("iSMsc_create -bv bv001 -bvflg ld -sv sv001_03 -svflg ld -deadline 3", code=1)
     assert "iSM11100" in ran.stderr and "SnapLab extension" in ran.stderr, ran
-    ran = lab.cmd("iSMsc_create -bv bv001 -bvflg ld -sv sv001_03 -svflg ld -quiesce -deadline 0", code=1)
-    assert "iSM11100" in ran.stderr, ran
 
 
 def test_sra_policy_by_iSMcfg_shown_by_iSMview_and_its_events_logged(lab: Lab) -> None:
@@ -242,6 +240,5 @@ def test_sra_policy_by_iSMcfg_shown_by_iSMview_and_its_events_logged(lab: Lab) -
     assert "SRA Full Policy          : fail-writes (SnapLab extension)" in pool2, view
     assert "SRA Used Percent         : 100%" in pool2 and "SRA Warn Thresholds      : 50%,90%" in pool2, view
     events = lab.manager("iSMview", "-event").stdout
-    assert "iSM31280" in events and "threshold 90%" in events, events
-    assert lab.manager("iSMview", "-event").stdout.count("iSM31280") == events.count("iSM31280")  # copied once
-    assert lab.cmd("iSMsc_query -bv bv002 -bvflg ld -summary").stdout.count("snap/active") == 1
+    # one write crossed both thresholds: one event, for the highest
+    assert events.count("iSM31280") == 1 and "threshold 90%" in events, events
