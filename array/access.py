@@ -170,6 +170,7 @@ class AccessMixin:
             d["ports"] = [p for p in d["ports"] if h is not None and p["name"] in h.ports]
             d["hosts"] = [x for x in d["hosts"] if x["name"] == host]
             d["faults"] = [f for f in d["faults"] if shown(f)]
+            d["events"] = []  # they name other hosts' LDs
             return d
 
     def check_access(self, ref: str | int, host: str, write: bool = False) -> LD:

@@ -81,20 +81,24 @@ class BlockIOMixin:
     def _commit_head_blocks(self, bv: LD, fam: Family, plan: list[tuple[int, bytes | None]],
                             restoring: Restore | None = None) -> None:
         """Write whole blocks to the BV (None = zeros). Frozen versions are kept for the generations
-        that see them; when the SRA cannot hold them, snapshots are deleted as part of the write (A6)."""
+        that see them; when the SRA cannot hold them, the pool's SRA-full policy decides (sra_policy.py;
+        the default is the guide's: snapshots are deleted as part of the write, A6).
+
+        An injected ``sra_full`` fault means no free space at the moment of the write: only what
+        the policy frees counts (one snapshot deleted, if it frees enough, not all of them)."""
+        pool = self._sv_pool(bv.number)
+        injected_room: int | None = None
         while True:
             need = sum(1 for lb, _ in plan if (h := fam.head(lb)) and h[1] != ZERO and fam.frozen(h))
-            pool = self._sv_pool(bv.number)
             if need == 0 or pool is None:
                 break
-            pname = self.pools[pool].name
-            full = ("sra_full", pname) in self.faults
-            if not full and self._sra_used(pool) + need * BLOCK <= self._sra_capacity(pool):
+            used, room = self._sra_used(pool), self._sra_capacity(pool)
+            if ("sra_full", self.pools[pool].name) in self.faults:
+                injected_room = min(room, used) if injected_room is None else injected_room
+                room = injected_room
+            if used + need * BLOCK <= room:
                 break
-            victim = self._sra_full_victim(bv, restoring)
-            if victim is None:
-                raise SnapLabError(E.SRA_FULL, name=pname)
-            self._auto_delete(victim)
+            self._sra_no_room(bv, pool, restoring)  # type: ignore[attr-defined]  # sra_policy.py
         writes = [(lb, c) for lb, c in plan if c is not None]
         pblocks = fam.alloc(len(writes))
         newp = dict(zip((lb for lb, _ in writes), pblocks))
@@ -127,6 +131,7 @@ class BlockIOMixin:
             c.executemany("UPDATE blocks SET pblock=? WHERE family=? AND lblock=? AND epoch=?", updates)
         if fam.hw:
             self.db.execute("UPDATE families SET hw=? WHERE ld=?", [fam.hw, fam.ld])
+        self._sra_watch(pool)  # type: ignore[attr-defined]  # warning thresholds (sra_policy.py)
 
     def _sra_full_victim(self, bv: LD, restoring: Restore | None) -> Gen | None:
         """Which snapshot an SRA-full write deletes: the oldest generation of the BV being written,
@@ -162,6 +167,8 @@ class BlockIOMixin:
             ("sra_full", pool.name) in self.faults
             or self._sra_used(pool.number) + new_blocks * BLOCK > self._sra_capacity(pool.number)
         ):
+            if self._sra_policy(pool.number).policy == "fail-writes":  # type: ignore[attr-defined]
+                raise SnapLabError(E.SRA_FULL_WRITE_REFUSED, name=sv.name)
             raise SnapLabError(E.SRA_FULL, name=pool.name)
         plan, pos = [], 0
         for lb, inner, n in segs:
@@ -187,6 +194,7 @@ class BlockIOMixin:
             rows.append((sv.number, lb, p))
         self.db.conn.executemany("INSERT OR REPLACE INTO overlay VALUES (?,?,?)", rows)
         self.db.execute("UPDATE families SET hw=? WHERE ld=?", [fam.hw, fam.ld])
+        self._sra_watch(pool.number)  # type: ignore[attr-defined]
 
     def _write_head(self, bv: LD, fam: Family, offset: int, data: bytes) -> None:
         segs = split_range(offset, len(data))

@@ -397,7 +397,8 @@ class ConfigMixin:
                 "pools": [
                     {"number": p.number, "name": p.name, "kind": p.kind, "capacity": p.capacity,
                      "sra_capacity": self._sra_capacity(p.number), "sra_used": self._sra_used(p.number),
-                     "used": self._pool_used(p.number)}
+                     "used": self._pool_used(p.number),
+                     **self._sra_policy_info(p.number)}  # type: ignore[attr-defined]  # sra_policy.py
                     for p in sorted(self.pools.values(), key=lambda p: p.number)
                 ],
                 "lds": [
@@ -418,4 +419,5 @@ class ConfigMixin:
                 "hosts": [{"name": h.name, "wwns": h.wwns, "ports": h.ports, "platform": h.platform,
                            "initiators": h.initiators}
                           for h in sorted(self.hosts.values(), key=lambda h: h.name)],
+                "events": list(self.array_events),  # type: ignore[attr-defined]  # sra_policy.py
             }

@@ -37,6 +37,8 @@ from .replication import ReplicationMixin, read_pairs
 from .reservations import ReservationsMixin
 from .restore import RestoreMixin
 from .snapshots import SnapshotsMixin
+from .sra_policy import SraPolicyMixin
+from .sra_policy import read_state as read_sra_policy_state
 from .storage import STORAGE_ERRORS, storage_refusal, unreadable
 from .store import open_db
 
@@ -49,7 +51,7 @@ def _now() -> str:
 
 class ArrayEngine(
     ConfigMixin, AccessMixin, ReservationsMixin, FaultsMixin, SnapshotsMixin, RestoreMixin, BlockIOMixin,
-    ReplicationMixin,
+    ReplicationMixin, SraPolicyMixin,
 ):
     """One disk array. All public methods are thread-safe; refusals raise ``SnapLabError``.
 
@@ -187,6 +189,7 @@ class ArrayEngine(
         st["restores"] = restores
         st["rpl"] = read_pairs(q, meta)
         st["_sv_index"] = svs_of
+        st.update(read_sra_policy_state(q))  # SRA-full policies, consistency labels, events (sra_policy.py)
         return st
 
     def _reload(self, cause: BaseException) -> None:

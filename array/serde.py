@@ -99,6 +99,11 @@ def config_call(request: pb.ConfigRequest) -> tuple[str, tuple[Any, ...], dict[s
         return op, (m.mv, m.rv), {}
     if op in ("replicate_ld", "separate_ld"):
         return op, (m.mv, m.rv), {}
+    if op == "set_sra_policy":  # SnapLab extension (issue 14)
+        return op, (required(m.pool, "pool"), opt(m.policy)), {
+            "warn": list(m.warn_percents) if m.set_warn else None,
+            "queue_timeout": m.queue_timeout_seconds or None,
+        }
     if op == "set_io_limit":
         upper = m.upper if m.HasField("upper") else None
         lower = m.lower if m.HasField("lower") else None
@@ -211,6 +216,7 @@ def generation_msg(d: dict) -> pb.Generation:
         restore_total=d["restore_total"],
         restore_done=d["restore_done"],
         pool=d["pool"],
+        consistency=d.get("consistency", ""),
     )
 
 
@@ -269,6 +275,9 @@ def ld_msg(d: dict) -> pb.Ld:
     )
 
 
+_POOL_SIZES = ("capacity", "sra_capacity", "sra_used", "used")
+
+
 def _int64(n: int) -> int:
     return min(n, INT64_MAX)
 
@@ -279,7 +288,7 @@ def array_state_msg(d: dict) -> pb.ArrayState:
         product_id=d.get("product_id", ""),
         physical_capacity=_int64(d["physical_capacity"]),
         ports=[pb.Port(director=p["director"], port=p["port"], name=p["name"]) for p in d["ports"]],
-        pools=[pb.Pool(**{k: _int64(v) if k.startswith("sra_") or k == "used" else v for k, v in p.items()}) for p in d["pools"]],
+        pools=[pb.Pool(**{k: _int64(v) if k in _POOL_SIZES else v for k, v in p.items()}) for p in d["pools"]],
         lds=[ld_msg(x) for x in d["lds"]],
         licences=d["licences"],
         faults=d["faults"],
@@ -288,4 +297,5 @@ def array_state_msg(d: dict) -> pb.ArrayState:
                     initiators=h.get("initiators", []))
             for h in d["hosts"]
         ],
+        events=[pb.ArrayEvent(**e) for e in d.get("events", [])],
     )

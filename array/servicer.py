@@ -231,7 +231,8 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
 
     def _create(self, request: pb.CreateRequest, ident: Identity) -> pb.Generation:
         args, kwargs = serde.create_call(request)
-        return serde.generation_msg(self.engine.create(*args, **kwargs))
+        # consistency: SnapLab extension (iSMsc_create -quiesce), "" for the guide's create
+        return serde.generation_msg(self.engine.create_labelled(*args, consistency=request.consistency, **kwargs))
 
     async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteReply:
         return await self._call(context, CONTROL_ROLES, "delete snapshots", self._delete, request)
@@ -447,7 +448,8 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
                     raise serde.bad("offset must not be negative")
                 if writing is not None:
                     await writing
-                writing = self._spawn(ident, self.engine.write, ld, chunk.offset, chunk.data, host=host)
+                writing = asyncio.ensure_future(self._write_queued(ident, context, ld, chunk.offset, chunk.data, host))
+                writing.add_done_callback(_retrieved)
                 total += len(chunk.data)
             if writing is not None:
                 await writing
@@ -456,6 +458,35 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
             if writing is not None:
                 writing.cancel()
         return pb.WriteReply(bytes_written=total)
+
+    async def _write_queued(
+        self, ident: Identity, context: grpc.aio.ServicerContext, ld: str, offset: int, data: bytes, host: str | None
+    ) -> None:
+        """One chunk's write. A pool whose SRA-full policy is ``queue`` refuses it with iSM31277 while
+        the SRA is full: it is retried after each commit (space may have been freed) until the pool's
+        timeout or the call's deadline, holding no engine thread and no caller slot meanwhile."""
+        try:  # the common case: written at once, no commit watching on the hot path
+            return await self._run(ident, self.engine.write, ld, offset, data, host=host)
+        except SnapLabError as exc:
+            if exc.msg_id != E.SRA_FULL_QUEUED.msg_id:
+                raise
+        loop = asyncio.get_running_loop()
+        timeout = await self._run(ident, self.engine.sra_queue_timeout, ld)
+        left = context.time_remaining()
+        deadline = loop.time() + (timeout if left is None else min(timeout, max(0.0, left - 0.5)))
+        with self._commits.watching():
+            while True:
+                seen = self._commits.version  # before the retry: a commit during it is not missed
+                try:
+                    return await self._run(ident, self.engine.write, ld, offset, data, host=host)
+                except SnapLabError as exc:
+                    if exc.msg_id != E.SRA_FULL_QUEUED.msg_id:
+                        raise
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise SnapLabError(E.SRA_FULL_QUEUE_TIMEOUT, detail=f"{ld}: no space freed in {timeout:g} s")
+                await self._commits.changed_since(seen, min(left, _WAIT_SLICE))
+                await asyncio.sleep(_WAIT_RECHECK)
 
     async def Disks(self, request: pb.DisksRequest, context: grpc.aio.ServicerContext) -> pb.DisksReply:
         return await self._call(context, VIEW_ROLES, "list disks", self._disks, request)

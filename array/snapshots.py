@@ -299,6 +299,7 @@ class SnapshotsMixin:
             "restore_total": r.total if r else 0,
             "restore_done": (r.total - len(r.pending)) if r else 0,
             "pool": self.pools[sv.pool].name,
+            "consistency": self._consistency(g),  # type: ignore[attr-defined]  # sra_policy.py (issue 14)
         }
 
     def query(self, bv_ref: str | int) -> dict:

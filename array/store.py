@@ -7,6 +7,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from . import sra_policy
+
 SCHEMA_VERSION = 1
 
 
@@ -95,5 +97,6 @@ def _create_schema(db: sqlite_utils.Database) -> None:
     # cluster shared disks' owners (reservations.py)
     t("reservations").create({"ld": int, "host": str}, pk="ld", if_not_exists=True)
     t("faults").create({"kind": str, "target": str}, pk=("kind", "target"), if_not_exists=True)
+    sra_policy.create_tables(db)  # SnapLab extension (issue 14)
     db.execute("CREATE INDEX IF NOT EXISTS blocks_by_epoch ON blocks(family, epoch)")
     db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", [str(SCHEMA_VERSION)])

@@ -101,6 +101,12 @@ def config_ops(spec: LabSpec, a: ArraySpec) -> list[tuple[str, array_pb2.ConfigR
         )
         pools_with_sra.add(s.pool)
         ops.append((f"{w}.sra[{i}]", R(build_sra=m)))
+    for pool in (p for p in a.pools if p.sra_policy_set):  # SnapLab extension (issue 14)
+        m = array_pb2.SetSraPolicy(
+            pool=str(pool.number), policy=pool.sra_policy or "", warn_percents=list(pool.sra_warn),
+            set_warn=bool(pool.sra_warn), queue_timeout_seconds=pool.sra_queue_timeout or 0.0,
+        )
+        ops.append((f"{w}.pools[{pool.number}].sra_policy", R(set_sra_policy=m)))
     for i, g in enumerate(a.generations):
         # One request per SV: each may or may not carry its own LD number.
         for sv in g.svs:

@@ -10,6 +10,7 @@ from snaplab.common.rpc import ClientTLS, make_channel, wait_healthy
 
 from .errors import LabError
 from .folder import LabFolder, Report
+from .host_settings import write_quiesce_settings
 from .netns import ARRAY_PORT, MANAGER_PORT, Plan, exec_prefix
 from .processes import READY_TIMEOUT, Spawned, daemon_command, last_line, record, spawn, wait_ready
 from .spec import ArraySpec, HostSpec, LabSpec
@@ -176,6 +177,8 @@ def start_agents(
     """All agents at once; each counts as started once it has enrolled with the manager."""
     script = daemon_command("snaplab-agent", "snaplab.agent.daemon") if spec.hosts else []
     manager = runtime["manager"]["target"]
+    for h in spec.hosts:
+        write_quiesce_settings(lab, h)  # SnapLab extension: the lab file's quiesce hooks (host_settings.py)
     procs = [spawn(lab, "agent", h.name, agent_argv(lab, h, manager, script, net, spec)) for h in spec.hosts]
     started.extend(procs)
     wait_ready(procs)

@@ -26,6 +26,14 @@ class PoolSpec:
     name: str
     kind: str
     capacity: int
+    # SnapLab extension (issue 14): the SRA-full policy; None/() = the guide's behaviour (auto-delete)
+    sra_policy: str | None = None
+    sra_warn: tuple[int, ...] = ()
+    sra_queue_timeout: float | None = None
+
+    @property
+    def sra_policy_set(self) -> bool:
+        return self.sra_policy is not None or bool(self.sra_warn) or self.sra_queue_timeout is not None
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,8 @@ class HostSpec:
     cluster_role: str = ""
     volumes: list[PinnedVolume] = field(default_factory=list)
     address: str = ""  # its LAN address on a netns lab ("": the plan's default, deploy/netns.py)
+    # SnapLab extension (issue 14): iSMsc_create -quiesce hooks, written to the host's iSMrpl.ini [QUIESCE]
+    quiesce: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import re
 
 from snaplab.array.model import FORMATS, LD_ATTRS, POOL_KINDS, PRODUCTS
 from snaplab.array.restore import MAX_RESTORE_RATE
+from snaplab.array.sra_policy import MAX_QUEUE_TIMEOUT, MAX_THRESHOLDS, POLICIES
 
 from .spec import ArraySpec, GenerationSpec, LdSpec, LicenceSpec, LvSpec, PoolSpec, PortSpec, SraSpec, SvSpec
 from .spec_reader import TableReader, listing, unique
@@ -39,7 +40,10 @@ class ArraysReader(TableReader):
         )
         for i, p in enumerate(self.items(t.get("pools"), f"{where}.pools")):
             w = f"{where}.pools[{i}]"
-            pt = self.table(p, w, ("number", "name", "kind", "capacity"), ("number", "kind", "capacity"))
+            pt = self.table(
+                p, w, ("number", "name", "kind", "capacity", "sra_policy", "sra_warn", "sra_queue_timeout"),
+                ("number", "kind", "capacity"),
+            )
             number = self.number(pt, "number", w, 0x10000)
             assert number is not None
             kind = self.string(pt, "kind", w)
@@ -48,7 +52,8 @@ class ArraysReader(TableReader):
             name = self.name(
                 self.string(pt, "name", w, f"Pool{number:04d}"), f"{w}.name", "pool name", LD_NAME
             )
-            a.pools.append(PoolSpec(number, name, kind, self.size(pt, "capacity", w, sector=False)))
+            a.pools.append(PoolSpec(number, name, kind, self.size(pt, "capacity", w, sector=False),
+                                    *self.sra_policy(pt, w)))
         unique(
             [str(p.number) for p in a.pools],
             lambda n: self.fail(f"{where}.pools", f"pool {n} is listed twice"),
@@ -147,6 +152,21 @@ class ArraysReader(TableReader):
         return PortSpec(
             director, port, self.name(self.string(t, "name", where), f"{where}.name", "port name", LD_NAME)
         )
+
+    def sra_policy(self, t: dict, where: str) -> tuple[str | None, tuple[int, ...], float | None]:
+        """A pool's SRA-full policy (SnapLab extension, docs/extensions-sra-quiesce.md)."""
+        policy = self.string(t, "sra_policy", where, "") or None
+        if policy is not None and policy not in POLICIES:
+            raise self.fail(f"{where}.sra_policy", f"{policy!r} is not a policy ({', '.join(POLICIES)})")
+        warn = t.get("sra_warn", [])
+        if (not isinstance(warn, list) or len(warn) > MAX_THRESHOLDS
+                or any(isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= 100 for x in warn)):
+            raise self.fail(f"{where}.sra_warn", f"expected a list of at most {MAX_THRESHOLDS} percentages 1-100")
+        timeout = t.get("sra_queue_timeout")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not 0 < timeout <= MAX_QUEUE_TIMEOUT):
+            raise self.fail(f"{where}.sra_queue_timeout", f"expected seconds, more than 0 and at most {MAX_QUEUE_TIMEOUT:.0f}")
+        return policy, tuple(sorted(set(warn))), None if timeout is None else float(timeout)
 
     def generation(self, t: dict, where: str, pool: PoolSpec) -> GenerationSpec:
         svs: list[SvSpec] = []

@@ -13,8 +13,26 @@ CLUSTER_ROLES = ("active", "standby")
 
 
 class HostsReader(TableReader):
+    def quiesce(self, raw: object, where: str) -> dict[str, str]:
+        """``quiesce = { freeze = "CMD", thaw = "CMD", deadline = SECONDS }`` (SnapLab extension)."""
+        qt = self.table(raw, where, ("freeze", "thaw", "deadline"), ())
+        out = {}
+        for key in ("freeze", "thaw"):
+            value = self.string(qt, key, where, "")
+            if "\n" in value or " ;" in value or " #" in value:
+                raise self.fail(f"{where}.{key}", "one command line, without ' ;' or ' #' (iSMrpl.ini comments)")
+            if value:
+                out[key] = value
+        if "deadline" in qt:
+            d = qt["deadline"]
+            if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d <= 600:
+                raise self.fail(f"{where}.deadline", "expected seconds, more than 0 and at most 600")
+            out["deadline"] = f"{d:g}"
+        return out
+
     def host(self, raw: object, where: str, spec: LabSpec) -> HostSpec:
-        allowed = ("name", "role", "platform", "wwns", "ports", "cluster", "cluster_role", "volumes", "address")
+        allowed = ("name", "role", "platform", "wwns", "ports", "cluster", "cluster_role", "volumes", "address",
+                   "quiesce")
         t = self.table(raw, where, allowed, ("name", "role"))
         h = HostSpec(
             self.name(self.string(t, "name", where), f"{where}.name", "host name"),
@@ -54,6 +72,8 @@ class HostsReader(TableReader):
             raise self.fail(f"{where}.cluster_role", "a cluster role needs a 'cluster' name")
         if h.cluster and not h.cluster_role:
             raise self.fail(f"{where}.cluster", "a cluster node needs a 'cluster_role' (active or standby)")
+        if "quiesce" in t:
+            h.quiesce = self.quiesce(t["quiesce"], f"{where}.quiesce")
         raw_vols = t.get("volumes", [])
         if not isinstance(raw_vols, list):
             raise self.fail(f"{where}.volumes", "expected a list of {array, ld, partition, guid} tables")

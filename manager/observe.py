@@ -77,6 +77,29 @@ class Observer:
         for f in sorted(before - now):
             self._event("NOTICE", M.FAULT_GONE.msg_id, M.FAULT_GONE.text.format(detail=f"{array}: {f}"))
 
+    # -- the array's own events (SnapLab extension, issue 14: SRA-full deletions, thresholds) ------
+    def array_events_seen(self, array: str, events: Iterable[array_pb2.ArrayEvent]) -> None:
+        """Copy into the event log the array's events not copied before (kept in manager.db, so a
+        manager restart copies none twice). An array whose numbering went back (its state was reset)
+        is copied from its start again."""
+        events = list(events)
+        if not events:
+            return
+        with self._lock:
+            last = self.state.array_event_seen(array)
+            if events[-1].seq < last:
+                last = 0
+            new = [e for e in events if e.seq > last]
+            if not new:
+                return
+            for e in new:
+                cls = e.classification if e.classification in ("ERROR", "WARNING", "NOTICE", "INFO") else "NOTICE"
+                self._event(cls, e.msg_id, f"{array}: {e.text}")
+            try:
+                self.state.set_array_event_seen(array, new[-1].seq)
+            except Exception:
+                log.exception("cannot remember the array's events")
+
     # -- reachability --------------------------------------------------------------------------
     def reachability(self, array: str, ok: bool) -> None:
         """Report an array that stopped answering, and one that answers again."""

@@ -504,6 +504,7 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
             async with asyncio.timeout(MONITOR_TIMEOUT):
                 state = await link.describe()
                 self.observer.faults_seen(link.key, state.faults)
+                self.observer.array_events_seen(link.key, state.events)
                 whole = state
                 if for_host:
                     state = await link.call("Describe", array_pb2.DescribeRequest(for_host=for_host))

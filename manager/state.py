@@ -158,6 +158,8 @@ class ManagerState:
             pk="seq",
             if_not_exists=True,
         )
+        # the last of each array's own events copied into the log (observe.py; SnapLab extension, issue 14)
+        conn.execute("CREATE TABLE IF NOT EXISTS array_events_seen (array TEXT PRIMARY KEY, seq INTEGER)")
         self._waiters = _Waiters()
         row = conn.execute("SELECT MAX(seq) FROM events").fetchone()
         self._waiters.last_seq = int(row[0] or 0)
@@ -280,6 +282,16 @@ class ManagerState:
         for listener in self._listeners:
             listener()
         return event
+
+    def array_event_seen(self, array: str) -> int:
+        """The sequence number of the last of the array's own events already in the log (0: none)."""
+        with self._lock:
+            row = self.db.conn.execute("SELECT seq FROM array_events_seen WHERE array=?", [array]).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_array_event_seen(self, array: str, seq: int) -> None:
+        with self._lock:
+            self._write("INSERT OR REPLACE INTO array_events_seen VALUES (?,?)", [array, seq])
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` (in the logging thread) after every event is logged."""

@@ -58,6 +58,7 @@ from snaplab.common.errors import E, Message, Status
 from snaplab.v1 import array_pb2 as pb
 
 from .base import CommandError, Ctx, command
+from .quiesce import deadline_of, quiesce_and_create
 
 WAIT_SLICE = 600.0  # one routed Wait at most this long; a longer wait issues the next one
 RPC_MARGIN = 30.0  # deadline of a routed Wait beyond its own timeout
@@ -87,16 +88,37 @@ def _bv_of(ctx: Ctx, o: dict[str, Any]) -> Vol:
 
 @command("iSMsc_create")
 def sc_create(ctx: Ctx) -> int:
-    """``iSMsc_create -bv BV -bvflg ld|drv|mvol (-sv SV -svflg ld|relgen|ld.relgen | -cyclic)``."""
-    o = ctx.options(("-bv", "-bvflg", "-sv", "-svflg"), ("-cyclic",))
+    """``iSMsc_create -bv BV -bvflg ld|drv|mvol (-sv SV -svflg ld|relgen|ld.relgen | -cyclic)
+    [-quiesce [-deadline SECONDS]]``.
+
+    ``-quiesce`` and ``-deadline`` are SnapLab's own extension (docs/extensions-sra-quiesce.md): an
+    application-consistent snapshot (quiesce.py); without them the command is the guide's."""
+    o = ctx.options(("-bv", "-bvflg", "-sv", "-svflg", "-deadline"), ("-cyclic", "-quiesce"))
     pair(o, "-bv", "-bvflg")
     sv = svref(o, bv_given="-bv" in o)
     if (sv is None) == ("-cyclic" not in o):
         raise usage("give either -sv or -cyclic")
+    if "-deadline" in o and "-quiesce" not in o:
+        raise usage("-deadline needs -quiesce (SnapLab extension)")
+    deadline = deadline_of(ctx, o.get("-deadline")) if "-quiesce" in o else 0.0
     bv = _bv_of(ctx, o)
     check_partitions(ctx, bv.entry)
-    req = pb.CreateRequest(bv=bv.name, sv=sv, cyclic="-cyclic" in o, options=layout_options(ctx))
-    gen = route(ctx, bv, "create", req).generation
+
+    def create(consistency: str = "") -> pb.Generation:
+        req = pb.CreateRequest(bv=bv.name, sv=sv, cyclic="-cyclic" in o, options=layout_options(ctx),
+                               consistency=consistency)
+        return route(ctx, bv, "create", req).generation
+
+    if "-quiesce" in o:
+        gen, q = quiesce_and_create(ctx, bv.name, bv.entry, deadline, create)
+        if q.label == "application":
+            ctx.info(E.QUIESCED, ms=q.frozen_ms, name=bv.name)
+        elif q.reason.startswith(("freeze hook exit", "thaw hook exit")):
+            ctx.warning(E.QUIESCE_HOOK_FAILED, detail=f"{bv.name}: {q.reason}")
+        else:
+            ctx.warning(E.QUIESCE_DEADLINE, detail=f"{bv.name}: {q.reason}, deadline {deadline:g} s")
+    else:
+        gen = create()
     ctx.info(DONE["iSMsc_create"])
     print_lines(ctx, formats.generation_block(gen, special_files(ctx, bv.array, bv.special_entry)))
     return 0

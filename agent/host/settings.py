@@ -49,7 +49,7 @@ class Settings:
         cp = self.settings()
         for s in cp.sections():
             if s.upper() == section.upper():
-                return cp.get(s, key, fallback=default).strip()
+                return cp.get(s, key, raw=True, fallback=default).strip()  # raw: hook commands may hold %
         return default
 
     def flag(self, section: str, key: str, default: bool = False) -> bool:

@@ -130,6 +130,13 @@ SUBCOMMANDS: dict[str, Cfg] = {
     "accessdel": Cfg(
         "iSM04016", ("-ldname", "-ldn", "-portname", "-wwn"), summary="-ldname LD -portname PORT | -wwn WWN"
     ),
+    # SnapLab extension (issue 14, docs/extensions-sra-quiesce.md): what a write does when the SRA is full
+    "srapolicy": Cfg(
+        "iSM31285",
+        ("-poolnumber", "-poolname", "-policy", "-warn", "-queuetimeout"),
+        summary="-poolnumber N [-policy auto-delete|fail-writes|invalidate-all|queue] [-warn PCT,PCT...|none]"
+        " [-queuetimeout SECONDS]   (SnapLab extension)",
+    ),
     "faultset": Cfg("iSM04017", ("-kind", "-target"), summary="-kind KIND -target TARGET"),
     "faultclear": Cfg("iSM04018", ("-kind", "-target"), summary="-kind KIND -target TARGET"),
 }
@@ -181,6 +188,8 @@ def _config_request(sub: str, o: dict[str, Any]) -> dict[str, Any]:
                 **number,
             )
         }
+    if sub == "srapolicy":
+        return {"set_sra_policy": _sra_policy(o)}
     if sub == "generationadd":
         need(o, "-bvname")
         names = o.get("-svname", [])
@@ -248,6 +257,35 @@ def _config_request(sub: str, o: dict[str, Any]) -> dict[str, Any]:
     raise Usage(f"unknown subcommand {sub}")  # pragma: no cover - SUBCOMMANDS and this list match
 
 
+def _sra_policy(o: dict[str, Any]) -> apb.SetSraPolicy:
+    """``iSMcfg srapolicy``: only what is given changes (the array checks the values: iSM31278)."""
+    if not any(k in o for k in ("-policy", "-warn", "-queuetimeout")):
+        raise Usage("give -policy, -warn or -queuetimeout")
+    m = apb.SetSraPolicy(pool=_pool_ref(o), policy=o.get("-policy", "").lower())
+    if "-warn" in o:
+        text = str(o["-warn"]).strip().lower()
+        m.set_warn = True
+        if text != "none":
+            for part in text.split(","):
+                if not part.strip().rstrip("%").isdigit():
+                    raise Usage(f"-warn {o['-warn']!r}: give percentages like 70,90 or none")
+                m.warn_percents.append(int(part.strip().rstrip("%")))
+    if "-queuetimeout" in o:
+        try:
+            m.queue_timeout_seconds = float(o["-queuetimeout"])
+        except ValueError:
+            raise Usage(f"-queuetimeout {o['-queuetimeout']!r}") from None
+        if not m.queue_timeout_seconds > 0:
+            raise Usage(f"-queuetimeout {o['-queuetimeout']!r}: give a positive number of seconds")
+    return m
+
+
+def sra_policy_line(p: apb.Pool) -> str:
+    warn = ",".join(f"{w}%" for w in p.sra_warn_percents) or "none"
+    return f"  Pool: {p.name}  SRA Full Policy: {p.sra_policy}  Warning Thresholds: {warn}  " \
+           f"Queue Timeout: {p.sra_queue_timeout_seconds:g} s"
+
+
 def _ld_line(ld: apb.Ld) -> str:
     return f"  {ld.type + ':' + ld.name:<36} {ld.number}  {ld.format or '-':<2}  {fmt_size(ld.capacity):>8}  {ld.pool}"
 
@@ -293,6 +331,10 @@ def run_cfg(client: ManagerClient, args: list[str]) -> list[str]:
             raise SnapLabError(E.NOT_LV, name=ld.name)
     reply = client.configure(array, **request)
     lines.append(f"iSMcfg:Info: {spec.msg_id}: iSMcfg {sub} has normally terminated.")
+    if sub == "srapolicy":
+        ref = request["set_sra_policy"].pool
+        pools = client.monitor(array).arrays[0].state.pools
+        lines += [sra_policy_line(p) for p in pools if ref in (p.name, str(p.number))]
     lines += [_ld_line(ld) for ld in reply.lds]
     lines += [f"  Removed: {name}" for name in reply.names]
     return lines

@@ -168,6 +168,41 @@ class E:
         "iSM19066", "LV was unlinked because its snapshot was deleted; I/O failed. ({name})", S.FAILED_PRECONDITION
     )
     FAULT_NOT_SET = _m("iSM19080", "Specified fault is not set. ({name})", S.NOT_FOUND)
+    # -- SnapLab extensions (issue 14, docs/extensions-sra-quiesce.md): SRA-full policies ------------
+    SRA_FULL_WRITE_REFUSED = _m(
+        "iSM31275", "Snapshot reserve area is full; the write to the BV is refused (policy fail-writes). ({name})",
+        S.RESOURCE_EXHAUSTED,
+    )
+    SRA_FULL_QUEUE_TIMEOUT = _m(
+        "iSM31276", "Snapshot reserve area stayed full; the queued write to the BV failed (policy queue). ({detail})",
+        S.RESOURCE_EXHAUSTED,
+    )
+    # Never a client's answer: the array service waits on it (servicer.Write) and retries the write.
+    SRA_FULL_QUEUED = _m("iSM31277", "Snapshot reserve area is full; the write waits for free space. ({name})",
+                         S.UNAVAILABLE)
+    SRA_POLICY_BAD = _m("iSM31278", "Specified SRA-full policy setting is not valid. ({detail})", S.INVALID_ARGUMENT)
+    # events the array logs (ArrayState.events; the manager copies them into its event log)
+    SRA_INVALIDATED = _m(
+        "iSM31279", "Snapshot reserve area is full; every snapshot sharing it is invalidated. ({detail})", S.INTERNAL
+    )
+    SRA_THRESHOLD = _m("iSM31280", "Snapshot reserve area usage reached its warning threshold. ({detail})", S.INTERNAL)
+    SRA_AUTO_DELETED = _m(
+        "iSM31281", "Snapshot reserve area is full; a snapshot is deleted to free space. ({detail})", S.INTERNAL
+    )
+    # -- SnapLab extensions: application-consistent snapshots (iSMsc_create -quiesce) --------------
+    QUIESCED = _m(
+        "iSM31282", "Volumes of the BV were frozen for {ms} ms; the snapshot is application-consistent. ({name})",
+        S.INTERNAL,
+    )
+    QUIESCE_DEADLINE = _m(
+        "iSM31283",
+        "Quiesce did not finish within its deadline; the freeze was released and the snapshot is crash-consistent. "
+        "({detail})",
+        S.INTERNAL,
+    )
+    QUIESCE_HOOK_FAILED = _m(
+        "iSM31284", "Quiesce hook failed; the snapshot is crash-consistent. ({detail})", S.INTERNAL
+    )
     # -- identity ------------------------------------------------------------------------------
     UNAUTHENTICATED = _m("iSM31050", "Caller has no valid certificate of this lab. ({detail})", S.UNAUTHENTICATED)
     # -- daemon resources: per-caller limits (every daemon's gRPC server, snaplab/common/rpc_guard.py) --

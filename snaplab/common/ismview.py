@@ -145,9 +145,25 @@ def array_detail(a: mpb.ArrayMonitor) -> list[str]:
             _kv("Free Pool Capacity", gb_text(max(0, p.capacity - used))),
             _kv("Snapshot Reserve Area", gb_text(p.sra_capacity) if p.sra_capacity else "-"),
             _kv("Snapshot Reserve Used", gb_text(p.sra_used) if p.sra_capacity else "-"),
+            *_sra_policy_lines(p),
             "",
         ]
     return lines + _tables(a)
+
+
+def _sra_policy_lines(p: apb.Pool) -> list[str]:
+    """SnapLab extension (issue 14): shown only for a pool whose SRA-full policy or thresholds were
+    set, so the guide's layout is unchanged when the extension is not used."""
+    if not p.sra_capacity or (p.sra_policy in ("", "auto-delete") and not p.sra_warn_percents):
+        return []
+    lines = [
+        _kv("SRA Full Policy", f"{p.sra_policy} (SnapLab extension)"),
+        _kv("SRA Used Percent", f"{100 * p.sra_used // p.sra_capacity}%"),
+        _kv("SRA Warn Thresholds", ",".join(f"{w}%" for w in p.sra_warn_percents) or "-"),
+    ]
+    if p.sra_policy == "queue":
+        lines.append(_kv("SRA Queue Timeout", f"{p.sra_queue_timeout_seconds:g} s"))
+    return lines
 
 
 def _tables(a: mpb.ArrayMonitor) -> list[str]:

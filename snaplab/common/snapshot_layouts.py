@@ -239,6 +239,8 @@ def detail_sv_block(gen: pb.Generation, lv_format: str, special: Mapping[str, st
             ("LV Link Status", _or_dash(gen.link)),
         )
     ]
+    if gen.consistency:  # SnapLab extension (iSMsc_create -quiesce): absent from the guide's layout otherwise
+        lines.append(DETAIL_ITEM.format(key="Consistency", value=gen.consistency))
     if gen.link == "link" and gen.lv:
         lines.append(DETAIL_HEAD.format(kind="LV", key="LD Name", value=gen.lv))
         lines.append(DETAIL_ITEM.format(key="Type", value=_or_dash(lv_format)))

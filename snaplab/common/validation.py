@@ -126,6 +126,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("*", "cond"): KEYWORD,
     ("*", "svflg"): KEYWORD,
     ("*", "derivsv"): KEYWORD,
+    ("*", "policy"): KEYWORD,  # SnapLab extension: SetSraPolicy
+    ("*", "consistency"): KEYWORD,  # SnapLab extension: CreateRequest
     ("*", "product"): KEYWORD,
     ("*", "platform"): KEYWORD,
     ("*", "role"): KEYWORD,

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ConfigRequest(_message.Message):
-    __slots__ = ("set_array_name", "add_port", "bind_pool", "bind_ld", "unbind_ld", "build_sra", "add_generations", "delete_generations", "bind_lv", "set_licence", "remove_licence", "register_host", "assign_access", "unassign_access", "set_format", "rename_ld", "expand_ld", "pair_lds", "replicate_ld", "separate_ld", "set_io_limit")
+    __slots__ = ("set_array_name", "add_port", "bind_pool", "bind_ld", "unbind_ld", "build_sra", "add_generations", "delete_generations", "bind_lv", "set_licence", "remove_licence", "register_host", "assign_access", "unassign_access", "set_format", "rename_ld", "expand_ld", "pair_lds", "replicate_ld", "separate_ld", "set_io_limit", "set_sra_policy")
     SET_ARRAY_NAME_FIELD_NUMBER: _ClassVar[int]
     ADD_PORT_FIELD_NUMBER: _ClassVar[int]
     BIND_POOL_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class ConfigRequest(_message.Message):
     REPLICATE_LD_FIELD_NUMBER: _ClassVar[int]
     SEPARATE_LD_FIELD_NUMBER: _ClassVar[int]
     SET_IO_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    SET_SRA_POLICY_FIELD_NUMBER: _ClassVar[int]
     set_array_name: SetArrayName
     add_port: AddPort
     bind_pool: BindPool
@@ -50,7 +51,8 @@ class ConfigRequest(_message.Message):
     replicate_ld: ReplicatePair
     separate_ld: ReplicatePair
     set_io_limit: SetIoLimit
-    def __init__(self, set_array_name: _Optional[_Union[SetArrayName, _Mapping]] = ..., add_port: _Optional[_Union[AddPort, _Mapping]] = ..., bind_pool: _Optional[_Union[BindPool, _Mapping]] = ..., bind_ld: _Optional[_Union[BindLd, _Mapping]] = ..., unbind_ld: _Optional[_Union[UnbindLd, _Mapping]] = ..., build_sra: _Optional[_Union[BuildSra, _Mapping]] = ..., add_generations: _Optional[_Union[AddGenerations, _Mapping]] = ..., delete_generations: _Optional[_Union[DeleteGenerations, _Mapping]] = ..., bind_lv: _Optional[_Union[BindLv, _Mapping]] = ..., set_licence: _Optional[_Union[SetLicence, _Mapping]] = ..., remove_licence: _Optional[_Union[RemoveLicence, _Mapping]] = ..., register_host: _Optional[_Union[RegisterHost, _Mapping]] = ..., assign_access: _Optional[_Union[AssignAccess, _Mapping]] = ..., unassign_access: _Optional[_Union[UnassignAccess, _Mapping]] = ..., set_format: _Optional[_Union[SetFormat, _Mapping]] = ..., rename_ld: _Optional[_Union[RenameLd, _Mapping]] = ..., expand_ld: _Optional[_Union[ExpandLd, _Mapping]] = ..., pair_lds: _Optional[_Union[PairLds, _Mapping]] = ..., replicate_ld: _Optional[_Union[ReplicatePair, _Mapping]] = ..., separate_ld: _Optional[_Union[ReplicatePair, _Mapping]] = ..., set_io_limit: _Optional[_Union[SetIoLimit, _Mapping]] = ...) -> None: ...
+    set_sra_policy: SetSraPolicy
+    def __init__(self, set_array_name: _Optional[_Union[SetArrayName, _Mapping]] = ..., add_port: _Optional[_Union[AddPort, _Mapping]] = ..., bind_pool: _Optional[_Union[BindPool, _Mapping]] = ..., bind_ld: _Optional[_Union[BindLd, _Mapping]] = ..., unbind_ld: _Optional[_Union[UnbindLd, _Mapping]] = ..., build_sra: _Optional[_Union[BuildSra, _Mapping]] = ..., add_generations: _Optional[_Union[AddGenerations, _Mapping]] = ..., delete_generations: _Optional[_Union[DeleteGenerations, _Mapping]] = ..., bind_lv: _Optional[_Union[BindLv, _Mapping]] = ..., set_licence: _Optional[_Union[SetLicence, _Mapping]] = ..., remove_licence: _Optional[_Union[RemoveLicence, _Mapping]] = ..., register_host: _Optional[_Union[RegisterHost, _Mapping]] = ..., assign_access: _Optional[_Union[AssignAccess, _Mapping]] = ..., unassign_access: _Optional[_Union[UnassignAccess, _Mapping]] = ..., set_format: _Optional[_Union[SetFormat, _Mapping]] = ..., rename_ld: _Optional[_Union[RenameLd, _Mapping]] = ..., expand_ld: _Optional[_Union[ExpandLd, _Mapping]] = ..., pair_lds: _Optional[_Union[PairLds, _Mapping]] = ..., replicate_ld: _Optional[_Union[ReplicatePair, _Mapping]] = ..., separate_ld: _Optional[_Union[ReplicatePair, _Mapping]] = ..., set_io_limit: _Optional[_Union[SetIoLimit, _Mapping]] = ..., set_sra_policy: _Optional[_Union[SetSraPolicy, _Mapping]] = ...) -> None: ...
 
 class SetArrayName(_message.Message):
     __slots__ = ("name",)
@@ -149,6 +151,20 @@ class SetIoLimit(_message.Message):
     lower: int
     report: str
     def __init__(self, ld: _Optional[str] = ..., upper: _Optional[int] = ..., lower: _Optional[int] = ..., report: _Optional[str] = ...) -> None: ...
+
+class SetSraPolicy(_message.Message):
+    __slots__ = ("pool", "policy", "warn_percents", "set_warn", "queue_timeout_seconds")
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    WARN_PERCENTS_FIELD_NUMBER: _ClassVar[int]
+    SET_WARN_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    pool: str
+    policy: str
+    warn_percents: _containers.RepeatedScalarFieldContainer[int]
+    set_warn: bool
+    queue_timeout_seconds: float
+    def __init__(self, pool: _Optional[str] = ..., policy: _Optional[str] = ..., warn_percents: _Optional[_Iterable[int]] = ..., set_warn: _Optional[bool] = ..., queue_timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class BuildSra(_message.Message):
     __slots__ = ("pool", "capacity", "sdv_name", "extend", "number")
@@ -281,16 +297,18 @@ class LayoutOptions(_message.Message):
     def __init__(self, allow_multi_partition: _Optional[bool] = ..., allow_gpt: _Optional[bool] = ...) -> None: ...
 
 class CreateRequest(_message.Message):
-    __slots__ = ("bv", "sv", "cyclic", "options")
+    __slots__ = ("bv", "sv", "cyclic", "options", "consistency")
     BV_FIELD_NUMBER: _ClassVar[int]
     SV_FIELD_NUMBER: _ClassVar[int]
     CYCLIC_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     bv: str
     sv: SvRef
     cyclic: bool
     options: LayoutOptions
-    def __init__(self, bv: _Optional[str] = ..., sv: _Optional[_Union[SvRef, _Mapping]] = ..., cyclic: _Optional[bool] = ..., options: _Optional[_Union[LayoutOptions, _Mapping]] = ...) -> None: ...
+    consistency: str
+    def __init__(self, bv: _Optional[str] = ..., sv: _Optional[_Union[SvRef, _Mapping]] = ..., cyclic: _Optional[bool] = ..., options: _Optional[_Union[LayoutOptions, _Mapping]] = ..., consistency: _Optional[str] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
     __slots__ = ("bv", "sv", "auto")
@@ -379,7 +397,7 @@ class VolumeRef(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class Generation(_message.Message):
-    __slots__ = ("sv", "sv_number", "bv", "format", "has_relgen", "relgen", "attribute", "state", "state_time", "create_time", "guard", "link", "lv", "lv_mode", "data_size", "restore_total", "restore_done", "pool")
+    __slots__ = ("sv", "sv_number", "bv", "format", "has_relgen", "relgen", "attribute", "state", "state_time", "create_time", "guard", "link", "lv", "lv_mode", "data_size", "restore_total", "restore_done", "pool", "consistency")
     SV_FIELD_NUMBER: _ClassVar[int]
     SV_NUMBER_FIELD_NUMBER: _ClassVar[int]
     BV_FIELD_NUMBER: _ClassVar[int]
@@ -398,6 +416,7 @@ class Generation(_message.Message):
     RESTORE_TOTAL_FIELD_NUMBER: _ClassVar[int]
     RESTORE_DONE_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     sv: str
     sv_number: str
     bv: str
@@ -416,7 +435,8 @@ class Generation(_message.Message):
     restore_total: int
     restore_done: int
     pool: str
-    def __init__(self, sv: _Optional[str] = ..., sv_number: _Optional[str] = ..., bv: _Optional[str] = ..., format: _Optional[str] = ..., has_relgen: _Optional[bool] = ..., relgen: _Optional[int] = ..., attribute: _Optional[str] = ..., state: _Optional[str] = ..., state_time: _Optional[str] = ..., create_time: _Optional[str] = ..., guard: _Optional[bool] = ..., link: _Optional[str] = ..., lv: _Optional[str] = ..., lv_mode: _Optional[str] = ..., data_size: _Optional[int] = ..., restore_total: _Optional[int] = ..., restore_done: _Optional[int] = ..., pool: _Optional[str] = ...) -> None: ...
+    consistency: str
+    def __init__(self, sv: _Optional[str] = ..., sv_number: _Optional[str] = ..., bv: _Optional[str] = ..., format: _Optional[str] = ..., has_relgen: _Optional[bool] = ..., relgen: _Optional[int] = ..., attribute: _Optional[str] = ..., state: _Optional[str] = ..., state_time: _Optional[str] = ..., create_time: _Optional[str] = ..., guard: _Optional[bool] = ..., link: _Optional[str] = ..., lv: _Optional[str] = ..., lv_mode: _Optional[str] = ..., data_size: _Optional[int] = ..., restore_total: _Optional[int] = ..., restore_done: _Optional[int] = ..., pool: _Optional[str] = ..., consistency: _Optional[str] = ...) -> None: ...
 
 class LvState(_message.Message):
     __slots__ = ("lv", "link", "mode")
@@ -631,7 +651,7 @@ class DescribeRequest(_message.Message):
     def __init__(self, for_host: _Optional[str] = ...) -> None: ...
 
 class Pool(_message.Message):
-    __slots__ = ("number", "name", "kind", "capacity", "sra_capacity", "sra_used", "used")
+    __slots__ = ("number", "name", "kind", "capacity", "sra_capacity", "sra_used", "used", "sra_policy", "sra_warn_percents", "sra_queue_timeout_seconds")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -639,6 +659,9 @@ class Pool(_message.Message):
     SRA_CAPACITY_FIELD_NUMBER: _ClassVar[int]
     SRA_USED_FIELD_NUMBER: _ClassVar[int]
     USED_FIELD_NUMBER: _ClassVar[int]
+    SRA_POLICY_FIELD_NUMBER: _ClassVar[int]
+    SRA_WARN_PERCENTS_FIELD_NUMBER: _ClassVar[int]
+    SRA_QUEUE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     number: int
     name: str
     kind: str
@@ -646,7 +669,10 @@ class Pool(_message.Message):
     sra_capacity: int
     sra_used: int
     used: int
-    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., capacity: _Optional[int] = ..., sra_capacity: _Optional[int] = ..., sra_used: _Optional[int] = ..., used: _Optional[int] = ...) -> None: ...
+    sra_policy: str
+    sra_warn_percents: _containers.RepeatedScalarFieldContainer[int]
+    sra_queue_timeout_seconds: float
+    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., capacity: _Optional[int] = ..., sra_capacity: _Optional[int] = ..., sra_used: _Optional[int] = ..., used: _Optional[int] = ..., sra_policy: _Optional[str] = ..., sra_warn_percents: _Optional[_Iterable[int]] = ..., sra_queue_timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class Port(_message.Message):
     __slots__ = ("director", "port", "name")
@@ -673,7 +699,7 @@ class Host(_message.Message):
     def __init__(self, name: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ..., initiators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ArrayState(_message.Message):
-    __slots__ = ("name", "physical_capacity", "ports", "pools", "lds", "licences", "faults", "hosts", "product_id")
+    __slots__ = ("name", "physical_capacity", "ports", "pools", "lds", "licences", "faults", "hosts", "product_id", "events")
     class LicencesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -690,6 +716,7 @@ class ArrayState(_message.Message):
     FAULTS_FIELD_NUMBER: _ClassVar[int]
     HOSTS_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     physical_capacity: int
     ports: _containers.RepeatedCompositeFieldContainer[Port]
@@ -699,7 +726,22 @@ class ArrayState(_message.Message):
     faults: _containers.RepeatedScalarFieldContainer[str]
     hosts: _containers.RepeatedCompositeFieldContainer[Host]
     product_id: str
-    def __init__(self, name: _Optional[str] = ..., physical_capacity: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ..., licences: _Optional[_Mapping[str, str]] = ..., faults: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ..., product_id: _Optional[str] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[ArrayEvent]
+    def __init__(self, name: _Optional[str] = ..., physical_capacity: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ..., licences: _Optional[_Mapping[str, str]] = ..., faults: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ..., product_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[ArrayEvent, _Mapping]]] = ...) -> None: ...
+
+class ArrayEvent(_message.Message):
+    __slots__ = ("seq", "time", "classification", "msg_id", "text")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    MSG_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    time: str
+    classification: str
+    msg_id: str
+    text: str
+    def __init__(self, seq: _Optional[int] = ..., time: _Optional[str] = ..., classification: _Optional[str] = ..., msg_id: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
 class FaultRequest(_message.Message):
     __slots__ = ("kind", "target")
