@@ -29,6 +29,7 @@ from snaplab.agent import partitions as pt
 from snaplab.agent.host.model import SYSTEM_CAPACITY, Disk, Volume, type_text, volume_guid, volume_name
 from snaplab.agent.vollist import normalise_mount_point, normalise_volume_name
 
+from snaplab.common.errors import E
 from snaplab.common.rpc import SnapLabClientError
 
 log = logging.getLogger("snaplab.agent.host")
@@ -144,20 +145,19 @@ class Discovery:
             for a in sorted(answered):
                 for ld in sorted(answered[a], key=lambda x: x.number):
                     row = rows.get((a, ld.number))
+                    seen_as = {
+                        "ld_name": ld.name,
+                        "ld_type": type_text(ld.type, ld.attr),
+                        "format": ld.format,
+                        "capacity": ld.capacity,
+                    }
                     if row is None:
                         n = next(i for i in range(1, 10_000) if i not in used)
                         used.add(n)
-                        row = {
-                            "array": a,
-                            "ld": ld.number,
-                            "number": n,
-                            "ld_name": ld.name,
-                            "offline": 0,
-                            "unrecognised": 0,
-                        }
-                        self.db.table("disks").insert(row)
-                    elif row["ld_name"] != ld.name:
-                        self.db.table("disks").update((a, ld.number), {"ld_name": ld.name})
+                        row = {"array": a, "ld": ld.number, "number": n, **seen_as, "offline": 0, "unrecognised": 0}
+                        self.db.table("disks").insert(row, alter=True)
+                    elif any(row.get(k) != v for k, v in seen_as.items()):
+                        self.db.table("disks").update((a, ld.number), seen_as, alter=True)
                     disks.append(
                         Disk(
                             row["number"],
@@ -172,7 +172,8 @@ class Discovery:
                             reserved_by=ld.reserved_by,
                         )
                     )
-        self._read_layouts(disks[1:])
+            disks += self._not_responding(rows, unreachable)
+        self._read_layouts([d for d in disks[1:] if d.array not in unreachable])
         pins = self.pins()
         with self._db_lock:
             for disk in disks[1:]:
@@ -180,6 +181,33 @@ class Discovery:
         disks.sort(key=lambda d: d.number)
         self._view = disks
         return disks
+
+    @staticmethod
+    def _not_responding(
+        rows: dict[tuple[str, str], dict[str, Any]], unreachable: dict[str, SnapLabClientError]
+    ) -> list[Disk]:
+        """The disks of arrays that do not answer (every SAN path cut, the array down): still listed,
+        as the host saw them last, Not Ready with the array's silence as their error — a host's
+        disks do not vanish when their paths fail, their I/O does."""
+        out = []
+        for (a, ld_number), row in sorted(rows.items(), key=lambda kv: kv[1]["number"]):
+            if a not in unreachable:
+                continue
+            disk = Disk(
+                row["number"],
+                a,
+                ld_number,
+                row["ld_name"],
+                row.get("ld_type") or "",
+                row.get("format") or "",
+                row.get("capacity") or 0,
+                offline=bool(row["offline"]),
+                recognised=not row["unrecognised"],
+            )
+            disk.array_ready = False
+            disk.error = f"{E.ARRAY_UNREACHABLE.msg_id}: {E.ARRAY_UNREACHABLE.text.format(name=a)}"
+            out.append(disk)
+        return out
 
     def _read_layouts(self, disks: list[Disk]) -> None:
         """Every disk's partition table. The first sectors of all of an array's disks come in one

@@ -19,7 +19,13 @@ if TYPE_CHECKING:
 SYSTEM_CAPACITY = 40 * 1024**3
 SYSTEM_START = 1024 * 1024
 # Reads that say the LU is there but not usable now: the disk is Not Ready, not failed.
-NOT_READY_IDS = (E.NOT_READY.msg_id, E.LINK_LOST.msg_id, E.AC_BV_LINKED.msg_id, E.AC_DENIED.msg_id)
+NOT_READY_IDS = (
+    E.NOT_READY.msg_id,
+    E.LINK_LOST.msg_id,
+    E.AC_BV_LINKED.msg_id,
+    E.AC_DENIED.msg_id,
+    E.ARRAY_UNREACHABLE.msg_id,  # every path to the array cut: the device is not ready, not broken
+)
 _GUID = re.compile(r"^\\\\\?\\volume\{([0-9a-f-]{36})\}\\?$", re.IGNORECASE)
 
 

@@ -302,7 +302,7 @@ class MountTable:
         remembered ones back (automount)."""
         self.mount_path("C:").mkdir(parents=True, exist_ok=True)
         for d in self.scan():
-            if d.local:
+            if d.local or d.array in self.unreachable:  # an array that does not answer: as it comes back
                 continue
             if d.reserved_by and d.reserved_by != self.name:
                 self._withdraw_mounts(d)  # the cluster took it over while this node was down
