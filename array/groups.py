@@ -29,15 +29,22 @@ T = TypeVar("T")
 
 def create_tables(db: Any) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS cgroups (name TEXT PRIMARY KEY, members TEXT)")
-    db.execute("CREATE TABLE IF NOT EXISTS cgroup_gens (grp TEXT, seq INTEGER, sv INTEGER, epoch INTEGER,"
-               " time TEXT, PRIMARY KEY (grp, seq, sv))")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS cgroup_gens (grp TEXT, seq INTEGER, sv INTEGER, epoch INTEGER,"
+        " time TEXT, PRIMARY KEY (grp, seq, sv))"
+    )
 
 
 def read_state(q: Any) -> dict:
-    groups = {name: [int(n) for n in json.loads(members)] for name, members in q("SELECT name, members FROM cgroups")}
+    groups = {
+        name: [int(n) for n in json.loads(members)]
+        for name, members in q("SELECT name, members FROM cgroups")
+    }
     gens: dict[str, dict[int, tuple[str, list[tuple[int, int]]]]] = {}
     by_gen: dict[tuple[int, int], str] = {}
-    for grp, seq, sv, epoch, time in q("SELECT grp, seq, sv, epoch, time FROM cgroup_gens ORDER BY grp, seq, sv"):
+    for grp, seq, sv, epoch, time in q(
+        "SELECT grp, seq, sv, epoch, time FROM cgroup_gens ORDER BY grp, seq, sv"
+    ):
         gens.setdefault(grp, {}).setdefault(seq, (time, []))[1].append((sv, epoch))
         by_gen[(sv, epoch)] = grp
     return {"cgroups": groups, "cgroup_gens": gens, "cgroup_by_gen": by_gen}
@@ -84,8 +91,10 @@ class GroupsMixin:
 
     def group_list(self) -> list[dict]:
         with self._state():
-            return [{"name": n, "bvs": [self.lds[x].name if x in self.lds else f"{x:04x}h" for x in ns]}
-                    for n, ns in sorted(self.cgroups.items())]
+            return [
+                {"name": n, "bvs": [self.lds[x].name if x in self.lds else f"{x:04x}h" for x in ns]}
+                for n, ns in sorted(self.cgroups.items())
+            ]
 
     # -- lookups ---------------------------------------------------------------------------------
     def _group(self, name: str) -> list[int]:
@@ -140,8 +149,11 @@ class GroupsMixin:
         have = {sv.bv for sv, _ in live}
         missing = [m.name for m in members if m.number not in have]
         if missing:
-            raise SnapLabError(E.GROUP_REFUSED, detail=f"{name}: {', '.join(missing)} no longer "
-                               f"{'has' if len(missing) == 1 else 'have'} this generation; cannot {what}")
+            raise SnapLabError(
+                E.GROUP_REFUSED,
+                detail=f"{name}: {', '.join(missing)} no longer "
+                f"{'has' if len(missing) == 1 else 'have'} this generation; cannot {what}",
+            )
 
     @staticmethod
     def _member(bv: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -151,7 +163,9 @@ class GroupsMixin:
         except SnapLabError as exc:
             raise SnapLabError(E.GROUP_REFUSED, detail=f"{bv}: {exc}") from None
 
-    def _group_info(self, name: str, members: list[LD], rel: int, time: str, entries: list[tuple[int, int]]) -> dict:
+    def _group_info(
+        self, name: str, members: list[LD], rel: int, time: str, entries: list[tuple[int, int]]
+    ) -> dict:
         by_bv = {sv.bv: sv for sv, _ in self._live_entries(entries)}
         return {
             "relgen": rel,
@@ -164,8 +178,15 @@ class GroupsMixin:
         return {"group": name, "bvs": [m.name for m in members], "generations": gens, "links": links or []}
 
     # -- operations ------------------------------------------------------------------------------
-    def group_create(self, name: str, *, cyclic: bool = False, allow_multi: bool = False, allow_gpt: bool = False,
-                     expect: list[str] | None = None) -> dict:
+    def group_create(
+        self,
+        name: str,
+        *,
+        cyclic: bool = False,
+        allow_multi: bool = False,
+        allow_gpt: bool = False,
+        expect: list[str] | None = None,
+    ) -> dict:
         """Every member's generation at one instant (one transaction under the engine's lock)."""
         with self._tx():
             members = self._group_members(name, expect)
@@ -179,8 +200,19 @@ class GroupsMixin:
                 if free is None:
                     raise SnapLabError(E.GROUP_NO_FREE_SV, name=f"{name}: {bv.name}")
                 svs.append(free.name)
-            made = [self._member(bv.name, self.create, bv.number, sv, "ld", cyclic=cyclic, allow_multi=allow_multi,
-                                 allow_gpt=allow_gpt) for bv, sv in zip(members, svs)]
+            made = [
+                self._member(
+                    bv.name,
+                    self.create,
+                    bv.number,
+                    sv,
+                    "ld",
+                    cyclic=cyclic,
+                    allow_multi=allow_multi,
+                    allow_gpt=allow_gpt,
+                )
+                for bv, sv in zip(members, svs)
+            ]
             gens = self.cgroup_gens.setdefault(name, {})
             for seq in [s for s, (_, e) in gens.items() if not self._live_entries(e)]:  # gone: forget them
                 self.db.execute("DELETE FROM cgroup_gens WHERE grp=? AND seq=?", [name, seq])
@@ -192,8 +224,9 @@ class GroupsMixin:
             for info in made:
                 sv = self.ld(info["sv"])
                 entries.append((sv.number, self.gens[sv.number].epoch))
-            self.db.conn.executemany("INSERT INTO cgroup_gens VALUES (?,?,?,?,?)",
-                                     [(name, seq, sv, ep, now) for sv, ep in entries])
+            self.db.conn.executemany(
+                "INSERT INTO cgroup_gens VALUES (?,?,?,?,?)", [(name, seq, sv, ep, now) for sv, ep in entries]
+            )
             gens[seq] = (now, entries)
             for key in entries:
                 self.cgroup_by_gen[key] = name  # type: ignore[index]
@@ -207,29 +240,58 @@ class GroupsMixin:
             for sv, _ in live:
                 self._member(self.lds[sv.bv].name, self.delete, sv.bv, sv.name, "ld")  # type: ignore[arg-type]
             entries = self.cgroup_gens[name][seq][1]
-            info = {"relgen": rel, "create_time": time, "missing": [],
-                    "members": [self._gen_info(sv) for sv, _ in live]}
+            info = {
+                "relgen": rel,
+                "create_time": time,
+                "missing": [],
+                "members": [self._gen_info(sv) for sv, _ in live],
+            }
             self.db.execute("DELETE FROM cgroup_gens WHERE grp=? AND seq=?", [name, seq])
             for key in entries:
                 self.cgroup_by_gen.pop(key, None)
             del self.cgroup_gens[name][seq]
             return self._reply(name, members, [info])
 
-    def group_restore(self, name: str, gen: int, *, derived: str = "keep", allow_multi: bool = False,
-                      allow_gpt: bool = False, expect: list[str] | None = None) -> dict:
+    def group_restore(
+        self,
+        name: str,
+        gen: int,
+        *,
+        derived: str = "keep",
+        allow_multi: bool = False,
+        allow_gpt: bool = False,
+        expect: list[str] | None = None,
+    ) -> dict:
         """Restore every member to the group generation, or none (a member that cannot: iSM31267)."""
         with self._tx():
             members = self._group_members(name, expect)
             rel, seq, time, live = self._group_gen(name, gen)
             self._complete(name, members, live, "restore")
             for sv, _ in live:
-                self._member(self.lds[sv.bv].name, self.restore, sv.bv, sv.name, "ld",  # type: ignore[arg-type]
-                             derived=derived, allow_multi=allow_multi, allow_gpt=allow_gpt)
-            return self._reply(name, members, [self._group_info(name, members, rel, time,
-                                                                self.cgroup_gens[name][seq][1])])
+                self._member(
+                    self.lds[sv.bv].name,
+                    self.restore,
+                    sv.bv,
+                    sv.name,
+                    "ld",  # type: ignore[arg-type]
+                    derived=derived,
+                    allow_multi=allow_multi,
+                    allow_gpt=allow_gpt,
+                )
+            return self._reply(
+                name, members, [self._group_info(name, members, rel, time, self.cgroup_gens[name][seq][1])]
+            )
 
-    def group_guard(self, name: str, gen: int, *, on: bool | None = None, hold: str = "", release: str = "",
-                    expect: list[str] | None = None) -> dict:
+    def group_guard(
+        self,
+        name: str,
+        gen: int,
+        *,
+        on: bool | None = None,
+        hold: str = "",
+        release: str = "",
+        expect: list[str] | None = None,
+    ) -> dict:
         """The guide's guard (on / off), or a named hold placed or released, on every member generation."""
         with self._tx():
             members = self._group_members(name, expect)
@@ -242,8 +304,9 @@ class GroupsMixin:
                     self._member(bv, self._release_gen, sv, release)
                 else:
                     self._member(bv, self.guard, sv.bv, sv.name, "ld", on=bool(on))
-            return self._reply(name, members, [self._group_info(name, members, rel, time,
-                                                                self.cgroup_gens[name][seq][1])])
+            return self._reply(
+                name, members, [self._group_info(name, members, rel, time, self.cgroup_gens[name][seq][1])]
+            )
 
     def _group_lvs(self, name: str, members: list[LD], lvs: list[str]) -> dict[int, LD]:
         """The LVs given, one per member (by the LV's BV)."""
@@ -260,8 +323,17 @@ class GroupsMixin:
             by_bv[lv.bv] = lv  # type: ignore[index]
         return by_bv
 
-    def group_link(self, name: str, gen: int, lvs: list[str], *, mode: str = "rw", allow_multi: bool = False,
-                   allow_gpt: bool = False, expect: list[str] | None = None) -> dict:
+    def group_link(
+        self,
+        name: str,
+        gen: int,
+        lvs: list[str],
+        *,
+        mode: str = "rw",
+        allow_multi: bool = False,
+        allow_gpt: bool = False,
+        expect: list[str] | None = None,
+    ) -> dict:
         """Link each member's generation to that member's LV of ``lvs`` (one per member)."""
         with self._tx():
             members = self._group_members(name, expect)
@@ -271,10 +343,25 @@ class GroupsMixin:
             missing = [m.name for m in members if m.number not in by_bv]
             if missing:
                 raise SnapLabError(E.GROUP_LVS_BAD, detail=f"{name}: no LV given for {', '.join(missing)}")
-            links = [self._member(self.lds[sv.bv].name, self.link, by_bv[sv.bv].number, sv.name, "ld",  # type: ignore
-                                  mode=mode, allow_multi=allow_multi, allow_gpt=allow_gpt) for sv, _ in live]
-            return self._reply(name, members, [self._group_info(name, members, rel, time,
-                                                                self.cgroup_gens[name][seq][1])], links)
+            links = [
+                self._member(
+                    self.lds[sv.bv].name,
+                    self.link,
+                    by_bv[sv.bv].number,
+                    sv.name,
+                    "ld",  # type: ignore
+                    mode=mode,
+                    allow_multi=allow_multi,
+                    allow_gpt=allow_gpt,
+                )
+                for sv, _ in live
+            ]
+            return self._reply(
+                name,
+                members,
+                [self._group_info(name, members, rel, time, self.cgroup_gens[name][seq][1])],
+                links,
+            )
 
     def group_unlink(self, name: str, lvs: list[str], *, expect: list[str] | None = None) -> dict:
         with self._tx():
@@ -293,12 +380,13 @@ class GroupsMixin:
                 picked = [(rel, seq, time)]
             else:
                 picked = [(-i - 1, seq, time) for i, (seq, time, _) in enumerate(gens)]
-            infos = [self._group_info(name, members, rel, time, self.cgroup_gens[name][seq][1])
-                     for rel, seq, time in picked]
+            infos = [
+                self._group_info(name, members, rel, time, self.cgroup_gens[name][seq][1])
+                for rel, seq, time in picked
+            ]
             return self._reply(name, members, infos)
 
     def group_waiting(self, name: str) -> bool:
         """Whether a member of the group is still restoring (iSMsc_restore -cg waits for none)."""
         with self._state():
             return any(n in self.restores for n in self._group(name))
-

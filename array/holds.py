@@ -24,8 +24,10 @@ MAX_HOLDS = 64  # per generation
 
 
 def create_tables(db: Any) -> None:
-    db.execute("CREATE TABLE IF NOT EXISTS gen_holds (sv INTEGER, name TEXT, epoch INTEGER, time TEXT,"
-               " PRIMARY KEY (sv, name))")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS gen_holds (sv INTEGER, name TEXT, epoch INTEGER, time TEXT,"
+        " PRIMARY KEY (sv, name))"
+    )
 
 
 def read_state(q: Any) -> dict:
@@ -77,7 +79,9 @@ class HoldsMixin:
             raise SnapLabError(E.HOLD_BAD, detail=f"{sv.name}: at most {MAX_HOLDS} holds")
         # rows of an older generation of this SV are stale: they go now
         self.db.execute("DELETE FROM gen_holds WHERE sv=? AND epoch IS NOT ?", [sv.number, g.epoch])
-        self.db.execute("INSERT OR REPLACE INTO gen_holds VALUES (?,?,?,?)", [sv.number, name, g.epoch, self._clock()])
+        self.db.execute(
+            "INSERT OR REPLACE INTO gen_holds VALUES (?,?,?,?)", [sv.number, name, g.epoch, self._clock()]
+        )
         mine = {n: e for n, e in self.gen_holds.get(sv.number, {}).items() if e == g.epoch}
         mine[name] = g.epoch
         self.gen_holds[sv.number] = mine

@@ -515,14 +515,19 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
         return await self._call(context, VIEW_ROLES, "describe the array", self._describe, request)
 
     def _describe(self, request: pb.DescribeRequest, ident: Identity) -> pb.ArrayState:
+        host = ident.name if ident.role == "host" else request.for_host
         if ident.role == "host":  # its own part only: nothing of other hosts or LDs it is not given
-            return serde.array_state_msg(self.engine.describe_for_host(ident.name))
-        if request.for_host:  # the manager answering a host's iSMview with that host's rights
+            state = serde.array_state_msg(self.engine.describe_for_host(host))
+        elif request.for_host:  # the manager answering a host's iSMview with that host's rights
             if ident.role != "manager":
                 raise SnapLabError(E.CONTROL_DENIED, detail=f"{ident.role} {ident.name} may not describe for a host")
-            return serde.array_state_msg(self.engine.describe_for_host(request.for_host))
-        state = serde.array_state_msg(self.engine.describe())
-        state.groups.extend(pb.GroupInfo(name=g["name"], bvs=g["bvs"]) for g in self.engine.group_list())
+            state = serde.array_state_msg(self.engine.describe_for_host(host))
+        else:
+            state = serde.array_state_msg(self.engine.describe())
+        # SnapLab extension (groups.py): the consistency groups; a host's, those of BVs it sees only
+        seen = {ld.name for ld in state.lds}
+        state.groups.extend(pb.GroupInfo(name=g["name"], bvs=g["bvs"]) for g in self.engine.group_list()
+                            if not host or set(g["bvs"]) <= seen)
         return state
 
     async def InjectFault(self, request: pb.FaultRequest, context: grpc.aio.ServicerContext) -> pb.ArrayState:
