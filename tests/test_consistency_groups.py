@@ -12,6 +12,7 @@ create that was not one instant.
 
 from __future__ import annotations
 
+import itertools
 import struct
 import subprocess
 import sys
@@ -78,7 +79,7 @@ LAB = """
 
 
 def lab_text() -> str:
-    q = lambda xs: "[" + ", ".join(f'"{x}"' for x in xs) + "]"  # noqa: E731
+    q = lambda xs: "[" + ", ".join(f'"{x}"' for x in xs) + "]"
     return LAB.format(
         lds="\n           ".join(f'{{ name = "{bv}", capacity = "8MiB", pool = 0 }},' for bv in BVS),
         gens="\n                   ".join(f'{{ bv = "{bv}", pool = 1, count = 3 }},' for bv in BVS),
@@ -145,7 +146,7 @@ def counters(lab: Lab) -> list[list[int]]:
 
 def prefix_consistent(cut: list[list[int]]) -> bool:
     """Each writer's numbers, in member order: A >= B >= ... >= E >= A - 1."""
-    return all(all(x >= y for x, y in zip(nums, nums[1:])) and nums[-1] >= nums[0] - 1 for nums in cut)
+    return all(all(x >= y for x, y in itertools.pairwise(nums)) and nums[-1] >= nums[0] - 1 for nums in cut)
 
 
 def test_every_group_generation_is_a_prefix_consistent_cut(lab: Lab, tmp_path: Path) -> None:
@@ -194,6 +195,7 @@ def test_every_group_generation_is_a_prefix_consistent_cut(lab: Lab, tmp_path: P
 def test_group_query_holds_and_delete(lab: Lab) -> None:
     q = lab.cmd("business01", "iSMsc_query -cg DB").stdout
     assert "(SnapLab extension)" in q and "CG Name                 : DB" in q, q
+    lab.cmd("business01", "iSMsc_create -cg DB -cyclic")  # each member's newest generation is the group's
     # a named hold on every member's newest generation: the group's and each member's delete refuse
     ran = lab.cmd("business01", "iSMsc_svguard -cg DB -sv -1 -svflg relgen -hold nightly")
     assert "Holds      : nightly (1)" in ran.stdout, ran
@@ -287,3 +289,37 @@ def _newest_sv(lab: Lab, bv: str) -> str:
 
 def _state_of(lab: Lab, bv: str, sv: str) -> str:
     return next(g.state for g in _query(lab, bv).generations if g.sv == sv)
+
+
+# -- routing of a group's operation (manager/routing.py, plain data: no processes) ----------------------
+def test_routing_checks_every_member() -> None:
+    from snaplab.manager.routing import ArrayView, ControlOp, LdInfo, ViaState, check_route
+    from snaplab.manager.state import HostRecord
+
+    from snaplab.common.errors import SnapLabError
+    from snaplab.common.pki import Identity
+
+    biz = HostRecord("business01", "business", wwns=("10:00:00:00:c9:00:00:01",))
+    bak = HostRecord("backup01", "backup", wwns=("10:00:00:00:c9:00:00:02",))
+    view = ArrayView.build(
+        "A",
+        [LdInfo("bv1", "BV", access=biz.paths), LdInfo("bv2", "BV", access=biz.paths), LdInfo("bv3", "BV"),
+         LdInfo("lv1", "LV", "bv1", access=bak.paths), LdInfo("lv2", "LV", "bv2", access=bak.paths),
+         LdInfo("CV", "CV", access=bak.paths)],
+        {"business01": biz.paths, "backup01": bak.paths},
+        groups={"G": ("bv1", "bv2"), "H": ("bv1", "bv3")},
+    )
+
+    def check(host: HostRecord, members: tuple[str, ...], via: str, lvs: tuple[str, ...] = ()) -> str:
+        op = ControlOp("group", group="G", group_op="link" if lvs else "create", members=members, lvs=lvs)
+        try:
+            return check_route(Identity(host.name, "host"), host, view, op, via, lambda _n: ViaState()).through
+        except SnapLabError as exc:
+            return exc.msg_id
+
+    assert check(biz, ("bv1", "bv2"), "bv2") == "volume"  # through a member it reaches
+    assert check(biz, ("bv1", "bv3"), "bv1") == "iSM31042"  # bv3 it does not reach
+    assert check(biz, ("bv1", "bv2"), "lv1") == "iSM31042"  # not its LD at all
+    assert check(bak, ("bv1", "bv2"), "CV", ("lv1", "lv2")) == "cv"  # its CV: each member paired with its LVs
+    assert check(bak, ("bv1", "bv3"), "CV") == "iSM31061"  # bv3 has no LV of the backup server
+    assert check(bak, ("bv1", "bv2"), "lv1", ("lv1", "lv2")) == "iSM31042"  # without its CV: it reaches no member

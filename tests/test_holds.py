@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 from snaplab.array.process import ArrayProcess, make_lab_certs
+
 from snaplab.common.rpc import SnapLabClientError
 from snaplab.san.array_client import ArrayClient
 from snaplab.san.blocks import BLOCK

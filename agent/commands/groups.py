@@ -73,6 +73,12 @@ def _lvlist(o: dict) -> list[str]:
     return lvs
 
 
+# (host, group) -> the member BV its last operation went through: the agent is one long-lived process,
+# so the state-monitoring look-up is made once; a refusal that says the route is stale drops it.
+_ROUTES: dict[tuple[str, str], str] = {}
+_STALE = (E.GROUP_NOT_FOUND.msg_id, E.VIA_NOT_TARGET.msg_id, E.NOT_IN_VOLLIST.msg_id, E.AC_DENIED.msg_id)
+
+
 def _vol(ctx: Ctx, group: str) -> Vol:
     """How this host issues the group's operation: its CV(s), else one of the members it sees."""
     vl = ctx.host.vollist()
@@ -81,6 +87,9 @@ def _vol(ctx: Ctx, group: str) -> Vol:
     cvs = [e for e in vl.disks() if e.definition == "control"]
     if cvs:
         return Vol(group, None, [(cv.array, cv.ld_name) for cv in cvs])
+    member = _ROUTES.get((ctx.host.name, group))
+    if member is not None and vl.by_ld(member) is not None:
+        return resolve(ctx, member, "ld")
     try:
         reply = ctx.host.manager.Monitor(manager_pb2.MonitorRequest(), timeout=MONITOR_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - the manager's own refusal or its absence, as any command's
@@ -91,12 +100,22 @@ def _vol(ctx: Ctx, group: str) -> Vol:
                 continue
             for bv in g.bvs:
                 if vl.by_ld(bv, am.state.name) is not None:
+                    _ROUTES[(ctx.host.name, group)] = bv
                     return resolve(ctx, bv, "ld")
     raise CommandError(E.GROUP_NOT_FOUND, name=group)
 
 
 def _group(ctx: Ctx, vol: Vol, group: str, **op: object) -> pb.GroupReply:
-    return route(ctx, vol, "group", pb.GroupRequest(group=group, **op)).group  # type: ignore[arg-type]
+    request = pb.GroupRequest(group=group, **op)  # type: ignore[arg-type]
+    key = (ctx.host.name, group)
+    try:
+        return route(ctx, vol, "group", request).group
+    except CommandError as exc:
+        if vol.entry is None or _ROUTES.pop(key, None) is None or exc.msg_id not in _STALE:
+            raise
+    fresh = _vol(ctx, group)  # the remembered member was one no more: look the group up again
+    vol.routes, vol.entry, vol.name = fresh.routes, fresh.entry, fresh.name
+    return route(ctx, vol, "group", request).group
 
 
 def _done(ctx: Ctx, command: str) -> None:
