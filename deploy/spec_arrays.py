@@ -151,11 +151,11 @@ class ArraysReader(TableReader):
         )
         self.check_array(a, where, pools)
         for i, raw_group in enumerate(self.items(t.get("groups"), f"{where}.groups")):
-            a.groups.append(self.group(raw_group, f"{where}.groups[{i}]", a, where))
+            a.groups.append(self.consistency_group(raw_group, f"{where}.groups[{i}]", a, where))
         unique([g.name for g in a.groups], lambda n: self.fail(f"{where}.groups", f"group {n!r} is listed twice"))
         return a
 
-    def group(self, raw: object, where: str, a: ArraySpec, array_where: str) -> ConsistencyGroupSpec:
+    def consistency_group(self, raw: object, where: str, a: ArraySpec, array_where: str) -> ConsistencyGroupSpec:
         """A consistency group (SnapLab extension, docs/extensions.md): BVs of this array, each in one group."""
         t = self.table(raw, where, ("name", "bvs"), ("name", "bvs"))
         name = self.string(t, "name", where)
