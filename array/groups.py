@@ -43,7 +43,7 @@ def read_state(q: Any) -> dict:
     gens: dict[str, dict[int, tuple[str, list[tuple[int, int]]]]] = {}
     by_gen: dict[tuple[int, int], str] = {}
     for grp, seq, sv, epoch, time in q(
-        "SELECT grp, seq, sv, epoch, time FROM cgroup_gens ORDER BY grp, seq, sv"
+        "SELECT grp, seq, sv, epoch, time FROM cgroup_gens ORDER BY grp, seq, rowid"
     ):
         gens.setdefault(grp, {}).setdefault(seq, (time, []))[1].append((sv, epoch))
         by_gen[(sv, epoch)] = grp

@@ -36,6 +36,7 @@ WRITERS = 2
 LAB = """
     [[arrays]]
     name = "CG_Array"
+    restore_rate = 1  # MiB/s: a group restore without -nowait waits for copies that take a while
     ports = ["00h/00h P_BIZ", "01h/00h P_BAK"]
     pools = [{{ number = 0, kind = "basic", capacity = "1GiB" }}, {{ number = 1, kind = "dynamic", capacity = "1GiB" }}]
     sra = [{{ pool = 1, capacity = "256MiB", name = "SDV1" }}]
@@ -236,9 +237,11 @@ def test_group_restore_is_all_or_nothing(lab: Lab) -> None:
     with lab.client("business01") as biz:
         for bv in BVS:
             biz.write(bv, 0, b"old" + bytes(509))
+            biz.write(bv, 4 * BLOCK, b"\x01" * (4 * BLOCK))
         lab.cmd("business01", "iSMsc_create -cg DB -cyclic")
         for bv in BVS:
             biz.write(bv, 0, b"new" + bytes(509))
+            biz.write(bv, 4 * BLOCK, b"\x02" * (4 * BLOCK))  # 256 KiB each to copy back: 1/4 s at 1 MiB/s
         # one member's generation is linked: that member cannot restore, so none does
         sv = _newest_sv(lab, "DB_REDO2_BV")
         lab.cmd("backup01", f"iSMsc_link -lv DB_REDO2_LV -lvflg ld -sv {sv} -svflg ld -lvacc ro")
@@ -248,9 +251,13 @@ def test_group_restore_is_all_or_nothing(lab: Lab) -> None:
         q = lab.cmd("business01", "iSMsc_query -bv DB_DATA_BV -bvflg ld").stdout
         assert "rst/exec" not in q, q
         lab.cmd("backup01", f"iSMsc_unlink -lv DB_REDO2_LV -lvflg ld -sv {sv} -svflg ld")
+        t0 = time.monotonic()
         ran = lab.cmd("business01", "iSMsc_restore -cg DB -sv -1 -svflg relgen")
         assert "iSM19012" in ran.stdout and ran.stdout.count("snap/active") == 5, ran
-        assert [biz.read(bv, 0, 3) for bv in BVS] == [b"old"] * 5
+        assert time.monotonic() - t0 >= 0.25  # it waited for the copies (5 x 1/4 s, run together)
+        assert [biz.read(bv, 0, 3) + biz.read(bv, 5 * BLOCK, 1) for bv in BVS] == [b"old\x01"] * 5
+        q = lab.cmd("business01", "iSMsc_query -bv DB_ARCHIVE_BV -bvflg ld").stdout
+        assert "rst/exec" not in q, q
 
 
 def test_iSMcfg_groups_and_refusals(lab: Lab) -> None:

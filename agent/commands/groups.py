@@ -13,8 +13,6 @@ snapshot.py hands a command line with ``-cg`` here, so without ``-cg`` every com
 
 from __future__ import annotations
 
-import time
-
 from snaplab.agent.commands.snapshot_control import (
     ACCESS_MODES,
     MONITOR_TIMEOUT,
@@ -38,7 +36,6 @@ from snaplab.v1 import manager_pb2
 from .base import CommandError, Ctx
 
 EXT = "(SnapLab extension)"
-POLL = 0.2  # a restore without -nowait: how often the group's state is asked
 
 
 def given(ctx: Ctx) -> bool:
@@ -171,18 +168,16 @@ def cg_restore(ctx: Ctx) -> int:
         refuse_mounted(ctx, entry, bv, E.BV_MOUNTED)
     req = pb.GroupRestore(gen=gen, derivsv=derivsv, options=layout_options(ctx))
     reply = _group(ctx, vol, group, restore=req)
-    if "-nowait" not in o:
-        sv_of = {m.bv: m.sv for m in reply.generations[0].members}
-        while any(m.state == formats.STATE_RESTORING for m in reply.generations[0].members):
-            with ctx.host.released():
-                time.sleep(POLL)
-            # the restored generation keeps its place (-derivsv delete drops only newer ones)
-            now = _group(ctx, vol, group, query=pb.GroupGen())
-            found = [g for g in now.generations if {m.bv: m.sv for m in g.members} == sv_of]
-            if not found:
-                break
-            del reply.generations[:]
-            reply.generations.append(found[0])
+    if "-nowait" not in o:  # each member's copy awaited as iSMsc_restore awaits one (a routed Wait)
+        from .snapshot import _wait
+
+        done = []
+        for m in reply.generations[0].members:
+            if m.state == formats.STATE_RESTORING:
+                m = _wait(ctx, resolve(ctx, m.bv, "ld"), pb.SvRef(sv=m.sv, svflg="ld"), "active", None)
+            done.append(m)
+        del reply.generations[0].members[:]
+        reply.generations[0].members.extend(done)
     _done(ctx, "iSMsc_restore")
     _blocks(ctx, vol, reply)
     return 0
