@@ -385,8 +385,3 @@ class GroupsMixin:
                 for rel, seq, time in picked
             ]
             return self._reply(name, members, infos)
-
-    def group_waiting(self, name: str) -> bool:
-        """Whether a member of the group is still restoring (iSMsc_restore -cg waits for none)."""
-        with self._state():
-            return any(n in self.restores for n in self._group(name))

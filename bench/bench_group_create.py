@@ -38,9 +38,15 @@ ports = ["00h/00h P0"]
 pools = [{ number = 0, kind = "basic", capacity = "4GiB" }, { number = 1, kind = "dynamic", capacity = "4GiB" }]
 sra = [{ pool = 1, capacity = "1GiB", name = "SDV1" }]
 """
-    + "lds = [" + ", ".join(f'{{ name = "{bv}", capacity = "16MiB", pool = 0 }}' for bv in BVS) + "]\n"
-    + "generations = [" + ", ".join(f'{{ bv = "{bv}", pool = 1, count = 4 }}' for bv in BVS) + "]\n"
-    + "groups = [{ name = \"DB\", bvs = [" + ", ".join(f'"{bv}"' for bv in BVS) + "] }]\n"
+    + "lds = ["
+    + ", ".join(f'{{ name = "{bv}", capacity = "16MiB", pool = 0 }}' for bv in BVS)
+    + "]\n"
+    + "generations = ["
+    + ", ".join(f'{{ bv = "{bv}", pool = 1, count = 4 }}' for bv in BVS)
+    + "]\n"
+    + 'groups = [{ name = "DB", bvs = ['
+    + ", ".join(f'"{bv}"' for bv in BVS)
+    + "] }]\n"
     + """licences = ["DynamicSnapVolume", "AccessControl"]
 
 [[hosts]]
@@ -51,7 +57,9 @@ ports = ["P0"]
 
 [[access]]
 """
-    + "lds = [" + ", ".join(f'"{bv}"' for bv in BVS) + "]\n"
+    + "lds = ["
+    + ", ".join(f'"{bv}"' for bv in BVS)
+    + "]\n"
     + """ports = ["P0"]
 
 [[setup]]
@@ -65,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     args = c.parse_args(__doc__.splitlines()[0], argv=argv)
     reps = args.reps or (2 if args.quick else 20)
     rep = c.Report("bench_group_create", "group create of 5 BVs vs single creates, through the manager", args)
-    rep.line(f"{reps} of each, rotated; subject: {' '.join(GROUP)} on {HOST}; references: "
-             f"{' '.join(SINGLES[0])}, and that for each of the {len(BVS)} BVs in turn")
+    rep.line(
+        f"{reps} of each, rotated; subject: {' '.join(GROUP)} on {HOST}; references: "
+        f"{' '.join(SINGLES[0])}, and that for each of the {len(BVS)} BVs in turn"
+    )
 
     from snaplab.agent.cli import exec_command
 
@@ -98,23 +108,34 @@ def main(argv: list[str] | None = None) -> int:
         t_in: dict[str, list[float]] = {k: [] for k in kinds}
         order = list(kinds)
         for r in range(reps):
-            for k in order[r % 3:] + order[: r % 3]:
+            for k in order[r % 3 :] + order[: r % 3]:
                 t_proc[k].append(process(kinds[k]))
                 t_in[k].append(in_process(kinds[k]))
-    for k, label in (("group", "group create (5 BVs), command process"),
-                     ("one", "one single create, command process"),
-                     ("five", "five single creates in sequence, processes")):
+    for k, label in (
+        ("group", "group create (5 BVs), command process"),
+        ("one", "one single create, command process"),
+        ("five", "five single creates in sequence, processes"),
+    ):
         rep.figure(label, c.spread(t_proc[k]))
-    for k, label in (("group", "group create, sent to the agent in-process"),
-                     ("one", "one single create, in-process"),
-                     ("five", "five single creates, in-process")):
+    for k, label in (
+        ("group", "group create, sent to the agent in-process"),
+        ("one", "one single create, in-process"),
+        ("five", "five single creates, in-process"),
+    ):
         rep.figure(label, c.spread(t_in[k]))
     g, one, five = (c.median(t_proc[k]) for k in kinds)
     gi, onei = c.median(t_in["group"]), c.median(t_in["one"])
     rep.ratio("group_vs_one_create", g / one, "<=", TARGET, "median group create / median one single create")
-    rep.ratio("group_vs_one_create_in_process", gi / onei, "<=", TARGET,
-              "the same, sent to the agent from this process (no process start)")
-    rep.ratio("group_vs_five_creates", g / five, "<=", 1.0, "median group create / median five single creates")
+    rep.ratio(
+        "group_vs_one_create_in_process",
+        gi / onei,
+        "<=",
+        TARGET,
+        "the same, sent to the agent from this process (no process start)",
+    )
+    rep.ratio(
+        "group_vs_five_creates", g / five, "<=", 1.0, "median group create / median five single creates"
+    )
     return rep.finish()
 
 

@@ -154,7 +154,16 @@ def test_every_group_generation_is_a_prefix_consistent_cut(lab: Lab, tmp_path: P
     stop = tmp_path / "stop"
     writers = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(lab.run.folder / "pki"), lab.target, str(k), str(stop), ",".join(BVS)],
+            [
+                sys.executable,
+                "-c",
+                WRITER,
+                str(lab.run.folder / "pki"),
+                lab.target,
+                str(k),
+                str(stop),
+                ",".join(BVS),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -208,7 +217,9 @@ def test_group_query_holds_and_delete(lab: Lab) -> None:
     assert "iSM31269" in ran.stderr and "nightly" in ran.stderr, ran
     # a second hold on one member; holds are counted, each name once
     lab.cmd("business01", "iSMsc_svguard -bv DB_CTL_BV -bvflg ld -sv .-1 -svflg relgen -hold replica")
-    ran = lab.cmd("business01", "iSMsc_svguard -bv DB_CTL_BV -bvflg ld -sv .-1 -svflg relgen -hold replica", code=1)
+    ran = lab.cmd(
+        "business01", "iSMsc_svguard -bv DB_CTL_BV -bvflg ld -sv .-1 -svflg relgen -hold replica", code=1
+    )
     assert "iSM31270" in ran.stderr, ran
     detail = lab.cmd("business01", "iSMsc_query -bv DB_CTL_BV -bvflg ld -detail").stdout
     assert "Holds                : nightly, replica (2)" in detail, detail
@@ -219,11 +230,15 @@ def test_group_query_holds_and_delete(lab: Lab) -> None:
     for bv in BVS:
         assert _state_of(lab, bv, held[bv]) == "snap/active"
     lab.cmd("business01", "iSMsc_svguard -cg DB -sv -3 -svflg relgen -release nightly")
-    ran = lab.cmd("business01", "iSMsc_delete -cg DB -sv -3 -svflg relgen", code=1)  # replica still on DB_CTL_BV
+    ran = lab.cmd(
+        "business01", "iSMsc_delete -cg DB -sv -3 -svflg relgen", code=1
+    )  # replica still on DB_CTL_BV
     assert "iSM31269" in ran.stderr and "replica" in ran.stderr, ran
     assert _state_of(lab, "DB_DATA_BV", held["DB_DATA_BV"]) == "snap/active"  # all or nothing
     lab.cmd("business01", "iSMsc_svguard -bv DB_CTL_BV -bvflg ld -sv .-3 -svflg relgen -release replica")
-    ran = lab.cmd("business01", "iSMsc_svguard -bv DB_CTL_BV -bvflg ld -sv .-3 -svflg relgen -release replica", code=1)
+    ran = lab.cmd(
+        "business01", "iSMsc_svguard -bv DB_CTL_BV -bvflg ld -sv .-3 -svflg relgen -release replica", code=1
+    )
     assert "iSM31271" in ran.stderr, ran
     lab.cmd("business01", "iSMsc_delete -cg DB -sv -3 -svflg relgen")
     for bv in BVS:
@@ -270,7 +285,9 @@ def test_iSMcfg_groups_and_refusals(lab: Lab) -> None:
     assert ok.returncode == 0 and "iSM31273" in ok.stdout, ok
     ran = lab.cmd("business01", "iSMsc_create -cg ONE")
     assert "BV:other_bv" in ran.stdout, ran
-    ran = lab.cmd("business01", "iSMsc_create -cg ONE", code=1)  # its only SV is in use: -cyclic would reuse it
+    ran = lab.cmd(
+        "business01", "iSMsc_create -cg ONE", code=1
+    )  # its only SV is in use: -cyclic would reuse it
     assert "iSM31265" in ran.stderr, ran
     # the backup server reaches no member BV except through its CV: other hosts' routes are checked
     ran = lab.cmd("business01", "iSMsc_query -cg NOSUCH", code=1)
@@ -310,9 +327,14 @@ def test_routing_checks_every_member() -> None:
     bak = HostRecord("backup01", "backup", wwns=("10:00:00:00:c9:00:00:02",))
     view = ArrayView.build(
         "A",
-        [LdInfo("bv1", "BV", access=biz.paths), LdInfo("bv2", "BV", access=biz.paths), LdInfo("bv3", "BV"),
-         LdInfo("lv1", "LV", "bv1", access=bak.paths), LdInfo("lv2", "LV", "bv2", access=bak.paths),
-         LdInfo("CV", "CV", access=bak.paths)],
+        [
+            LdInfo("bv1", "BV", access=biz.paths),
+            LdInfo("bv2", "BV", access=biz.paths),
+            LdInfo("bv3", "BV"),
+            LdInfo("lv1", "LV", "bv1", access=bak.paths),
+            LdInfo("lv2", "LV", "bv2", access=bak.paths),
+            LdInfo("CV", "CV", access=bak.paths),
+        ],
         {"business01": biz.paths, "backup01": bak.paths},
         groups={"G": ("bv1", "bv2"), "H": ("bv1", "bv3")},
     )
@@ -320,7 +342,9 @@ def test_routing_checks_every_member() -> None:
     def check(host: HostRecord, members: tuple[str, ...], via: str, lvs: tuple[str, ...] = ()) -> str:
         op = ControlOp("group", group="G", group_op="link" if lvs else "create", members=members, lvs=lvs)
         try:
-            return check_route(Identity(host.name, "host"), host, view, op, via, lambda _n: ViaState()).through
+            return check_route(
+                Identity(host.name, "host"), host, view, op, via, lambda _n: ViaState()
+            ).through
         except SnapLabError as exc:
             return exc.msg_id
 
@@ -329,4 +353,6 @@ def test_routing_checks_every_member() -> None:
     assert check(biz, ("bv1", "bv2"), "lv1") == "iSM31042"  # not its LD at all
     assert check(bak, ("bv1", "bv2"), "CV", ("lv1", "lv2")) == "cv"  # its CV: each member paired with its LVs
     assert check(bak, ("bv1", "bv3"), "CV") == "iSM31061"  # bv3 has no LV of the backup server
-    assert check(bak, ("bv1", "bv2"), "lv1", ("lv1", "lv2")) == "iSM31042"  # without its CV: it reaches no member
+    assert (
+        check(bak, ("bv1", "bv2"), "lv1", ("lv1", "lv2")) == "iSM31042"
+    )  # without its CV: it reaches no member

@@ -45,7 +45,9 @@ def _setup(m: ArrayClient, n: int, *, sra_blocks: int = 64) -> list[tuple[str, l
 
 @pytest.fixture
 def array(tmp_path: Path) -> Iterator[tuple[ArrayProcess, Path]]:
-    certs = make_lab_certs(tmp_path / "certs", [("array", "array"), ("manager", "manager"), ("business01", "host")])
+    certs = make_lab_certs(
+        tmp_path / "certs", [("array", "array"), ("manager", "manager"), ("business01", "host")]
+    )
     with ArrayProcess(tmp_path / "state", certs=certs, name="Hold_Array") as proc:
         yield proc, certs
 
@@ -61,10 +63,12 @@ def states(m: ArrayClient, bv: str) -> dict[str, str]:
     return {g.sv: g.state for g in m.query(bv).generations}
 
 
-def test_holds_refuse_deletion_count_names_and_survive_a_restart(array: tuple[ArrayProcess, Path], tmp_path: Path) -> None:
+def test_holds_refuse_deletion_count_names_and_survive_a_restart(
+    array: tuple[ArrayProcess, Path], tmp_path: Path
+) -> None:
     proc, certs = array
     with proc.client("manager") as m:
-        (bv, svs), = _setup(m, 1)
+        ((bv, svs),) = _setup(m, 1)
         m.create(bv, svs[0])
         assert list(m.hold(bv, svs[0], name="backup").holds) == ["backup"]
         assert list(m.hold(bv, svs[0], name="replica").holds) == ["backup", "replica"]
@@ -92,7 +96,7 @@ def test_holds_refuse_deletion_count_names_and_survive_a_restart(array: tuple[Ar
 def test_sra_auto_delete_never_takes_a_held_generation(array: tuple[ArrayProcess, Path]) -> None:
     proc, _ = array
     with proc.client("manager") as m, proc.client("business01") as biz:
-        (bv, svs), = _setup(m, 1, sra_blocks=8)
+        ((bv, svs),) = _setup(m, 1, sra_blocks=8)
         biz.write(bv, 0, b"\x01" * (2 * MiB))
         m.create(bv, svs[0])
         m.hold(bv, svs[0], name="keep")  # the oldest: auto-delete's first choice without the hold
@@ -112,9 +116,15 @@ def test_group_operations_are_all_or_nothing(array: tuple[ArrayProcess, Path]) -
         units = _setup(m, 3)
         bvs = [bv for bv, _ in units]
         m.configure(group_define=pb.GroupDefine(name="DB", bvs=bvs))
-        refused(C.ALREADY_EXISTS, "iSM31261", m.configure, group_define=pb.GroupDefine(name="DB", bvs=bvs[:1]))
-        refused(C.FAILED_PRECONDITION, "iSM31263", m.configure, group_define=pb.GroupDefine(name="X", bvs=bvs[:1]))
-        refused(C.INVALID_ARGUMENT, "iSM31262", m.configure, group_define=pb.GroupDefine(name="a/b", bvs=["lv0"]))
+        refused(
+            C.ALREADY_EXISTS, "iSM31261", m.configure, group_define=pb.GroupDefine(name="DB", bvs=bvs[:1])
+        )
+        refused(
+            C.FAILED_PRECONDITION, "iSM31263", m.configure, group_define=pb.GroupDefine(name="X", bvs=bvs[:1])
+        )
+        refused(
+            C.INVALID_ARGUMENT, "iSM31262", m.configure, group_define=pb.GroupDefine(name="a/b", bvs=["lv0"])
+        )
         assert [(g.name, list(g.bvs)) for g in m.describe().groups] == [("DB", bvs)]
         one = m.group("DB", create=pb.GroupCreate())
         assert [x.sv for x in one.generations[0].members] == [svs[0] for _, svs in units]
@@ -155,15 +165,18 @@ def test_group_operations_are_all_or_nothing(array: tuple[ArrayProcess, Path]) -
 
 
 # -- the lab file (in process: parsing only) ---------------------------------------------------------
-@pytest.mark.parametrize(("groups", "problem"), [
-    ('[{ name = "DB", bvs = ["DB_DATA_BV", "DB_CTL_BV"] }]', ""),
-    ('[{ name = "DB", bvs = ["DB_DATA_BV", "nosuch"] }]', "groups[0].bvs"),
-    ('[{ name = "DB", bvs = ["DB_DATA_BV", "DB_DATA_BV"] }]', "groups[0].bvs"),
-    ('[{ name = "D B", bvs = ["DB_DATA_BV"] }]', "groups[0].name"),
-    ('[{ name = "DB", bvs = [] }]', "groups[0].bvs"),
-    ('[{ name = "A", bvs = ["DB_DATA_BV"] }, { name = "B", bvs = ["DB_DATA_BV"] }]', "groups[1].bvs"),
-    ('[{ name = "DB", bvs = ["DB_DATA_BV"], extra = 1 }]', "groups[0]"),
-])
+@pytest.mark.parametrize(
+    ("groups", "problem"),
+    [
+        ('[{ name = "DB", bvs = ["DB_DATA_BV", "DB_CTL_BV"] }]', ""),
+        ('[{ name = "DB", bvs = ["DB_DATA_BV", "nosuch"] }]', "groups[0].bvs"),
+        ('[{ name = "DB", bvs = ["DB_DATA_BV", "DB_DATA_BV"] }]', "groups[0].bvs"),
+        ('[{ name = "D B", bvs = ["DB_DATA_BV"] }]', "groups[0].name"),
+        ('[{ name = "DB", bvs = [] }]', "groups[0].bvs"),
+        ('[{ name = "A", bvs = ["DB_DATA_BV"] }, { name = "B", bvs = ["DB_DATA_BV"] }]', "groups[1].bvs"),
+        ('[{ name = "DB", bvs = ["DB_DATA_BV"], extra = 1 }]', "groups[0]"),
+    ],
+)
 def test_lab_file_groups(groups: str, problem: str) -> None:
     from snaplab.deploy.configure import config_ops
     from snaplab.deploy.errors import LabFileError
@@ -181,5 +194,7 @@ def test_lab_file_groups(groups: str, problem: str) -> None:
         return
     spec = LabSpec.parse(text)
     ops = config_ops(spec, spec.arrays[0])
-    assert [w for w, r in ops if r.WhichOneof("op") == "group_define"] == ["arrays[Tokyo_Customer_DataBase].groups[DB]"]
+    assert [w for w, r in ops if r.WhichOneof("op") == "group_define"] == [
+        "arrays[Tokyo_Customer_DataBase].groups[DB]"
+    ]
     assert not LabSpec.parse(base).arrays[0].groups  # the guide's lab defines none
