@@ -140,6 +140,7 @@ class BlockIOMixin:
         sharing the SRA are left alone. A running restore's source is never taken."""
         gens = [g for g in reversed(self._live_gens(bv.number)) if not (restoring and g.sv == restoring.sv)]
         gens = [g for g in gens if not (bv.number in self.restores and g.sv == self.restores[bv.number].sv)]
+        gens = [g for g in gens if not self._holds(g)]  # type: ignore[attr-defined]  # held: never (holds.py)
         for g in gens:
             if not g.guard:
                 return g

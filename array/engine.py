@@ -32,6 +32,10 @@ from .blockio import BlockIOMixin
 from .blockstore import ZERO, Family
 from .config import ConfigMixin
 from .faults import FaultsMixin
+from .groups import GroupsMixin
+from .groups import read_state as read_group_state
+from .holds import HoldsMixin
+from .holds import read_state as read_hold_state
 from .model import LD, Gen, Host, Link, Pool, Port, Restore
 from .replication import ReplicationMixin, read_pairs
 from .reservations import ReservationsMixin
@@ -51,7 +55,7 @@ def _now() -> str:
 
 class ArrayEngine(
     ConfigMixin, AccessMixin, ReservationsMixin, FaultsMixin, SnapshotsMixin, RestoreMixin, BlockIOMixin,
-    ReplicationMixin, SraPolicyMixin,
+    ReplicationMixin, SraPolicyMixin, HoldsMixin, GroupsMixin,
 ):
     """One disk array. All public methods are thread-safe; refusals raise ``SnapLabError``.
 
@@ -190,6 +194,8 @@ class ArrayEngine(
         st["rpl"] = read_pairs(q, meta)
         st["_sv_index"] = svs_of
         st.update(read_sra_policy_state(q))  # SRA-full policies, consistency labels, events (sra_policy.py)
+        st.update(read_hold_state(q))  # holds (holds.py), consistency groups (groups.py): issue 14
+        st.update(read_group_state(q))
         return st
 
     def _reload(self, cause: BaseException) -> None:

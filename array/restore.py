@@ -72,6 +72,7 @@ class RestoreMixin:
                 for x in newer:
                     if x.guard:
                         raise SnapLabError(E.SV_GUARDED, name=self.lds[x.sv].name)
+                    self._check_unheld(self.lds[x.sv], x)  # type: ignore[attr-defined]  # holds.py
                     if self._sv_link(x.sv) is not None:
                         raise SnapLabError(E.SV_LINKED, name=self.lds[x.sv].name)
                 for x in newer:

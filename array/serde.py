@@ -104,6 +104,10 @@ def config_call(request: pb.ConfigRequest) -> tuple[str, tuple[Any, ...], dict[s
             "warn": list(m.warn_percents) if m.set_warn else None,
             "queue_timeout": m.queue_timeout_seconds or None,
         }
+    if op == "group_define":  # SnapLab extension (issue 14): consistency groups
+        return op, (required(m.name, "name"), list(m.bvs)), {}
+    if op == "group_remove":
+        return op, (required(m.name, "name"),), {}
     if op == "set_io_limit":
         upper = m.upper if m.HasField("upper") else None
         lower = m.lower if m.HasField("lower") else None
@@ -217,6 +221,8 @@ def generation_msg(d: dict) -> pb.Generation:
         restore_done=d["restore_done"],
         pool=d["pool"],
         consistency=d.get("consistency", ""),
+        holds=d.get("holds", []),
+        group=d.get("group", ""),
     )
 
 
@@ -298,4 +304,54 @@ def array_state_msg(d: dict) -> pb.ArrayState:
             for h in d["hosts"]
         ],
         events=[pb.ArrayEvent(**e) for e in d.get("events", [])],
+        groups=[pb.GroupInfo(name=g["name"], bvs=g["bvs"]) for g in d.get("groups", [])],
+    )
+
+
+# -- consistency groups (SnapLab extension, issue 14; groups.py) ------------------------------------
+GROUP_OPS = ("create", "delete", "restore", "guard", "link", "unlink", "query")
+
+
+def group_call(r: pb.GroupRequest) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """(engine method, args, kwargs) of a GroupRequest."""
+    name = required(r.group, "group")
+    op = r.WhichOneof("op")
+    if op is None:
+        raise bad("GroupRequest names no operation")
+    m = getattr(r, op)
+    kw: dict[str, Any] = {"expect": list(r.members) or None}
+    if op == "create":
+        return "group_create", (name,), {**kw, "cyclic": m.cyclic, **layout_kwargs(m.options)}
+    if op == "unlink":
+        return "group_unlink", (name, list(m.lvs)), kw
+    if op == "query":
+        return "group_query", (name, m.gen), kw
+    if m.gen >= 0:
+        raise bad("gen must be a relative generation (-1 the newest)")
+    if op == "delete":
+        return "group_delete", (name, m.gen), kw
+    if op == "restore":
+        derived = m.derivsv or "keep"
+        if derived not in ("keep", "delete"):
+            raise bad(f"-derivsv {derived}")
+        return "group_restore", (name, m.gen), {**kw, "derived": derived, **layout_kwargs(m.options)}
+    if op == "guard":
+        given = [m.set, m.cancel, bool(m.hold), bool(m.release)]
+        if sum(given) != 1:
+            raise bad("give exactly one of set, cancel, hold, release")
+        return "group_guard", (name, m.gen), {**kw, "on": True if m.set else (False if m.cancel else None),
+                                               "hold": m.hold, "release": m.release}
+    if op == "link":
+        return "group_link", (name, m.gen, list(m.lvs)), {**kw, "mode": m.mode or "rw", **layout_kwargs(m.options)}
+    raise bad(f"unknown group operation {op}")  # pragma: no cover - the oneof is exhaustive
+
+
+def group_reply(d: dict) -> pb.GroupReply:
+    return pb.GroupReply(
+        group=d["group"],
+        bvs=d["bvs"],
+        generations=[pb.GroupGeneration(relgen=g["relgen"], create_time=g["create_time"],
+                                        members=[generation_msg(x) for x in g["members"]], missing=g["missing"])
+                     for g in d["generations"]],
+        links=[linkinfo_msg(x) for x in d["links"]],
     )

@@ -276,6 +276,12 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
 
     def _guard(self, request: pb.GuardRequest, ident: Identity) -> pb.Generation:
         args, kwargs = serde.guard_call(request)
+        if request.hold or request.release:  # SnapLab extension (holds.py): a named hold, not the guard
+            if request.hold and request.release:
+                raise serde.bad("give hold or release, not both")
+            fn = self.engine.hold if request.hold else self.engine.release
+            sv = fn(*args, name=request.hold or request.release)
+            return serde.find_generation(self.engine.query(request.bv), sv)
         sv = self.engine.guard(*args, **kwargs)
         return serde.find_generation(self.engine.query(request.bv), sv)
 
@@ -509,13 +515,20 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
         return await self._call(context, VIEW_ROLES, "describe the array", self._describe, request)
 
     def _describe(self, request: pb.DescribeRequest, ident: Identity) -> pb.ArrayState:
+        host = ident.name if ident.role == "host" else request.for_host
         if ident.role == "host":  # its own part only: nothing of other hosts or LDs it is not given
-            return serde.array_state_msg(self.engine.describe_for_host(ident.name))
-        if request.for_host:  # the manager answering a host's iSMview with that host's rights
+            state = serde.array_state_msg(self.engine.describe_for_host(host))
+        elif request.for_host:  # the manager answering a host's iSMview with that host's rights
             if ident.role != "manager":
                 raise SnapLabError(E.CONTROL_DENIED, detail=f"{ident.role} {ident.name} may not describe for a host")
-            return serde.array_state_msg(self.engine.describe_for_host(request.for_host))
-        return serde.array_state_msg(self.engine.describe())
+            state = serde.array_state_msg(self.engine.describe_for_host(host))
+        else:
+            state = serde.array_state_msg(self.engine.describe())
+        # SnapLab extension (groups.py): the consistency groups; a host's, those of BVs it sees only
+        seen = {ld.name for ld in state.lds}
+        state.groups.extend(pb.GroupInfo(name=g["name"], bvs=g["bvs"]) for g in self.engine.group_list()
+                            if not host or set(g["bvs"]) <= seen)
+        return state
 
     async def InjectFault(self, request: pb.FaultRequest, context: grpc.aio.ServicerContext) -> pb.ArrayState:
         return await self._call(context, CONTROL_ROLES, "inject faults", self._inject_fault, request)
@@ -530,6 +543,14 @@ class ArrayServicer(array_pb2_grpc.ArrayServicer):
     def _clear_fault(self, request: pb.FaultRequest, ident: Identity) -> pb.ArrayState:
         self.engine.clear_fault(serde.required(request.kind, "kind"), serde.required(request.target, "target"))
         return serde.array_state_msg(self.engine.describe())
+
+    # -- consistency groups (SnapLab extension, issue 14: groups.py) ------------------------------
+    async def Group(self, request: pb.GroupRequest, context: grpc.aio.ServicerContext) -> pb.GroupReply:
+        return await self._call(context, CONTROL_ROLES, "operate consistency groups", self._group, request)
+
+    def _group(self, request: pb.GroupRequest, ident: Identity) -> pb.GroupReply:
+        method, args, kwargs = serde.group_call(request)
+        return serde.group_reply(getattr(self.engine, method)(*args, **kwargs))
 
     # -- persistent reservations (reservations.py) ---------------------------------------------
     async def SetReservation(

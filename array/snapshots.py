@@ -43,7 +43,8 @@ class SnapshotsMixin:
             if not self.gens[sv.number].live:
                 return sv
         for g in reversed(self._live_gens(bv.number)):
-            if not g.guard and g.state != STATE_RESTORING:
+            # a held generation (holds.py, SnapLab extension) is kept as a guarded one is
+            if not g.guard and g.state != STATE_RESTORING and not self._holds(g):  # type: ignore[attr-defined]
                 return self.lds[g.sv]
         return None
 
@@ -72,6 +73,8 @@ class SnapshotsMixin:
             # does on every update; a guard or a link keeps it (the cyclic choice never takes a guarded one).
             if g.live and g.guard:
                 raise SnapLabError(E.SV_GUARDED, name=sv.name)
+            if g.live:
+                self._check_unheld(sv, g)  # type: ignore[attr-defined]  # holds.py (issue 14)
             if g.live and self._sv_link(sv.number) is not None:
                 raise SnapLabError(E.SV_LINKED, name=sv.name)
             fam = self.families[bv.number]
@@ -150,6 +153,7 @@ class SnapshotsMixin:
                 raise SnapLabError(E.SV_NOT_ACTIVE, name=sv.name)
             if g.guard:
                 raise SnapLabError(E.SV_GUARDED, name=sv.name)
+            self._check_unheld(sv, g)  # type: ignore[attr-defined]  # holds.py (issue 14)
             if g.state == STATE_RESTORING:
                 raise SnapLabError(E.RESTORING, name=sv.name)
             if self._sv_link(sv.number) is not None:
@@ -300,6 +304,8 @@ class SnapshotsMixin:
             "restore_done": (r.total - len(r.pending)) if r else 0,
             "pool": self.pools[sv.pool].name,
             "consistency": self._consistency(g),  # type: ignore[attr-defined]  # sra_policy.py (issue 14)
+            "holds": self._holds(g),  # type: ignore[attr-defined]  # holds.py (issue 14)
+            "group": self._group_of_gen(g),  # type: ignore[attr-defined]  # groups.py (issue 14)
         }
 
     def query(self, bv_ref: str | int) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from . import sra_policy
+from . import groups, holds, sra_policy
 
 SCHEMA_VERSION = 1
 
@@ -98,5 +98,7 @@ def _create_schema(db: sqlite_utils.Database) -> None:
     t("reservations").create({"ld": int, "host": str}, pk="ld", if_not_exists=True)
     t("faults").create({"kind": str, "target": str}, pk=("kind", "target"), if_not_exists=True)
     sra_policy.create_tables(db)  # SnapLab extension (issue 14)
+    holds.create_tables(db)
+    groups.create_tables(db)
     db.execute("CREATE INDEX IF NOT EXISTS blocks_by_epoch ON blocks(family, epoch)")
     db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", [str(SCHEMA_VERSION)])

@@ -122,6 +122,8 @@ def config_ops(spec: LabSpec, a: ArraySpec) -> list[tuple[str, array_pb2.ConfigR
         ops.append(
             (f"{w}.lvs[{lv.name}]", R(bind_lv=array_pb2.BindLv(bv=lv.bv, name=lv.name, **_num(lv.number))))
         )
+    for g in a.groups:  # SnapLab extension (issue 14): consistency groups, once their BVs have SVs
+        ops.append((f"{w}.groups[{g.name}]", R(group_define=array_pb2.GroupDefine(name=g.name, bvs=list(g.bvs)))))
     ports = {p.name for p in a.ports}
     for h in spec.hosts:
         m = array_pb2.RegisterHost(

@@ -75,6 +75,14 @@ class LvSpec:
 
 
 @dataclass(frozen=True)
+class ConsistencyGroupSpec:
+    """A consistency group (SnapLab extension, issue 14): a name and the array's BVs it holds."""
+
+    name: str
+    bvs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class LicenceSpec:
     product: str
     capacity: int
@@ -93,6 +101,7 @@ class ArraySpec:
     generations: list[GenerationSpec] = field(default_factory=list)
     lvs: list[LvSpec] = field(default_factory=list)
     licences: list[LicenceSpec] = field(default_factory=list)
+    groups: list[ConsistencyGroupSpec] = field(default_factory=list)  # SnapLab extension
 
     @property
     def physical_capacity(self) -> int:

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import re
 
+from snaplab.array.groups import GROUP_NAME, MAX_MEMBERS
 from snaplab.array.model import FORMATS, LD_ATTRS, POOL_KINDS, PRODUCTS
 from snaplab.array.restore import MAX_RESTORE_RATE
 from snaplab.array.sra_policy import MAX_QUEUE_TIMEOUT, MAX_THRESHOLDS, POLICIES
 
-from .spec import ArraySpec, GenerationSpec, LdSpec, LicenceSpec, LvSpec, PoolSpec, PortSpec, SraSpec, SvSpec
+from .spec import (
+    ArraySpec,
+    ConsistencyGroupSpec,
+    GenerationSpec,
+    LdSpec,
+    LicenceSpec,
+    LvSpec,
+    PoolSpec,
+    PortSpec,
+    SraSpec,
+    SvSpec,
+)
 from .spec_reader import TableReader, listing, unique
 from .values import LD_NAME, format_size, parse_hex
 
@@ -25,7 +37,7 @@ class ArraysReader(TableReader):
 
     def array(self, raw: object, where: str) -> ArraySpec:
         allowed = ("name", "product_id", "restore_rate", "ports", "pools", "sra", "lds", "generations", "lvs", "licences",
-                   "address")
+                   "address", "groups")
         t = self.table(raw, where, allowed, ("name",))
         a = ArraySpec(self.name(self.string(t, "name", where), f"{where}.name", "array name"))
         where = f"arrays[{a.name}]"
@@ -138,7 +150,29 @@ class ArraysReader(TableReader):
             [c.product for c in a.licences], lambda n: self.fail(f"{where}.licences", f"{n} is listed twice")
         )
         self.check_array(a, where, pools)
+        for i, raw_group in enumerate(self.items(t.get("groups"), f"{where}.groups")):
+            a.groups.append(self.consistency_group(raw_group, f"{where}.groups[{i}]", a, where))
+        unique([g.name for g in a.groups], lambda n: self.fail(f"{where}.groups", f"group {n!r} is listed twice"))
         return a
+
+    def consistency_group(self, raw: object, where: str, a: ArraySpec, array_where: str) -> ConsistencyGroupSpec:
+        """A consistency group (SnapLab extension, docs/extensions.md): BVs of this array, each in one group."""
+        t = self.table(raw, where, ("name", "bvs"), ("name", "bvs"))
+        name = self.string(t, "name", where)
+        if not GROUP_NAME.fullmatch(name):
+            raise self.fail(f"{where}.name", f"{name!r}: 1-32 letters, digits, _ and -")
+        bvs = self.strings(t, "bvs", where)
+        if not 1 <= len(bvs) <= MAX_MEMBERS:
+            raise self.fail(f"{where}.bvs", f"expected 1 to {MAX_MEMBERS} BVs")
+        unique(bvs, lambda n: self.fail(f"{where}.bvs", f"{n!r} is listed twice"))
+        with_svs = {g.bv for g in a.generations}
+        for bv in bvs:
+            if bv not in with_svs:
+                raise self.fail(f"{where}.bvs", f"{bv!r} is not a BV of [{array_where}.generations]")
+            for other in a.groups:
+                if bv in other.bvs:
+                    raise self.fail(f"{where}.bvs", f"{bv!r} is already in group {other.name!r}")
+        return ConsistencyGroupSpec(name, tuple(bvs))
 
     def port(self, raw: object, where: str) -> PortSpec:
         if isinstance(raw, str):  # "00h/01h BACKUP_PRIMARY", as table 1-2 prints it

@@ -26,6 +26,8 @@ def describe(method: str, request: Any) -> tuple[tuple[str, ...], str]:
         if field is not None:
             kind = OPS[field][0]
             m = getattr(request, field)
+            if field == "group":  # SnapLab extension: a consistency group's operation, on the group
+                return (method, routing.GROUP_COMMANDS.get(m.WhichOneof("op") or "", "iSMsc_create")), m.group
             subject = m.name if field == "linkinfo" else (m.lv if kind in routing.LV_OPS else m.bv)
             return (method, routing.COMMANDS[kind]), subject
     return describe_by_method(method, request)

@@ -15,10 +15,14 @@ I/O", docs/architecture.md), checked in this order:
    reaches — else iSM31061.
    Pairs: an LV with its BV and with the SVs of its BV; a BV with its SVs and its LVs. Pairing
    is not transitive (an LV does not pair with the other LVs of its BV).
+   A consistency group's operation (SnapLab extension, issue 14) names every member BV (and the LVs
+   of a group link or unlink), so the same rule applies to each of them.
 6. Otherwise ``via`` must be the LD the operation acts on — the BV for create, delete, restore,
    wait, guard and query; the LV for link and unlink; the volume for linkinfo — else iSM31062;
    a BV linked to an LV is reachable only through that LV (iSM31043); an LV used this way must be
-   Ready: linked, with access mode rw or ro (not nr/na) — else iSM31063.
+   Ready: linked, with access mode rw or ro (not nr/na) — else iSM31063. A group's operation not
+   issued through a CV goes through one of its member BVs, and the host must reach every member
+   (and LV) it names through access control — else iSM31042.
 
 What the array itself checks (the SV belongs to the BV, the LV is built for the BV, states) is left
 to the array, which refuses with its own message.
@@ -45,6 +49,17 @@ COMMANDS = {
     "unlink": "iSMsc_unlink",
     "query": "iSMsc_query",
     "linkinfo": "iSMsc_linkinfo",
+    "group": "iSMsc_create",  # SnapLab extension: a consistency group's operation (GROUP_COMMANDS)
+}
+# A consistency group's operation (ControlOp.group_op) -> the command it is (issue 14).
+GROUP_COMMANDS = {
+    "create": "iSMsc_create",
+    "delete": "iSMsc_delete",
+    "restore": "iSMsc_restore",
+    "guard": "iSMsc_svguard",
+    "link": "iSMsc_link",
+    "unlink": "iSMsc_unlink",
+    "query": "iSMsc_query",
 }
 BV_OPS = ("create", "delete", "restore", "wait", "guard", "query")
 LV_OPS = ("link", "unlink")
@@ -78,6 +93,7 @@ class ArrayView:
     lds: Mapping[str, LdInfo] = field(default_factory=dict)
     host_paths: Mapping[str, frozenset[str]] = field(default_factory=dict)  # registered host -> its paths
     faults: frozenset[str] = frozenset()
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # consistency group -> member BVs
 
     @classmethod
     def build(
@@ -86,12 +102,14 @@ class ArrayView:
         lds: Iterable[LdInfo],
         host_paths: Mapping[str, Iterable[str]] | None = None,
         faults: Iterable[str] = (),
+        groups: Mapping[str, Iterable[str]] | None = None,
     ) -> ArrayView:
         return cls(
             name,
             {ld.name: ld for ld in lds},
             {h: frozenset(p) for h, p in (host_paths or {}).items()},
             frozenset(faults),
+            {g: tuple(m) for g, m in (groups or {}).items()},
         )
 
     def reaches(self, host: str, ld_name: str) -> bool:
@@ -124,9 +142,16 @@ class ControlOp:
     svflg: str = "ld"
     lv: str = ""
     volume: str = ""  # linkinfo
+    # a consistency group's operation (kind "group"): the group, its operation, members and LVs
+    group: str = ""
+    group_op: str = ""
+    members: tuple[str, ...] = ()
+    lvs: tuple[str, ...] = ()
 
     @property
     def command(self) -> str:
+        if self.kind == "group":
+            return GROUP_COMMANDS.get(self.group_op, "iSMsc_create")
         return COMMANDS.get(self.kind, self.kind)
 
     @property
@@ -140,7 +165,7 @@ class ControlOp:
 
     def named(self) -> list[str]:
         """Every LD name the operation names (relative generations name only their BV)."""
-        names = [self.bv, self.lv, self.volume]
+        names = [self.bv, self.lv, self.volume, *self.members, *self.lvs]
         flg = self.svflg or "ld"
         if self.sv and flg == "ld":
             names.append(self.sv)
@@ -217,6 +242,11 @@ def check_route(
         return Decision(caller.name, via, "cv", op)
 
     target = op.acts_on
+    if op.kind == "group":  # through one of its members, the host reaching every LD it names
+        target = via if via in op.members else (op.members[0] if op.members else "")
+        for name in op.named():
+            if not array.reaches(caller.name, name):
+                raise SnapLabError(E.AC_DENIED, name=name)
     if via != target:
         raise SnapLabError(E.VIA_NOT_TARGET, name=f"{via} for {target or op.command}")
     if via_ld.type == "LV":

@@ -19,6 +19,7 @@ OPS = {
     "unlink": ("unlink", "Unlink"),
     "query": ("query", "Query"),
     "linkinfo": ("linkinfo", "LinkInfoOf"),
+    "group": ("group", "Group"),  # SnapLab extension (issue 14): consistency groups
 }
 # Array RPC reply type -> ControlReply field.
 _REPLY_FIELD = {
@@ -26,6 +27,7 @@ _REPLY_FIELD = {
     array_pb2.DeleteReply: "deleted",
     array_pb2.LinkInfo: "linkinfo",
     array_pb2.QueryReply: "query",
+    array_pb2.GroupReply: "group",
 }
 
 
@@ -38,6 +40,10 @@ def control_op(request: manager_pb2.ControlRequest) -> tuple[ControlOp, str, obj
     m = getattr(request, field)
     if field == "linkinfo":
         return ControlOp(kind, volume=m.name), method, m
+    if field == "group":
+        gop = m.WhichOneof("op") or ""
+        lvs = tuple(getattr(m, gop).lvs) if gop in ("link", "unlink") else ()
+        return ControlOp(kind, group=m.group, group_op=gop, members=tuple(m.members), lvs=lvs), method, m
     sv = getattr(m, "sv", None)
     return (
         ControlOp(
@@ -65,6 +71,7 @@ def array_view(state: array_pb2.ArrayState) -> ArrayView:
         {h.name: {f"wwn:{w.lower()}" for w in h.wwns} | {f"port:{p}" for p in h.ports}
          | {f"iqn:{i.lower()}" for i in h.initiators} for h in state.hosts},
         state.faults,
+        {g.name: tuple(g.bvs) for g in state.groups},
     )
 
 
@@ -147,6 +154,10 @@ def config_text(request: array_pb2.ConfigRequest) -> str:
 def op_text(op: ControlOp) -> str:
     """The operation's arguments in the command's own option style, for the event log."""
     parts = []
+    if op.kind == "group":
+        parts.append(f"-cg {op.group}")
+        if op.lvs:
+            parts.append(f"-lvlist {','.join(op.lvs)}")
     if op.kind in ("link", "unlink") and op.lv:
         parts.append(f"-lv {op.lv}")
     if op.bv:
@@ -175,6 +186,25 @@ def describe_control(request: manager_pb2.ControlRequest, rpc: str = "Route") ->
         flags.append(f"-cond {m.cond or 'active'}")
     if field == "link":
         flags.append(f"-lvacc {m.mode or 'rw'}")
+    if field == "group":
+        flags += group_flags(m)
     where = f"{request.array}:" if request.array else ""
     text = " ".join(x for x in (op_text(op), *flags) if x)
     return op.command, f"{text} via {where}{request.via or '-'}"
+
+
+def group_flags(m: array_pb2.GroupRequest) -> list[str]:
+    """A consistency group's operation as its command's options, for the event log (issue 14)."""
+    op = m.WhichOneof("op")
+    if op is None:
+        return []
+    g = getattr(m, op)
+    flags = [f"-sv {g.gen} -svflg relgen"] if getattr(g, "gen", 0) else []
+    if op == "create" and g.cyclic:
+        flags.append("-cyclic")
+    if op == "guard":
+        flags.append(f"-hold {g.hold}" if g.hold else f"-release {g.release}" if g.release
+                     else "-mode set" if g.set else "-mode cancel")
+    if op == "link":
+        flags.append(f"-lvacc {g.mode or 'rw'}")
+    return flags

@@ -8,6 +8,7 @@ on the arrays without holding a thread. The routing rules and the state stay pla
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
@@ -85,6 +86,24 @@ async def _check_route(
             return routing.check_route(ident, host, view, op, via, via_state)
         except _NeedViaState as need:
             known[need.name] = await fetch(need.name)
+
+
+async def _group_members(
+    link: ArrayLink, view: routing.ArrayView, op: routing.ControlOp, request: array_pb2.GroupRequest
+) -> tuple[routing.ControlOp, array_pb2.GroupRequest]:
+    """A host's group operation with the group's members as the array's view has them (looked up
+    anew once if the view does not know the group); the array refuses it if they changed since."""
+    members = view.groups.get(op.group)
+    if members is None:
+        link.invalidate()
+        members = (await link.view()).groups.get(op.group)
+    if members is None:
+        raise SnapLabError(E.GROUP_NOT_FOUND, name=op.group)
+    forwarded = array_pb2.GroupRequest()
+    forwarded.CopyFrom(request)
+    del forwarded.members[:]
+    forwarded.members.extend(members)
+    return dataclasses.replace(op, members=tuple(members)), forwarded
 
 
 def _retrieved(task: asyncio.Future[object]) -> None:
@@ -250,6 +269,12 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
     def _after_op(self, link: ArrayLink, op: routing.ControlOp, reply: object) -> None:
         if op.kind in ("create", "delete", "restore") and op.bv:
             self.observer.forget(link.key, op.bv)
+        if isinstance(reply, array_pb2.GroupReply):  # a consistency group's operation (issue 14)
+            if op.group_op in ("create", "delete", "restore"):
+                for bv in reply.bvs:
+                    self.observer.forget(link.key, bv)
+            if op.group_op in ("link", "unlink"):
+                link.invalidate()
         if isinstance(reply, array_pb2.QueryReply):
             self.observer.query_seen(link.key, reply)
         if op.kind in ("link", "unlink"):
@@ -369,6 +394,8 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
                 except SnapLabClientError as exc:
                     log.warning("cannot register %s with %s: %s", host.name, link.key, exc)
 
+            if op.kind == "group":  # SnapLab extension: the members are the array's (issue 14)
+                op, array_request = await _group_members(link, view, op, array_request)
             answered: list[object] = []
 
             async def via_state(name: str) -> routing.ViaState:

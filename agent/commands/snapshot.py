@@ -28,7 +28,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from snaplab.common import snapshot_layouts as formats
 from snaplab.agent.commands.snapshot_control import (
     ACCESS_MODES,
     VOLUME_FLAGS,
@@ -38,8 +37,8 @@ from snaplab.agent.commands.snapshot_control import (
     family,
     flag,
     generation,
-    ld_name,
     layout_options,
+    ld_name,
     monitor_family,
     need,
     pair,
@@ -54,9 +53,12 @@ from snaplab.agent.commands.snapshot_control import (
     usage,
 )
 from snaplab.agent.vollist import VolEntry
+
+from snaplab.common import snapshot_layouts as formats
 from snaplab.common.errors import E, Message, Status
 from snaplab.v1 import array_pb2 as pb
 
+from . import groups
 from .base import CommandError, Ctx, command
 from .quiesce import deadline_of, quiesce_and_create
 
@@ -92,7 +94,10 @@ def sc_create(ctx: Ctx) -> int:
     [-quiesce [-deadline SECONDS]]``.
 
     ``-quiesce`` and ``-deadline`` are SnapLab's own extension (docs/extensions-sra-quiesce.md): an
-    application-consistent snapshot (quiesce.py); without them the command is the guide's."""
+    application-consistent snapshot (quiesce.py); without them the command is the guide's.
+    ``-cg NAME [-cyclic]``: a consistency group, SnapLab's own too (groups.py)."""
+    if groups.given(ctx):
+        return groups.cg_create(ctx)
     o = ctx.options(("-bv", "-bvflg", "-sv", "-svflg", "-deadline"), ("-cyclic", "-quiesce"))
     pair(o, "-bv", "-bvflg")
     sv = svref(o, bv_given="-bv" in o)
@@ -126,7 +131,9 @@ def sc_create(ctx: Ctx) -> int:
 
 @command("iSMsc_delete")
 def sc_delete(ctx: Ctx) -> int:
-    """``iSMsc_delete -bv BV -bvflg … (-sv SV -svflg … | -auto)``."""
+    """``iSMsc_delete -bv BV -bvflg … (-sv SV -svflg … | -auto)``; ``-cg NAME`` (SnapLab extension): groups.py."""
+    if groups.given(ctx):
+        return groups.cg_delete(ctx)
     o = ctx.options(("-bv", "-bvflg", "-sv", "-svflg"), ("-auto",))
     pair(o, "-bv", "-bvflg")
     sv = svref(o, bv_given="-bv" in o)
@@ -169,7 +176,10 @@ def sc_restore(ctx: Ctx) -> int:
     """``iSMsc_restore -bv BV -bvflg … -sv SV -svflg … [-derivsv keep|delete] [-nowait]``.
 
     Without ``-nowait`` it returns when the restore has completed (the generation is ``snap/active``
-    again); with it, at once (``rst/exec``), and ``iSMsc_wait -cond active`` awaits the end."""
+    again); with it, at once (``rst/exec``), and ``iSMsc_wait -cond active`` awaits the end.
+    ``-cg NAME`` (SnapLab extension): every member or none, groups.py."""
+    if groups.given(ctx):
+        return groups.cg_restore(ctx)
     o = ctx.options(("-bv", "-bvflg", "-sv", "-svflg", "-derivsv"), ("-nowait",))
     pair(o, "-bv", "-bvflg")
     need(o, "-bv", "-sv")
@@ -215,18 +225,29 @@ def sc_wait(ctx: Ctx) -> int:
 
 @command("iSMsc_svguard")
 def sc_svguard(ctx: Ctx) -> int:
-    """``iSMsc_svguard -bv BV -bvflg … -sv SV -svflg … -mode set|cancel``."""
-    o = ctx.options(("-bv", "-bvflg", "-sv", "-svflg", "-mode"))
+    """``iSMsc_svguard -bv BV -bvflg … -sv SV -svflg … -mode set|cancel``.
+
+    SnapLab extensions (docs/extensions.md): ``-hold TAG`` / ``-release TAG`` instead of ``-mode`` (a
+    named hold, holds.py of the array); ``-cg NAME`` (groups.py)."""
+    if groups.given(ctx):
+        return groups.cg_svguard(ctx)
+    o = ctx.options(("-bv", "-bvflg", "-sv", "-svflg", "-mode", "-hold", "-release"))
     pair(o, "-bv", "-bvflg")
-    need(o, "-bv", "-sv", "-mode")
-    mode = choice(o, "-mode", ("set", "cancel"))
+    need(o, "-bv", "-sv")
+    if sum(k in o for k in ("-mode", "-hold", "-release")) != 1:
+        raise usage("give -mode set|cancel, or -hold TAG / -release TAG (SnapLab extension)")
+    hold, release = o.get("-hold", ""), o.get("-release", "")
+    mode = choice(o, "-mode", ("set", "cancel")) if "-mode" in o else ""
     sv = svref(o, bv_given=True)
     bv = _bv_of(ctx, o)
-    gen = route(ctx, bv, "guard", pb.GuardRequest(bv=bv.name, sv=sv, on=mode == "set")).generation
+    req = pb.GuardRequest(bv=bv.name, sv=sv, on=mode == "set", hold=hold, release=release)
+    gen = route(ctx, bv, "guard", req).generation
     ctx.info(DONE["iSMsc_svguard"])
     print_lines(
         ctx, formats.generation_block(gen, special_files(ctx, bv.array, bv.special_entry), guard=True)
     )
+    if hold or release:  # only when the extension is used: the guide's output otherwise
+        ctx.print(f"      Holds      : {', '.join(gen.holds) or '-'} ({len(gen.holds)})")
     return 0
 
 
@@ -280,7 +301,9 @@ def _link_output(
 @command("iSMsc_link")
 def sc_link(ctx: Ctx) -> int:
     """``iSMsc_link -lv LV -lvflg ld|drv|mvol (-sv SV -svflg … [-bv BV -bvflg ld] | -bv BV -bvflg …)
-    [-lvacc rw|ro|nr|na]``: LV to an SV in snap/active, or LV to its BV."""
+    [-lvacc rw|ro|nr|na]``: LV to an SV in snap/active, or LV to its BV. ``-cg`` (SnapLab extension): groups.py."""
+    if groups.given(ctx):
+        return groups.cg_link(ctx)
     o = ctx.options(("-lv", "-lvflg", "-sv", "-svflg", "-bv", "-bvflg", "-lvacc"))
     if "-sv" not in o and "-bv" not in o:
         raise usage("give -sv or -bv")
@@ -299,7 +322,9 @@ def sc_link(ctx: Ctx) -> int:
 
 @command("iSMsc_unlink")
 def sc_unlink(ctx: Ctx) -> int:
-    """``iSMsc_unlink -lv LV -lvflg … [-sv SV -svflg …] [-bv BV -bvflg ld]``."""
+    """``iSMsc_unlink -lv LV -lvflg … [-sv SV -svflg …] [-bv BV -bvflg ld]``; ``-cg`` (SnapLab extension): groups.py."""
+    if groups.given(ctx):
+        return groups.cg_unlink(ctx)
     o = ctx.options(("-lv", "-lvflg", "-sv", "-svflg", "-bv", "-bvflg"))
     lv, sv, bv_name, bv_entry = _link_args(ctx, o)
     refuse_mounted(ctx, lv.entry, lv.name, E.LV_MOUNTED)
@@ -313,7 +338,10 @@ def sc_unlink(ctx: Ctx) -> int:
 @command("iSMsc_query")
 def sc_query(ctx: Ctx) -> int:
     """``iSMsc_query -bv BV -bvflg … [-sv SV -svflg …] [-summary | -detail]`` or
-    ``iSMsc_query -sv SV -svflg ld|ld.relgen [-summary | -detail]``; the summary is the default."""
+    ``iSMsc_query -sv SV -svflg ld|ld.relgen [-summary | -detail]``; the summary is the default.
+    ``-cg NAME`` (SnapLab extension): groups.py."""
+    if groups.given(ctx):
+        return groups.cg_query(ctx)
     o = ctx.options(("-bv", "-bvflg", "-sv", "-svflg"), ("-summary", "-detail"))
     if "-summary" in o and "-detail" in o:
         raise usage("give -summary or -detail, not both")

@@ -8,6 +8,7 @@ from snaplab.common.errors import E, SnapLabError
 from snaplab.v1 import array_pb2 as apb
 
 from ..client import ManagerClient
+from .groups import GROUP_SUBCOMMANDS, run_group_cfg
 from .ldsets import LDSET_SUBCOMMANDS, run_ldset
 from .names import NAME_OPTS, plain_name
 from .options import Usage, fmt_size, need, parse_number, parse_options, parse_size
@@ -294,6 +295,7 @@ def cfg_usage() -> str:
     lines = ["Usage: iSMcfg SUBCOMMAND [OPTIONS] [-arrayname ARRAY]"]
     lines += [f"  iSMcfg {name} {c.summary}" for name, c in SUBCOMMANDS.items()]
     lines += [f"  iSMcfg {name} {summary}" for name, (_, _, summary) in LDSET_SUBCOMMANDS.items()]
+    lines += [f"  iSMcfg {name} {summary}" for name, (_, _, summary) in GROUP_SUBCOMMANDS.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -304,6 +306,8 @@ def run_cfg(client: ManagerClient, args: list[str]) -> list[str]:
     sub = args[0].lower()
     if sub in LDSET_SUBCOMMANDS:
         return run_ldset(client, sub, args[1:], ARRAY_OPT)
+    if sub in GROUP_SUBCOMMANDS:  # SnapLab extension (issue 14): consistency groups
+        return run_group_cfg(client, sub, args[1:], ARRAY_OPT)
     spec = SUBCOMMANDS.get(sub)
     if spec is None:
         raise Usage(f"unknown subcommand {args[0]}")

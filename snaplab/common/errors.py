@@ -203,6 +203,36 @@ class E:
     QUIESCE_HOOK_FAILED = _m(
         "iSM31284", "Quiesce hook failed; the snapshot is crash-consistent. ({detail})", S.INTERNAL
     )
+    # -- SnapLab extensions (issue 14, docs/extensions.md): consistency groups and holds -------------
+    GROUP_NOT_FOUND = _m("iSM31260", "Specified consistency group does not exist. ({name})", S.NOT_FOUND)
+    GROUP_EXISTS = _m("iSM31261", "Specified consistency group already exists. ({name})", S.ALREADY_EXISTS)
+    GROUP_BAD = _m("iSM31262", "Specified consistency group definition is not valid. ({detail})", S.INVALID_ARGUMENT)
+    GROUP_MEMBER_TAKEN = _m(
+        "iSM31263", "Specified BV is already a member of another consistency group. ({name})", S.FAILED_PRECONDITION
+    )
+    GROUP_CHANGED = _m(
+        "iSM31264", "Members of the consistency group changed during the operation; retry. ({name})",
+        S.FAILED_PRECONDITION,
+    )
+    GROUP_NO_FREE_SV = _m(
+        "iSM31265", "A member of the consistency group has no unused SV; use -cyclic or delete a generation. ({name})",
+        S.FAILED_PRECONDITION,
+    )
+    GROUP_GEN_NOT_FOUND = _m(
+        "iSM31266", "Specified generation of the consistency group does not exist. ({name})", S.NOT_FOUND
+    )
+    # all-or-nothing: the member's own refusal is in the detail, and no member was changed
+    GROUP_REFUSED = _m(
+        "iSM31267", "Consistency group operation is refused; no member was changed. ({detail})", S.FAILED_PRECONDITION
+    )
+    GROUP_LVS_BAD = _m(
+        "iSM31268", "Specified LVs do not match the members of the consistency group. ({detail})", S.INVALID_ARGUMENT
+    )
+    GEN_HELD = _m("iSM31269", "Specified SV has holds; release them first. ({name})", S.FAILED_PRECONDITION)
+    HOLD_EXISTS = _m("iSM31270", "Specified hold already exists on the SV. ({name})", S.ALREADY_EXISTS)
+    HOLD_NOT_FOUND = _m("iSM31271", "Specified hold does not exist on the SV. ({name})", S.NOT_FOUND)
+    HOLD_BAD = _m("iSM31272", "Specified hold name is not valid. ({detail})", S.INVALID_ARGUMENT)
+    # iSM31273, iSM31274: iSMcfg cgadd / cgdel success lines (manager/console/groups.py)
     # -- identity ------------------------------------------------------------------------------
     UNAUTHENTICATED = _m("iSM31050", "Caller has no valid certificate of this lab. ({detail})", S.UNAUTHENTICATED)
     # -- daemon resources: per-caller limits (every daemon's gRPC server, snaplab/common/rpc_guard.py) --

@@ -241,6 +241,10 @@ def detail_sv_block(gen: pb.Generation, lv_format: str, special: Mapping[str, st
     ]
     if gen.consistency:  # SnapLab extension (iSMsc_create -quiesce): absent from the guide's layout otherwise
         lines.append(DETAIL_ITEM.format(key="Consistency", value=gen.consistency))
+    if gen.holds:  # SnapLab extension (iSMsc_svguard -hold): absent unless the generation has holds
+        lines.append(DETAIL_ITEM.format(key="Holds", value=f"{', '.join(gen.holds)} ({len(gen.holds)})"))
+    if gen.group:  # SnapLab extension: made by a consistency group's create (iSMsc_create -cg)
+        lines.append(DETAIL_ITEM.format(key="Consistency Group", value=gen.group))
     if gen.link == "link" and gen.lv:
         lines.append(DETAIL_HEAD.format(kind="LV", key="LD Name", value=gen.lv))
         lines.append(DETAIL_ITEM.format(key="Type", value=_or_dash(lv_format)))

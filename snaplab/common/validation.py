@@ -128,6 +128,12 @@ RULES: dict[tuple[str, str], Rule] = {
     ("*", "derivsv"): KEYWORD,
     ("*", "policy"): KEYWORD,  # SnapLab extension: SetSraPolicy
     ("*", "consistency"): KEYWORD,  # SnapLab extension: CreateRequest
+    # SnapLab extension (issue 14): consistency groups' members and LVs, holds' names
+    ("*", "bvs"): Rule(32, max_items=64),
+    ("*", "members"): Rule(32, max_items=64),
+    ("*", "lvs"): Rule(32, max_items=64),
+    ("*", "hold"): Rule(64),
+    ("*", "release"): Rule(64),
     ("*", "product"): KEYWORD,
     ("*", "platform"): KEYWORD,
     ("*", "role"): KEYWORD,

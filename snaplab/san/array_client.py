@@ -184,6 +184,17 @@ class ArrayClient:
     def guard(self, bv: str, sv: str, svflg: str = "ld", *, on: bool) -> pb.Generation:
         return self._call("Guard", pb.GuardRequest(bv=bv, sv=_sv(sv, svflg), on=on))
 
+    # SnapLab extensions (issue 14, docs/extensions.md): named holds, consistency groups
+    def hold(self, bv: str, sv: str, svflg: str = "ld", *, name: str) -> pb.Generation:
+        return self._call("Guard", pb.GuardRequest(bv=bv, sv=_sv(sv, svflg), hold=name))
+
+    def release(self, bv: str, sv: str, svflg: str = "ld", *, name: str) -> pb.Generation:
+        return self._call("Guard", pb.GuardRequest(bv=bv, sv=_sv(sv, svflg), release=name))
+
+    def group(self, group: str, **op: object) -> pb.GroupReply:
+        """``group("DB", create=pb.GroupCreate(cyclic=True))``: one consistency group operation."""
+        return self._call("Group", pb.GroupRequest(group=group, **op))  # type: ignore[arg-type]
+
     def link(
         self,
         lv: str,

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ConfigRequest(_message.Message):
-    __slots__ = ("set_array_name", "add_port", "bind_pool", "bind_ld", "unbind_ld", "build_sra", "add_generations", "delete_generations", "bind_lv", "set_licence", "remove_licence", "register_host", "assign_access", "unassign_access", "set_format", "rename_ld", "expand_ld", "pair_lds", "replicate_ld", "separate_ld", "set_io_limit", "set_sra_policy")
+    __slots__ = ("set_array_name", "add_port", "bind_pool", "bind_ld", "unbind_ld", "build_sra", "add_generations", "delete_generations", "bind_lv", "set_licence", "remove_licence", "register_host", "assign_access", "unassign_access", "set_format", "rename_ld", "expand_ld", "pair_lds", "replicate_ld", "separate_ld", "set_io_limit", "set_sra_policy", "group_define", "group_remove")
     SET_ARRAY_NAME_FIELD_NUMBER: _ClassVar[int]
     ADD_PORT_FIELD_NUMBER: _ClassVar[int]
     BIND_POOL_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,8 @@ class ConfigRequest(_message.Message):
     SEPARATE_LD_FIELD_NUMBER: _ClassVar[int]
     SET_IO_LIMIT_FIELD_NUMBER: _ClassVar[int]
     SET_SRA_POLICY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_DEFINE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_REMOVE_FIELD_NUMBER: _ClassVar[int]
     set_array_name: SetArrayName
     add_port: AddPort
     bind_pool: BindPool
@@ -52,7 +54,9 @@ class ConfigRequest(_message.Message):
     separate_ld: ReplicatePair
     set_io_limit: SetIoLimit
     set_sra_policy: SetSraPolicy
-    def __init__(self, set_array_name: _Optional[_Union[SetArrayName, _Mapping]] = ..., add_port: _Optional[_Union[AddPort, _Mapping]] = ..., bind_pool: _Optional[_Union[BindPool, _Mapping]] = ..., bind_ld: _Optional[_Union[BindLd, _Mapping]] = ..., unbind_ld: _Optional[_Union[UnbindLd, _Mapping]] = ..., build_sra: _Optional[_Union[BuildSra, _Mapping]] = ..., add_generations: _Optional[_Union[AddGenerations, _Mapping]] = ..., delete_generations: _Optional[_Union[DeleteGenerations, _Mapping]] = ..., bind_lv: _Optional[_Union[BindLv, _Mapping]] = ..., set_licence: _Optional[_Union[SetLicence, _Mapping]] = ..., remove_licence: _Optional[_Union[RemoveLicence, _Mapping]] = ..., register_host: _Optional[_Union[RegisterHost, _Mapping]] = ..., assign_access: _Optional[_Union[AssignAccess, _Mapping]] = ..., unassign_access: _Optional[_Union[UnassignAccess, _Mapping]] = ..., set_format: _Optional[_Union[SetFormat, _Mapping]] = ..., rename_ld: _Optional[_Union[RenameLd, _Mapping]] = ..., expand_ld: _Optional[_Union[ExpandLd, _Mapping]] = ..., pair_lds: _Optional[_Union[PairLds, _Mapping]] = ..., replicate_ld: _Optional[_Union[ReplicatePair, _Mapping]] = ..., separate_ld: _Optional[_Union[ReplicatePair, _Mapping]] = ..., set_io_limit: _Optional[_Union[SetIoLimit, _Mapping]] = ..., set_sra_policy: _Optional[_Union[SetSraPolicy, _Mapping]] = ...) -> None: ...
+    group_define: GroupDefine
+    group_remove: GroupRemove
+    def __init__(self, set_array_name: _Optional[_Union[SetArrayName, _Mapping]] = ..., add_port: _Optional[_Union[AddPort, _Mapping]] = ..., bind_pool: _Optional[_Union[BindPool, _Mapping]] = ..., bind_ld: _Optional[_Union[BindLd, _Mapping]] = ..., unbind_ld: _Optional[_Union[UnbindLd, _Mapping]] = ..., build_sra: _Optional[_Union[BuildSra, _Mapping]] = ..., add_generations: _Optional[_Union[AddGenerations, _Mapping]] = ..., delete_generations: _Optional[_Union[DeleteGenerations, _Mapping]] = ..., bind_lv: _Optional[_Union[BindLv, _Mapping]] = ..., set_licence: _Optional[_Union[SetLicence, _Mapping]] = ..., remove_licence: _Optional[_Union[RemoveLicence, _Mapping]] = ..., register_host: _Optional[_Union[RegisterHost, _Mapping]] = ..., assign_access: _Optional[_Union[AssignAccess, _Mapping]] = ..., unassign_access: _Optional[_Union[UnassignAccess, _Mapping]] = ..., set_format: _Optional[_Union[SetFormat, _Mapping]] = ..., rename_ld: _Optional[_Union[RenameLd, _Mapping]] = ..., expand_ld: _Optional[_Union[ExpandLd, _Mapping]] = ..., pair_lds: _Optional[_Union[PairLds, _Mapping]] = ..., replicate_ld: _Optional[_Union[ReplicatePair, _Mapping]] = ..., separate_ld: _Optional[_Union[ReplicatePair, _Mapping]] = ..., set_io_limit: _Optional[_Union[SetIoLimit, _Mapping]] = ..., set_sra_policy: _Optional[_Union[SetSraPolicy, _Mapping]] = ..., group_define: _Optional[_Union[GroupDefine, _Mapping]] = ..., group_remove: _Optional[_Union[GroupRemove, _Mapping]] = ...) -> None: ...
 
 class SetArrayName(_message.Message):
     __slots__ = ("name",)
@@ -165,6 +169,20 @@ class SetSraPolicy(_message.Message):
     set_warn: bool
     queue_timeout_seconds: float
     def __init__(self, pool: _Optional[str] = ..., policy: _Optional[str] = ..., warn_percents: _Optional[_Iterable[int]] = ..., set_warn: _Optional[bool] = ..., queue_timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class GroupDefine(_message.Message):
+    __slots__ = ("name", "bvs")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BVS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    bvs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., bvs: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GroupRemove(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class BuildSra(_message.Message):
     __slots__ = ("pool", "capacity", "sdv_name", "extend", "number")
@@ -351,14 +369,18 @@ class WaitRequest(_message.Message):
     def __init__(self, bv: _Optional[str] = ..., sv: _Optional[_Union[SvRef, _Mapping]] = ..., cond: _Optional[str] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class GuardRequest(_message.Message):
-    __slots__ = ("bv", "sv", "on")
+    __slots__ = ("bv", "sv", "on", "hold", "release")
     BV_FIELD_NUMBER: _ClassVar[int]
     SV_FIELD_NUMBER: _ClassVar[int]
     ON_FIELD_NUMBER: _ClassVar[int]
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
     bv: str
     sv: SvRef
     on: bool
-    def __init__(self, bv: _Optional[str] = ..., sv: _Optional[_Union[SvRef, _Mapping]] = ..., on: _Optional[bool] = ...) -> None: ...
+    hold: str
+    release: str
+    def __init__(self, bv: _Optional[str] = ..., sv: _Optional[_Union[SvRef, _Mapping]] = ..., on: _Optional[bool] = ..., hold: _Optional[str] = ..., release: _Optional[str] = ...) -> None: ...
 
 class LinkRequest(_message.Message):
     __slots__ = ("lv", "sv", "bv", "mode", "options")
@@ -397,7 +419,7 @@ class VolumeRef(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class Generation(_message.Message):
-    __slots__ = ("sv", "sv_number", "bv", "format", "has_relgen", "relgen", "attribute", "state", "state_time", "create_time", "guard", "link", "lv", "lv_mode", "data_size", "restore_total", "restore_done", "pool", "consistency")
+    __slots__ = ("sv", "sv_number", "bv", "format", "has_relgen", "relgen", "attribute", "state", "state_time", "create_time", "guard", "link", "lv", "lv_mode", "data_size", "restore_total", "restore_done", "pool", "consistency", "holds", "group")
     SV_FIELD_NUMBER: _ClassVar[int]
     SV_NUMBER_FIELD_NUMBER: _ClassVar[int]
     BV_FIELD_NUMBER: _ClassVar[int]
@@ -417,6 +439,8 @@ class Generation(_message.Message):
     RESTORE_DONE_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    HOLDS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
     sv: str
     sv_number: str
     bv: str
@@ -436,7 +460,9 @@ class Generation(_message.Message):
     restore_done: int
     pool: str
     consistency: str
-    def __init__(self, sv: _Optional[str] = ..., sv_number: _Optional[str] = ..., bv: _Optional[str] = ..., format: _Optional[str] = ..., has_relgen: _Optional[bool] = ..., relgen: _Optional[int] = ..., attribute: _Optional[str] = ..., state: _Optional[str] = ..., state_time: _Optional[str] = ..., create_time: _Optional[str] = ..., guard: _Optional[bool] = ..., link: _Optional[str] = ..., lv: _Optional[str] = ..., lv_mode: _Optional[str] = ..., data_size: _Optional[int] = ..., restore_total: _Optional[int] = ..., restore_done: _Optional[int] = ..., pool: _Optional[str] = ..., consistency: _Optional[str] = ...) -> None: ...
+    holds: _containers.RepeatedScalarFieldContainer[str]
+    group: str
+    def __init__(self, sv: _Optional[str] = ..., sv_number: _Optional[str] = ..., bv: _Optional[str] = ..., format: _Optional[str] = ..., has_relgen: _Optional[bool] = ..., relgen: _Optional[int] = ..., attribute: _Optional[str] = ..., state: _Optional[str] = ..., state_time: _Optional[str] = ..., create_time: _Optional[str] = ..., guard: _Optional[bool] = ..., link: _Optional[str] = ..., lv: _Optional[str] = ..., lv_mode: _Optional[str] = ..., data_size: _Optional[int] = ..., restore_total: _Optional[int] = ..., restore_done: _Optional[int] = ..., pool: _Optional[str] = ..., consistency: _Optional[str] = ..., holds: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ...) -> None: ...
 
 class LvState(_message.Message):
     __slots__ = ("lv", "link", "mode")
@@ -699,7 +725,7 @@ class Host(_message.Message):
     def __init__(self, name: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ..., initiators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ArrayState(_message.Message):
-    __slots__ = ("name", "physical_capacity", "ports", "pools", "lds", "licences", "faults", "hosts", "product_id", "events")
+    __slots__ = ("name", "physical_capacity", "ports", "pools", "lds", "licences", "faults", "hosts", "product_id", "events", "groups")
     class LicencesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -717,6 +743,7 @@ class ArrayState(_message.Message):
     HOSTS_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
     name: str
     physical_capacity: int
     ports: _containers.RepeatedCompositeFieldContainer[Port]
@@ -727,7 +754,16 @@ class ArrayState(_message.Message):
     hosts: _containers.RepeatedCompositeFieldContainer[Host]
     product_id: str
     events: _containers.RepeatedCompositeFieldContainer[ArrayEvent]
-    def __init__(self, name: _Optional[str] = ..., physical_capacity: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ..., licences: _Optional[_Mapping[str, str]] = ..., faults: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ..., product_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[ArrayEvent, _Mapping]]] = ...) -> None: ...
+    groups: _containers.RepeatedCompositeFieldContainer[GroupInfo]
+    def __init__(self, name: _Optional[str] = ..., physical_capacity: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ..., licences: _Optional[_Mapping[str, str]] = ..., faults: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ..., product_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[ArrayEvent, _Mapping]]] = ..., groups: _Optional[_Iterable[_Union[GroupInfo, _Mapping]]] = ...) -> None: ...
+
+class GroupInfo(_message.Message):
+    __slots__ = ("name", "bvs")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BVS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    bvs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., bvs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ArrayEvent(_message.Message):
     __slots__ = ("seq", "time", "classification", "msg_id", "text")
@@ -768,3 +804,105 @@ class Reservation(_message.Message):
     owner: str
     previous: str
     def __init__(self, ld: _Optional[str] = ..., owner: _Optional[str] = ..., previous: _Optional[str] = ...) -> None: ...
+
+class GroupRequest(_message.Message):
+    __slots__ = ("group", "members", "create", "delete", "restore", "guard", "link", "unlink", "query")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_FIELD_NUMBER: _ClassVar[int]
+    GUARD_FIELD_NUMBER: _ClassVar[int]
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    UNLINK_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    members: _containers.RepeatedScalarFieldContainer[str]
+    create: GroupCreate
+    delete: GroupGen
+    restore: GroupRestore
+    guard: GroupGuard
+    link: GroupLink
+    unlink: GroupUnlink
+    query: GroupGen
+    def __init__(self, group: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., create: _Optional[_Union[GroupCreate, _Mapping]] = ..., delete: _Optional[_Union[GroupGen, _Mapping]] = ..., restore: _Optional[_Union[GroupRestore, _Mapping]] = ..., guard: _Optional[_Union[GroupGuard, _Mapping]] = ..., link: _Optional[_Union[GroupLink, _Mapping]] = ..., unlink: _Optional[_Union[GroupUnlink, _Mapping]] = ..., query: _Optional[_Union[GroupGen, _Mapping]] = ...) -> None: ...
+
+class GroupCreate(_message.Message):
+    __slots__ = ("cyclic", "options")
+    CYCLIC_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    cyclic: bool
+    options: LayoutOptions
+    def __init__(self, cyclic: _Optional[bool] = ..., options: _Optional[_Union[LayoutOptions, _Mapping]] = ...) -> None: ...
+
+class GroupGen(_message.Message):
+    __slots__ = ("gen",)
+    GEN_FIELD_NUMBER: _ClassVar[int]
+    gen: int
+    def __init__(self, gen: _Optional[int] = ...) -> None: ...
+
+class GroupRestore(_message.Message):
+    __slots__ = ("gen", "derivsv", "options")
+    GEN_FIELD_NUMBER: _ClassVar[int]
+    DERIVSV_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    gen: int
+    derivsv: str
+    options: LayoutOptions
+    def __init__(self, gen: _Optional[int] = ..., derivsv: _Optional[str] = ..., options: _Optional[_Union[LayoutOptions, _Mapping]] = ...) -> None: ...
+
+class GroupGuard(_message.Message):
+    __slots__ = ("gen", "set", "cancel", "hold", "release")
+    GEN_FIELD_NUMBER: _ClassVar[int]
+    SET_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    gen: int
+    set: bool
+    cancel: bool
+    hold: str
+    release: str
+    def __init__(self, gen: _Optional[int] = ..., set: _Optional[bool] = ..., cancel: _Optional[bool] = ..., hold: _Optional[str] = ..., release: _Optional[str] = ...) -> None: ...
+
+class GroupLink(_message.Message):
+    __slots__ = ("gen", "lvs", "mode", "options")
+    GEN_FIELD_NUMBER: _ClassVar[int]
+    LVS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    gen: int
+    lvs: _containers.RepeatedScalarFieldContainer[str]
+    mode: str
+    options: LayoutOptions
+    def __init__(self, gen: _Optional[int] = ..., lvs: _Optional[_Iterable[str]] = ..., mode: _Optional[str] = ..., options: _Optional[_Union[LayoutOptions, _Mapping]] = ...) -> None: ...
+
+class GroupUnlink(_message.Message):
+    __slots__ = ("lvs",)
+    LVS_FIELD_NUMBER: _ClassVar[int]
+    lvs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, lvs: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GroupGeneration(_message.Message):
+    __slots__ = ("relgen", "create_time", "members", "missing")
+    RELGEN_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    relgen: int
+    create_time: str
+    members: _containers.RepeatedCompositeFieldContainer[Generation]
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, relgen: _Optional[int] = ..., create_time: _Optional[str] = ..., members: _Optional[_Iterable[_Union[Generation, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GroupReply(_message.Message):
+    __slots__ = ("group", "bvs", "generations", "links")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    BVS_FIELD_NUMBER: _ClassVar[int]
+    GENERATIONS_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    bvs: _containers.RepeatedScalarFieldContainer[str]
+    generations: _containers.RepeatedCompositeFieldContainer[GroupGeneration]
+    links: _containers.RepeatedCompositeFieldContainer[LinkInfo]
+    def __init__(self, group: _Optional[str] = ..., bvs: _Optional[_Iterable[str]] = ..., generations: _Optional[_Iterable[_Union[GroupGeneration, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkInfo, _Mapping]]] = ...) -> None: ...

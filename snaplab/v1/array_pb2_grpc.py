@@ -129,6 +129,11 @@ class ArrayStub:
                 request_serializer=snaplab_dot_v1_dot_array__pb2.ReservationRequest.SerializeToString,
                 response_deserializer=snaplab_dot_v1_dot_array__pb2.Reservation.FromString,
                 _registered_method=True)
+        self.Group = channel.unary_unary(
+                '/snaplab.v1.Array/Group',
+                request_serializer=snaplab_dot_v1_dot_array__pb2.GroupRequest.SerializeToString,
+                response_deserializer=snaplab_dot_v1_dot_array__pb2.GroupReply.FromString,
+                _registered_method=True)
 
 
 class ArrayServicer:
@@ -264,6 +269,16 @@ class ArrayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Group(self, request, context):
+        """--- SnapLab extension (issue 14, docs/extensions.md): consistency groups: manager and admin only ---
+        One snapshot operation on every member BV of a group, in one engine transaction (one lock hold):
+        a create snapshots every member at one instant; any member's refusal leaves every member as it was
+        (iSM31267 with that member's own message).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArrayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -361,6 +376,11 @@ def add_ArrayServicer_to_server(servicer, server):
                     servicer.SetReservation,
                     request_deserializer=snaplab_dot_v1_dot_array__pb2.ReservationRequest.FromString,
                     response_serializer=snaplab_dot_v1_dot_array__pb2.Reservation.SerializeToString,
+            ),
+            'Group': grpc.unary_unary_rpc_method_handler(
+                    servicer.Group,
+                    request_deserializer=snaplab_dot_v1_dot_array__pb2.GroupRequest.FromString,
+                    response_serializer=snaplab_dot_v1_dot_array__pb2.GroupReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -876,6 +896,33 @@ class Array:
             '/snaplab.v1.Array/SetReservation',
             snaplab_dot_v1_dot_array__pb2.ReservationRequest.SerializeToString,
             snaplab_dot_v1_dot_array__pb2.Reservation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Group(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/snaplab.v1.Array/Group',
+            snaplab_dot_v1_dot_array__pb2.GroupRequest.SerializeToString,
+            snaplab_dot_v1_dot_array__pb2.GroupReply.FromString,
             options,
             channel_credentials,
             insecure,
