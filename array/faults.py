@@ -90,7 +90,7 @@ class FaultsMixin:
                 fam.owned = {}
                 fam.free = []
                 fam.hw = 0
-                os.truncate(fam.path, 0)
+                self._ckpt_discard(fam.path, fam)  # emptied (or set aside for a lab checkpoint)
                 self._save_family(fam)
             self.db.execute("DELETE FROM faults WHERE kind=? AND target=?", [kind, target])
             self.faults.discard((kind, target))
