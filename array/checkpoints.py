@@ -29,6 +29,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from snaplab.common.errors import E, SnapLabError
 
@@ -62,18 +63,18 @@ class CheckpointMixin:
     ``_ckpt_pinned`` and ``_ckpt_discard``; everything else lives here."""
 
     # per checkpoint (oldest first): {family: (hw, frozenset(free blocks))} as it was taken
-    _ckpt_bases: list[dict[int, tuple[int, frozenset[int]]]] = []
+    _ckpt_bases: ClassVar[list[dict[int, tuple[int, frozenset[int]]]]] = []  # set per engine by _load
 
     # -- tables ----------------------------------------------------------------------------------
     @staticmethod
-    def _ckpt_create_tables(db) -> None:  # noqa: ANN001 - sqlite_utils.Database
+    def _ckpt_create_tables(db) -> None:
         db.execute(
             "CREATE TABLE IF NOT EXISTS ckpt_points (name TEXT PRIMARY KEY, mark INTEGER, taken REAL, bases TEXT)"
         )
         db.execute("CREATE TABLE IF NOT EXISTS ckpt_undo (seq INTEGER PRIMARY KEY, sql TEXT)")
 
     @staticmethod
-    def _ckpt_read_bases(q) -> list[dict[int, tuple[int, frozenset[int]]]]:  # noqa: ANN001
+    def _ckpt_read_bases(q) -> list[dict[int, tuple[int, frozenset[int]]]]:
         out = []
         for (bases,) in q("SELECT bases FROM ckpt_points ORDER BY mark, taken"):
             out.append({int(k): (v[0], frozenset(v[1])) for k, v in json.loads(bases).items()})
@@ -187,7 +188,9 @@ class CheckpointMixin:
     def checkpoints(self) -> list[dict]:
         """The checkpoints the array keeps, oldest first: name, position, time taken."""
         with self._state():
-            rows = self.db.execute("SELECT name, mark, taken FROM ckpt_points ORDER BY mark, taken").fetchall()
+            rows = self.db.execute(
+                "SELECT name, mark, taken FROM ckpt_points ORDER BY mark, taken"
+            ).fetchall()
         return [{"name": n, "mark": m, "taken": t} for n, m, t in rows]
 
     def checkpoint_take(self, name: str) -> dict:
@@ -227,14 +230,18 @@ class CheckpointMixin:
                 self.db.execute(sql)
             # the replay logged its own undo rows (after ``top``): the log ends at the checkpoint again
             self.db.execute("DELETE FROM ckpt_undo WHERE seq > ?", [mark])
-            self.db.execute("DELETE FROM ckpt_points WHERE mark > ? OR (mark = ? AND taken > ?)", [mark, mark, taken])
+            self.db.execute(
+                "DELETE FROM ckpt_points WHERE mark > ? OR (mark = ? AND taken > ?)", [mark, mark, taken]
+            )
             files = self._ckpt_unstash(mark)
             if files:
                 self._new_files = True
         # The memory state is the database's again (families' files reopened, free lists without pins).
         self._load()
         self._cond.notify_all()
-        log.info("rolled back to checkpoint %s: %d changes undone, %d data files back", name, len(undo), files)
+        log.info(
+            "rolled back to checkpoint %s: %d changes undone, %d data files back", name, len(undo), files
+        )
         return {"name": name, "mark": mark, "taken": taken, "changes": len(undo)}
 
     def checkpoint_delete(self, name: str) -> None:

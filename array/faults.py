@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from snaplab.common.errors import E, SnapLabError
 
 from .model import FAULT_BV, FAULT_KINDS, FAULT_SRA, LD, PRODUCTS, STATE_ACTIVE, STATE_FAULT, Gen

@@ -11,7 +11,9 @@ from .folder import default_lab_dir
 
 def add_parsers(lab_sub: argparse._SubParsersAction, lab_opt: argparse.ArgumentParser) -> None:
     """The three subcommands of ``snaplab lab``."""
-    take = lab_sub.add_parser("checkpoint", parents=[lab_opt], help="take a named checkpoint of the running lab")
+    take = lab_sub.add_parser(
+        "checkpoint", parents=[lab_opt], help="take a named checkpoint of the running lab"
+    )
     take.add_argument("name", metavar="NAME", help="checkpoint name (1-32 letters, digits, _ . -)")
     back = lab_sub.add_parser(
         "rollback", parents=[lab_opt], help="bring the whole running lab back to a named checkpoint"
@@ -60,8 +62,10 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
         print("no checkpoints")
         return 0
     rows = [["NAME", "TAKEN", "EVENT_SEQ"]]
-    rows += [[i.name, time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(i.taken_at)), str(i.event_seq)]
-             for i in infos]
+    rows += [
+        [i.name, time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(i.taken_at)), str(i.event_seq)]
+        for i in infos
+    ]
     widths = [max(len(r[k]) for r in rows) for k in range(3)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

@@ -76,13 +76,15 @@ class CheckpointMachine(RuleBasedStateMachine):
         self.eng.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def _try(self, fn, *args, **kw) -> None:  # noqa: ANN001
+    def _try(self, fn, *args, **kw) -> None:
         try:
             fn(*args, **kw)
         except SnapLabError:
             pass  # a refusal changes nothing; the picture after rollback says whether that held
 
-    @rule(b=st.integers(0, len(BVS) - 1), block=st.integers(0, 9), n=st.integers(1, 3), seed=st.integers(0, 255))
+    @rule(
+        b=st.integers(0, len(BVS) - 1), block=st.integers(0, 9), n=st.integers(1, 3), seed=st.integers(0, 255)
+    )
     def write(self, b, block, n, seed):
         name, cap = BVS[b]
         off = min(block * BLOCK + seed, cap - 1)
