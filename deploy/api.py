@@ -83,7 +83,8 @@ class Result:
 
     @property
     def msg_id(self) -> str | None:
-        """The iSM id of a failed command's message (``iSM31005``); None when it printed none."""
+        """The iSM id of the command's message: a refusal's (``iSM31005``), else its normal end's
+        (``iSM19010``); None when it printed none."""
         m = _MSG_ID.search(self.error_line)
         return m.group(0) if m else None
 
@@ -306,7 +307,7 @@ class _refusals:
             raise err from None
 
 
-@dataclass
+@dataclass(eq=False)  # one object per lab: compared and hashed by identity
 class Lab:
     """A lab folder and the lab running in it. ``Lab(folder)`` attaches to a lab started elsewhere
     (``snaplab lab up``); :meth:`start` starts one. As a context manager, it stops on exit the
@@ -323,7 +324,7 @@ class Lab:
     @classmethod
     def start(
         cls,
-        lab: str | Path | Mapping[str, Any] | None = None,
+        lab: str | Path | Mapping[str, Any] | LabSpec | None = None,
         folder: str | Path | None = None,
         *,
         fresh: bool = False,
@@ -506,11 +507,13 @@ def _deploy_lab(folder: Path | str) -> _DeployLab:
     return DeployLab(folder)
 
 
-def spec_of(lab: str | Path | Mapping[str, Any] | None) -> LabSpec | None:
+def spec_of(lab: str | Path | Mapping[str, Any] | LabSpec | None) -> LabSpec | None:
     """A lab file's path, a dict of its tables, or None (the reference lab): the parsed ``LabSpec``
     (``LabFileError`` naming the file and place of a mistake)."""
     from .spec import LabSpec
 
+    if isinstance(lab, LabSpec):
+        return lab
     if lab is None:
         return LabSpec.load(default_lab_file())
     if isinstance(lab, Mapping):
