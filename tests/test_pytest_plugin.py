@@ -280,3 +280,78 @@ def test_ctrl_c_stops_the_labs(base: Path, tmp_path: Path) -> None:
     assert "KeyboardInterrupt" in out, out
     assert not processes_naming(base), out
     assert not (folder / "runtime.json").exists()
+
+
+# -- the API the fixtures hand out (snaplab.Lab), on a small lab given as a dict -------------------
+
+SMALL_LAB = {
+    "arrays": [{
+        "name": "A1",
+        "ports": ["00h/00h P0"],
+        "pools": [{"number": 0, "kind": "basic", "capacity": "1GiB"}, {"number": 1, "kind": "dynamic", "capacity": "1GiB"}],
+        "sra": [{"pool": 1, "capacity": "256MiB", "name": "SDV1", "number": "0100h"}],
+        "lds": [{"number": "0010h", "name": "bv001", "format": "WN", "capacity": "64MiB", "pool": 0}],
+        "generations": [{"bv": "bv001", "pool": 1, "svs": [{"name": "sv1", "number": "0011h"}, {"name": "sv2", "number": "0012h"}]}],
+        "licences": ["DynamicSnapVolume", "AccessControl"],
+    }],
+    "hosts": [{"name": "h1", "role": "business", "wwns": ["10:00:00:00:c9:2a:09:01"], "ports": ["P0"]}],
+    "access": [{"ld": "bv001", "port": "P0"}],
+    "setup": [
+        {"host": "h1", "command": "DISKPART", "stdin": "select disk 1\ncreate partition primary\nassign letter=G\n"},
+        {"host": "h1", "command": "FORMAT G: /FS:NTFS /Q /Y"},
+        {"host": "h1", "command": "iSMvollist -cr"},
+    ],
+}
+
+
+@pytest.mark.timeout(300)
+def test_the_python_api(base: Path) -> None:
+    from snaplab import CommandError, Lab
+    from snaplab.deploy.chaos import ChaosRuleError
+    from snaplab.deploy.errors import LabError
+
+    folder = base / "api"
+    with Lab.start(SMALL_LAB, folder) as lab:
+        assert (folder / "lab.toml").is_file() and lab.folder == folder.resolve()
+        q = lab.array().query("bv001")
+        assert (q.bv, q.live, [g.sv for g in q.generations]) == ("bv001", [], ["sv1", "sv2"])
+        h1 = lab.host("h1")
+        h1.write_file("G:\\d\\f.txt", "one")
+        assert h1.read_text("G:/d/f.txt") == "one" and (h1.path("G:") / "d" / "f.txt").is_file()
+        with pytest.raises(LabError, match="nothing is mounted"):
+            h1.read_file("Q:\\x")
+
+        seq = lab.last_seq()
+        lab.checkpoint("before")
+        for line in ("iSMrc_flush -drv G:", "iSMrc_umount -drv G:", "iSMsc_create -bv bv001 -bvflg ld -cyclic"):
+            assert lab.run("h1", line).check().ok
+        assert [(g.sv, g.relgen, g.state) for g in lab.array("A1").query("bv001").live] == [("sv1", -1, "snap/active")]
+        assert ("h1", "iSMsc_create", "iSM19010") in [(e.source, e.operation, e.msg_id) for e in lab.events(after=seq)]
+        with pytest.raises(CommandError) as err:
+            lab.run("h1", "iSMsc_create -bv nosuch -bvflg ld").check()
+        assert err.value.msg_id and err.value.msg_id.startswith("iSM") and err.value.result.rc != 0
+
+        with lab.watch() as live:  # a chaos firing is an event of the log, seen live
+            lab.chaos("host:h1", "iSMsc_query", error="iSM31005", count=1)
+            assert lab.run("h1", "iSMsc_query -bv bv001 -bvflg ld").msg_id == "iSM31005"
+            assert next(e for e in live if e.operation == "chaos").classification == "WARNING"
+        assert [r.fired for r in lab.chaos_rules()] == [1]
+        with pytest.raises(ChaosRuleError, match="iSM31338"):
+            lab.chaos("host:h1", "iSMsc_nothing")
+        assert len(lab.clear_chaos()) == 1
+
+        assert "bv_failure" in " ".join(lab.fault("bv_failure", "bv001"))
+        assert lab.fault("bv_failure", "bv001", clear=True) == []
+        assert lab.run("manager", "iSMview -snap A1").ok
+
+        lab.rollback("before")  # G: mounted again, no generation, the file as written
+        assert lab.array().query("bv001").live == [] and h1.read_text("G:/d/f.txt") == "one"
+        assert [c.name for c in lab.checkpoints()] == ["before"]
+        lab.delete_checkpoint("before")
+
+        with Lab(folder) as attached:  # attaching does not own: its `with` leaves the lab running
+            assert attached.run("h1", "MOUNTVOL /L").ok
+        assert lab.runtime["state"] == "up"
+    assert not processes_naming(folder)
+    with pytest.raises(LabError, match="no lab is running"):
+        Lab(folder).run("h1", "MOUNTVOL /L")
