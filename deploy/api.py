@@ -13,6 +13,7 @@ Refusals are ``LabError`` (one line) or its subclasses, never a raw gRPC error.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -292,19 +293,17 @@ class EventWatch:
         self.close()
 
 
-class _refusals:
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
     """A daemon's refusal (SnapLabClientError) as a ``LabError`` with its iSM id: callers catch one kind."""
+    from snaplab.common.rpc_errors import SnapLabClientError
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, tp: type | None, exc: BaseException | None, tb: object) -> None:
-        from snaplab.common.rpc_errors import SnapLabClientError
-
-        if isinstance(exc, SnapLabClientError):
-            err = LabError(" ".join(str(exc).split()))
-            err.msg_id = exc.msg_id  # type: ignore[attr-defined]
-            raise err from None
+    try:
+        yield
+    except SnapLabClientError as exc:
+        err = LabError(" ".join(str(exc).split()))
+        err.msg_id = exc.msg_id  # type: ignore[attr-defined]
+        raise err from None
 
 
 @dataclass(eq=False)  # one object per lab: compared and hashed by identity
@@ -425,8 +424,9 @@ class Lab:
 
     # -- the manager: events and faults --------------------------------------------------------------
     def _manager(self) -> Any:
-        from snaplab.common.rpc import ClientTLS
         from snaplab.manager.client import ManagerClient
+
+        from snaplab.common.rpc import ClientTLS
 
         target = self._runtime()["manager"]["target"]
         return ManagerClient(target, ClientTLS.from_folder(self.folder_obj.pki, "admin"), timeout=30)

@@ -32,6 +32,7 @@ _USED = pytest.StashKey[list]()  # the labs a test used, for its failure report
 # Refusals of bad input: reported as one line (a usage error), never as a traceback.
 _INPUT_ERRORS = ("LabFileError", "ChaosRuleError", "CheckpointError", "CheckpointsMissing")
 _USAGE_PROP = "snaplab_usage_error"
+_FIXTURES = {"snaplab_lab", "lab", "lab_factory"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,6 +56,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     labs = _Labs(config)
     config.stash[_LABS] = labs
+    _FAILED.clear()  # one session's (an in-process pytester run is another)
+    _USAGE.clear()
     if labs.default_file is not None:
         labs.check_file(labs.default_file, "--snaplab-lab" if config.option.snaplab_lab else "snaplab_lab_file")
 
@@ -140,7 +143,8 @@ def lab_factory(request: pytest.FixtureRequest, _snaplab_labs: _Labs) -> Iterato
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     report = yield
     exc = call.excinfo.value if call.excinfo is not None else None
-    if exc is not None and _is_input_error(exc, call.when):
+    ours = _USED in item.stash or bool(_FIXTURES & set(getattr(item, "fixturenames", ())))
+    if exc is not None and ours and _is_input_error(exc, call.when):
         report.longrepr = f"snaplab: {' '.join(str(exc).split())}"
         if type(exc).__name__ in _INPUT_ERRORS:
             report.user_properties.append((_USAGE_PROP, report.longrepr))

@@ -306,9 +306,10 @@ SMALL_LAB = {
 
 @pytest.mark.timeout(300)
 def test_the_python_api(base: Path) -> None:
-    from snaplab import CommandError, Lab
     from snaplab.deploy.chaos import ChaosRuleError
     from snaplab.deploy.errors import LabError
+
+    from snaplab import CommandError, Lab
 
     folder = base / "api"
     with Lab.start(SMALL_LAB, folder) as lab:

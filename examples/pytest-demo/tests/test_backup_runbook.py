@@ -8,7 +8,7 @@ from pathlib import Path
 from snaplab import Lab
 
 sys.path.insert(0, str(Path(__file__).parent))  # the runbook beside the tests
-from runbook import BUSINESS, BUSY, backup_cycle, create_with_retry  # noqa: E402
+from runbook import BUSINESS, BUSY, backup_cycle, create_with_retry
 
 ARRAY = "Tokyo_Customer_DataBase"
 
