@@ -193,6 +193,9 @@ def test_a_bad_marker_lab_file_is_a_usage_error(base: Path, tmp_path: Path) -> N
 
 
 BAD_INPUT_TESTS = """
+    import pytest
+
+
     def test_unknown_checkpoint(lab):
         lab.rollback("no-such-checkpoint")
 
@@ -216,16 +219,32 @@ BAD_INPUT_TESTS = """
 
     def test_still_runs(lab):
         assert lab.chaos_rules() == []  # a rule of a test before is gone
+
+
+    @pytest.mark.snaplab(lab="small.toml")
+    def test_marker_lab(lab, snaplab_lab):
+        assert sorted(lab.runtime["hosts"]) == ["h1"] and lab.folder != snaplab_lab.folder
+        assert lab.host("h1").path("G:").is_dir()
+
+
+    def test_factory_lab(lab_factory, snaplab_lab):
+        mine = lab_factory("small.toml", setup=False)
+        assert mine.folder != snaplab_lab.folder and sorted(mine.runtime["hosts"]) == ["h1"]
+        (mine.folder.parent.parent / "factory").write_text(str(mine.folder))
 """
 
 
 @pytest.mark.timeout(RUN_TIMEOUT + 30)
-def test_bad_input_in_tests_is_one_line_and_a_usage_error(base: Path, tmp_path: Path) -> None:
-    proj = project(tmp_path / "proj", {"test_bad.py": BAD_INPUT_TESTS})
+def test_bad_input_in_tests_is_one_line_and_a_usage_error_marker_and_factory_labs(base: Path, tmp_path: Path) -> None:
+    import tomli_w
+
+    proj = project(tmp_path / "proj", {"test_bad.py": BAD_INPUT_TESTS, "small.toml": tomli_w.dumps(SMALL_LAB)})
     ran = pytest_in(proj, base)
     out = ran.stdout + ran.stderr
     assert ran.returncode == USAGE_ERROR, out
-    assert "5 failed, 1 passed" in out, out
+    assert "5 failed, 3 passed" in out, out
+    factory = Path((base / "factory").read_text())
+    assert not (factory / "runtime.json").exists()  # stopped after its test
     for expected in (
         "snaplab: iSM31291",  # no such checkpoint
         "no-such-checkpoint",
