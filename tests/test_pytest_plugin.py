@@ -276,7 +276,8 @@ CTRL_C_TEST = """
 
 
 @pytest.mark.timeout(RUN_TIMEOUT)
-def test_ctrl_c_stops_the_labs(base: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_the_labs(base: Path, tmp_path: Path, sig: signal.Signals) -> None:
     proj = project(tmp_path / "proj", {"test_c.py": CTRL_C_TEST})
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--snaplab-base={base}"],
@@ -290,7 +291,7 @@ def test_ctrl_c_stops_the_labs(base: Path, tmp_path: Path) -> None:
             time.sleep(0.2)
         folder = Path((base / "up").read_text())
         assert processes_naming(folder)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
