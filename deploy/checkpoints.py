@@ -231,11 +231,17 @@ def rollback(lab_folder: Path | str, name: str) -> None:
 
     Costs O(what changed since): the arrays undo their metadata changes (the bytes stay where they
     are), the hosts copy back the files that differ. Checkpoints taken after it are dropped."""
+    rollback_parts(lab_folder, name)
+
+
+def rollback_parts(lab_folder: Path | str, name: str) -> dict[str, Any]:
+    """:func:`rollback`, returning each daemon's reply by ``kind:name`` (what it undid: ``changes``,
+    ``bytes`` copied back), for benchmarks and diagnostics."""
     check_name(name)
     lab, rt = _running_lab(lab_folder)
     info = _read(lab, name)
     parts = _parts(rt)
-    _replies, failed = _each(lab, parts, "CheckpointRollback", name)
+    replies, failed = _each(lab, parts, "CheckpointRollback", name)
     if failed:
         raise _failure(name, "rollback to", failed)
     later = [i for i in list_checkpoints(lab.folder) if i.taken_at > info.taken_at]
@@ -243,6 +249,7 @@ def rollback(lab_folder: Path | str, name: str) -> None:
     for other in later:
         _each(lab, hosts, "CheckpointDelete", other.name)
         shutil.rmtree(_root(lab) / other.name, ignore_errors=True)
+    return replies
 
 
 def list_checkpoints(lab_folder: Path | str) -> list[CheckpointInfo]:
