@@ -117,12 +117,22 @@ def _write(folder: LabFolder, info: CheckpointInfo) -> None:
 
 
 def _running_lab(lab_folder: Path | str):  # -> Lab (imported late: the lab machinery is heavy)
+    """The lab and its runtime.json; every daemon must run (none stopped with ``snaplab host stop``):
+    a checkpoint is all of the lab or nothing, so this is checked before any daemon is asked."""
     from .lab import Lab
 
     lab = Lab(lab_folder)
     rt = lab.read_runtime() or {}
-    if rt.get("state") != "up" or not lab.running():
+    alive = lab.running() if rt.get("state") == "up" else []
+    if not alive:
         raise CheckpointError(E.CHECKPOINT_LAB_DOWN, detail=f"no lab runs in {lab.folder}")
+    kinds = {"array": "array", "manager": "manager", "host": "agent"}
+    running = {(p.get("kind"), p.get("name")) for p in alive}
+    stopped = [f"{p.kind} {p.name}" for p in _parts(rt) if (kinds[p.kind], p.name) not in running]
+    if stopped:
+        raise CheckpointError(
+            E.CHECKPOINT_LAB_DOWN, detail=f"{', '.join(stopped)} of the lab in {lab.folder} not running"
+        )
     return lab, rt
 
 
