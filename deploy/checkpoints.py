@@ -117,12 +117,22 @@ def _write(folder: LabFolder, info: CheckpointInfo) -> None:
 
 
 def _running_lab(lab_folder: Path | str):  # -> Lab (imported late: the lab machinery is heavy)
+    """The lab and its runtime.json; every daemon must run (none stopped with ``snaplab host stop``):
+    a checkpoint is all of the lab or nothing, so this is checked before any daemon is asked."""
     from .lab import Lab
 
     lab = Lab(lab_folder)
     rt = lab.read_runtime() or {}
-    if rt.get("state") != "up" or not lab.running():
+    alive = lab.running() if rt.get("state") == "up" else []
+    if not alive:
         raise CheckpointError(E.CHECKPOINT_LAB_DOWN, detail=f"no lab runs in {lab.folder}")
+    kinds = {"array": "array", "manager": "manager", "host": "agent"}
+    running = {(p.get("kind"), p.get("name")) for p in alive}
+    stopped = [f"{p.kind} {p.name}" for p in _parts(rt) if (kinds[p.kind], p.name) not in running]
+    if stopped:
+        raise CheckpointError(
+            E.CHECKPOINT_LAB_DOWN, detail=f"{', '.join(stopped)} of the lab in {lab.folder} not running"
+        )
     return lab, rt
 
 
@@ -231,11 +241,17 @@ def rollback(lab_folder: Path | str, name: str) -> None:
 
     Costs O(what changed since): the arrays undo their metadata changes (the bytes stay where they
     are), the hosts copy back the files that differ. Checkpoints taken after it are dropped."""
+    rollback_parts(lab_folder, name)
+
+
+def rollback_parts(lab_folder: Path | str, name: str) -> dict[str, Any]:
+    """:func:`rollback`, returning each daemon's reply by ``kind:name`` (what it undid: ``changes``,
+    ``bytes`` copied back), for benchmarks and diagnostics."""
     check_name(name)
     lab, rt = _running_lab(lab_folder)
     info = _read(lab, name)
     parts = _parts(rt)
-    _replies, failed = _each(lab, parts, "CheckpointRollback", name)
+    replies, failed = _each(lab, parts, "CheckpointRollback", name)
     if failed:
         raise _failure(name, "rollback to", failed)
     later = [i for i in list_checkpoints(lab.folder) if i.taken_at > info.taken_at]
@@ -243,6 +259,7 @@ def rollback(lab_folder: Path | str, name: str) -> None:
     for other in later:
         _each(lab, hosts, "CheckpointDelete", other.name)
         shutil.rmtree(_root(lab) / other.name, ignore_errors=True)
+    return replies
 
 
 def list_checkpoints(lab_folder: Path | str) -> list[CheckpointInfo]:

@@ -42,7 +42,11 @@ def host_picture(lab: RefLab, host: str) -> dict[str, Any]:
     }
 
 
-def array_picture(lab: RefLab) -> dict[str, Any]:
+def array_picture(
+    lab: RefLab, bytes_of: tuple[str, ...] | None = None, size: int = BYTES_CHECKED
+) -> dict[str, Any]:
+    """Describe and every BV's Query; the first ``size`` bytes of each BV (those of ``bytes_of``
+    only, if given) and of its live SVs."""
     out: dict[str, Any] = {}
     with lab.array("admin") as a:
         state = a.describe()
@@ -51,10 +55,12 @@ def array_picture(lab: RefLab) -> dict[str, Any]:
         for bv in bvs:
             q = a.query(bv)
             out[f"query {bv}"] = json_format.MessageToDict(q)
+            if bytes_of is not None and bv not in bytes_of:
+                continue
             names = [bv] + [g.sv for g in q.generations if g.state not in ("snap/deleted",)]
             for name in names:
                 try:
-                    data = a.read(name, 0, BYTES_CHECKED)
+                    data = a.read(name, 0, size)
                     out[f"bytes {name}"] = hashlib.sha256(data).hexdigest()
                 except Exception as exc:  # noqa: BLE001 - a refusal (a failed generation) is its picture
                     out[f"bytes {name}"] = type(exc).__name__ + str(getattr(exc, "msg_id", ""))
@@ -70,10 +76,12 @@ def guide_queries(lab: RefLab) -> dict[str, str]:
     return out
 
 
-def picture(lab: RefLab, *, commands: bool = True) -> dict[str, Any]:
+def picture(
+    lab: RefLab, *, commands: bool = True, bytes_of: tuple[str, ...] | None = None, size: int = BYTES_CHECKED
+) -> dict[str, Any]:
     hosts = sorted((lab.folder / "hosts").iterdir())
     out: dict[str, Any] = {f"host {h.name}": host_picture(lab, h.name) for h in hosts if h.is_dir()}
-    out["array"] = array_picture(lab)
+    out["array"] = array_picture(lab, bytes_of, size)
     if commands:
         out["iSMsc_query"] = guide_queries(lab)
     return out

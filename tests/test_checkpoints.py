@@ -178,6 +178,26 @@ def test_daemons_refuse_without_the_right_role(lab: RefLab) -> None:
         channel.close()
 
 
+def test_a_stopped_host_refuses_before_anything_changes(lab: RefLab) -> None:
+    """All of the lab or nothing: with one agent stopped, a rollback is refused (iSM31293, naming the
+    host) before any daemon rolls back; once the host is started again it works."""
+    checkpoints.rollback(lab.folder, "start")
+    base = picture(lab, commands=False)
+    change_everything(lab)
+    changed = picture(lab, commands=False)
+    assert lab.run("host", "stop", "test01").returncode == 0
+    try:
+        refused = lab.run("lab", "rollback", "start")
+        assert refused.returncode == 1, refused.stderr
+        assert "iSM31293" in refused.stderr and "host test01" in refused.stderr, refused.stderr
+        assert picture(lab, commands=False)["array"] == changed["array"]  # nothing rolled back
+    finally:
+        assert lab.run("host", "start", "test01").returncode == 0
+    checkpoints.rollback(lab.folder, "start")
+    back = picture(lab, commands=False)
+    assert back == base, differences(base, back)
+
+
 def test_checkpoints_outlive_a_restart(lab: RefLab) -> None:
     """`lab down` and `lab up` keep the checkpoints: a rollback after the restart still works; a
     rollback while the lab is down is refused (iSM31293)."""
