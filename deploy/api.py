@@ -244,6 +244,36 @@ class Host:
     def read_text(self, path: str) -> str:
         return self.read_file(path).decode()
 
+    # -- the host's machine: `snaplab host stop|kill|start|restart` ---------------------------------
+    def stop(self) -> None:
+        """Orderly shutdown: the agent flushes every mounted volume and exits."""
+        self._lifecycle("stop")
+
+    def kill(self) -> None:
+        """A crash: SIGKILL, nothing flushed."""
+        self._lifecycle("kill")
+
+    def start(self) -> None:
+        """Boot: the host's disks are discovered again."""
+        self._lifecycle("start")
+
+    def restart(self) -> None:
+        self._lifecycle("restart")
+
+    @property
+    def state(self) -> str:
+        """running, stopped or crashed."""
+        from .lifecycle import host_state
+
+        return host_state(self.lab.folder_obj, self.lab._runtime(), self.name)
+
+    def _lifecycle(self, act: str) -> None:
+        from . import lifecycle
+
+        lab = self.lab.folder_obj
+        with lab.locked(f"host {act}"), _refusals():
+            getattr(lifecycle, f"{act}_host")(lab, self.name)
+
 
 @dataclass
 class Array:
@@ -342,6 +372,14 @@ class Lab:
     def stop(self) -> int:
         """``snaplab lab down``: stop every process of the lab; returns how many ran."""
         return self.folder_obj.down()
+
+    def revive(self) -> list[str]:
+        """``snaplab lab up`` of a running lab: start again what died or was stopped (a host, a
+        daemon killed by a chaos rule); returns what was started."""
+        from . import lifecycle
+
+        with self.folder_obj.locked("up"):
+            return lifecycle.revive(self.folder_obj, self._runtime())
 
     def __enter__(self) -> Self:
         return self

@@ -312,6 +312,7 @@ class _Labs:
 
     def reset(self, one: Lab) -> None:
         one.clear_chaos()
+        one.revive()  # a test may have stopped a host or crashed a daemon: a rollback needs them all
         one.rollback(START)
 
     def stop(self, one: Lab) -> None:

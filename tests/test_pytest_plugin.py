@@ -217,8 +217,15 @@ BAD_INPUT_TESTS = """
         assert False, "the test's own failure"
 
 
+    def test_crashes_a_host(lab):
+        lab.host("business02").kill()
+        lab.chaos("manager", "Monitor", crash=True)
+        assert lab.host("business02").state == "crashed"
+
+
     def test_still_runs(lab):
         assert lab.chaos_rules() == []  # a rule of a test before is gone
+        assert lab.host("business02").state == "running"  # the host the test before killed is back
 
 
     @pytest.mark.snaplab(lab="small.toml")
@@ -242,7 +249,7 @@ def test_bad_input_in_tests_is_one_line_and_a_usage_error_marker_and_factory_lab
     ran = pytest_in(proj, base)
     out = ran.stdout + ran.stderr
     assert ran.returncode == USAGE_ERROR, out
-    assert "5 failed, 3 passed" in out, out
+    assert "5 failed, 4 passed" in out, out
     factory = Path((base / "factory").read_text())
     assert not (factory / "runtime.json").exists()  # stopped after its test
     for expected in (
