@@ -170,6 +170,10 @@ def test_a_bad_lab_file_option_is_a_usage_error(base: Path, tmp_path: Path) -> N
         assert ran.returncode == USAGE_ERROR, out
         assert "ERROR: snaplab: --snaplab-lab: " in out and named in out, out
         assert "Traceback" not in out and "INTERNALERROR" not in out, out
+    (proj / "pytest.ini").write_text("[pytest]\nsnaplab_lab_file = bad.toml\n")  # the ini option, same check
+    ran = pytest_in(proj, base, timeout=120)
+    out = ran.stdout + ran.stderr
+    assert ran.returncode == USAGE_ERROR and f"ERROR: snaplab: snaplab_lab_file: {proj / 'bad.toml'}:" in out, out
     assert list(base.iterdir()) == []  # nothing was started
 
 
