@@ -92,7 +92,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def _snaplab_labs(pytestconfig: pytest.Config) -> Iterator[_Labs]:
     labs = pytestconfig.stash[_LABS]
     yield labs
+    # Here, not only at unconfigure: an xdist worker may be ended soon after its session finishes.
     labs.stop_all()
+    labs.remove_folder()
 
 
 @pytest.fixture(scope="session")
@@ -248,7 +250,6 @@ class _Labs:
         self.running: list[Lab] = []
         self.sessions: dict[Path | None, Lab | BaseException] = {}
         self.checked: dict[Path, str] = {}
-        self.kept: Path | None = None
         self._old_term: Any = None
         atexit.register(self.stop_all)
 
@@ -332,11 +333,13 @@ class _Labs:
             with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGTERM, self._old_term)
             self._old_term = None
-        if self.base is not None and self.base.exists():
-            if _FAILED or self.config.option.snaplab_keep:
-                self.kept = self.base
-            else:
-                shutil.rmtree(self.base, ignore_errors=True)
+        self.remove_folder()
+
+    def remove_folder(self) -> None:
+        """Remove the labs' folders, unless a test failed (their logs) or ``--snaplab-keep``."""
+        keep = _FAILED or self.config.option.snaplab_keep  # kept_lines() says where
+        if self.base is not None and self.base.exists() and not self.running and not keep:
+            shutil.rmtree(self.base, ignore_errors=True)
 
     def kept_lines(self) -> list[str]:
         keep = self.base is not None and (_FAILED or self.config.option.snaplab_keep)

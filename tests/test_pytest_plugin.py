@@ -159,6 +159,7 @@ def test_two_workers_run_two_labs_at_once(base: Path, tmp_path: Path) -> None:
     assert spans["gw0"][0] < spans["gw1"][1] and spans["gw1"][0] < spans["gw0"][1], spans  # at once
     assert all(len(str(Path(f) / "run" / "agent-business01.sock")) < 107 for fs in folders.values() for f in fs)
     assert not processes_naming(base)
+    assert list(base.iterdir()) == [], "each worker removes its labs' folders"
 
 
 def test_a_bad_lab_file_option_is_a_usage_error(base: Path, tmp_path: Path) -> None:
