@@ -71,7 +71,8 @@ class CheckpointMixin:
         db.execute(
             "CREATE TABLE IF NOT EXISTS ckpt_points (name TEXT PRIMARY KEY, mark INTEGER, taken REAL, bases TEXT)"
         )
-        db.execute("CREATE TABLE IF NOT EXISTS ckpt_undo (seq INTEGER PRIMARY KEY, sql TEXT)")
+        # AUTOINCREMENT: a position is never used twice, even after the log is trimmed or cut back
+        db.execute("CREATE TABLE IF NOT EXISTS ckpt_undo (seq INTEGER PRIMARY KEY AUTOINCREMENT, sql TEXT)")
 
     @staticmethod
     def _ckpt_read_bases(q) -> list[dict[int, tuple[int, frozenset[int]]]]:
@@ -85,8 +86,10 @@ class CheckpointMixin:
         return pinned(self._ckpt_bases, ld, pblock)
 
     def _ckpt_mark(self) -> int:
-        row = self.db.execute("SELECT MAX(seq) FROM ckpt_undo").fetchone()
-        return int(row[0] or 0)
+        """The log's position now: the last sequence number it ever gave (not its last row: the log
+        is trimmed by deletes and cut back by rollbacks, and positions must only grow)."""
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='ckpt_undo'").fetchone()
+        return int(row[0]) if row else 0
 
     # -- the undo log's triggers -------------------------------------------------------------------
     def _ckpt_tables(self) -> list[str]:

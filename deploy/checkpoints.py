@@ -23,11 +23,13 @@ not do its part).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +138,19 @@ def _running_lab(lab_folder: Path | str):  # -> Lab (imported late: the lab mach
     return lab, rt
 
 
+@contextlib.contextmanager
+def _locked(lab_folder: Path | str) -> Iterator[tuple[Any, dict]]:
+    """The running lab under its folder's lock: no ``lab up``/``down`` (nor another checkpoint
+    command) works on it meanwhile."""
+    from .lab import Lab
+
+    lab = Lab(lab_folder)
+    if not lab.is_lab():  # before the lock, which would make the folder
+        raise CheckpointError(E.CHECKPOINT_LAB_DOWN, detail=f"no lab in {lab.folder}")
+    with lab.locked("checkpoint"):
+        yield _running_lab(lab_folder)
+
+
 CALL_TIMEOUT = 120.0  # one daemon's part (a host copies its folder when taking)
 
 
@@ -213,7 +228,11 @@ def take(lab_folder: Path | str, name: str) -> CheckpointInfo:
     taken, but another host's may already be). Costs O(the hosts' folders) (their files are
     copied) and O(LDs) on the arrays."""
     check_name(name)
-    lab, rt = _running_lab(lab_folder)
+    with _locked(lab_folder) as (lab, rt):
+        return _take(lab, rt, name)
+
+
+def _take(lab: LabFolder, rt: dict, name: str) -> CheckpointInfo:
     if (_root(lab) / name / INFO_FILE).exists():
         raise CheckpointError(E.CHECKPOINT_EXISTS, name=name)
     parts = _parts(rt)
@@ -248,7 +267,11 @@ def rollback_parts(lab_folder: Path | str, name: str) -> dict[str, Any]:
     """:func:`rollback`, returning each daemon's reply by ``kind:name`` (what it undid: ``changes``,
     ``bytes`` copied back), for benchmarks and diagnostics."""
     check_name(name)
-    lab, rt = _running_lab(lab_folder)
+    with _locked(lab_folder) as (lab, rt):
+        return _rollback(lab, rt, name)
+
+
+def _rollback(lab: LabFolder, rt: dict, name: str) -> dict[str, Any]:
     info = _read(lab, name)
     parts = _parts(rt)
     replies, failed = _each(lab, parts, "CheckpointRollback", name)
@@ -276,10 +299,10 @@ def delete(lab_folder: Path | str, name: str) -> None:
     """Forget checkpoint ``name`` in every daemon of the running lab (an array drops its undo log and
     pins with its last checkpoint)."""
     check_name(name)
-    lab, rt = _running_lab(lab_folder)
-    _read(lab, name)
-    _replies, failed = _each(lab, _parts(rt), "CheckpointDelete", name)
-    failed = {k: e for k, e in failed.items() if _msg_id(e) != E.CHECKPOINT_NOT_FOUND.msg_id}
-    shutil.rmtree(_root(lab) / name, ignore_errors=True)
-    if failed:
-        raise _failure(name, "delete", failed)
+    with _locked(lab_folder) as (lab, rt):
+        _read(lab, name)
+        _replies, failed = _each(lab, _parts(rt), "CheckpointDelete", name)
+        failed = {k: e for k, e in failed.items() if _msg_id(e) != E.CHECKPOINT_NOT_FOUND.msg_id}
+        shutil.rmtree(_root(lab) / name, ignore_errors=True)
+        if failed:
+            raise _failure(name, "delete", failed)

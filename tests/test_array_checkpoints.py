@@ -218,3 +218,25 @@ def test_unknown_and_taken_names(tmp_path):
         assert not any(n.startswith("ckpt_") for n in names)
     finally:
         eng.close()
+
+
+def test_positions_only_grow_after_a_delete(tmp_path):
+    """Deleting the oldest checkpoint trims the log before the next one; positions taken later must
+    still come after it (a rollback to the older one undoes what the newer one saw happen)."""
+    eng = ArrayEngine(tmp_path, name="Ckpt_Array")
+    try:
+        build(eng)
+        eng.checkpoint_take("a")
+        eng.write("CBV0", 0, b"1" * BLOCK)
+        eng.checkpoint_take("b")
+        want = picture(eng)
+        eng.checkpoint_delete("a")  # the log up to b goes
+        eng.checkpoint_take("c")
+        eng.write("CBV0", 0, b"2" * BLOCK)
+        eng.create("CBV0", cyclic=True)
+        eng.checkpoint_rollback("b")
+        assert picture(eng) == want
+        assert [c["name"] for c in eng.checkpoints()] == ["b"]
+        eng.verify()
+    finally:
+        eng.close()

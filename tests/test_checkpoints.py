@@ -149,6 +149,18 @@ def test_refusals_are_one_iSM_line(lab: RefLab, args: tuple[str, ...], msg_id: s
     assert ran.stdout == ""
 
 
+def test_no_lab_is_refused_and_nothing_is_made(tmp_path: Path) -> None:
+    from labtools import snaplab
+
+    missing = tmp_path / "nolab"
+    for args in (("checkpoint", "x"), ("rollback", "x")):
+        ran = snaplab("--lab", str(missing), "lab", *args, cwd=tmp_path)
+        assert ran.returncode == 1 and "iSM31293" in ran.stderr and "Traceback" not in ran.stderr, ran.stderr
+    listed = snaplab("--lab", str(missing), "lab", "checkpoints", cwd=tmp_path)
+    assert listed.returncode == 0 and listed.stdout == "no checkpoints\n"
+    assert not missing.exists()
+
+
 def test_python_refusals_carry_the_iSM_id(lab: RefLab) -> None:
     with pytest.raises(checkpoints.CheckpointError) as err:
         checkpoints.rollback(lab.folder, "nope")
