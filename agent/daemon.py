@@ -24,6 +24,7 @@ from pathlib import Path
 
 import grpc
 from snaplab.agent import boundary
+from snaplab.agent.checkpoint_calls import CheckpointCallsMixin
 from snaplab.agent.cluster import service as cluster_service
 from snaplab.agent.commands import base
 from snaplab.agent.host import Host
@@ -201,7 +202,7 @@ def run_command(host: Host, argv: list[str], stdin: str = "") -> tuple[str, str,
     return base.run(host, argv, stdin)
 
 
-class AgentServicer(agent_pb2_grpc.AgentServicer):
+class AgentServicer(CheckpointCallsMixin, agent_pb2_grpc.AgentServicer):
     """Thin: requests go to :func:`run_command` and :meth:`Host.status`; nothing raised reaches gRPC."""
 
     def __init__(self, host: Host) -> None:

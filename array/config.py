@@ -102,7 +102,7 @@ class ConfigMixin:
         if type_ in DATA_FAMILY_TYPES:
             fam = Family(number, str(self.data_dir / f"ld_{number:04x}.dat"))
             if os.path.exists(fam.path):
-                os.truncate(fam.path, 0)  # leftovers of an LD unbound before a crash
+                self._ckpt_discard(fam.path)  # leftovers of an LD unbound before a crash
             fam.open()
             self._new_files = True
             self.families[number] = fam

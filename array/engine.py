@@ -30,6 +30,7 @@ from . import durability
 from .access import AccessMixin
 from .blockio import BlockIOMixin
 from .blockstore import ZERO, Family
+from .checkpoints import CheckpointMixin, pinned
 from .config import ConfigMixin
 from .faults import FaultsMixin
 from .groups import GroupsMixin
@@ -55,7 +56,7 @@ def _now() -> str:
 
 class ArrayEngine(
     ConfigMixin, AccessMixin, ReservationsMixin, FaultsMixin, SnapshotsMixin, RestoreMixin, BlockIOMixin,
-    ReplicationMixin, SraPolicyMixin, HoldsMixin, GroupsMixin,
+    ReplicationMixin, SraPolicyMixin, HoldsMixin, GroupsMixin, CheckpointMixin,
 ):
     """One disk array. All public methods are thread-safe; refusals raise ``SnapLabError``.
 
@@ -71,6 +72,7 @@ class ArrayEngine(
         self.data_dir = self.dir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = open_db(self.dir / "array.db")
+        self._ckpt_create_tables(self.db)  # lab checkpoints (checkpoints.py)
         durability.sync_dir(self.data_dir)  # the files just created, if they were, survive a power cut
         durability.sync_dir(self.dir)
         durability.committed(self)
@@ -86,6 +88,7 @@ class ArrayEngine(
         self._unloaded: BaseException | None = None  # the storage error that keeps the state unloaded
         self.families: dict[int, Family] = {}
         self._load()
+        self._ckpt_start()
         if self.name is None:
             with self._tx():
                 self._set_meta("name", name)
@@ -158,6 +161,7 @@ class ArrayEngine(
         for svs in svs_of.values():
             svs.sort(key=lambda x: x.seq)
         families: dict[int, Family] = {}
+        st["_ckpt_bases"] = ckpt_bases = self._ckpt_read_bases(q)
         try:
             for ld, cur, hw, _failed in q("SELECT ld, cur_epoch, hw, bv_failed FROM families"):
                 fam = Family(ld, str(self.data_dir / f"ld_{ld:04x}.dat"), cur, hw=hw)
@@ -183,8 +187,11 @@ class ArrayEngine(
                 ov = overlays.get(sv.number, {})
                 used.update(ov.values())
                 fam.retained += len(ov)
-            # Blocks written by a transaction that never committed are free again (crash recovery).
-            fam.free = sorted((p for p in range(fam.hw) if p not in used), reverse=True)
+            # Blocks written by a transaction that never committed are free again (crash recovery);
+            # blocks a lab checkpoint still maps are not (checkpoints.py).
+            fam.free = sorted(
+                (p for p in range(fam.hw) if p not in used and not pinned(ckpt_bases, fam.ld, p)), reverse=True
+            )
             fam.live_epochs = sorted(
                 g.epoch for sv in svs_of.get(fam.ld, []) if (g := gens.get(sv.number)) and g.live and g.epoch
             )
@@ -285,13 +292,14 @@ class ArrayEngine(
                 self._in_tx = False
             # Physical blocks dropped by the transaction are reusable only once it has committed.
             for fam, p in self._to_free:
-                fam.free.append(p)
+                if not self._ckpt_bases or not self._ckpt_pinned(fam.ld, p):  # a checkpoint's block stays
+                    fam.free.append(p)
             self._to_free = []
             # Likewise an unbound LD's data goes only once the unbind has committed (a crash before
             # leaves the LD bound with its data; one after leaves a stale file that _new_ld truncates).
             for path in self._to_truncate:
                 try:
-                    os.truncate(path, 0)
+                    self._ckpt_discard(path)  # emptied, or moved aside for a lab checkpoint
                 except OSError as exc:
                     log.warning("cannot truncate %s: %s", path, exc)
             self._to_truncate = []

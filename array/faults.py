@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from snaplab.common.errors import E, SnapLabError
 
 from .model import FAULT_BV, FAULT_KINDS, FAULT_SRA, LD, PRODUCTS, STATE_ACTIVE, STATE_FAULT, Gen
@@ -90,7 +88,7 @@ class FaultsMixin:
                 fam.owned = {}
                 fam.free = []
                 fam.hw = 0
-                os.truncate(fam.path, 0)
+                self._ckpt_discard(fam.path, fam)  # emptied (or set aside for a lab checkpoint)
                 self._save_family(fam)
             self.db.execute("DELETE FROM faults WHERE kind=? AND target=?", [kind, target])
             self.faults.discard((kind, target))

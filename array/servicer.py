@@ -28,6 +28,7 @@ from snaplab.v1 import array_pb2 as pb
 from snaplab.v1 import array_pb2_grpc
 
 from . import serde
+from .checkpoint_calls import CheckpointCallsMixin
 from .engine import ArrayEngine
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Array"].full_name
@@ -134,7 +135,7 @@ class _Commits:
 
 
 @translate_errors
-class ArrayServicer(array_pb2_grpc.ArrayServicer):
+class ArrayServicer(CheckpointCallsMixin, array_pb2_grpc.ArrayServicer):
     """One array's service. Identity is the caller's certificate (CN = name, OU = role), never a field."""
 
     def __init__(self, engine: ArrayEngine) -> None:

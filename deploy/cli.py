@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from . import checkpoint_cli
 from .errors import LabError
 from .folder import LabFolder, default_lab_dir, default_lab_file
 
@@ -58,7 +59,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     if only != "exec":
         lab = sub.add_parser("lab", help="start, inspect or stop the lab")
         lab_sub = lab.add_subparsers(
-            dest="lab_cmd", required=True, metavar="{up,status,down,check}", parser_class=_Parser
+            dest="lab_cmd", required=True, metavar="{up,status,down,check,checkpoint,rollback,checkpoints}", parser_class=_Parser
         )
         up = lab_sub.add_parser(
             "up", parents=[lab_opt], help="start the lab (the guide's reference lab by default)"
@@ -85,6 +86,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
             "check", help="validate a lab file and summarise it, without starting anything"
         )
         check.add_argument("labfile", nargs="?", metavar="LABFILE")
+        checkpoint_cli.add_parsers(lab_sub, lab_opt)
 
     if only != "exec":
         link = sub.add_parser("link", help="cut or restore a host's cables on a netns lab (ip link set … down|up)")
@@ -787,6 +789,7 @@ COMMANDS = {
     ("chaos", "list"): cmd_chaos_list,
     ("chaos", "clear"): cmd_chaos_clear,
     ("console", None): cmd_console,
+    **checkpoint_cli.COMMANDS,
 }
 
 

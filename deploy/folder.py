@@ -167,7 +167,7 @@ class LabFolder:
         return all(p.name in ("run", ".lock", "runtime.json", "network", "netns.json") for p in self.folder.iterdir())
 
     def wipe(self) -> None:
-        for name in ("arrays", "manager", "hosts", "pki", "run"):
+        for name in ("arrays", "manager", "hosts", "pki", "run", "checkpoints"):
             shutil.rmtree(self.folder / name, ignore_errors=True)
         for name in ("lab.toml", "runtime.json", ".incomplete", "network"):
             (self.folder / name).unlink(missing_ok=True)

@@ -34,6 +34,12 @@ class Observer:
         self._faults: dict[str, frozenset[str]] = {}
         self._reachable: dict[str, bool] = {}
 
+    def reset(self) -> None:
+        """Forget what was seen (a lab rollback): the next readings are the new baselines."""
+        with self._lock:
+            self._gens.clear()
+            self._faults.clear()
+
     def _event(self, classification: str, msg_id: str, text: str, operation: str = "monitor") -> None:
         try:
             self.state.log_event(SOURCE, classification, operation, msg_id, text)

@@ -22,6 +22,7 @@ from snaplab.v1 import array_pb2, manager_pb2, manager_pb2_grpc
 
 from . import enrolment, routing, serde
 from .arrays import CALL_TIMEOUT, ArrayLink, ArrayRegistry
+from .checkpoints import CheckpointCallsMixin
 from .cluster_calls import ClusterCallsMixin
 from .messages import SC_DONE, M
 from .observe import Observer
@@ -160,7 +161,7 @@ class _EventSignal:
 
 
 @translate_errors
-class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
+class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.ManagerServicer):
     """The management server. Who calls is the certificate's (CN, OU) only; no request field names a caller.
 
     Create it in the event loop that serves it."""

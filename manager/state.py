@@ -175,6 +175,14 @@ class ManagerState:
         )
         self._checkpointer.start()
 
+    def reload(self) -> None:
+        """The enrolled hosts and definitions from manager.db again (after a lab rollback rewrote them)."""
+        with self._lock:
+            self._hosts = {r["name"]: _host(r) for r in self.db.query("SELECT * FROM hosts")}
+            self._definitions = {
+                (r["array"], r["name"]): _definition(r) for r in self.db.query("SELECT * FROM host_definitions")
+            }
+
     # -- host definitions ----------------------------------------------------------------------------
     def define_host(
         self,

@@ -14,3 +14,15 @@ if _os.path.isfile(_os.path.join(_root, "pyproject.toml")) and _os.path.isdir(_o
     __path__.append(_root)  # noqa: F821 - __path__ is defined for packages
 
 __version__ = "0.1.0"
+
+# ``snaplab.Lab`` and its result types (deploy/api.py), imported on first use: ``import snaplab`` stays
+# cheap for the daemons and command processes that import this root.
+_API = ("Lab", "Result", "CommandError", "Event", "Generation", "BvQuery", "Host")
+
+
+def __getattr__(name: str) -> object:
+    if name in _API:
+        from snaplab.deploy import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'snaplab' has no attribute {name!r}")

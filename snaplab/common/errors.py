@@ -233,6 +233,16 @@ class E:
     HOLD_NOT_FOUND = _m("iSM31271", "Specified hold does not exist on the SV. ({name})", S.NOT_FOUND)
     HOLD_BAD = _m("iSM31272", "Specified hold name is not valid. ({detail})", S.INVALID_ARGUMENT)
     # iSM31273, iSM31274: iSMcfg cgadd / cgdel success lines (manager/console/groups.py)
+    # -- lab checkpoints (issue 10 part 3: `snaplab lab checkpoint|rollback|checkpoints`) ----------
+    CHECKPOINT_BAD_NAME = _m("iSM31290", "Specified checkpoint name is invalid. ({detail})", S.INVALID_ARGUMENT)
+    CHECKPOINT_NOT_FOUND = _m("iSM31291", "Specified checkpoint does not exist. ({name})", S.NOT_FOUND)
+    CHECKPOINT_EXISTS = _m("iSM31292", "Specified checkpoint already exists. ({name})", S.ALREADY_EXISTS)
+    CHECKPOINT_LAB_DOWN = _m(
+        "iSM31293", "Lab is not running; checkpoints need a running lab. ({detail})", S.FAILED_PRECONDITION
+    )
+    CHECKPOINT_FAILED = _m("iSM31294", "Checkpoint operation failed. ({detail})", S.FAILED_PRECONDITION)
+    CHECKPOINT_TAKEN = _m("iSM31295", "Lab checkpoint was taken. ({name})", S.INTERNAL)  # an event
+    CHECKPOINT_ROLLED_BACK = _m("iSM31296", "Lab was rolled back to a checkpoint. ({name})", S.INTERNAL)  # an event
     # -- identity ------------------------------------------------------------------------------
     UNAUTHENTICATED = _m("iSM31050", "Caller has no valid certificate of this lab. ({detail})", S.UNAUTHENTICATED)
     # -- daemon resources: per-caller limits (every daemon's gRPC server, snaplab/common/rpc_guard.py) --

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from snaplab.v1 import agent_pb2 as snaplab_dot_v1_dot_agent__pb2
+from snaplab.v1 import checkpoint_pb2 as snaplab_dot_v1_dot_checkpoint__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -44,6 +45,21 @@ class AgentStub:
                 request_serializer=snaplab_dot_v1_dot_agent__pb2.StatusRequest.SerializeToString,
                 response_deserializer=snaplab_dot_v1_dot_agent__pb2.StatusReply.FromString,
                 _registered_method=True)
+        self.CheckpointTake = channel.unary_unary(
+                '/snaplab.v1.Agent/CheckpointTake',
+                request_serializer=snaplab_dot_v1_dot_checkpoint__pb2.CheckpointRequest.SerializeToString,
+                response_deserializer=snaplab_dot_v1_dot_checkpoint__pb2.CheckpointReply.FromString,
+                _registered_method=True)
+        self.CheckpointRollback = channel.unary_unary(
+                '/snaplab.v1.Agent/CheckpointRollback',
+                request_serializer=snaplab_dot_v1_dot_checkpoint__pb2.CheckpointRequest.SerializeToString,
+                response_deserializer=snaplab_dot_v1_dot_checkpoint__pb2.CheckpointReply.FromString,
+                _registered_method=True)
+        self.CheckpointDelete = channel.unary_unary(
+                '/snaplab.v1.Agent/CheckpointDelete',
+                request_serializer=snaplab_dot_v1_dot_checkpoint__pb2.CheckpointRequest.SerializeToString,
+                response_deserializer=snaplab_dot_v1_dot_checkpoint__pb2.CheckpointReply.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -61,6 +77,25 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckpointTake(self, request, context):
+        """--- lab checkpoints (checkpoint.proto; under the host's command lock) ---
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckpointRollback(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckpointDelete(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +108,21 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=snaplab_dot_v1_dot_agent__pb2.StatusRequest.FromString,
                     response_serializer=snaplab_dot_v1_dot_agent__pb2.StatusReply.SerializeToString,
+            ),
+            'CheckpointTake': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckpointTake,
+                    request_deserializer=snaplab_dot_v1_dot_checkpoint__pb2.CheckpointRequest.FromString,
+                    response_serializer=snaplab_dot_v1_dot_checkpoint__pb2.CheckpointReply.SerializeToString,
+            ),
+            'CheckpointRollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckpointRollback,
+                    request_deserializer=snaplab_dot_v1_dot_checkpoint__pb2.CheckpointRequest.FromString,
+                    response_serializer=snaplab_dot_v1_dot_checkpoint__pb2.CheckpointReply.SerializeToString,
+            ),
+            'CheckpointDelete': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckpointDelete,
+                    request_deserializer=snaplab_dot_v1_dot_checkpoint__pb2.CheckpointRequest.FromString,
+                    response_serializer=snaplab_dot_v1_dot_checkpoint__pb2.CheckpointReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +179,87 @@ class Agent:
             '/snaplab.v1.Agent/Status',
             snaplab_dot_v1_dot_agent__pb2.StatusRequest.SerializeToString,
             snaplab_dot_v1_dot_agent__pb2.StatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckpointTake(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/snaplab.v1.Agent/CheckpointTake',
+            snaplab_dot_v1_dot_checkpoint__pb2.CheckpointRequest.SerializeToString,
+            snaplab_dot_v1_dot_checkpoint__pb2.CheckpointReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckpointRollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/snaplab.v1.Agent/CheckpointRollback',
+            snaplab_dot_v1_dot_checkpoint__pb2.CheckpointRequest.SerializeToString,
+            snaplab_dot_v1_dot_checkpoint__pb2.CheckpointReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckpointDelete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/snaplab.v1.Agent/CheckpointDelete',
+            snaplab_dot_v1_dot_checkpoint__pb2.CheckpointRequest.SerializeToString,
+            snaplab_dot_v1_dot_checkpoint__pb2.CheckpointReply.FromString,
             options,
             channel_credentials,
             insecure,

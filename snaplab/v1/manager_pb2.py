@@ -22,54 +22,55 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from snaplab.v1 import checkpoint_pb2 as snaplab_dot_v1_dot_checkpoint__pb2
 from snaplab.v1 import array_pb2 as snaplab_dot_v1_dot_array__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18snaplab/v1/manager.proto\x12\nsnaplab.v1\x1a\x16snaplab/v1/array.proto\"=\n\x0fLabEventRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"7\n\x0b\x43lusterBeat\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\"\x1c\n\x0b\x43lusterView\x12\r\n\x05\x61live\x18\x01 \x03(\t\"\x8d\x01\n\x13\x43lusterClaimRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\r\n\x05\x61rray\x18\x03 \x01(\t\x12\x0b\n\x03lds\x18\x04 \x03(\t\x12\x17\n\x0ftimeout_seconds\x18\x05 \x01(\x01\x12\x0f\n\x07release\x18\x06 \x01(\x08\x12\x10\n\x08unsigned\x18\x07 \x03(\t\"U\n\x11\x43lusterClaimReply\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x10\n\x08previous\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"r\n\x0c\x45nrolRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\x12\x0c\n\x04wwns\x18\x03 \x03(\t\x12\r\n\x05ports\x18\x04 \x03(\t\x12\x0f\n\x07\x63luster\x18\x05 \x01(\t\x12\x14\n\x0c\x63luster_role\x18\x06 \x01(\t\"-\n\rArrayEndpoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\"7\n\nEnrolReply\x12)\n\x06\x61rrays\x18\x01 \x03(\x0b\x32\x19.snaplab.v1.ArrayEndpoint\"\xe6\x03\n\x0e\x43ontrolRequest\x12\r\n\x05\x61rray\x18\x01 \x01(\t\x12\x0b\n\x03via\x18\x02 \x01(\t\x12+\n\x06\x63reate\x18\n \x01(\x0b\x32\x19.snaplab.v1.CreateRequestH\x00\x12+\n\x06\x64\x65lete\x18\x0b \x01(\x0b\x32\x19.snaplab.v1.DeleteRequestH\x00\x12-\n\x07restore\x18\x0c \x01(\x0b\x32\x1a.snaplab.v1.RestoreRequestH\x00\x12\'\n\x04wait\x18\r \x01(\x0b\x32\x17.snaplab.v1.WaitRequestH\x00\x12)\n\x05guard\x18\x0e \x01(\x0b\x32\x18.snaplab.v1.GuardRequestH\x00\x12\'\n\x04link\x18\x0f \x01(\x0b\x32\x17.snaplab.v1.LinkRequestH\x00\x12+\n\x06unlink\x18\x10 \x01(\x0b\x32\x19.snaplab.v1.UnlinkRequestH\x00\x12)\n\x05query\x18\x11 \x01(\x0b\x32\x18.snaplab.v1.QueryRequestH\x00\x12)\n\x08linkinfo\x18\x12 \x01(\x0b\x32\x15.snaplab.v1.VolumeRefH\x00\x12)\n\x05group\x18\x32 \x01(\x0b\x32\x18.snaplab.v1.GroupRequestH\x00\x42\x04\n\x02op\"\xee\x01\n\x0c\x43ontrolReply\x12,\n\ngeneration\x18\x01 \x01(\x0b\x32\x16.snaplab.v1.GenerationH\x00\x12*\n\x07\x64\x65leted\x18\x02 \x01(\x0b\x32\x17.snaplab.v1.DeleteReplyH\x00\x12(\n\x08linkinfo\x18\x03 \x01(\x0b\x32\x14.snaplab.v1.LinkInfoH\x00\x12\'\n\x05query\x18\x04 \x01(\x0b\x32\x16.snaplab.v1.QueryReplyH\x00\x12\'\n\x05group\x18\x32 \x01(\x0b\x32\x16.snaplab.v1.GroupReplyH\x00\x42\x08\n\x06result\"[\n\rManagedConfig\x12\r\n\x05\x61rray\x18\x01 \x01(\t\x12*\n\x07request\x18\x02 \x01(\x0b\x32\x19.snaplab.v1.ConfigRequest\x12\x0f\n\x07\x63luster\x18\x03 \x01(\t\"F\n\x0cManagedFault\x12\r\n\x05\x61rray\x18\x01 \x01(\t\x12\'\n\x05\x66\x61ult\x18\x02 \x01(\x0b\x32\x18.snaplab.v1.FaultRequest\"\x1f\n\x0eMonitorRequest\x12\r\n\x05\x61rray\x18\x01 \x01(\t\"\x9c\x01\n\x0c\x41rrayMonitor\x12%\n\x05state\x18\x01 \x01(\x0b\x32\x16.snaplab.v1.ArrayState\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x16\n\x0eresource_state\x18\x03 \x01(\t\x12\x12\n\nmonitoring\x18\x04 \x01(\t\x12)\n\tsnapshots\x18\x05 \x03(\x0b\x32\x16.snaplab.v1.QueryReply\"\xa5\x01\n\x08HostInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\x0c\n\x04wwns\x18\x04 \x03(\t\x12\r\n\x05ports\x18\x05 \x03(\t\x12\x0f\n\x07\x63luster\x18\x06 \x01(\t\x12\x14\n\x0c\x63luster_role\x18\x07 \x01(\t\x12\x10\n\x08\x65nrolled\x18\x08 \x01(\t\x12\x15\n\rheartbeat_age\x18\t \x01(\x01\"]\n\x0cMonitorReply\x12(\n\x06\x61rrays\x18\x01 \x03(\x0b\x32\x18.snaplab.v1.ArrayMonitor\x12#\n\x05hosts\x18\x02 \x03(\x0b\x32\x14.snaplab.v1.HostInfo\"{\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0c\n\x04time\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x16\n\x0e\x63lassification\x18\x04 \x01(\t\x12\x11\n\toperation\x18\x05 \x01(\t\x12\x0e\n\x06msg_id\x18\x06 \x01(\t\x12\x0c\n\x04text\x18\x07 \x01(\t\"1\n\rEventsRequest\x12\x11\n\tafter_seq\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\"0\n\x0b\x45ventsReply\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.snaplab.v1.Event2\x91\x06\n\x07Manager\x12\x39\n\x05\x45nrol\x12\x18.snaplab.v1.EnrolRequest\x1a\x16.snaplab.v1.EnrolReply\x12=\n\x05Route\x12\x1a.snaplab.v1.ControlRequest\x1a\x18.snaplab.v1.ControlReply\x12@\n\x08Snapshot\x12\x1a.snaplab.v1.ControlRequest\x1a\x18.snaplab.v1.ControlReply\x12?\n\tConfigure\x12\x19.snaplab.v1.ManagedConfig\x1a\x17.snaplab.v1.ConfigReply\x12?\n\x07Monitor\x12\x1a.snaplab.v1.MonitorRequest\x1a\x18.snaplab.v1.MonitorReply\x12<\n\x06\x45vents\x12\x19.snaplab.v1.EventsRequest\x1a\x17.snaplab.v1.EventsReply\x12\x37\n\x05Watch\x12\x19.snaplab.v1.EventsRequest\x1a\x11.snaplab.v1.Event0\x01\x12?\n\x0bInjectFault\x12\x18.snaplab.v1.ManagedFault\x1a\x16.snaplab.v1.ArrayState\x12>\n\nClearFault\x12\x18.snaplab.v1.ManagedFault\x1a\x16.snaplab.v1.ArrayState\x12\x44\n\x10\x43lusterHeartbeat\x12\x17.snaplab.v1.ClusterBeat\x1a\x17.snaplab.v1.ClusterView\x12N\n\x0c\x43lusterClaim\x12\x1f.snaplab.v1.ClusterClaimRequest\x1a\x1d.snaplab.v1.ClusterClaimReply\x12:\n\x08LabEvent\x12\x1b.snaplab.v1.LabEventRequest\x1a\x11.snaplab.v1.Eventb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18snaplab/v1/manager.proto\x12\nsnaplab.v1\x1a\x1bsnaplab/v1/checkpoint.proto\x1a\x16snaplab/v1/array.proto\"=\n\x0fLabEventRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"7\n\x0b\x43lusterBeat\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\"\x1c\n\x0b\x43lusterView\x12\r\n\x05\x61live\x18\x01 \x03(\t\"\x8d\x01\n\x13\x43lusterClaimRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\r\n\x05\x61rray\x18\x03 \x01(\t\x12\x0b\n\x03lds\x18\x04 \x03(\t\x12\x17\n\x0ftimeout_seconds\x18\x05 \x01(\x01\x12\x0f\n\x07release\x18\x06 \x01(\x08\x12\x10\n\x08unsigned\x18\x07 \x03(\t\"U\n\x11\x43lusterClaimReply\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x10\n\x08previous\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"r\n\x0c\x45nrolRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\x12\x0c\n\x04wwns\x18\x03 \x03(\t\x12\r\n\x05ports\x18\x04 \x03(\t\x12\x0f\n\x07\x63luster\x18\x05 \x01(\t\x12\x14\n\x0c\x63luster_role\x18\x06 \x01(\t\"-\n\rArrayEndpoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\"7\n\nEnrolReply\x12)\n\x06\x61rrays\x18\x01 \x03(\x0b\x32\x19.snaplab.v1.ArrayEndpoint\"\xe6\x03\n\x0e\x43ontrolRequest\x12\r\n\x05\x61rray\x18\x01 \x01(\t\x12\x0b\n\x03via\x18\x02 \x01(\t\x12+\n\x06\x63reate\x18\n \x01(\x0b\x32\x19.snaplab.v1.CreateRequestH\x00\x12+\n\x06\x64\x65lete\x18\x0b \x01(\x0b\x32\x19.snaplab.v1.DeleteRequestH\x00\x12-\n\x07restore\x18\x0c \x01(\x0b\x32\x1a.snaplab.v1.RestoreRequestH\x00\x12\'\n\x04wait\x18\r \x01(\x0b\x32\x17.snaplab.v1.WaitRequestH\x00\x12)\n\x05guard\x18\x0e \x01(\x0b\x32\x18.snaplab.v1.GuardRequestH\x00\x12\'\n\x04link\x18\x0f \x01(\x0b\x32\x17.snaplab.v1.LinkRequestH\x00\x12+\n\x06unlink\x18\x10 \x01(\x0b\x32\x19.snaplab.v1.UnlinkRequestH\x00\x12)\n\x05query\x18\x11 \x01(\x0b\x32\x18.snaplab.v1.QueryRequestH\x00\x12)\n\x08linkinfo\x18\x12 \x01(\x0b\x32\x15.snaplab.v1.VolumeRefH\x00\x12)\n\x05group\x18\x32 \x01(\x0b\x32\x18.snaplab.v1.GroupRequestH\x00\x42\x04\n\x02op\"\xee\x01\n\x0c\x43ontrolReply\x12,\n\ngeneration\x18\x01 \x01(\x0b\x32\x16.snaplab.v1.GenerationH\x00\x12*\n\x07\x64\x65leted\x18\x02 \x01(\x0b\x32\x17.snaplab.v1.DeleteReplyH\x00\x12(\n\x08linkinfo\x18\x03 \x01(\x0b\x32\x14.snaplab.v1.LinkInfoH\x00\x12\'\n\x05query\x18\x04 \x01(\x0b\x32\x16.snaplab.v1.QueryReplyH\x00\x12\'\n\x05group\x18\x32 \x01(\x0b\x32\x16.snaplab.v1.GroupReplyH\x00\x42\x08\n\x06result\"[\n\rManagedConfig\x12\r\n\x05\x61rray\x18\x01 \x01(\t\x12*\n\x07request\x18\x02 \x01(\x0b\x32\x19.snaplab.v1.ConfigRequest\x12\x0f\n\x07\x63luster\x18\x03 \x01(\t\"F\n\x0cManagedFault\x12\r\n\x05\x61rray\x18\x01 \x01(\t\x12\'\n\x05\x66\x61ult\x18\x02 \x01(\x0b\x32\x18.snaplab.v1.FaultRequest\"\x1f\n\x0eMonitorRequest\x12\r\n\x05\x61rray\x18\x01 \x01(\t\"\x9c\x01\n\x0c\x41rrayMonitor\x12%\n\x05state\x18\x01 \x01(\x0b\x32\x16.snaplab.v1.ArrayState\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x16\n\x0eresource_state\x18\x03 \x01(\t\x12\x12\n\nmonitoring\x18\x04 \x01(\t\x12)\n\tsnapshots\x18\x05 \x03(\x0b\x32\x16.snaplab.v1.QueryReply\"\xa5\x01\n\x08HostInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\x0c\n\x04wwns\x18\x04 \x03(\t\x12\r\n\x05ports\x18\x05 \x03(\t\x12\x0f\n\x07\x63luster\x18\x06 \x01(\t\x12\x14\n\x0c\x63luster_role\x18\x07 \x01(\t\x12\x10\n\x08\x65nrolled\x18\x08 \x01(\t\x12\x15\n\rheartbeat_age\x18\t \x01(\x01\"]\n\x0cMonitorReply\x12(\n\x06\x61rrays\x18\x01 \x03(\x0b\x32\x18.snaplab.v1.ArrayMonitor\x12#\n\x05hosts\x18\x02 \x03(\x0b\x32\x14.snaplab.v1.HostInfo\"{\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0c\n\x04time\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x16\n\x0e\x63lassification\x18\x04 \x01(\t\x12\x11\n\toperation\x18\x05 \x01(\t\x12\x0e\n\x06msg_id\x18\x06 \x01(\t\x12\x0c\n\x04text\x18\x07 \x01(\t\"1\n\rEventsRequest\x12\x11\n\tafter_seq\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\"0\n\x0b\x45ventsReply\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.snaplab.v1.Event2\x81\x08\n\x07Manager\x12\x39\n\x05\x45nrol\x12\x18.snaplab.v1.EnrolRequest\x1a\x16.snaplab.v1.EnrolReply\x12=\n\x05Route\x12\x1a.snaplab.v1.ControlRequest\x1a\x18.snaplab.v1.ControlReply\x12@\n\x08Snapshot\x12\x1a.snaplab.v1.ControlRequest\x1a\x18.snaplab.v1.ControlReply\x12?\n\tConfigure\x12\x19.snaplab.v1.ManagedConfig\x1a\x17.snaplab.v1.ConfigReply\x12?\n\x07Monitor\x12\x1a.snaplab.v1.MonitorRequest\x1a\x18.snaplab.v1.MonitorReply\x12<\n\x06\x45vents\x12\x19.snaplab.v1.EventsRequest\x1a\x17.snaplab.v1.EventsReply\x12\x37\n\x05Watch\x12\x19.snaplab.v1.EventsRequest\x1a\x11.snaplab.v1.Event0\x01\x12?\n\x0bInjectFault\x12\x18.snaplab.v1.ManagedFault\x1a\x16.snaplab.v1.ArrayState\x12>\n\nClearFault\x12\x18.snaplab.v1.ManagedFault\x1a\x16.snaplab.v1.ArrayState\x12\x44\n\x10\x43lusterHeartbeat\x12\x17.snaplab.v1.ClusterBeat\x1a\x17.snaplab.v1.ClusterView\x12N\n\x0c\x43lusterClaim\x12\x1f.snaplab.v1.ClusterClaimRequest\x1a\x1d.snaplab.v1.ClusterClaimReply\x12:\n\x08LabEvent\x12\x1b.snaplab.v1.LabEventRequest\x1a\x11.snaplab.v1.Event\x12L\n\x0e\x43heckpointTake\x12\x1d.snaplab.v1.CheckpointRequest\x1a\x1b.snaplab.v1.CheckpointReply\x12P\n\x12\x43heckpointRollback\x12\x1d.snaplab.v1.CheckpointRequest\x1a\x1b.snaplab.v1.CheckpointReply\x12N\n\x10\x43heckpointDelete\x12\x1d.snaplab.v1.CheckpointRequest\x1a\x1b.snaplab.v1.CheckpointReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'snaplab.v1.manager_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LABEVENTREQUEST']._serialized_start=64
-  _globals['_LABEVENTREQUEST']._serialized_end=125
-  _globals['_CLUSTERBEAT']._serialized_start=127
-  _globals['_CLUSTERBEAT']._serialized_end=182
-  _globals['_CLUSTERVIEW']._serialized_start=184
-  _globals['_CLUSTERVIEW']._serialized_end=212
-  _globals['_CLUSTERCLAIMREQUEST']._serialized_start=215
-  _globals['_CLUSTERCLAIMREQUEST']._serialized_end=356
-  _globals['_CLUSTERCLAIMREPLY']._serialized_start=358
-  _globals['_CLUSTERCLAIMREPLY']._serialized_end=443
-  _globals['_ENROLREQUEST']._serialized_start=445
-  _globals['_ENROLREQUEST']._serialized_end=559
-  _globals['_ARRAYENDPOINT']._serialized_start=561
-  _globals['_ARRAYENDPOINT']._serialized_end=606
-  _globals['_ENROLREPLY']._serialized_start=608
-  _globals['_ENROLREPLY']._serialized_end=663
-  _globals['_CONTROLREQUEST']._serialized_start=666
-  _globals['_CONTROLREQUEST']._serialized_end=1152
-  _globals['_CONTROLREPLY']._serialized_start=1155
-  _globals['_CONTROLREPLY']._serialized_end=1393
-  _globals['_MANAGEDCONFIG']._serialized_start=1395
-  _globals['_MANAGEDCONFIG']._serialized_end=1486
-  _globals['_MANAGEDFAULT']._serialized_start=1488
-  _globals['_MANAGEDFAULT']._serialized_end=1558
-  _globals['_MONITORREQUEST']._serialized_start=1560
-  _globals['_MONITORREQUEST']._serialized_end=1591
-  _globals['_ARRAYMONITOR']._serialized_start=1594
-  _globals['_ARRAYMONITOR']._serialized_end=1750
-  _globals['_HOSTINFO']._serialized_start=1753
-  _globals['_HOSTINFO']._serialized_end=1918
-  _globals['_MONITORREPLY']._serialized_start=1920
-  _globals['_MONITORREPLY']._serialized_end=2013
-  _globals['_EVENT']._serialized_start=2015
-  _globals['_EVENT']._serialized_end=2138
-  _globals['_EVENTSREQUEST']._serialized_start=2140
-  _globals['_EVENTSREQUEST']._serialized_end=2189
-  _globals['_EVENTSREPLY']._serialized_start=2191
-  _globals['_EVENTSREPLY']._serialized_end=2239
-  _globals['_MANAGER']._serialized_start=2242
-  _globals['_MANAGER']._serialized_end=3027
+  _globals['_LABEVENTREQUEST']._serialized_start=93
+  _globals['_LABEVENTREQUEST']._serialized_end=154
+  _globals['_CLUSTERBEAT']._serialized_start=156
+  _globals['_CLUSTERBEAT']._serialized_end=211
+  _globals['_CLUSTERVIEW']._serialized_start=213
+  _globals['_CLUSTERVIEW']._serialized_end=241
+  _globals['_CLUSTERCLAIMREQUEST']._serialized_start=244
+  _globals['_CLUSTERCLAIMREQUEST']._serialized_end=385
+  _globals['_CLUSTERCLAIMREPLY']._serialized_start=387
+  _globals['_CLUSTERCLAIMREPLY']._serialized_end=472
+  _globals['_ENROLREQUEST']._serialized_start=474
+  _globals['_ENROLREQUEST']._serialized_end=588
+  _globals['_ARRAYENDPOINT']._serialized_start=590
+  _globals['_ARRAYENDPOINT']._serialized_end=635
+  _globals['_ENROLREPLY']._serialized_start=637
+  _globals['_ENROLREPLY']._serialized_end=692
+  _globals['_CONTROLREQUEST']._serialized_start=695
+  _globals['_CONTROLREQUEST']._serialized_end=1181
+  _globals['_CONTROLREPLY']._serialized_start=1184
+  _globals['_CONTROLREPLY']._serialized_end=1422
+  _globals['_MANAGEDCONFIG']._serialized_start=1424
+  _globals['_MANAGEDCONFIG']._serialized_end=1515
+  _globals['_MANAGEDFAULT']._serialized_start=1517
+  _globals['_MANAGEDFAULT']._serialized_end=1587
+  _globals['_MONITORREQUEST']._serialized_start=1589
+  _globals['_MONITORREQUEST']._serialized_end=1620
+  _globals['_ARRAYMONITOR']._serialized_start=1623
+  _globals['_ARRAYMONITOR']._serialized_end=1779
+  _globals['_HOSTINFO']._serialized_start=1782
+  _globals['_HOSTINFO']._serialized_end=1947
+  _globals['_MONITORREPLY']._serialized_start=1949
+  _globals['_MONITORREPLY']._serialized_end=2042
+  _globals['_EVENT']._serialized_start=2044
+  _globals['_EVENT']._serialized_end=2167
+  _globals['_EVENTSREQUEST']._serialized_start=2169
+  _globals['_EVENTSREQUEST']._serialized_end=2218
+  _globals['_EVENTSREPLY']._serialized_start=2220
+  _globals['_EVENTSREPLY']._serialized_end=2268
+  _globals['_MANAGER']._serialized_start=2271
+  _globals['_MANAGER']._serialized_end=3296
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from snaplab.v1 import checkpoint_pb2 as _checkpoint_pb2
 from snaplab.v1 import array_pb2 as _array_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
