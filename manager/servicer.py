@@ -95,6 +95,8 @@ def _retrieved(task: asyncio.Future[object]) -> None:
 
 # Routed operations that change nothing: cancelled with their caller (see ManagerServicer._logged).
 _CANCELLABLE_OPS = ("query", "linkinfo", "wait")
+# A host's probe of one of its routes (ControlRequest.probe) that finds the LD elsewhere: not logged.
+PROBE_MISSES = frozenset((E.NOT_FOUND.msg_id, E.ARRAY_UNKNOWN.msg_id, E.CV_RULE.msg_id))
 
 
 class _EventSignal:
@@ -179,6 +181,7 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
         done: Callable[[T], tuple[str, str, str]],
         *,
         finish: bool = True,
+        quiet: frozenset[str] = frozenset(),
     ) -> T:
         """Run one operation and log it: ``done(result)`` gives (classification, msg_id, text) of a
         success; a refusal is logged as ERROR with its own iSM id and text, then raised.
@@ -186,10 +189,11 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
         ``finish``: an operation that changes something runs to its end and is logged even if its
         caller goes away meanwhile (the caller's call is cancelled, not the operation). Without it
         (look-ups, waits) the caller going away cancels the operation, and the array call it waits
-        on, and nothing is logged."""
+        on, and nothing is logged. ``quiet``: iSM ids of refusals that are not logged (a host's
+        probe of one of its routes)."""
         if not finish:
-            return await self._run_logged(source, operation, detail, body, done)
-        task = asyncio.ensure_future(self._run_logged(source, operation, detail, body, done))
+            return await self._run_logged(source, operation, detail, body, done, quiet)
+        task = asyncio.ensure_future(self._run_logged(source, operation, detail, body, done, quiet))
         task.add_done_callback(_retrieved)
         return await asyncio.shield(task)
 
@@ -200,15 +204,18 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
         detail: str,
         body: Callable[[], Awaitable[T]],
         done: Callable[[T], tuple[str, str, str]],
+        quiet: frozenset[str] = frozenset(),
     ) -> T:
         suffix = f" [{detail}]" if detail else ""
         try:
             result = await body()
         except SnapLabError as exc:
-            self._event(source, "ERROR", operation, exc.msg_id, exc.text + suffix)
+            if exc.msg_id not in quiet:
+                self._event(source, "ERROR", operation, exc.msg_id, exc.text + suffix)
             raise
         except SnapLabClientError as exc:
-            self._event(source, "ERROR", operation, exc.msg_id or "", exc.text + suffix)
+            if (exc.msg_id or "") not in quiet:
+                self._event(source, "ERROR", operation, exc.msg_id or "", exc.text + suffix)
             raise
         except Exception as exc:
             self._event(
@@ -401,8 +408,9 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
             return serde.control_reply(reply)
 
         finish = request.WhichOneof("op") not in _CANCELLABLE_OPS
+        quiet = PROBE_MISSES if request.probe else frozenset()
         return await self._logged(
-            ident.name, operation, detail, body, self._sc_done(operation), finish=finish
+            ident.name, operation, detail, body, self._sc_done(operation), finish=finish, quiet=quiet
         )
 
     # -- B4: snapshot operations of the management server itself ---------------------------------

@@ -201,9 +201,10 @@ class Ctx:
 
     # -- control I/O ---------------------------------------------------------------------------
     def route(self, op: str, request: Any, *, via: str, array: str = "",
-              timeout: float | None = 60.0) -> manager_pb2.ControlReply:
-        """Send one control operation through the manager (B3), issued through LD ``via``."""
-        req = manager_pb2.ControlRequest(array=array, via=via, **{op: request})
+              timeout: float | None = 60.0, probe: bool = False) -> manager_pb2.ControlReply:
+        """Send one control operation through the manager (B3), issued through LD ``via``
+        (``probe``: another route follows if this array lacks the LD)."""
+        req = manager_pb2.ControlRequest(array=array, via=via, probe=probe, **{op: request})
         try:
             return self.host.manager.Route(req, timeout=timeout)
         except grpc.RpcError as exc:
