@@ -254,13 +254,33 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
             wanted = CALL_TIMEOUT
         return await link.call(method, request, _rpc_timeout(context, wanted))
 
-    def _after_op(self, link: ArrayLink, op: routing.ControlOp, reply: object) -> None:
-        if op.kind in ("create", "delete", "restore") and op.bv:
+    async def _after_op(self, link: ArrayLink, op: routing.ControlOp, request: object, reply: object) -> None:
+        """What the manager's own operation changed goes into the observer's baseline (observe.py)."""
+        if isinstance(reply, array_pb2.Generation) and op.kind == "create" and op.bv:
+            self.observer.ours(link.key, op.bv, reply.sv, reply.create_time)
+        elif isinstance(reply, array_pb2.DeleteReply) and op.bv and reply.deleted_sv:
+            self.observer.ours(link.key, op.bv, reply.deleted_sv, None)
+        elif op.kind == "restore" and op.bv and getattr(request, "derivsv", "") == "delete":
             self.observer.forget(link.key, op.bv)
         if isinstance(reply, array_pb2.QueryReply):
-            self.observer.query_seen(link.key, reply)
+            await self._query_seen(link, reply)
         if op.kind in ("link", "unlink"):
             link.invalidate()
+
+    async def _query_seen(self, link: ArrayLink, reply: array_pb2.QueryReply) -> None:
+        """Report generations gone from a BV since the manager last looked. The array's own events
+        are copied first (a fresh Describe), so one it logged itself is not logged twice."""
+        gone = self.observer.query_seen(link.key, reply)
+        if not gone:
+            return
+        link.invalidate()
+        try:
+            state = await link.describe()
+        except (SnapLabError, SnapLabClientError):
+            pass
+        else:
+            self.observer.array_events_seen(link.key, state.events)
+        self.observer.report_gone(link.key, reply.bv, gone)
 
     @staticmethod
     def _sc_done(operation: str) -> Callable[[object], tuple[str, str, str]]:
@@ -404,7 +424,7 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
                 self.on_route_refused(exc.msg_id)
                 raise
             reply = answered[0] if answered else await self._forward(link, method, array_request, context)
-            self._after_op(link, op, reply)
+            await self._after_op(link, op, array_request, reply)
             return serde.control_reply(reply)
 
         finish = request.WhichOneof("op") not in _CANCELLABLE_OPS
@@ -425,7 +445,7 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
             op, method, array_request = serde.control_op(request)
             link = await self.arrays.get(request.array, via=request.via or op.acts_on)
             reply = await self._forward(link, method, array_request, context)
-            self._after_op(link, op, reply)
+            await self._after_op(link, op, array_request, reply)
             return serde.control_reply(reply)
 
         finish = request.WhichOneof("op") not in _CANCELLABLE_OPS
@@ -523,7 +543,7 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
                         reply = await link.call("Query", array_pb2.QueryRequest(bv=ld.name))
                     except (SnapLabError, SnapLabClientError):
                         continue  # unbound since Describe, or the array went away: leave it out
-                    self.observer.query_seen(link.key, reply)
+                    await self._query_seen(link, reply)
                     snapshots.append(reply)
         except TimeoutError:
             if state is None:
