@@ -603,8 +603,9 @@ def _exec_manager(lab: LabFolder, argv: list[str]) -> int:
     if argv[0] in MANAGER_SHELLS:
         return manager_shell(lab.folder, argv)
     from snaplab.manager.console import run_console  # imported here: lab commands need no console code
+    from snaplab.manager.console.commands import write_now
 
-    out, err, code = run_console(argv, lab.folder)
+    out, err, code = run_console(argv, lab.folder, write=write_now)
     sys.stdout.write(out)
     sys.stdout.flush()
     sys.stderr.write(err)

@@ -176,7 +176,7 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
         self,
         source: str,
         operation: str,
-        detail: str,
+        detail: str | Callable[[], str],
         body: Callable[[], Awaitable[T]],
         done: Callable[[T], tuple[str, str, str]],
         *,
@@ -189,7 +189,8 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
         ``finish``: an operation that changes something runs to its end and is logged even if its
         caller goes away meanwhile (the caller's call is cancelled, not the operation). Without it
         (look-ups, waits) the caller going away cancels the operation, and the array call it waits
-        on, and nothing is logged. ``quiet``: iSM ids of refusals that are not logged (a host's
+        on, and nothing is logged. ``detail`` may be a function, read when the event is written
+        (it names the array the operation went to, known only once routed). ``quiet``: iSM ids of refusals that are not logged (a host's
         probe of one of its routes)."""
         if not finish:
             return await self._run_logged(source, operation, detail, body, done, quiet)
@@ -201,19 +202,24 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
         self,
         source: str,
         operation: str,
-        detail: str,
+        detail: str | Callable[[], str],
         body: Callable[[], Awaitable[T]],
         done: Callable[[T], tuple[str, str, str]],
         quiet: frozenset[str] = frozenset(),
     ) -> T:
-        suffix = f" [{detail}]" if detail else ""
+        def suffix_now() -> str:
+            text = detail() if callable(detail) else detail
+            return f" [{text}]" if text else ""
+
         try:
             result = await body()
         except SnapLabError as exc:
+            suffix = suffix_now()
             if exc.msg_id not in quiet:
                 self._event(source, "ERROR", operation, exc.msg_id, exc.text + suffix)
             raise
         except SnapLabClientError as exc:
+            suffix = suffix_now()
             if (exc.msg_id or "") not in quiet:
                 self._event(source, "ERROR", operation, exc.msg_id or "", exc.text + suffix)
             raise
@@ -223,11 +229,11 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
                 "ERROR",
                 operation,
                 E.INTERNAL.msg_id,
-                E.INTERNAL.text.format(detail=type(exc).__name__) + suffix,
+                E.INTERNAL.text.format(detail=type(exc).__name__) + suffix_now(),
             )
             raise
         classification, msg_id, text = done(result)
-        self._event(source, classification, operation, msg_id, text + suffix)
+        self._event(source, classification, operation, msg_id, text + suffix_now())
         return result
 
     async def _register(self, link: ArrayLink, definition: HostDefinition) -> None:
@@ -294,6 +300,20 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
             return "INFO", msg.msg_id if msg else "", msg.text if msg else f"{operation} done."
 
         return done
+
+    @staticmethod
+    def _with_array(
+        request: manager_pb2.ControlRequest, detail: str, routed: list[ArrayLink]
+    ) -> Callable[[], str]:
+        """The event's detail naming the array the operation went to (every event about an array
+        names it), once known; before that, what the request said."""
+
+        def text() -> str:
+            if not routed or request.array or request.WhichOneof("op") is None:
+                return detail
+            return _safe_text(serde.describe_control, request, "Route", routed[0].last_name, default=("", detail))[1]
+
+        return text
 
     # -- B2: enrolment -------------------------------------------------------------------------
     async def Enrol(
@@ -379,11 +399,13 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
     ) -> manager_pb2.ControlReply:
         ident = current_identity(context)
         operation, detail = _safe_text(serde.describe_control, request, default=("Route", ""))
+        routed: list[ArrayLink] = []
 
         async def body() -> manager_pb2.ControlReply:
             host = routing.check_caller(ident, self.state.host(ident.name))
             op, method, array_request = serde.control_op(request)
             link = await self.arrays.get(request.array, via=request.via)
+            routed.append(link)
             view = await link.view()
             definition = next((d for d in self.state.definitions(host.name) if d.array == link.key), None)
             if ident.name not in view.host_paths and definition is not None:
@@ -430,7 +452,13 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
         finish = request.WhichOneof("op") not in _CANCELLABLE_OPS
         quiet = PROBE_MISSES if request.probe else frozenset()
         return await self._logged(
-            ident.name, operation, detail, body, self._sc_done(operation), finish=finish, quiet=quiet
+            ident.name,
+            operation,
+            self._with_array(request, detail, routed),
+            body,
+            self._sc_done(operation),
+            finish=finish,
+            quiet=quiet,
         )
 
     # -- B4: snapshot operations of the management server itself ---------------------------------
@@ -440,17 +468,25 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
         ident = current_identity(context)
         operation, detail = _safe_text(serde.describe_control, request, default=("Route", ""))
 
+        routed: list[ArrayLink] = []
+
         async def body() -> manager_pb2.ControlReply:
             _require(ident, ADMIN_ROLE, "operate snapshots from the management server")
             op, method, array_request = serde.control_op(request)
             link = await self.arrays.get(request.array, via=request.via or op.acts_on)
+            routed.append(link)
             reply = await self._forward(link, method, array_request, context)
             await self._after_op(link, op, array_request, reply)
             return serde.control_reply(reply)
 
         finish = request.WhichOneof("op") not in _CANCELLABLE_OPS
         return await self._logged(
-            ident.name, operation, detail, body, self._sc_done(operation), finish=finish
+            ident.name,
+            operation,
+            self._with_array(request, detail, routed),
+            body,
+            self._sc_done(operation),
+            finish=finish,
         )
 
     # -- B1: configuration ---------------------------------------------------------------------
@@ -460,6 +496,7 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
         ident = current_identity(context)
         detail = _safe_text(serde.config_text, request.request, default="")
         configured: list[ArrayLink] = []
+        done: list[bool] = []
 
         async def body() -> array_pb2.ConfigReply:
             _require(ident, ADMIN_ROLE, "configure disk arrays")
@@ -489,12 +526,18 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
                 )
             if request.request.WhichOneof("op") in ("add_generations", "delete_generations"):
                 self.observer.forget(link.key, getattr(request.request, request.request.WhichOneof("op")).bv)
+            done.append(True)
             return reply
+
+        def where() -> str:  # a refusal names the array too (a success names it in its text)
+            if configured and not done:
+                return f"{configured[0].last_name}: {detail}"
+            return detail
 
         return await self._logged(
             ident.name,
             "Configure",
-            detail,
+            where,
             body,
             lambda _r: (
                 "INFO",
@@ -614,12 +657,17 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
         self, request: manager_pb2.ManagedFault, context: grpc.aio.ServicerContext, *, inject: bool
     ) -> array_pb2.ArrayState:
         ident = current_identity(context)
-        detail = f"{request.array or '-'}: {request.fault.kind}:{request.fault.target}"
         operation = "InjectFault" if inject else "ClearFault"
+        resolved: list[ArrayLink] = []
+
+        def detail() -> str:  # the array's name even when the request left it to the manager
+            name = resolved[0].last_name if resolved else request.array or "-"
+            return f"{name}: {request.fault.kind}:{request.fault.target}"
 
         async def body() -> array_pb2.ArrayState:
             _require(ident, ADMIN_ROLE, "set or clear faults")
             link = await self.arrays.get(request.array)
+            resolved.append(link)
             try:
                 state = await link.call(operation, request.fault)
             finally:
@@ -633,7 +681,7 @@ class ManagerServicer(ClusterCallsMixin, manager_pb2_grpc.ManagerServicer):
             operation,
             "",
             body,
-            lambda _s: ("WARNING" if inject else "NOTICE", msg.msg_id, msg.text.format(detail=detail)),
+            lambda _s: ("WARNING" if inject else "NOTICE", msg.msg_id, msg.text.format(detail=detail())),
         )
 
 

@@ -520,7 +520,7 @@ def test_events_log_every_operation_and_watch_streams_them_live(lab: Lab) -> Non
         ("business01", "INFO", "iSMsc_query", "iSM19015"),
         ("business01", "ERROR", "iSMsc_unlink", "iSM31062"),
     ]
-    assert "via bv001" in events[1].text and events[1].time.count("/") == 2
+    assert f"via {ARRAY}:bv001" in events[1].text and events[1].time.count("/") == 2
     # The lab's configuration and enrolments are there too, with their sources.
     seen_ops = {(e.source, e.operation, e.msg_id) for e in lab.admin.events(limit=10_000)}
     assert {

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import grpc
 
 from snaplab.common.errors import E, Message, SnapLabError
+from snaplab.common.function_ids import WIDTH as FID_WIDTH
+from snaplab.common.function_ids import function_id
 from snaplab.common.rpc import SnapLabClientError, call_error
 from snaplab.common.validation import shown
 from snaplab.v1 import manager_pb2
@@ -236,4 +238,4 @@ def run(host: Host, argv: list[str], stdin: str = "") -> tuple[str, str, int]:
 def trace_line(host: str, command: str, classification: str, msg_id: str, text: str) -> str:
     """SPEC §8 message log layout: ``Mon Date hh:mm:ss host function-id classification command : iSMyyyyy : text``."""
     now = datetime.now()
-    return f"{now:%a %b %d %H:%M:%S} {host} {command[:5]} {classification} {command} : {msg_id} : {text}"
+    return f"{now:%a %b %d %H:%M:%S} {host} {function_id(command):<{FID_WIDTH}} {classification} {command} : {msg_id} : {text}"

@@ -1,0 +1,46 @@
+"""The function-id column of the message log (SPEC §8): which function of the product logged a line.
+
+Both the manager's event log (``iSMview -event``) and a host's command trace (``iSM_Log<date>.txt``)
+print it, between the source and the classification. It names the function, never a cut-off
+operation name: every iSMsc_* command is ``snapctl``, a configuration change ``config``.
+"""
+
+from __future__ import annotations
+
+WIDTH = 8  # the longest id: the column stays aligned
+
+# (operation prefix, function id), first match wins; an operation is a command or an RPC name.
+_BY_PREFIX: tuple[tuple[str, str], ...] = (
+    ("iSMsc_", "snapctl"),  # SnapControl: snapshot operations
+    ("iSMrc_", "rplctl"),  # ReplicationControl: flush, mount, umount, scan, signature
+    ("iSMrpl", "rplctl"),
+    ("iSMvollist", "vollist"),
+    ("iSMvolgather", "vollist"),
+    ("iSMcc_", "view"),
+    ("iSMview", "view"),
+    ("iSMcfg", "config"),
+    ("Configure", "config"),
+    ("Enrol", "enrol"),
+    ("InjectFault", "fault"),
+    ("ClearFault", "fault"),
+    ("monitor", "monitor"),
+    ("start", "server"),
+    ("stop", "server"),
+    ("Cluster", "cluster"),
+    ("lab", "lab"),
+    ("chaos", "chaos"),
+    ("console", "console"),
+    ("DISKPART", "oscmd"),  # the Windows tools the guide runs next to SnapControl
+    ("MOUNTVOL", "oscmd"),
+    ("FORMAT", "oscmd"),
+    ("CHKDSK", "oscmd"),
+    ("agent", "agent"),
+)
+
+
+def function_id(operation: str) -> str:
+    """The function id of ``operation`` (``other`` for one no function claims)."""
+    for prefix, fid in _BY_PREFIX:
+        if operation.startswith(prefix) or operation.upper().startswith(prefix.upper()):
+            return fid
+    return "other"
