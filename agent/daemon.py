@@ -223,7 +223,12 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         self, request: agent_pb2.StatusRequest, context: grpc.ServicerContext
     ) -> agent_pb2.StatusReply:
         try:
-            return agent_pb2.StatusReply(**self.host.status())
+            reply = agent_pb2.StatusReply(**self.host.status())
+            if request.mount_point:
+                with self.host.command(None):  # the disks as a command sees them
+                    v = self.host.volume_at(request.mount_point)
+                    reply.mounted_volume = v.name if v is not None and v.disk.ready else ""
+            return reply
         except Exception:
             log.exception("status failed")
             return agent_pb2.StatusReply(

@@ -56,7 +56,9 @@ host = "business01_with_a_long_name_x"
 commands = ["iSMvollist -cr"]
 """
 HOST = "business01_with_a_long_name_x"
-LINE = re.compile(r"^ *(\d+) \w{3} \w{3} \d\d \d\d:\d\d:\d\d (\S+) (\S+) +(ERROR|WARNING|NOTICE|INFO) (\S+) : (\S+) : (.*)$")
+LINE = re.compile(
+    r"^ *(\d+) \w{3} \w{3} \d\d \d\d:\d\d:\d\d (\S+) (\S+) +(ERROR|WARNING|NOTICE|INFO) (\S+) : (\S+) : (.*)$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +76,12 @@ def console(lab: RefLab, *argv: str) -> subprocess.CompletedProcess[str]:
     """A console script of the management server, as its own process."""
     env = command_env(SNAPLAB_LAB=str(lab.folder))
     return subprocess.run(
-        [os.path.join(bin_dir(), argv[0]), *argv[1:]], env=env, capture_output=True, text=True, timeout=60
+        [os.path.join(bin_dir(), argv[0]), *argv[1:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -142,8 +149,19 @@ def test_follow_sees_an_event_within_a_second_and_ctrl_c_ends_it(lab: RefLab) ->
 
 def test_follow_through_snaplab_exec_and_its_refusals(lab: RefLab) -> None:
     proc = subprocess.Popen(
-        [*_snaplab(), "--lab", str(lab.folder), "exec", "manager", "--", "iSMview", "-event", "-follow",
-         "-after", str(lab.last_seq())],
+        [
+            *_snaplab(),
+            "--lab",
+            str(lab.folder),
+            "exec",
+            "manager",
+            "--",
+            "iSMview",
+            "-event",
+            "-follow",
+            "-after",
+            str(lab.last_seq()),
+        ],
         env=command_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -145,6 +145,7 @@ class Ctx:
     stdin: str = ""
     out: list[str] = field(default_factory=list)
     err: list[str] = field(default_factory=list)
+    traced: bool = False  # a message of the command's end went to the trace (its Info line)
 
     # -- output ------------------------------------------------------------------------------------
     def print(self, line: str = "") -> None:
@@ -158,17 +159,20 @@ class Ctx:
         text = message.text.format(**fields) if fields else message.text
         self.print(f"{self.name}:Info: {message.msg_id}: {text}")
         self.host.trace(self.name, "INFO", message.msg_id, text)
+        self.traced = True
 
     def warning(self, message: Message, **fields: object) -> None:
         """A warning line ``<command>:Warning: iSMnnnnn: <text>`` (stderr), also written to the trace."""
         text = message.text.format(**fields) if fields else message.text
         self.eprint(f"{self.name}:Warning: {message.msg_id}: {text}")
         self.host.trace(self.name, "WARNING", message.msg_id, text)
+        self.traced = True
 
     def notice(self, message: Message, **fields: object) -> None:
         text = message.text.format(**fields) if fields else message.text
         self.print(f"{self.name}:Notice: {message.msg_id}: {text}")
         self.host.trace(self.name, "NOTICE", message.msg_id, text)
+        self.traced = True
 
     # -- options -------------------------------------------------------------------------------
     def options(self, with_value: tuple[str, ...] = (), flags: tuple[str, ...] = (),
@@ -225,6 +229,11 @@ def run(host: Host, argv: list[str], stdin: str = "") -> tuple[str, str, int]:
     host.trace(name, "INFO", "", "start " + " ".join(argv[1:]))
     try:
         code = fn(ctx) or 0
+        if not ctx.traced:  # iSMrc_*, MOUNTVOL, DISKPART print no Info line: the trace ends them
+            if code == 0:
+                host.trace(name, "INFO", "", _end_line(ctx.out))
+            else:
+                host.trace(name, "ERROR", "", f"abnormal end (exit {code})")
     except Exception as exc:  # every refusal becomes one iSM error line
         if not isinstance(exc, (CommandError, SnapLabError, SnapLabClientError, grpc.RpcError)):
             log.exception("command %s failed", name)
@@ -233,6 +242,13 @@ def run(host: Host, argv: list[str], stdin: str = "") -> tuple[str, str, int]:
         host.trace(name, "ERROR", err.msg_id, err.text)
         code = 1
     return "".join(line + "\n" for line in ctx.out), "".join(line + "\n" for line in ctx.err), code
+
+
+def _end_line(out: list[str]) -> str:
+    """The trace's end of a command without an Info line: its own ``… Normal End <time>`` line when it
+    prints one (iSMrc_flush, iSMrc_umount, iSMrc_mount), else ``normal end`` (MOUNTVOL, DISKPART)."""
+    ends = [" ".join(line.split()) for line in out if "Normal End" in line]
+    return ends[-1] if ends else "normal end"
 
 
 def trace_line(host: str, command: str, classification: str, msg_id: str, text: str) -> str:

@@ -64,6 +64,7 @@ def vollist_info(ctx: Ctx, message: Message, **fields: object) -> None:
     text = message.text.format(**fields) if fields else message.text
     ctx.print(f"{ctx.name}: Info:      {message.msg_id}: {text}")
     ctx.host.trace(ctx.name, "INFO", message.msg_id, text)
+    ctx.traced = True
 
 
 def row(values: list[str]) -> str:

@@ -1,0 +1,121 @@
+"""Guide gaps found by a walk-through (issue 13 part 4), each shown on a real lab (``snaplab lab up``).
+
+Host commands are their own processes (labtools.run_on); ``snaplab path`` and ``snaplab exec`` are
+the lab's own command line.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # labtools: see its docstring
+from labtools import LabRun, RefLab, run_ok
+
+pytestmark = pytest.mark.timeout(240)
+
+ARRAY = "Osaka_Archive"
+HOST = "business01"
+LAB = f"""
+[lab]
+description = "one array, a business server with G: on bv001"
+
+[[arrays]]
+name = "{ARRAY}"
+ports = ["00h/00h P_BIZ"]
+pools = [
+  {{ number = 0, kind = "basic", capacity = "1GiB" }},
+  {{ number = 1, kind = "dynamic", capacity = "1GiB" }},
+]
+sra = [{{ pool = 1, capacity = "128MiB", name = "SDV1", number = "0100h" }}]
+lds = [{{ number = "0030h", name = "bv001", capacity = "64MiB", pool = 0 }}]
+generations = [{{ bv = "bv001", pool = 1, svs = ["sv001_1", "sv001_2"], numbers = ["0031h", "0032h"] }}]
+licences = ["DynamicSnapVolume", "AccessControl"]
+
+[[access]]
+ld = "bv001"
+port = "P_BIZ"
+
+[[hosts]]
+name = "{HOST}"
+role = "business"
+wwns = ["10:00:00:00:c9:2a:01:01"]
+ports = ["P_BIZ"]
+
+[[setup]]
+host = "{HOST}"
+commands = ["DISKPART"]
+stdin = \"\"\"
+select disk 1
+create partition primary
+format fs=ntfs quick label=bv001
+assign letter=G
+\"\"\"
+
+[[setup]]
+host = "{HOST}"
+commands = ["iSMvollist -cr"]
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RefLab]:
+    run = LabRun(tmp_path_factory.mktemp("gaps"))
+    try:
+        up = run("lab", "up", str(run.write("lab.toml", LAB)), timeout=240)
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield RefLab(run)
+    finally:
+        run.teardown()
+
+
+def trace(lab: RefLab) -> str:
+    return "".join(p.read_text() for p in sorted((lab.folder / "hosts" / HOST / "etc").glob("iSM_Log*.txt")))
+
+
+def test_exec_diskpart_reads_piped_input_without_i(lab: RefLab) -> None:
+    """``echo list volume | snaplab exec HOST -- DISKPART``: the script is read (before: an empty
+    script ran and DISKPART exited 0 having done nothing)."""
+    ran = lab.run("exec", HOST, "--", "DISKPART", stdin="list volume\n")
+    assert ran.returncode == 0, ran.stderr
+    assert "Volume ###" in ran.stdout and re.search(r"Volume \d+ +G +bv001", ran.stdout), ran.stdout
+    ran = lab.run("exec", "-i", HOST, "--", "DISKPART", stdin="list disk\n")  # -i still works
+    assert ran.returncode == 0 and "Disk ###" in ran.stdout, ran.stdout + ran.stderr
+
+
+def test_successful_commands_log_their_end_in_the_trace(lab: RefLab) -> None:
+    """iSMrc_flush/umount/mount, MOUNTVOL and DISKPART print no Info line; their trace has a start
+    and an end line (before: only the start)."""
+    before = len(trace(lab).splitlines())
+    run_ok(lab.run, HOST, "iSMrc_flush -drv G:")
+    run_ok(lab.run, HOST, "iSMrc_umount -drv G:")
+    run_ok(lab.run, HOST, "iSMrc_mount -drv G:")
+    run_ok(lab.run, HOST, "MOUNTVOL")
+    assert lab.run("exec", HOST, "--", "DISKPART", stdin="list disk\n").returncode == 0
+    lines = trace(lab).splitlines()[before:]
+    ends = [(m[1], m[2]) for line in lines if (m := re.search(r" INFO (\S+) :  : (?!start)(.*)$", line))]
+    assert [c for c, _ in ends] == ["iSMrc_flush", "iSMrc_umount", "iSMrc_mount", "MOUNTVOL", "DISKPART"], (
+        lines
+    )
+    assert ends[0][1].startswith("Flush Normal End") and ends[1][1].startswith("Umount Normal End")
+    assert ends[2][1].startswith("Mount Normal End") and ends[3][1] == ends[4][1] == "normal end"
+
+
+def test_path_after_a_fault_unmounted_the_drive_is_an_error(lab: RefLab) -> None:
+    """A BV failure takes G: from the host (MOUNTVOL no longer lists it); ``snaplab path`` says so
+    instead of printing the folder that is left (before: the folder, exit 0)."""
+    ok = lab.run("path", HOST, "G:")
+    assert ok.returncode == 0 and ok.stdout.strip().endswith("G"), ok.stderr
+    fault = ("-kind", "bv_failure", "-target", "bv001")
+    assert lab.run("exec", "manager", "--", "iSMcfg", "faultset", *fault).returncode == 0
+    try:
+        assert "G:\\" not in run_ok(lab.run, HOST, "MOUNTVOL").stdout
+        gone = lab.run("path", HOST, "G:")
+        assert gone.returncode == 1 and gone.stdout == "", gone.stdout
+        assert "nothing is mounted at G: on business01" in gone.stderr and "Traceback" not in gone.stderr
+    finally:
+        lab.run("exec", "manager", "--", "iSMcfg", "faultclear", *fault)
