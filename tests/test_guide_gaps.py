@@ -119,3 +119,29 @@ def test_path_after_a_fault_unmounted_the_drive_is_an_error(lab: RefLab) -> None
         assert "nothing is mounted at G: on business01" in gone.stderr and "Traceback" not in gone.stderr
     finally:
         lab.run("exec", "manager", "--", "iSMcfg", "faultclear", *fault)
+
+
+def test_array_rename_reaches_the_volume_list(lab: RefLab) -> None:
+    """``iSMcfg arrayname`` renames the array: ``iSMvollist -check`` reports the list's old name
+    (before: "matches"), ``-r`` takes the new one, and the host's commands go on working."""
+    run_ok(lab.run, HOST, "iSMvollist -cr")
+    assert "iSM11705" not in run_ok(lab.run, HOST, "iSMvollist -check").stdout
+    renamed = lab.run("exec", "manager", "--", "iSMcfg", "arrayname", "-newname", "Osaka_Renamed")
+    assert renamed.returncode == 0, renamed.stderr
+    try:
+        check = run_ok(lab.run, HOST, "iSMvollist -check", code=1)
+        rows = [line.split() for line in check.lines if line.startswith("changed")]
+        assert rows and all(r[5:8] == ["array", "name", ARRAY] and r[-1] == "Osaka_Renamed" for r in rows), (
+            check
+        )
+        assert "iSM11704" in check.stderr
+        run_ok(lab.run, HOST, "iSMvollist -r")
+        listed = run_ok(lab.run, HOST, "iSMvollist -a").stdout
+        assert "Osaka_Renamed" in listed and ARRAY not in listed
+        assert "iSM11705" not in run_ok(lab.run, HOST, "iSMvollist -check").stdout
+        run_ok(lab.run, HOST, "iSMsc_query -bv bv001 -bvflg ld")
+    finally:
+        lab.run(
+            "exec", "manager", "--", "iSMcfg", "arrayname", "-newname", ARRAY, "-arrayname", "Osaka_Renamed"
+        )
+        run_ok(lab.run, HOST, "iSMvollist -cr")

@@ -103,11 +103,15 @@ def build(host: Host) -> VolumeList:
         array, err = next(iter(host.unreachable.items()))
         raise CommandError.of(err, array=array)
     cvs = _control_volumes(host, disks)
+    names = {a: _array_name(host, a) for a in {d.array for d in disks}}
     entries: list[VolEntry] = []
     for d in disks:
         control = "control" if cvs.get(d.array) is d else ""
         entries.append(
-            VolEntry(d.array, d.ld_number, d.ld_name, d.ld_type, d.format, d.number, definition=control)
+            VolEntry(
+                d.array, d.ld_number, d.ld_name, d.ld_type, d.format, d.number, definition=control,
+                array_name=names[d.array],
+            )
         )
         if d.ready:
             for v in d.volumes:
@@ -122,9 +126,20 @@ def build(host: Host) -> VolumeList:
                         partition=v.number,
                         volume=v.name,
                         mount_points=list(v.mount_points),
+                        array_name=names[d.array],
                     )
                 )
     return VolumeList(host.name, now_text(), entries)
+
+
+def _array_name(host: Host, array: str) -> str:
+    """The array's own name now, as it shows itself to this host ("" when it is still ``array``,
+    or does not say): an array renamed since this host enrolled (iSMcfg arrayname)."""
+    try:
+        name = host.array(array).describe().name
+    except Exception:  # noqa: BLE001 - the list is made from what the host sees; the name is extra
+        return ""
+    return name if name and name != array else ""
 
 
 def differences(old: VolumeList | None, new: VolumeList) -> list[list[str]]:
@@ -172,6 +187,7 @@ def differences(old: VolumeList | None, new: VolumeList) -> list[list[str]]:
             )
         elif a is not None and b is not None:
             pairs = [
+                ("array name", a.shown_array, b.shown_array),
                 ("LD name", a.ld_name, b.ld_name),
                 ("type", a.ld_type, b.ld_type),
                 ("format", a.format, b.format),
@@ -212,7 +228,7 @@ def list_lines(vl: VolumeList) -> list[str]:
         lines.append(
             row(
                 [
-                    e.array,
+                    e.shown_array,
                     e.ld_number,
                     e.ld_name,
                     e.ld_type or "-",
