@@ -956,3 +956,32 @@ def test_definitions_keep_the_configured_cluster_also_in_a_state_from_before(tmp
     w.beat("DBCLUSTER", "business01")
     now[0] += 2.5
     assert w.age("DBCLUSTER", "business01") == 2.5
+
+
+def _ld(lab: Lab, name: str) -> apb.Ld:
+    """The LD as the array shows it now (not the manager's description, which may be seconds old)."""
+    with ArrayClient(lab.array.target, ClientTLS.from_folder(lab.lab_dir / "pki", "admin")) as direct:
+        return next(x for x in direct.describe().lds if x.name == name)
+
+
+def test_rebuilt_lv_keeps_its_access_and_rebuilt_svs_their_numbers(lab: Lab) -> None:
+    """The guide's recovery rebuilds an LV (lvunbind + lvbind) and SVs (generationdel +
+    generationadd) under their names: each comes back with its LD number, the LV with its access
+    control (before: the lowest free number, and no access)."""
+    lab.cfg("lvbind", "-bvname", "bv001", "-lvn", "0200h", "-lvname", "lv_rb")
+    lab.cfg("accessadd", "-ldname", "lv_rb", "-wwn", WWN["backup01"])
+    before = _ld(lab, "lv_rb")
+    assert before.number == "0200h" and before.access
+    lab.cfg("lvunbind", "-ldname", "lv_rb")
+    lab.cfg("lvbind", "-bvname", "bv001", "-lvname", "lv_rb")
+    after = _ld(lab, "lv_rb")
+    assert (after.number, list(after.access)) == (before.number, list(before.access))
+
+    with ArrayClient(lab.array.target, ClientTLS.from_folder(lab.lab_dir / "pki", "admin")) as direct:
+        direct.add_generations("bv001", 1, 1, sv_names=["sv001_rb"], numbers=[0x210])
+    assert _ld(lab, "sv001_rb").number == "0210h"
+    lab.cfg("generationdel", "-bvname", "bv001", "-count", "1")
+    lab.cfg("generationadd", "-bvname", "bv001", "-poolnumber", "1", "-svname", "sv001_rb")
+    assert _ld(lab, "sv001_rb").number == "0210h"
+    lab.cfg("generationdel", "-bvname", "bv001", "-count", "1")
+    lab.cfg("lvunbind", "-ldname", "lv_rb")
