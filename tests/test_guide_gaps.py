@@ -145,3 +145,26 @@ def test_array_rename_reaches_the_volume_list(lab: RefLab) -> None:
             "exec", "manager", "--", "iSMcfg", "arrayname", "-newname", ARRAY, "-arrayname", "Osaka_Renamed"
         )
         run_ok(lab.run, HOST, "iSMvollist -cr")
+
+
+def test_volgather_has_the_agents_log_the_event_log_and_an_operation_trace(lab: RefLab) -> None:
+    """iSMvolgather (fault analysis) bundles, besides etc/ and the views: the end of the agent's own
+    log, the manager's event log as the host may read it, and the trace of every command run."""
+    import json
+    import zipfile
+
+    run_ok(lab.run, HOST, "iSMsc_query -bv bv001 -bvflg ld")
+    folder = lab.root / "gather"
+    folder.mkdir()
+    run_ok(lab.run, HOST, f"iSMvolgather -d {folder}")
+    (zpath,) = folder.glob(f"iSMvolgather_{HOST}_*.zip")
+    with zipfile.ZipFile(zpath) as z:
+        names = z.namelist()
+        agent_log = z.read("agent.log").decode()
+        events = z.read("events.txt").decode().splitlines()
+        ops = [json.loads(line) for line in z.read("log/operations.jsonl").decode().splitlines()]
+    assert any(n.startswith("etc/iSM_Log") for n in names)
+    assert agent_log.strip() and "(the agent" not in agent_log  # the lab's run/<host>.log, read by the agent
+    assert any(f" {HOST} snapctl" in e and " iSMsc_query : iSM19015 : " in e for e in events), events[-5:]
+    query = [o for o in ops if o["command"] == "iSMsc_query"][-1]
+    assert query["argv"] == ["-bv", "bv001", "-bvflg", "ld"] and query["exit"] == 0 and query["ms"] >= 0

@@ -9,6 +9,7 @@ line and exit status 1. Nothing a command raises ever reaches the user as a trac
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import grpc
 
 from snaplab.common.errors import E, Message, SnapLabError
-from snaplab.common.function_ids import WIDTH as FID_WIDTH
-from snaplab.common.function_ids import function_id
+from snaplab.common.message_log import WIDTH as FID_WIDTH
+from snaplab.common.message_log import function_id
 from snaplab.common.rpc import SnapLabClientError, call_error
 from snaplab.common.validation import shown
 from snaplab.v1 import manager_pb2
@@ -227,6 +228,8 @@ def run(host: Host, argv: list[str], stdin: str = "") -> tuple[str, str, int]:
     if fn is None:
         return "", f"'{name}' is not recognized as an internal or external command.\n", 9009
     host.trace(name, "INFO", "", "start " + " ".join(argv[1:]))
+    started, clock = datetime.now(), time.monotonic()
+    error = ""
     try:
         code = fn(ctx) or 0
         if not ctx.traced:  # iSMrc_*, MOUNTVOL, DISKPART print no Info line: the trace ends them
@@ -240,7 +243,18 @@ def run(host: Host, argv: list[str], stdin: str = "") -> tuple[str, str, int]:
         err = CommandError.of(exc)
         ctx.eprint(f"{name}:Error: {err.msg_id}: {err.text}")
         host.trace(name, "ERROR", err.msg_id, err.text)
-        code = 1
+        code, error = 1, err.msg_id
+    host.record_operation(
+        {
+            "time": started.isoformat(timespec="milliseconds"),
+            "command": name,
+            "argv": list(argv[1:]),
+            "cwd": str(host.cwd),
+            "exit": code,
+            "ms": round((time.monotonic() - clock) * 1000, 1),
+            "error": error,
+        }
+    )
     return "".join(line + "\n" for line in ctx.out), "".join(line + "\n" for line in ctx.err), code
 
 

@@ -35,14 +35,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
+from collections import deque
 from datetime import datetime
 
+import grpc
 from snaplab.agent.commands.base import CommandError, Ctx, caller_path, command
 from snaplab.agent.host import Disk, Host, now_text
 from snaplab.agent.vollist import VolEntry, VolumeList, normalise_mount_point, normalise_volume_name
 
 from snaplab.common.errors import E, Message
+from snaplab.common.message_log import event_line
+from snaplab.v1 import manager_pb2
 
 CV_CANDIDATE_TYPES = ("IV", "MV")
 COLUMNS = (
@@ -316,6 +321,44 @@ def _cv_definition(ctx: Ctx, action: str, ld: str) -> int:
     return 0
 
 
+GATHER_LOG_BYTES = 1 << 20  # the end of the agent's own log that iSMvolgather takes
+GATHER_EVENTS = 2000  # the last events of the manager's log it takes
+EVENT_PAGE = 500
+
+
+def _own_log() -> str:
+    """The end of what this agent logs: its standard error when that is a file (a lab's
+    ``run/<host>.log``); else a line saying where it went (a terminal, the journal)."""
+    try:
+        target = os.readlink("/proc/self/fd/2")
+        size = os.fstat(2).st_size
+        if not os.path.isfile(target):
+            return f"(the agent logs to {target})\n"
+        with open(target, "rb") as f:
+            f.seek(max(0, size - GATHER_LOG_BYTES))
+            return f.read(GATHER_LOG_BYTES).decode("utf-8", errors="replace")
+    except OSError as exc:
+        return f"(the agent's log cannot be read: {exc.strerror or exc})\n"
+
+
+def _event_log(host: Host) -> str:
+    """The last events of the management server's log this host may read, as ``iSMview -event``
+    prints them; the iSM error line when the manager does not answer."""
+    last: deque[manager_pb2.Event] = deque(maxlen=GATHER_EVENTS)
+    after = 0
+    try:
+        while True:
+            page = host.manager.Events(manager_pb2.EventsRequest(after_seq=after, limit=EVENT_PAGE), timeout=30)
+            last.extend(page.events)
+            if len(page.events) < EVENT_PAGE:
+                break
+            after = page.events[-1].seq
+    except grpc.RpcError as exc:
+        err = CommandError.of(exc, manager=host.manager_target)
+        return f"{err.msg_id}: {err.text}\n"
+    return "".join(event_line(e) + "\n" for e in last)
+
+
 @command("iSMvolgather")
 def ismvolgather(ctx: Ctx) -> int:
     opts = ctx.options(with_value=("-d",))
@@ -343,6 +386,11 @@ def ismvolgather(ctx: Ctx) -> int:
             z.writestr("vollist_a.txt", views.getvalue())
             z.writestr("mountvol_l.txt", "\n".join(mountvol_lines(host)) + "\n")
             z.writestr("disks.txt", "\n".join(disk_lines(host)) + "\n")
+            z.writestr("agent.log", _own_log())
+            z.writestr("events.txt", _event_log(host))
+            for f in (host.operations_path.with_name(host.operations_path.name + ".1"), host.operations_path):
+                if f.is_file():
+                    z.write(f, f"log/{f.name}")
             z.writestr(
                 "status.json",
                 json.dumps(

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from datetime import datetime
 
 from snaplab.common.errors import E, SnapLabError
-from snaplab.common.function_ids import WIDTH as FID_WIDTH
-from snaplab.common.function_ids import function_id
 from snaplab.common.ismview import array_detail, disk_array_list, host_list, snapshot_list
+from snaplab.common.message_log import event_line
 from snaplab.v1 import manager_pb2 as mpb
 
 from ..client import ManagerClient
@@ -28,18 +26,6 @@ def view_usage() -> str:
         "       iSMview -event [-after N] [-limit N]   event log (each line starts with its number)\n"
         "       iSMview -event [-after N] -follow       event log, then live events until Ctrl-C\n"
     )
-
-
-def event_line(e: mpb.Event) -> str:
-    """The event's sequence number (what ``-after`` takes), then the SPEC §8 message-log layout:
-    ``Mon Date hh:mm:ss host function-id classification command : iSMyyyyy : text``."""
-    try:
-        when = datetime.strptime(e.time, "%Y/%m/%d %H:%M:%S").strftime("%a %b %d %H:%M:%S")
-    except ValueError:
-        when = e.time
-    op = e.operation or "-"
-    fid = function_id(op)
-    return f"{e.seq:>6} {when} {e.source} {fid:<{FID_WIDTH}} {e.classification} {op} : {e.msg_id or '-'} : {e.text}"
 
 
 def event_pages(client: ManagerClient, after: int, limit: int) -> Iterator[mpb.Event]:

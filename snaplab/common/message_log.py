@@ -1,11 +1,16 @@
-"""The function-id column of the message log (SPEC §8): which function of the product logged a line.
+"""The message-log layout (SPEC §8) shared by the manager's event log and the hosts' traces.
 
-Both the manager's event log (``iSMview -event``) and a host's command trace (``iSM_Log<date>.txt``)
-print it, between the source and the classification. It names the function, never a cut-off
-operation name: every iSMsc_* command is ``snapctl``, a configuration change ``config``.
+The function-id column names which function of the product logged a line; both the manager's event
+log (``iSMview -event``) and a host's command trace (``iSM_Log<date>.txt``) print it, between the
+source and the classification. It names the function, never a cut-off operation name: every
+iSMsc_* command is ``snapctl``, a configuration change ``config``.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
+
+from snaplab.v1 import manager_pb2
 
 WIDTH = 8  # the longest id: the column stays aligned
 
@@ -44,3 +49,15 @@ def function_id(operation: str) -> str:
         if operation.startswith(prefix) or operation.upper().startswith(prefix.upper()):
             return fid
     return "other"
+
+
+def event_line(e: manager_pb2.Event) -> str:
+    """One event of the manager's log: its sequence number (what ``iSMview -event -after`` takes),
+    then ``Mon Date hh:mm:ss source function-id classification operation : iSMyyyyy : text``."""
+    try:
+        when = datetime.strptime(e.time, "%Y/%m/%d %H:%M:%S").strftime("%a %b %d %H:%M:%S")
+    except ValueError:
+        when = e.time
+    op = e.operation or "-"
+    fid = function_id(op)
+    return f"{e.seq:>6} {when} {e.source} {fid:<{WIDTH}} {e.classification} {op} : {e.msg_id or '-'} : {e.text}"
