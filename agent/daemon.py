@@ -26,6 +26,7 @@ import grpc
 from snaplab.agent import boundary
 from snaplab.agent.cluster import service as cluster_service
 from snaplab.agent.commands import base
+from snaplab.agent.fs.lazywriter import LazyWriter
 from snaplab.agent.host import Host
 
 from snaplab.common import daemon_runner
@@ -290,6 +291,8 @@ def serve(cfg: Config, stop: threading.Event) -> int:
                 host.boot()
         except Exception:  # a start must not fail because one array is slow: the next command rescans
             log.exception("disk scan at start failed")
+        lazy = LazyWriter(host)  # caches reach their volumes behind the programs (agent/fs/lazywriter.py)
+        lazy.start()
         metrics = DaemonMetrics("agent")
         boundary.register(metrics, host)
         interceptors: list[grpc.ServerInterceptor] = [
@@ -328,6 +331,7 @@ def serve(cfg: Config, stop: threading.Event) -> int:
             server.stop(cfg.grace).wait()
             # no metrics.stop(): its shutdown waits out a 0.5 s poll; the process ends the thread
             cfg.socket.unlink(missing_ok=True)
+            lazy.stop()
             try:  # a server shutdown writes its file-system caches to the volumes, or keeps them
                 with host.command():
                     for u in host.flush_all():

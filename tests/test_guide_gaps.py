@@ -168,3 +168,79 @@ def test_volgather_has_the_agents_log_the_event_log_and_an_operation_trace(lab: 
     assert any(f" {HOST} snapctl" in e and " iSMsc_query : iSM19015 : " in e for e in events), events[-5:]
     query = [o for o in ops if o["command"] == "iSMsc_query"][-1]
     assert query["argv"] == ["-bv", "bv001", "-bvflg", "ld"] and query["exit"] == 0 and query["ms"] >= 0
+
+
+UMOUNT_REFUSED = "iSMrc_umount:Error: iSM13609: Access of specified disk was refused."
+CREATED_SV = "iSMsc_create:Info: iSM19010: iSMsc_create has normally terminated."
+
+
+def snapshot_files(lab: RefLab, sv: str) -> dict[str, bytes]:
+    """The files of partition 1 of ``sv`` as the array holds them (``snaplab export``, read as admin)."""
+    import sqlite3
+    import zlib
+
+    image = lab.root / f"{sv}.db"
+    image.unlink(missing_ok=True)
+    ran = lab.run("export", ARRAY, sv, "1", str(image))
+    assert ran.returncode == 0, ran.stderr
+    conn = sqlite3.connect(f"file:{image}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT name, sz, data FROM sqlar WHERE sz >= 0").fetchall()
+    finally:
+        conn.close()
+    return {n: (d if d is None or len(d) == sz else zlib.decompress(d)) or b"" for n, sz, d in rows}
+
+
+def test_umount_refused_wait_for_the_lazy_writer_then_snapshot(lab: RefLab) -> None:
+    """The guide's fallback when the BV cannot be unmounted (2.3.4 as the issue numbers it; the
+    guide's "iSMrc_umount ends abnormally", BV case), verbatim: step 1, stop the applications and
+    run iSMrc_umount again (a program that cannot be stopped still holds G:: refused, iSM13609);
+    step 2, wait 60 s, then create the snapshot: only files under 600 bytes and files being written
+    may be missing from it. The lazy writer's delay is the host's setting (iSMrpl.ini [LAZYWRITER]
+    DELAY), 1 s here, so the wait is a few seconds; before the lazy writer nothing unflushed ever
+    reached the volume and the snapshot held none of the files."""
+    import subprocess
+    import threading
+    import time
+
+    ini = lab.folder / "hosts" / HOST / "etc" / "iSMrpl.ini"
+    ini.write_text(ini.read_text() + "\n[LAZYWRITER]\nDELAY = 1\n")
+    g = Path(lab.run("path", HOST, "G:").stdout.strip())
+    (g / "report.txt").write_bytes(b"quarterly figures\n" * 200)  # 3600 bytes
+    (g / "data").mkdir()
+    (g / "data" / "orders.csv").write_bytes(b"4711,widget,3\n" * 100)  # 1400 bytes
+    (g / "note.txt").write_bytes(b"small\n")  # 6 bytes: lives in its MFT record
+    holder = subprocess.Popen(["sleep", "600"], cwd=g, start_new_session=True)  # cannot be stopped
+    busy_stop = threading.Event()
+
+    def keep_writing() -> None:  # a program still writing a file while we wait
+        n = 0
+        while not busy_stop.is_set():
+            n += 1
+            (g / "busy.log").write_bytes(b"x" * (1000 + n))
+            time.sleep(0.2)
+
+    writer = threading.Thread(target=keep_writing, daemon=True)
+    try:
+        # step 1: the applications are stopped (the one left cannot be), iSMrc_umount again
+        for _ in range(2):
+            ran = lab.cmd(HOST, "iSMrc_umount -drv G:")
+            assert (ran.code, ran.stderr.strip()) == (1, UMOUNT_REFUSED), str(ran)
+        writer.start()
+        # step 2: wait 60 seconds (the host's lazy-writer delay is 1 s: three of them), then create
+        time.sleep(3 * 1 + 1)
+        ran = run_ok(lab.run, HOST, "iSMsc_create -bv bv001 -bvflg ld -sv sv001_1 -svflg ld")
+        assert ran.lines[0] == CREATED_SV
+    finally:
+        busy_stop.set()
+        writer.join(5)
+        holder.kill()
+        holder.wait(10)
+    files = snapshot_files(lab, "sv001_1")
+    assert files.get("report.txt") == b"quarterly figures\n" * 200, sorted(files)
+    assert files.get("data/orders.csv") == b"4711,widget,3\n" * 100, sorted(files)
+    assert "note.txt" not in files  # under 600 bytes: may be missing, and here is
+    assert "busy.log" not in files  # being written: may be missing, and here is
+    run_ok(lab.run, HOST, "iSMrc_flush -drv G:")  # a flush writes the rest
+    files = snapshot_files(lab, "bv001")
+    assert files.get("note.txt") == b"small\n" and "busy.log" in files

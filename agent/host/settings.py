@@ -65,6 +65,21 @@ class Settings:
             return False
         return default
 
+    def lazy_write_delay(self) -> float:
+        """[LAZYWRITER] DELAY: seconds before the lazy writer writes a file (agent/fs/lazywriter.py;
+        0 off). A value that is not a number is the default, with a warning."""
+        from snaplab.agent.fs.lazywriter import DEFAULT_DELAY
+
+        raw = self.setting("LAZYWRITER", "DELAY", "")
+        if not raw:
+            return DEFAULT_DELAY
+        try:
+            value = float(raw)
+        except ValueError:
+            log.warning("iSMrpl.ini [LAZYWRITER] DELAY %r is not a number of seconds", raw)
+            return DEFAULT_DELAY
+        return max(0.0, value)
+
     def layout_options(self) -> tuple[bool, bool]:
         """(allow_multi_partition, allow_gpt) from iSMrpl.ini [SNAPSHOT] MULTI_PARTITION / GPT."""
         return self.flag("SNAPSHOT", "MULTI_PARTITION"), self.flag("SNAPSHOT", "GPT")
