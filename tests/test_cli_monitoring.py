@@ -32,6 +32,7 @@ description = "one array, a business server"
 [[arrays]]
 name = "{ARRAY}"
 ports = ["00h/00h P_BIZ"]
+restore_rate = 1  # MiB/s: a restore of 2 MiB of differences takes about 2 s
 pools = [
   {{ number = 0, kind = "basic", capacity = "1GiB" }},
   {{ number = 1, kind = "dynamic", capacity = "1GiB" }},
@@ -85,11 +86,30 @@ def console(lab: RefLab, *argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+_BUFFERS: dict[int, bytearray] = {}
+
+
 def read_line(proc: subprocess.Popen[str], timeout: float) -> str | None:
-    """One line of the follower's stdout, or None if none came within ``timeout``."""
+    """One line of the process's stdout, or None if none came within ``timeout`` (read from the
+    pipe itself: a buffered reader would keep lines that select() then never reports)."""
     assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    return proc.stdout.readline() if ready else None
+    fd = proc.stdout.fileno()
+    buf = _BUFFERS.setdefault(fd, bytearray())
+    deadline = time.monotonic() + timeout
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 65536)
+        if not chunk:  # the end: what is left, if anything
+            if not buf:
+                return None
+            buf.extend(b"\n")
+            break
+        buf.extend(chunk)
+    line, _, rest = bytes(buf).partition(b"\n")
+    buf[:] = rest
+    return line.decode() + "\n"
 
 
 def test_event_lines_show_seq_function_id_and_array(lab: RefLab) -> None:
@@ -201,3 +221,56 @@ def test_host_list_columns_fit(lab: RefLab) -> None:
     for row in rows:
         for pos in starts:
             assert row[pos - 1] == " " and row[pos] != " ", (row, pos)
+
+
+def test_restore_from_the_management_server_shows_its_progress(lab: RefLab) -> None:
+    """iSMsc_restore in the management server's shell waits for the copy and shows its progress as
+    it goes (each line when the figure moves), 100% last, then the result."""
+    from snaplab.common.rpc import ClientTLS
+    from snaplab.san.array_client import ArrayClient
+
+    shell = [*_snaplab(), "--lab", str(lab.folder), "exec", "manager", "--", "bash", "-c"]
+    made = subprocess.run(
+        [*shell, "iSMsc_create -bv bv001 -bvflg ld -sv sv001_2 -svflg ld"],
+        env=command_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    target = lab.runtime["arrays"][ARRAY]["target"]
+    with ArrayClient(target, ClientTLS.from_folder(lab.pki, HOST), timeout=30) as disk:
+        disk.write("bv001", 0, b"\x5a" * (2 << 20))  # 2 MiB the restore copies back
+    start = lab.last_seq()
+    proc = subprocess.Popen(
+        [*shell, "iSMsc_restore -bv bv001 -bvflg ld -sv sv001_2 -svflg ld"],
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    seen: list[tuple[float, str]] = []
+    try:
+        began = time.monotonic()
+        while line := read_line(proc, 30):
+            seen.append((time.monotonic() - began, line.rstrip("\n")))
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    progress = [
+        (t, m)
+        for t, line in seen
+        if (m := re.fullmatch(r"Restore Progress : (\d+)% \((\d+)/(\d+) blocks\)", line))
+    ]
+    pcts = [int(m[1]) for _, m in progress]
+    assert len(pcts) >= 3 and pcts == sorted(pcts) and pcts[-1] == 100 and pcts[0] < 50, seen
+    assert progress[-1][0] - progress[0][0] >= 1.0  # streamed as the copy went, not printed at the end
+    after = [line for _, line in seen[len(progress) :]]
+    assert after[0] == "iSMsc_restore:Info: iSM19012: iSMsc_restore has normally terminated.", seen
+    ops = [(e.operation, e.classification) for e in lab.events_after(start)]
+    assert ops == [("iSMsc_restore", "INFO")], ops  # the looks at its progress are not logged

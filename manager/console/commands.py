@@ -20,7 +20,7 @@ from .options import DEFAULT_LAB, TIMEOUT, Usage
 from .replication import COMMANDS as REPLICATION_COMMANDS
 from .replication import rc_usage
 from .snapshot import COMMANDS as SNAPSHOT_COMMANDS
-from .snapshot import sc_usage
+from .snapshot import sc_restore, sc_usage
 from .view import follow_events, follows, run_view, view_usage
 from .xml_view import run_query, set_output, xml_document, xml_wanted
 
@@ -97,6 +97,9 @@ def run_console(
         if name.lower() == "ismview" and args[:1] == ["-all"] and len(args) <= 2 and xml_wanted(lab):
             reply = client.monitor(args[1] if len(args) == 2 else "")
             return xml_document(reply, "iSMview", " ".join(args[1:]) + " ") + "\n", "", 0
+        if name.lower() == "ismsc_restore" and write is not None:  # its progress as it goes
+            lines = sc_restore(client, args, progress=write)
+            return "".join(line + "\n" for line in lines), "", 0
         if name.lower() == "ismview" and follows(args):
             if write is None:
                 raise Usage("-follow writes as events come: run it as a command of its own")
