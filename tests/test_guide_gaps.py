@@ -105,22 +105,6 @@ def test_successful_commands_log_their_end_in_the_trace(lab: RefLab) -> None:
     assert ends[2][1].startswith("Mount Normal End") and ends[3][1] == ends[4][1] == "normal end"
 
 
-def test_path_after_a_fault_unmounted_the_drive_is_an_error(lab: RefLab) -> None:
-    """A BV failure takes G: from the host (MOUNTVOL no longer lists it); ``snaplab path`` says so
-    instead of printing the folder that is left (before: the folder, exit 0)."""
-    ok = lab.run("path", HOST, "G:")
-    assert ok.returncode == 0 and ok.stdout.strip().endswith("G"), ok.stderr
-    fault = ("-kind", "bv_failure", "-target", "bv001")
-    assert lab.run("exec", "manager", "--", "iSMcfg", "faultset", *fault).returncode == 0
-    try:
-        assert "G:\\" not in run_ok(lab.run, HOST, "MOUNTVOL").stdout
-        gone = lab.run("path", HOST, "G:")
-        assert gone.returncode == 1 and gone.stdout == "", gone.stdout
-        assert "nothing is mounted at G: on business01" in gone.stderr and "Traceback" not in gone.stderr
-    finally:
-        lab.run("exec", "manager", "--", "iSMcfg", "faultclear", *fault)
-
-
 def test_array_rename_reaches_the_volume_list(lab: RefLab) -> None:
     """``iSMcfg arrayname`` renames the array: ``iSMvollist -check`` reports the list's old name
     (before: "matches"), ``-r`` takes the new one, and the host's commands go on working."""
@@ -205,7 +189,9 @@ def test_umount_refused_wait_for_the_lazy_writer_then_snapshot(lab: RefLab) -> N
 
     ini = lab.folder / "hosts" / HOST / "etc" / "iSMrpl.ini"
     ini.write_text(ini.read_text() + "\n[LAZYWRITER]\nDELAY = 1\n")
-    g = Path(lab.run("path", HOST, "G:").stdout.strip())
+    where = lab.run("path", HOST, "G:")
+    assert where.returncode == 0, where.stderr
+    g = Path(where.stdout.strip())
     (g / "report.txt").write_bytes(b"quarterly figures\n" * 200)  # 3600 bytes
     (g / "data").mkdir()
     (g / "data" / "orders.csv").write_bytes(b"4711,widget,3\n" * 100)  # 1400 bytes
@@ -244,3 +230,20 @@ def test_umount_refused_wait_for_the_lazy_writer_then_snapshot(lab: RefLab) -> N
     run_ok(lab.run, HOST, "iSMrc_flush -drv G:")  # a flush writes the rest
     files = snapshot_files(lab, "bv001")
     assert files.get("note.txt") == b"small\n" and "busy.log" in files
+
+
+def test_path_after_a_fault_unmounted_the_drive_is_an_error(lab: RefLab) -> None:
+    """A BV failure takes G: from the host (MOUNTVOL no longer lists it); ``snaplab path`` says so
+    instead of printing the folder that is left (before: the folder, exit 0). Last in the file: G:
+    stays unmounted."""
+    ok = lab.run("path", HOST, "G:")
+    assert ok.returncode == 0 and ok.stdout.strip().endswith("G"), ok.stderr
+    fault = ("-kind", "bv_failure", "-target", "bv001")
+    assert lab.run("exec", "manager", "--", "iSMcfg", "faultset", *fault).returncode == 0
+    try:
+        assert "G:\\" not in run_ok(lab.run, HOST, "MOUNTVOL").stdout
+        gone = lab.run("path", HOST, "G:")
+        assert gone.returncode == 1 and gone.stdout == "", gone.stdout
+        assert "nothing is mounted at G: on business01" in gone.stderr and "Traceback" not in gone.stderr
+    finally:
+        lab.run("exec", "manager", "--", "iSMcfg", "faultclear", *fault)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Callable
 import grpc
 
 from snaplab.common.errors import E, Message, SnapLabError
-from snaplab.common.message_log import WIDTH as FID_WIDTH
 from snaplab.common.message_log import function_id
 from snaplab.common.rpc import SnapLabClientError, call_error
 from snaplab.common.validation import shown
@@ -270,4 +269,4 @@ def _end_line(out: list[str]) -> str:
 def trace_line(host: str, command: str, classification: str, msg_id: str, text: str) -> str:
     """SPEC §8 message log layout: ``Mon Date hh:mm:ss host function-id classification command : iSMyyyyy : text``."""
     now = datetime.now()
-    return f"{now:%a %b %d %H:%M:%S} {host} {function_id(command):<{FID_WIDTH}} {classification} {command} : {msg_id} : {text}"
+    return f"{now:%a %b %d %H:%M:%S} {host} {function_id(command)} {classification} {command} : {msg_id} : {text}"

@@ -12,8 +12,6 @@ from datetime import datetime
 
 from snaplab.v1 import manager_pb2
 
-WIDTH = 8  # the longest id: the column stays aligned
-
 # (operation prefix, function id), first match wins; an operation is a command or an RPC name.
 _BY_PREFIX: tuple[tuple[str, str], ...] = (
     ("iSMsc_", "snapctl"),  # SnapControl: snapshot operations
@@ -60,4 +58,4 @@ def event_line(e: manager_pb2.Event) -> str:
         when = e.time
     op = e.operation or "-"
     fid = function_id(op)
-    return f"{e.seq:>6} {when} {e.source} {fid:<{WIDTH}} {e.classification} {op} : {e.msg_id or '-'} : {e.text}"
+    return f"{e.seq:>6} {when} {e.source} {fid} {e.classification} {op} : {e.msg_id or '-'} : {e.text}"
