@@ -71,6 +71,29 @@ def exec_command(
     return reply.stdout, reply.stderr, reply.exit_code
 
 
+def mounted_volume(lab_dir: str | os.PathLike, host: str, mount_point: str, timeout: float = 30.0) -> str | None:
+    """The volume mounted at ``mount_point`` on ``host`` now ("" none), or None when its agent does
+    not answer."""
+    path = socket_path(lab_dir, host)
+    if not os.path.exists(path):
+        return None
+    channel = grpc.insecure_channel(f"unix:{path}")
+    try:
+        reply = agent_pb2_grpc.AgentStub(channel).Status(
+            agent_pb2.StatusRequest(mount_point=mount_point), timeout=timeout
+        )
+    except grpc.RpcError:
+        return None
+    finally:
+        channel.close()
+    return reply.mounted_volume
+
+
+def wants_stdin(name: str, args: list[str]) -> bool:
+    """Whether the command reads its standard input (a DISKPART script, FORMAT's answer)."""
+    return _wants_stdin(name, args)
+
+
 def _wants_stdin(name: str, args: list[str]) -> bool:
     low = [a.lower() for a in args]
     n = name.lower()

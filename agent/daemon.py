@@ -27,6 +27,7 @@ from snaplab.agent import boundary
 from snaplab.agent.checkpoint_calls import CheckpointCallsMixin
 from snaplab.agent.cluster import service as cluster_service
 from snaplab.agent.commands import base
+from snaplab.agent.fs.lazywriter import LazyWriter
 from snaplab.agent.host import Host
 
 from snaplab.common import daemon_runner
@@ -224,7 +225,12 @@ class AgentServicer(CheckpointCallsMixin, agent_pb2_grpc.AgentServicer):
         self, request: agent_pb2.StatusRequest, context: grpc.ServicerContext
     ) -> agent_pb2.StatusReply:
         try:
-            return agent_pb2.StatusReply(**self.host.status())
+            reply = agent_pb2.StatusReply(**self.host.status())
+            if request.mount_point:
+                with self.host.command(None):  # the disks as a command sees them
+                    v = self.host.volume_at(request.mount_point)
+                    reply.mounted_volume = v.name if v is not None and v.disk.ready else ""
+            return reply
         except Exception:
             log.exception("status failed")
             return agent_pb2.StatusReply(
@@ -286,6 +292,8 @@ def serve(cfg: Config, stop: threading.Event) -> int:
                 host.boot()
         except Exception:  # a start must not fail because one array is slow: the next command rescans
             log.exception("disk scan at start failed")
+        lazy = LazyWriter(host)  # caches reach their volumes behind the programs (agent/fs/lazywriter.py)
+        lazy.start()
         metrics = DaemonMetrics("agent")
         boundary.register(metrics, host)
         interceptors: list[grpc.ServerInterceptor] = [
@@ -324,6 +332,7 @@ def serve(cfg: Config, stop: threading.Event) -> int:
             server.stop(cfg.grace).wait()
             # no metrics.stop(): its shutdown waits out a 0.5 s poll; the process ends the thread
             cfg.socket.unlink(missing_ok=True)
+            lazy.stop()
             try:  # a server shutdown writes its file-system caches to the volumes, or keeps them
                 with host.command():
                     for u in host.flush_all():

@@ -28,6 +28,14 @@ class VolEntry:
     volume: str = ""  # \\?\Volume{GUID}\ of the partition, "" for the disk entry
     mount_points: list[str] = field(default_factory=list)  # "G:" or an NTFS folder "C:\mnt\bk\"
     definition: str = ""  # "control" for the array's CV
+    # The array's own name when the list was made, if it is not ``array`` (the name this host knew
+    # it by when it enrolled, which keys its disks): an array renamed since (iSMcfg arrayname).
+    array_name: str = ""
+
+    @property
+    def shown_array(self) -> str:
+        """The ``Disk Array Name`` the list shows."""
+        return self.array_name or self.array
 
     @property
     def special_file(self) -> str:

@@ -143,7 +143,36 @@ class ConfigMixin:
                     len(pool_sdv) == 1 and any(x.type == "SV" and x.pool == ld.pool for x in self.lds.values())
                 ):
                     raise SnapLabError(E.LD_IN_USE, name=ld.name)
+            self._remember_unbound(ld)
             self._drop_ld(ld)
+
+    # -- rebuilding (the guide's recovery: lvunbind + lvbind, generationdel + generationadd) -----
+    def _unbound(self) -> dict[str, dict]:
+        raw = dict(self.db.execute("SELECT key, value FROM meta").fetchall()).get("unbound")
+        return json.loads(raw) if raw else {}
+
+    def _remember_unbound(self, ld: LD) -> None:
+        """An SV or LV unbound is remembered by name: bound again for the same BV without a number
+        it gets its LD number back (if free), an LV its access control too, as the guide's rebuild
+        keeps them. Kept in the array's meta (a restart keeps it)."""
+        if ld.type not in ("SV", "LV") or ld.bv is None:
+            return
+        kept = self._unbound()
+        kept[ld.name] = {"number": ld.number, "bv": ld.bv, "type": ld.type,
+                         "access": sorted(self.access.get(ld.number, ()))}
+        self._set_meta("unbound", json.dumps(kept))
+
+    def _rebuilt(self, name: str, type_: str, bv: int, number: int | None) -> tuple[int | None, list[str]]:
+        """(LD number, access paths) a rebuilt SV or LV takes back: the remembered number when none
+        is given and it is free, and the remembered access; (``number``, []) for a new one."""
+        kept = self._unbound()
+        old = kept.pop(name, None)
+        if old is None or old["type"] != type_ or old["bv"] != bv:
+            return number, []
+        self._set_meta("unbound", json.dumps(kept))
+        if number is None and old["number"] not in self.lds:
+            number = old["number"]
+        return number, list(old["access"])
 
     def _drop_ld(self, ld: LD) -> None:
         q = self.db.execute
@@ -295,7 +324,7 @@ class ConfigMixin:
             for i in range(count):
                 seq += 1
                 name = names[i] if names else f"{bv.name}_SV{seq:02d}"
-                num = numbers[i] if numbers else None
+                num, _ = self._rebuilt(name, "SV", bv.number, numbers[i] if numbers else None)
                 sv = self._new_ld(num, name, "SV", bv.format, bv.capacity, p, bv=bv.number, seq=seq)
                 g = Gen(sv.number)
                 self.gens[sv.number] = g
@@ -320,6 +349,7 @@ class ConfigMixin:
             if count == len(svs) and self._lvs_of(bv.number):
                 raise SnapLabError(E.LD_IN_USE, name=bv.name)
             for sv in victims:
+                self._remember_unbound(sv)
                 self._drop_ld(sv)
             if count == len(svs):
                 bv.type = "IV"
@@ -337,9 +367,13 @@ class ConfigMixin:
                 raise SnapLabError(E.SV_POOL_KIND, name=p.name)
             if p.number != sv_pool:
                 raise SnapLabError(E.LV_POOL_MISMATCH, name=name)
+            number, access = self._rebuilt(name, "LV", bv.number, number)
             lv = self._new_ld(number, name, "LV", bv.format, bv.capacity, p, bv=bv.number)
             lv.signature = os.urandom(4)
             self._save_ld(lv)
+            for path in access:  # its access control as it was (checked when it was assigned)
+                self.db.execute("INSERT OR IGNORE INTO access VALUES (?,?)", [path, lv.number])
+                self.access.setdefault(lv.number, set()).add(path)
             return lv
 
     # ---------------------------------------------------------------- licences (A4)

@@ -590,11 +590,29 @@ def cmd_exec(args: argparse.Namespace) -> int:
     _require_host(lab, args.host)
     from snaplab.agent.cli import exec_command  # as deploy.setup_commands.run_command: the agent's client
 
-    out, err, code = exec_command(lab.folder, args.host, argv, stdin=sys.stdin.read() if args.stdin else "")
+    stdin = sys.stdin.read() if _reads_stdin(args, argv) else ""
+    out, err, code = exec_command(lab.folder, args.host, argv, stdin=stdin)
     sys.stdout.write(out)
     sys.stdout.flush()
     sys.stderr.write(err)
     return code
+
+
+def _reads_stdin(args: argparse.Namespace, argv: list[str]) -> bool:
+    """``-i``, or a command that reads its input (a DISKPART script, FORMAT's answer) when that input
+    is not a terminal (``echo list disk | snaplab exec HOST -- DISKPART``), as the console scripts do;
+    a terminal is never read without ``-i`` (it would wait)."""
+    if args.stdin:
+        return True
+    from snaplab.agent.cli import wants_stdin
+
+    name = argv[0].replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".exe").removesuffix(".EXE")
+    if not wants_stdin(name, argv[1:]):
+        return False
+    try:
+        return not sys.stdin.isatty()
+    except (AttributeError, ValueError):  # no standard input at all
+        return False
 
 
 def _exec_manager(lab: LabFolder, argv: list[str]) -> int:
@@ -605,8 +623,9 @@ def _exec_manager(lab: LabFolder, argv: list[str]) -> int:
     if argv[0] in MANAGER_SHELLS:
         return manager_shell(lab.folder, argv)
     from snaplab.manager.console import run_console  # imported here: lab commands need no console code
+    from snaplab.manager.console.commands import write_now
 
-    out, err, code = run_console(argv, lab.folder)
+    out, err, code = run_console(argv, lab.folder, write=write_now)
     sys.stdout.write(out)
     sys.stdout.flush()
     sys.stderr.write(err)
@@ -643,11 +662,15 @@ def cmd_path(args: argparse.Namespace) -> int:
 def mount_path(lab: LabFolder, host: str, mountpoint: str) -> str:
     """The folder on this machine that holds the files of ``mountpoint`` on ``host`` (the agent's
     layout, ``snaplab.agent.host.mount_path``); an error when nothing is mounted there now."""
+    from snaplab.agent.cli import mounted_volume
     from snaplab.agent.host import mount_path as agent_mount_path
 
     path = Path(agent_mount_path(lab.folder, host, mountpoint))
     if not path.is_dir():
         raise LabError(f"nothing is mounted at {mountpoint} on {host} (no folder {path})")
+    # The folder outlives a mount a fault took (a failed BV, a lost link): the host's own view decides.
+    if mounted_volume(lab.folder, host, mountpoint) == "":
+        raise LabError(f"nothing is mounted at {mountpoint} on {host} now (its disk failed or it was unmounted)")
     return str(path)
 
 

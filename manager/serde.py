@@ -169,8 +169,11 @@ def op_text(op: ControlOp) -> str:
     return " ".join(parts)
 
 
-def describe_control(request: manager_pb2.ControlRequest, rpc: str = "Route") -> tuple[str, str]:
-    """(command name, argument text) of a ControlRequest for the event log (``rpc`` names one without an op)."""
+def describe_control(
+    request: manager_pb2.ControlRequest, rpc: str = "Route", array: str = ""
+) -> tuple[str, str]:
+    """(command name, argument text) of a ControlRequest for the event log (``rpc`` names one without an op;
+    ``array``: the array it went to, when the request left it to the manager)."""
     field = request.WhichOneof("op")
     if field is None:
         return rpc, f"via {request.via or '-'}"
@@ -188,7 +191,7 @@ def describe_control(request: manager_pb2.ControlRequest, rpc: str = "Route") ->
         flags.append(f"-lvacc {m.mode or 'rw'}")
     if field == "group":
         flags += group_flags(m)
-    where = f"{request.array}:" if request.array else ""
+    where = f"{array or request.array}:" if array or request.array else ""
     text = " ".join(x for x in (op_text(op), *flags) if x)
     return op.command, f"{text} via {where}{request.via or '-'}"
 

@@ -115,6 +115,8 @@ def _retrieved(task: asyncio.Future[object]) -> None:
 
 # Routed operations that change nothing: cancelled with their caller (see ManagerServicer._logged).
 _CANCELLABLE_OPS = ("query", "linkinfo", "wait")
+# A host's probe of one of its routes (ControlRequest.probe) that finds the LD elsewhere: not logged.
+PROBE_MISSES = frozenset((E.NOT_FOUND.msg_id, E.ARRAY_UNKNOWN.msg_id, E.CV_RULE.msg_id))
 
 
 class _EventSignal:
@@ -194,11 +196,12 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
         self,
         source: str,
         operation: str,
-        detail: str,
+        detail: str | Callable[[], str],
         body: Callable[[], Awaitable[T]],
         done: Callable[[T], tuple[str, str, str]],
         *,
         finish: bool = True,
+        quiet: frozenset[str] = frozenset(),
     ) -> T:
         """Run one operation and log it: ``done(result)`` gives (classification, msg_id, text) of a
         success; a refusal is logged as ERROR with its own iSM id and text, then raised.
@@ -206,10 +209,12 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
         ``finish``: an operation that changes something runs to its end and is logged even if its
         caller goes away meanwhile (the caller's call is cancelled, not the operation). Without it
         (look-ups, waits) the caller going away cancels the operation, and the array call it waits
-        on, and nothing is logged."""
+        on, and nothing is logged. ``detail`` may be a function, read when the event is written
+        (it names the array the operation went to, known only once routed). ``quiet``: iSM ids of refusals that are not logged (a host's
+        probe of one of its routes)."""
         if not finish:
-            return await self._run_logged(source, operation, detail, body, done)
-        task = asyncio.ensure_future(self._run_logged(source, operation, detail, body, done))
+            return await self._run_logged(source, operation, detail, body, done, quiet)
+        task = asyncio.ensure_future(self._run_logged(source, operation, detail, body, done, quiet))
         task.add_done_callback(_retrieved)
         return await asyncio.shield(task)
 
@@ -217,18 +222,26 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
         self,
         source: str,
         operation: str,
-        detail: str,
+        detail: str | Callable[[], str],
         body: Callable[[], Awaitable[T]],
         done: Callable[[T], tuple[str, str, str]],
+        quiet: frozenset[str] = frozenset(),
     ) -> T:
-        suffix = f" [{detail}]" if detail else ""
+        def suffix_now() -> str:
+            text = detail() if callable(detail) else detail
+            return f" [{text}]" if text else ""
+
         try:
             result = await body()
         except SnapLabError as exc:
-            self._event(source, "ERROR", operation, exc.msg_id, exc.text + suffix)
+            suffix = suffix_now()
+            if exc.msg_id not in quiet:
+                self._event(source, "ERROR", operation, exc.msg_id, exc.text + suffix)
             raise
         except SnapLabClientError as exc:
-            self._event(source, "ERROR", operation, exc.msg_id or "", exc.text + suffix)
+            suffix = suffix_now()
+            if (exc.msg_id or "") not in quiet:
+                self._event(source, "ERROR", operation, exc.msg_id or "", exc.text + suffix)
             raise
         except Exception as exc:
             self._event(
@@ -236,11 +249,11 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
                 "ERROR",
                 operation,
                 E.INTERNAL.msg_id,
-                E.INTERNAL.text.format(detail=type(exc).__name__) + suffix,
+                E.INTERNAL.text.format(detail=type(exc).__name__) + suffix_now(),
             )
             raise
         classification, msg_id, text = done(result)
-        self._event(source, classification, operation, msg_id, text + suffix)
+        self._event(source, classification, operation, msg_id, text + suffix_now())
         return result
 
     async def _register(self, link: ArrayLink, definition: HostDefinition) -> None:
@@ -267,8 +280,13 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
             wanted = CALL_TIMEOUT
         return await link.call(method, request, _rpc_timeout(context, wanted))
 
-    def _after_op(self, link: ArrayLink, op: routing.ControlOp, reply: object) -> None:
-        if op.kind in ("create", "delete", "restore") and op.bv:
+    async def _after_op(self, link: ArrayLink, op: routing.ControlOp, request: object, reply: object) -> None:
+        """What the manager's own operation changed goes into the observer's baseline (observe.py)."""
+        if isinstance(reply, array_pb2.Generation) and op.kind == "create" and op.bv:
+            self.observer.ours(link.key, op.bv, reply.sv, reply.create_time)
+        elif isinstance(reply, array_pb2.DeleteReply) and op.bv and reply.deleted_sv:
+            self.observer.ours(link.key, op.bv, reply.deleted_sv, None)
+        elif op.kind == "restore" and op.bv and getattr(request, "derivsv", "") == "delete":
             self.observer.forget(link.key, op.bv)
         if isinstance(reply, array_pb2.GroupReply):  # a consistency group's operation (issue 14)
             if op.group_op in ("create", "delete", "restore"):
@@ -277,9 +295,24 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
             if op.group_op in ("link", "unlink"):
                 link.invalidate()
         if isinstance(reply, array_pb2.QueryReply):
-            self.observer.query_seen(link.key, reply)
+            await self._query_seen(link, reply)
         if op.kind in ("link", "unlink"):
             link.invalidate()
+
+    async def _query_seen(self, link: ArrayLink, reply: array_pb2.QueryReply) -> None:
+        """Report generations gone from a BV since the manager last looked. The array's own events
+        are copied first (a fresh Describe), so one it logged itself is not logged twice."""
+        gone = self.observer.query_seen(link.key, reply)
+        if not gone:
+            return
+        link.invalidate()
+        try:
+            state = await link.describe()
+        except (SnapLabError, SnapLabClientError):
+            pass
+        else:
+            self.observer.array_events_seen(link.key, state.events)
+        self.observer.report_gone(link.key, reply.bv, gone)
 
     @staticmethod
     def _sc_done(operation: str) -> Callable[[object], tuple[str, str, str]]:
@@ -293,6 +326,20 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
             return "INFO", msg.msg_id if msg else "", msg.text if msg else f"{operation} done."
 
         return done
+
+    @staticmethod
+    def _with_array(
+        request: manager_pb2.ControlRequest, detail: str, routed: list[ArrayLink]
+    ) -> Callable[[], str]:
+        """The event's detail naming the array the operation went to (every event about an array
+        names it), once known; before that, what the request said."""
+
+        def text() -> str:
+            if not routed or request.array or request.WhichOneof("op") is None:
+                return detail
+            return _safe_text(serde.describe_control, request, "Route", routed[0].last_name, default=("", detail))[1]
+
+        return text
 
     # -- B2: enrolment -------------------------------------------------------------------------
     async def Enrol(
@@ -378,11 +425,13 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
     ) -> manager_pb2.ControlReply:
         ident = current_identity(context)
         operation, detail = _safe_text(serde.describe_control, request, default=("Route", ""))
+        routed: list[ArrayLink] = []
 
         async def body() -> manager_pb2.ControlReply:
             host = routing.check_caller(ident, self.state.host(ident.name))
             op, method, array_request = serde.control_op(request)
             link = await self.arrays.get(request.array, via=request.via)
+            routed.append(link)
             view = await link.view()
             definition = next((d for d in self.state.definitions(host.name) if d.array == link.key), None)
             if ident.name not in view.host_paths and definition is not None:
@@ -425,12 +474,19 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
                 self.on_route_refused(exc.msg_id)
                 raise
             reply = answered[0] if answered else await self._forward(link, method, array_request, context)
-            self._after_op(link, op, reply)
+            await self._after_op(link, op, array_request, reply)
             return serde.control_reply(reply)
 
         finish = request.WhichOneof("op") not in _CANCELLABLE_OPS
+        quiet = PROBE_MISSES if request.probe else frozenset()
         return await self._logged(
-            ident.name, operation, detail, body, self._sc_done(operation), finish=finish
+            ident.name,
+            operation,
+            self._with_array(request, detail, routed),
+            body,
+            self._sc_done(operation),
+            finish=finish,
+            quiet=quiet,
         )
 
     # -- B4: snapshot operations of the management server itself ---------------------------------
@@ -440,17 +496,25 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
         ident = current_identity(context)
         operation, detail = _safe_text(serde.describe_control, request, default=("Route", ""))
 
+        routed: list[ArrayLink] = []
+
         async def body() -> manager_pb2.ControlReply:
             _require(ident, ADMIN_ROLE, "operate snapshots from the management server")
             op, method, array_request = serde.control_op(request)
             link = await self.arrays.get(request.array, via=request.via or op.acts_on)
+            routed.append(link)
             reply = await self._forward(link, method, array_request, context)
-            self._after_op(link, op, reply)
+            await self._after_op(link, op, array_request, reply)
             return serde.control_reply(reply)
 
         finish = request.WhichOneof("op") not in _CANCELLABLE_OPS
         return await self._logged(
-            ident.name, operation, detail, body, self._sc_done(operation), finish=finish
+            ident.name,
+            operation,
+            self._with_array(request, detail, routed),
+            body,
+            self._sc_done(operation),
+            finish=finish,
         )
 
     # -- B1: configuration ---------------------------------------------------------------------
@@ -460,6 +524,7 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
         ident = current_identity(context)
         detail = _safe_text(serde.config_text, request.request, default="")
         configured: list[ArrayLink] = []
+        done: list[bool] = []
 
         async def body() -> array_pb2.ConfigReply:
             _require(ident, ADMIN_ROLE, "configure disk arrays")
@@ -489,12 +554,18 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
                 )
             if request.request.WhichOneof("op") in ("add_generations", "delete_generations"):
                 self.observer.forget(link.key, getattr(request.request, request.request.WhichOneof("op")).bv)
+            done.append(True)
             return reply
+
+        def where() -> str:  # a refusal names the array too (a success names it in its text)
+            if configured and not done:
+                return f"{configured[0].last_name}: {detail}"
+            return detail
 
         return await self._logged(
             ident.name,
             "Configure",
-            detail,
+            where,
             body,
             lambda _r: (
                 "INFO",
@@ -543,7 +614,7 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
                         reply = await link.call("Query", array_pb2.QueryRequest(bv=ld.name))
                     except (SnapLabError, SnapLabClientError):
                         continue  # unbound since Describe, or the array went away: leave it out
-                    self.observer.query_seen(link.key, reply)
+                    await self._query_seen(link, reply)
                     snapshots.append(reply)
         except TimeoutError:
             if state is None:
@@ -614,12 +685,17 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
         self, request: manager_pb2.ManagedFault, context: grpc.aio.ServicerContext, *, inject: bool
     ) -> array_pb2.ArrayState:
         ident = current_identity(context)
-        detail = f"{request.array or '-'}: {request.fault.kind}:{request.fault.target}"
         operation = "InjectFault" if inject else "ClearFault"
+        resolved: list[ArrayLink] = []
+
+        def detail() -> str:  # the array's name even when the request left it to the manager
+            name = resolved[0].last_name if resolved else request.array or "-"
+            return f"{name}: {request.fault.kind}:{request.fault.target}"
 
         async def body() -> array_pb2.ArrayState:
             _require(ident, ADMIN_ROLE, "set or clear faults")
             link = await self.arrays.get(request.array)
+            resolved.append(link)
             try:
                 state = await link.call(operation, request.fault)
             finally:
@@ -633,7 +709,7 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
             operation,
             "",
             body,
-            lambda _s: ("WARNING" if inject else "NOTICE", msg.msg_id, msg.text.format(detail=detail)),
+            lambda _s: ("WARNING" if inject else "NOTICE", msg.msg_id, msg.text.format(detail=detail())),
         )
 
 

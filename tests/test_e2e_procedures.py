@@ -663,9 +663,9 @@ class TestOperateTheReferenceLab:
         now = live(query(lab))
         assert len(now) == len(first) + 2 and now[2:] == first  # two new generations, the older ones kept
         events = "\n".join(lab.manager("iSMview", "-event"))
-        assert "business01 iSMsc INFO iSMsc_svguard : iSM19014" in events
-        assert "backup01 iSMsc INFO iSMsc_svguard : iSM19014" in events
-        assert "backup01 iSMsc INFO iSMsc_link : iSM20020" in events
+        assert "business01 snapctl INFO iSMsc_svguard : iSM19014" in events
+        assert "backup01 snapctl INFO iSMsc_svguard : iSM19014" in events
+        assert "backup01 snapctl INFO iSMsc_link : iSM20020" in events
 
     @pytest.mark.timeout(240)
     def test_p4_restore_after_logical_failure(self, guide_lab: Lab) -> None:
@@ -729,7 +729,7 @@ class TestOperateTheReferenceLab:
             "link": "unlink",
             "lv": "-",
         }
-        assert "business01 iSMsc INFO iSMsc_restore : iSM19012" in "\n".join(lab.manager("iSMview", "-event"))
+        assert "business01 snapctl INFO iSMsc_restore : iSM19012" in "\n".join(lab.manager("iSMview", "-event"))
         lab.stop_program(business)
 
     @pytest.mark.timeout(300)

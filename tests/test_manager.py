@@ -520,7 +520,7 @@ def test_events_log_every_operation_and_watch_streams_them_live(lab: Lab) -> Non
         ("business01", "INFO", "iSMsc_query", "iSM19015"),
         ("business01", "ERROR", "iSMsc_unlink", "iSM31062"),
     ]
-    assert "via bv001" in events[1].text and events[1].time.count("/") == 2
+    assert f"via {ARRAY}:bv001" in events[1].text and events[1].time.count("/") == 2
     # The lab's configuration and enrolments are there too, with their sources.
     seen_ops = {(e.source, e.operation, e.msg_id) for e in lab.admin.events(limit=10_000)}
     assert {
@@ -590,8 +590,63 @@ def test_monitor_notices_snapshots_the_array_deleted(lab: Lab) -> None:
     assert mon.arrays[0].monitoring == "running" and mon.arrays[0].resource_state == "ready"
     events = lab.admin.events(after_seq=start)
     assert [e.operation for e in events][:2] == ["InjectFault", "ClearFault"]
+    # The array's own event says it (iSM31281); the manager does not say it again (iSM31074).
+    gone = [e for e in events if e.msg_id in ("iSM31074", "iSM31281")]
+    assert len(gone) == 1 and "bv002" in gone[0].text and gone[0].msg_id == "iSM31281"
+
+
+def _deletion_events(events: list, sv: str) -> list:
+    return [e for e in events if e.msg_id in ("iSM31074", "iSM31281") and sv in e.text]
+
+
+@pytest.mark.parametrize("op_before", [False, True], ids=["after-monitor", "after-create"])
+def test_an_sra_full_deletion_is_logged_exactly_once(lab: Lab, op_before: bool) -> None:
+    """SRA full (A6) deletes a generation: one event says so (the array's iSM31281), whether the
+    manager last looked at the BV or last created a snapshot on it. Before the fix: twice after a
+    look (the array's event and the manager's own iSM31074)."""
+    biz = lab.business01
+    with ArrayClient(lab.array.target, ClientTLS.from_folder(lab.lab_dir / "pki", "business01")) as disk:
+        biz.route("bv002", create=apb.CreateRequest(bv="bv002", cyclic=True))
+        disk.write("bv002", 0, b"\x01" * 65536)
+        if op_before:
+            lab.admin.monitor()  # the baseline, then the manager's own operation on the BV
+        sv = biz.route("bv002", create=apb.CreateRequest(bv="bv002", cyclic=True)).generation.sv
+        if not op_before:
+            lab.admin.monitor()
+        start = lab.admin.events()[-1].seq
+        lab.admin.inject_fault("sra_full", "Pool2")
+        try:
+            disk.write("bv002", 0, b"\x02" * 65536)  # needs the SRA: the generation goes
+        finally:
+            lab.admin.clear_fault("sra_full", "Pool2")
+    biz.route("bv002", query=apb.QueryRequest(bv="bv002"))  # a routed look sees it gone first
+    lab.admin.monitor(ARRAY)
+    lab.admin.monitor(ARRAY)  # a second look adds nothing
+    events = lab.admin.events(after_seq=start)
+    gone = _deletion_events(events, sv)
+    assert len(gone) == 1, [(e.msg_id, e.text) for e in events]
+    assert "bv002" in gone[0].text and ARRAY in gone[0].text
+
+
+def test_a_deletion_at_the_array_just_before_a_manager_operation_is_logged(lab: Lab) -> None:
+    """A generation deleted at the array itself (not through the manager), then a snapshot created
+    through the manager on the same BV: the deletion is still noticed, once. Before the fix the
+    manager's create dropped its baseline of the BV (forget()) and the deletion was never logged."""
+    biz = lab.business01
+    for _ in range(2):  # both SVs of bv001 hold a generation
+        biz.route("bv001", create=apb.CreateRequest(bv="bv001", cyclic=True))
+    lab.admin.monitor(ARRAY)  # the baseline
+    q = biz.route("bv001", query=apb.QueryRequest(bv="bv001")).query
+    newest, oldest = [g.sv for g in q.generations if g.state == "snap/active"]
+    with ArrayClient(lab.array.target, ClientTLS.from_folder(lab.lab_dir / "pki", "admin")) as direct:
+        direct.delete("bv001", newest)
+    start = lab.admin.events()[-1].seq
+    biz.route("bv001", create=apb.CreateRequest(bv="bv001", sv=_sv(oldest)))  # refreshes the other SV
+    lab.admin.monitor(ARRAY)
+    lab.admin.monitor(ARRAY)
+    events = lab.admin.events(after_seq=start)
     gone = [e for e in events if e.msg_id == "iSM31074"]
-    assert len(gone) == 1 and "bv002" in gone[0].text and gone[0].classification == "NOTICE"
+    assert len(gone) == 1 and newest in gone[0].text, [(e.msg_id, e.text) for e in events]
 
 
 def test_daemon_survives_bad_requests(lab: Lab) -> None:
@@ -901,3 +956,32 @@ def test_definitions_keep_the_configured_cluster_also_in_a_state_from_before(tmp
     w.beat("DBCLUSTER", "business01")
     now[0] += 2.5
     assert w.age("DBCLUSTER", "business01") == 2.5
+
+
+def _ld(lab: Lab, name: str) -> apb.Ld:
+    """The LD as the array shows it now (not the manager's description, which may be seconds old)."""
+    with ArrayClient(lab.array.target, ClientTLS.from_folder(lab.lab_dir / "pki", "admin")) as direct:
+        return next(x for x in direct.describe().lds if x.name == name)
+
+
+def test_rebuilt_lv_keeps_its_access_and_rebuilt_svs_their_numbers(lab: Lab) -> None:
+    """The guide's recovery rebuilds an LV (lvunbind + lvbind) and SVs (generationdel +
+    generationadd) under their names: each comes back with its LD number, the LV with its access
+    control (before: the lowest free number, and no access)."""
+    lab.cfg("lvbind", "-bvname", "bv001", "-lvn", "0200h", "-lvname", "lv_rb")
+    lab.cfg("accessadd", "-ldname", "lv_rb", "-wwn", WWN["backup01"])
+    before = _ld(lab, "lv_rb")
+    assert before.number == "0200h" and before.access
+    lab.cfg("lvunbind", "-ldname", "lv_rb")
+    lab.cfg("lvbind", "-bvname", "bv001", "-lvname", "lv_rb")
+    after = _ld(lab, "lv_rb")
+    assert (after.number, list(after.access)) == (before.number, list(before.access))
+
+    with ArrayClient(lab.array.target, ClientTLS.from_folder(lab.lab_dir / "pki", "admin")) as direct:
+        direct.add_generations("bv001", 1, 1, sv_names=["sv001_rb"], numbers=[0x210])
+    assert _ld(lab, "sv001_rb").number == "0210h"
+    lab.cfg("generationdel", "-bvname", "bv001", "-count", "1")
+    lab.cfg("generationadd", "-bvname", "bv001", "-poolnumber", "1", "-svname", "sv001_rb")
+    assert _ld(lab, "sv001_rb").number == "0210h"
+    lab.cfg("generationdel", "-bvname", "bv001", "-count", "1")
+    lab.cfg("lvunbind", "-ldname", "lv_rb")

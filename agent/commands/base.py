@@ -9,6 +9,7 @@ line and exit status 1. Nothing a command raises ever reaches the user as a trac
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import grpc
 
 from snaplab.common.errors import E, Message, SnapLabError
+from snaplab.common.message_log import function_id
 from snaplab.common.rpc import SnapLabClientError, call_error
 from snaplab.common.validation import shown
 from snaplab.v1 import manager_pb2
@@ -143,6 +145,7 @@ class Ctx:
     stdin: str = ""
     out: list[str] = field(default_factory=list)
     err: list[str] = field(default_factory=list)
+    traced: bool = False  # a message of the command's end went to the trace (its Info line)
 
     # -- output ------------------------------------------------------------------------------------
     def print(self, line: str = "") -> None:
@@ -156,17 +159,20 @@ class Ctx:
         text = message.text.format(**fields) if fields else message.text
         self.print(f"{self.name}:Info: {message.msg_id}: {text}")
         self.host.trace(self.name, "INFO", message.msg_id, text)
+        self.traced = True
 
     def warning(self, message: Message, **fields: object) -> None:
         """A warning line ``<command>:Warning: iSMnnnnn: <text>`` (stderr), also written to the trace."""
         text = message.text.format(**fields) if fields else message.text
         self.eprint(f"{self.name}:Warning: {message.msg_id}: {text}")
         self.host.trace(self.name, "WARNING", message.msg_id, text)
+        self.traced = True
 
     def notice(self, message: Message, **fields: object) -> None:
         text = message.text.format(**fields) if fields else message.text
         self.print(f"{self.name}:Notice: {message.msg_id}: {text}")
         self.host.trace(self.name, "NOTICE", message.msg_id, text)
+        self.traced = True
 
     # -- options -------------------------------------------------------------------------------
     def options(self, with_value: tuple[str, ...] = (), flags: tuple[str, ...] = (),
@@ -201,9 +207,10 @@ class Ctx:
 
     # -- control I/O ---------------------------------------------------------------------------
     def route(self, op: str, request: Any, *, via: str, array: str = "",
-              timeout: float | None = 60.0) -> manager_pb2.ControlReply:
-        """Send one control operation through the manager (B3), issued through LD ``via``."""
-        req = manager_pb2.ControlRequest(array=array, via=via, **{op: request})
+              timeout: float | None = 60.0, probe: bool = False) -> manager_pb2.ControlReply:
+        """Send one control operation through the manager (B3), issued through LD ``via``
+        (``probe``: another route follows if this array lacks the LD)."""
+        req = manager_pb2.ControlRequest(array=array, via=via, probe=probe, **{op: request})
         try:
             return self.host.manager.Route(req, timeout=timeout)
         except grpc.RpcError as exc:
@@ -220,19 +227,46 @@ def run(host: Host, argv: list[str], stdin: str = "") -> tuple[str, str, int]:
     if fn is None:
         return "", f"'{name}' is not recognized as an internal or external command.\n", 9009
     host.trace(name, "INFO", "", "start " + " ".join(argv[1:]))
+    started, clock = datetime.now(), time.monotonic()
+    error = ""
     try:
         code = fn(ctx) or 0
+        if not ctx.traced:  # iSMrc_*, MOUNTVOL, DISKPART print no Info line: the trace ends them
+            if code == 0:
+                host.trace(name, "INFO", "", _end_line(ctx.out))
+            else:
+                host.trace(name, "ERROR", "", f"abnormal end (exit {code})")
     except Exception as exc:  # every refusal becomes one iSM error line
         if not isinstance(exc, (CommandError, SnapLabError, SnapLabClientError, grpc.RpcError)):
             log.exception("command %s failed", name)
         err = CommandError.of(exc)
         ctx.eprint(f"{name}:Error: {err.msg_id}: {err.text}")
         host.trace(name, "ERROR", err.msg_id, err.text)
-        code = 1
+        code, error = 1, err.msg_id
+    record = getattr(host, "record_operation", None)  # a test's stand-in host may keep no trace
+    if record is not None:
+        record(
+            {
+                "time": started.isoformat(timespec="milliseconds"),
+                "command": name,
+                "argv": list(argv[1:]),
+                "cwd": str(getattr(host, "cwd", "")),
+                "exit": code,
+                "ms": round((time.monotonic() - clock) * 1000, 1),
+                "error": error,
+            }
+        )
     return "".join(line + "\n" for line in ctx.out), "".join(line + "\n" for line in ctx.err), code
+
+
+def _end_line(out: list[str]) -> str:
+    """The trace's end of a command without an Info line: its own ``… Normal End <time>`` line when it
+    prints one (iSMrc_flush, iSMrc_umount, iSMrc_mount), else ``normal end`` (MOUNTVOL, DISKPART)."""
+    ends = [" ".join(line.split()) for line in out if "Normal End" in line]
+    return ends[-1] if ends else "normal end"
 
 
 def trace_line(host: str, command: str, classification: str, msg_id: str, text: str) -> str:
     """SPEC §8 message log layout: ``Mon Date hh:mm:ss host function-id classification command : iSMyyyyy : text``."""
     now = datetime.now()
-    return f"{now:%a %b %d %H:%M:%S} {host} {command[:5]} {classification} {command} : {msg_id} : {text}"
+    return f"{now:%a %b %d %H:%M:%S} {host} {function_id(command)} {classification} {command} : {msg_id} : {text}"

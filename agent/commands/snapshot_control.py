@@ -28,6 +28,8 @@ ACCESS_MODES = ("rw", "ro", "nr", "na")
 MONITOR_TIMEOUT = 30.0
 
 _ROUTE_ERRORS = (CommandError, SnapLabError, SnapLabClientError, grpc.RpcError)
+# What a route of several says when its array does not have the LD: the next route is tried.
+PROBE_MISSES = (E.NOT_FOUND.msg_id, E.ARRAY_UNKNOWN.msg_id, E.CV_RULE.msg_id)
 
 
 def usage(detail: str) -> CommandError:
@@ -174,14 +176,10 @@ def route(
     routes = vol.routes
     for i, (array, via) in enumerate(routes):
         try:
-            reply = ctx.route(op, request, via=via, array=array, timeout=timeout)
+            reply = ctx.route(op, request, via=via, array=array, timeout=timeout, probe=i + 1 < len(routes))
         except _ROUTE_ERRORS as exc:
             err = CommandError.of(exc)
-            if i + 1 < len(routes) and err.msg_id in (
-                E.NOT_FOUND.msg_id,
-                E.ARRAY_UNKNOWN.msg_id,
-                E.CV_RULE.msg_id,
-            ):
+            if i + 1 < len(routes) and err.msg_id in PROBE_MISSES:
                 continue
             raise err from None
         vol.routes = [(array, via)]  # later operations of this command go the same way

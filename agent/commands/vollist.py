@@ -35,14 +35,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
+from collections import deque
 from datetime import datetime
 
+import grpc
 from snaplab.agent.commands.base import CommandError, Ctx, caller_path, command
 from snaplab.agent.host import Disk, Host, now_text
 from snaplab.agent.vollist import VolEntry, VolumeList, normalise_mount_point, normalise_volume_name
 
 from snaplab.common.errors import E, Message
+from snaplab.common.message_log import event_line
+from snaplab.v1 import manager_pb2
 
 CV_CANDIDATE_TYPES = ("IV", "MV")
 COLUMNS = (
@@ -64,6 +69,7 @@ def vollist_info(ctx: Ctx, message: Message, **fields: object) -> None:
     text = message.text.format(**fields) if fields else message.text
     ctx.print(f"{ctx.name}: Info:      {message.msg_id}: {text}")
     ctx.host.trace(ctx.name, "INFO", message.msg_id, text)
+    ctx.traced = True
 
 
 def row(values: list[str]) -> str:
@@ -102,11 +108,15 @@ def build(host: Host) -> VolumeList:
         array, err = next(iter(host.unreachable.items()))
         raise CommandError.of(err, array=array)
     cvs = _control_volumes(host, disks)
+    names = {a: _array_name(host, a) for a in {d.array for d in disks}}
     entries: list[VolEntry] = []
     for d in disks:
         control = "control" if cvs.get(d.array) is d else ""
         entries.append(
-            VolEntry(d.array, d.ld_number, d.ld_name, d.ld_type, d.format, d.number, definition=control)
+            VolEntry(
+                d.array, d.ld_number, d.ld_name, d.ld_type, d.format, d.number, definition=control,
+                array_name=names[d.array],
+            )
         )
         if d.ready:
             for v in d.volumes:
@@ -121,9 +131,20 @@ def build(host: Host) -> VolumeList:
                         partition=v.number,
                         volume=v.name,
                         mount_points=list(v.mount_points),
+                        array_name=names[d.array],
                     )
                 )
     return VolumeList(host.name, now_text(), entries)
+
+
+def _array_name(host: Host, array: str) -> str:
+    """The array's own name now, as it shows itself to this host ("" when it is still ``array``,
+    or does not say): an array renamed since this host enrolled (iSMcfg arrayname)."""
+    try:
+        name = host.array(array).describe().name
+    except Exception:  # noqa: BLE001 - the list is made from what the host sees; the name is extra
+        return ""
+    return name if name and name != array else ""
 
 
 def differences(old: VolumeList | None, new: VolumeList) -> list[list[str]]:
@@ -171,6 +192,7 @@ def differences(old: VolumeList | None, new: VolumeList) -> list[list[str]]:
             )
         elif a is not None and b is not None:
             pairs = [
+                ("array name", a.shown_array, b.shown_array),
                 ("LD name", a.ld_name, b.ld_name),
                 ("type", a.ld_type, b.ld_type),
                 ("format", a.format, b.format),
@@ -211,7 +233,7 @@ def list_lines(vl: VolumeList) -> list[str]:
         lines.append(
             row(
                 [
-                    e.array,
+                    e.shown_array,
                     e.ld_number,
                     e.ld_name,
                     e.ld_type or "-",
@@ -299,6 +321,44 @@ def _cv_definition(ctx: Ctx, action: str, ld: str) -> int:
     return 0
 
 
+GATHER_LOG_BYTES = 1 << 20  # the end of the agent's own log that iSMvolgather takes
+GATHER_EVENTS = 2000  # the last events of the manager's log it takes
+EVENT_PAGE = 500
+
+
+def _own_log() -> str:
+    """The end of what this agent logs: its standard error when that is a file (a lab's
+    ``run/<host>.log``); else a line saying where it went (a terminal, the journal)."""
+    try:
+        target = os.readlink("/proc/self/fd/2")
+        size = os.fstat(2).st_size
+        if not os.path.isfile(target):
+            return f"(the agent logs to {target})\n"
+        with open(target, "rb") as f:
+            f.seek(max(0, size - GATHER_LOG_BYTES))
+            return f.read(GATHER_LOG_BYTES).decode("utf-8", errors="replace")
+    except OSError as exc:
+        return f"(the agent's log cannot be read: {exc.strerror or exc})\n"
+
+
+def _event_log(host: Host) -> str:
+    """The last events of the management server's log this host may read, as ``iSMview -event``
+    prints them; the iSM error line when the manager does not answer."""
+    last: deque[manager_pb2.Event] = deque(maxlen=GATHER_EVENTS)
+    after = 0
+    try:
+        while True:
+            page = host.manager.Events(manager_pb2.EventsRequest(after_seq=after, limit=EVENT_PAGE), timeout=30)
+            last.extend(page.events)
+            if len(page.events) < EVENT_PAGE:
+                break
+            after = page.events[-1].seq
+    except grpc.RpcError as exc:
+        err = CommandError.of(exc, manager=host.manager_target)
+        return f"{err.msg_id}: {err.text}\n"
+    return "".join(event_line(e) + "\n" for e in last)
+
+
 @command("iSMvolgather")
 def ismvolgather(ctx: Ctx) -> int:
     opts = ctx.options(with_value=("-d",))
@@ -326,6 +386,11 @@ def ismvolgather(ctx: Ctx) -> int:
             z.writestr("vollist_a.txt", views.getvalue())
             z.writestr("mountvol_l.txt", "\n".join(mountvol_lines(host)) + "\n")
             z.writestr("disks.txt", "\n".join(disk_lines(host)) + "\n")
+            z.writestr("agent.log", _own_log())
+            z.writestr("events.txt", _event_log(host))
+            for f in (host.operations_path.with_name(host.operations_path.name + ".1"), host.operations_path):
+                if f.is_file():
+                    z.write(f, f"log/{f.name}")
             z.writestr(
                 "status.json",
                 json.dumps(

@@ -40,6 +40,7 @@ from snaplab.agent.fs.archive import (
     PAGE,
     Damaged,
     NotFormatted,
+    digest,
     entry_kind,
     file_hash,
     parents,
@@ -48,10 +49,17 @@ from snaplab.agent.fs.archive import (
     safe_name,
     serial_of,
     unpack,
-    digest,
     volume_form,
 )
-from snaplab.agent.fs.flush import FlushStats, PageFile, complete, flush_volume, unflushed_entries
+from snaplab.agent.fs.flush import (
+    FlushStats,
+    PageFile,
+    _plan,
+    complete,
+    flush_volume,
+    unflushed_entries,
+    walk,
+)
 from snaplab.agent.fs.session import Rec, Session, open_db
 
 from snaplab.common.errors import E
@@ -286,6 +294,40 @@ class FileSystemCache:
         stats = flush_volume(volume, s, self.debug)
         self.flushed_bytes += stats.bytes  # the agent's metrics (flush bytes of this host)
         return stats
+
+    def ripe_sessions(self, keep: Callable[[str, os.stat_result], bool]) -> list[tuple[str, str, int]]:
+        """The mounted volumes whose cache holds something ``keep`` lets the lazy writer write
+        (reads only local files)."""
+        out = []
+        for key, s in list(self.sessions.items()):
+            if not s.root.is_dir():
+                continue
+            plan = _plan(s, walk(s.root))
+            if plan.gone or any(kind == "meta" or keep(name, st) for kind, name, st, _ in plan.ops):
+                out.append(key)
+        return out
+
+    def lazy_write(self, keep: Callable[[str, os.stat_result], bool]) -> int:
+        """The lazy writer's flush (lazywriter.py), the caller holding the host: the ripe entries
+        of every mounted volume whose disk is Ready; a volume that cannot be written is left as it is."""
+        keys = set(self.ripe_sessions(keep))
+        if not keys:
+            return 0
+        written = 0
+        for v in self.host.volumes():
+            s = self.sessions.get(v.key)
+            if v.key not in keys or s is None or v.local or not v.disk.ready:
+                continue
+            try:
+                stats = flush_volume(v, s, self.debug, keep)
+            except CommandError as exc:
+                log.warning("lazy writer: %s not written: %s: %s", v.name, exc.msg_id, exc.text)
+                continue
+            self.flushed_bytes += stats.bytes
+            written += 1
+            if stats.pages:
+                log.info("lazy writer: %s: %d pages", v.name, stats.pages)
+        return written
 
     def settle(self, volume: Volume) -> None:
         """Bring the volume to a state that reads whole (CHKDSK): a committed flush of this host's

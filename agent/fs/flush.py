@@ -27,11 +27,13 @@ import sqlite3
 import stat
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from snaplab.agent.commands.base import CommandError
+from snaplab.agent.fs import journal
 from snaplab.agent.fs.archive import (
     DIGEST,
     FILES_DDL,
@@ -43,7 +45,6 @@ from snaplab.agent.fs.archive import (
     pack,
     volume_form,
 )
-from snaplab.agent.fs import journal
 from snaplab.agent.fs.session import Base, Rec, Session, open_db
 from snaplab.agent.fs.writeback import STOP_HOOK, NoRoom, finish, write_changes
 
@@ -333,9 +334,26 @@ class PageFile:
         return frozenset(journal.free_leaves(self.read, self.read(1), self.pages)[1])
 
 
-def flush_volume(volume: Volume, s: Session, debug: Path) -> FlushStats:
+def hold_back(plan: Plan, keep: Callable[[str, os.stat_result], bool]) -> None:
+    """Leave out of ``plan`` the new and changed entries ``keep`` refuses (the lazy writer's young
+    and small files): the volume keeps what it holds of them (their records stay), a later flush
+    writes them. Deletions and folders are not held back."""
+    ops = []
+    for op in plan.ops:
+        kind, name, st, rec = op
+        if kind == "meta" or keep(name, st):
+            ops.append(op)
+        elif rec is not None:
+            plan.unchanged[name] = rec
+    plan.ops = ops
+
+
+def flush_volume(
+    volume: Volume, s: Session, debug: Path, keep: Callable[[str, os.stat_result], bool] | None = None
+) -> FlushStats:
     """Write what changed in the mount folder of a mounted volume to it (module docstring); ``debug`` is
-    the folder of the hooks. iSM13639 when the mount folder is gone, iSM13630 when the volume is full."""
+    the folder of the hooks. iSM13639 when the mount folder is gone, iSM13630 when the volume is full.
+    ``keep``: only the entries it accepts (the lazy writer, lazywriter.py); None: everything."""
     if not s.root.is_dir():  # the mount folder itself was removed: not a volume any more
         log.warning("flush of %s: its folder %s is gone", volume.name, s.root)
         raise CommandError(E.PATH_NOT_NORMAL)
@@ -345,6 +363,8 @@ def flush_volume(volume: Volume, s: Session, debug: Path) -> FlushStats:
     t0 = time.time_ns()
     tree = walk(s.root)
     plan = _plan(s, tree)
+    if keep is not None:
+        hold_back(plan, keep)
     undo: dict[int, bytes] = {}
     with PageFile(s.db) as f:
         before_pages, before_free = f.pages, f.free()

@@ -1,4 +1,5 @@
-"""The host's option settings (``etc/iSMrpl.ini``) and its command trace (``etc/iSM_Log<yyyymmdd>.txt``).
+"""The host's option settings (``etc/iSMrpl.ini``), its command trace (``etc/iSM_Log<yyyymmdd>.txt``)
+and its operation trace (``log/operations.jsonl``: one JSON line per command run; iSMvolgather).
 
 Settings, ``etc/iSMrpl.ini`` (read at each use; ON/OFF, YES/NO, 1/0)::
 
@@ -10,7 +11,9 @@ Settings, ``etc/iSMrpl.ini`` (read at each use; ON/OFF, YES/NO, 1/0)::
 from __future__ import annotations
 
 import configparser
+import json
 import logging
+import os
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +21,8 @@ from pathlib import Path
 from snaplab.agent.commands.base import trace_line
 
 log = logging.getLogger("snaplab.agent.host")
+
+OPERATIONS_KEPT = 1 << 20  # bytes of the operation trace before it rolls over to operations.jsonl.1
 
 DEFAULT_INI = """\
 ; SnapControl option settings of this server (SnapLab). Values: ON or OFF.
@@ -60,6 +65,21 @@ class Settings:
             return False
         return default
 
+    def lazy_write_delay(self) -> float:
+        """[LAZYWRITER] DELAY: seconds before the lazy writer writes a file (agent/fs/lazywriter.py;
+        0 off). A value that is not a number is the default, with a warning."""
+        from snaplab.agent.fs.lazywriter import DEFAULT_DELAY
+
+        raw = self.setting("LAZYWRITER", "DELAY", "")
+        if not raw:
+            return DEFAULT_DELAY
+        try:
+            value = float(raw)
+        except ValueError:
+            log.warning("iSMrpl.ini [LAZYWRITER] DELAY %r is not a number of seconds", raw)
+            return DEFAULT_DELAY
+        return max(0.0, value)
+
     def layout_options(self) -> tuple[bool, bool]:
         """(allow_multi_partition, allow_gpt) from iSMrpl.ini [SNAPSHOT] MULTI_PARTITION / GPT."""
         return self.flag("SNAPSHOT", "MULTI_PARTITION"), self.flag("SNAPSHOT", "GPT")
@@ -75,3 +95,21 @@ class Settings:
                 f.write(line + "\n")
         except OSError as exc:
             log.warning("command trace not written: %s", exc)
+
+    @property
+    def operations_path(self) -> Path:
+        return self.etc.parent / "log" / "operations.jsonl"
+
+    def record_operation(self, record: dict) -> None:
+        """Append one command's record (time, argv, exit status, duration, error id) to the
+        operation trace; never fails the command. The trace rolls over at ``OPERATIONS_KEPT``."""
+        path = self.operations_path
+        try:
+            with self._trace_lock:
+                path.parent.mkdir(exist_ok=True)
+                if path.exists() and path.stat().st_size > OPERATIONS_KEPT:
+                    os.replace(path, path.with_name(path.name + ".1"))
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        except OSError as exc:
+            log.warning("operation trace not written: %s", exc)

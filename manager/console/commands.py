@@ -20,8 +20,8 @@ from .options import DEFAULT_LAB, TIMEOUT, Usage
 from .replication import COMMANDS as REPLICATION_COMMANDS
 from .replication import rc_usage
 from .snapshot import COMMANDS as SNAPSHOT_COMMANDS
-from .snapshot import sc_usage
-from .view import run_view, view_usage
+from .snapshot import sc_restore, sc_usage
+from .view import follow_events, follows, run_view, view_usage
 from .xml_view import run_query, set_output, xml_document, xml_wanted
 
 # -- entry points ----------------------------------------------------------------------------------
@@ -67,8 +67,17 @@ def _client(lab_dir: Path, target: str | None) -> ManagerClient:
     return ManagerClient(target or manager_target(lab_dir), tls, timeout=TIMEOUT)
 
 
-def run_console(argv: list[str], lab_dir: str | Path, *, target: str | None = None) -> tuple[str, str, int]:
-    """Run one console command line (``argv[0]`` is ``iSMcfg`` or ``iSMview``); returns (stdout, stderr, status)."""
+def run_console(
+    argv: list[str],
+    lab_dir: str | Path,
+    *,
+    target: str | None = None,
+    write: Callable[[str], None] | None = None,
+) -> tuple[str, str, int]:
+    """Run one console command line (``argv[0]`` is ``iSMcfg`` or ``iSMview``); returns (stdout, stderr, status).
+
+    ``write``: where a command that writes as it goes (``iSMview -event -follow``) writes; without
+    it such a command is refused."""
     name = argv[0].replace("\\", "/").rsplit("/", 1)[-1] if argv else ""
     if name.lower().endswith(".exe"):
         name = name[:-4]
@@ -88,6 +97,14 @@ def run_console(argv: list[str], lab_dir: str | Path, *, target: str | None = No
         if name.lower() == "ismview" and args[:1] == ["-all"] and len(args) <= 2 and xml_wanted(lab):
             reply = client.monitor(args[1] if len(args) == 2 else "")
             return xml_document(reply, "iSMview", " ".join(args[1:]) + " ") + "\n", "", 0
+        if name.lower() == "ismsc_restore" and write is not None:  # its progress as it goes
+            lines = sc_restore(client, args, progress=write)
+            return "".join(line + "\n" for line in lines), "", 0
+        if name.lower() == "ismview" and follows(args):
+            if write is None:
+                raise Usage("-follow writes as events come: run it as a command of its own")
+            follow_events(client, args, write)
+            return "", "", 0
         lines = run(client, args)
         return "".join(line + "\n" for line in lines), "", 0
     except Usage as exc:
@@ -116,11 +133,20 @@ def run_console(argv: list[str], lab_dir: str | Path, *, target: str | None = No
             client.close()
 
 
+def write_now(text: str) -> None:
+    """Write to stdout at once (a follower's reader sees each line as it is logged)."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
 def _main(command: str) -> int:
     lab = os.environ.get("SNAPLAB_LAB") or DEFAULT_LAB
-    out, err, code = run_console(
-        [command, *sys.argv[1:]], lab, target=os.environ.get("SNAPLAB_MANAGER") or None
-    )
+    try:
+        out, err, code = run_console(
+            [command, *sys.argv[1:]], lab, target=os.environ.get("SNAPLAB_MANAGER") or None, write=write_now
+        )
+    except KeyboardInterrupt:  # Ctrl-C before the command got going: no traceback
+        return 130
     sys.stdout.write(out)
     sys.stderr.write(err)
     return code

@@ -10,6 +10,8 @@ belong to hosts.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from snaplab.common import snapshot_layouts as layouts
@@ -21,6 +23,7 @@ from ..messages import SC_DONE
 from .options import Usage, parse_options
 
 SV_FLAGS = ("ld", "relgen", "ld.relgen")
+PROGRESS_STEP = 0.5  # seconds a restore's progress waits between looks
 NO_SPECIAL: dict[str, str] = {}
 WAIT_TIMEOUT = 600.0
 
@@ -76,7 +79,11 @@ def sc_delete(client: ManagerClient, args: list[str]) -> list[str]:
     return lines + (layouts.generation_block(gen, NO_SPECIAL) if gen is not None else [])
 
 
-def sc_restore(client: ManagerClient, args: list[str]) -> list[str]:
+def sc_restore(
+    client: ManagerClient, args: list[str], progress: Callable[[str], None] | None = None
+) -> list[str]:
+    """``iSMsc_restore``; without ``-nowait`` it waits for the copy, showing its progress: written
+    at once to ``progress`` (a console that streams), else as lines before the result."""
     o = parse_options(args, ("-bv", "-bvflg", "-sv", "-svflg", "-derivsv"), ("-nowait",))
     bv, sv = _bv(o), _sv(o)
     if sv is None:
@@ -85,11 +92,49 @@ def sc_restore(client: ManagerClient, args: list[str]) -> list[str]:
     if derivsv not in ("keep", "delete"):
         raise Usage("-derivsv: give keep or delete")
     gen = client.snapshot(restore=apb.RestoreRequest(bv=bv, sv=sv, derivsv=derivsv), via=bv).generation
+    lines: list[str] = []
     if "-nowait" not in o:
-        wait = apb.WaitRequest(bv=bv, sv=apb.SvRef(sv=gen.sv, svflg="ld"), cond="active",
-                               timeout_seconds=WAIT_TIMEOUT)
-        gen = client.snapshot(wait=wait, via=bv, timeout=WAIT_TIMEOUT + 30).generation
-    return [_done("iSMsc_restore"), *layouts.generation_block(gen, NO_SPECIAL)]
+        show = progress or lines.append
+        gen = _follow_restore(client, bv, gen, lambda line: show(line if progress is None else line + "\n"))
+    return [*lines, _done("iSMsc_restore"), *layouts.generation_block(gen, NO_SPECIAL)]
+
+
+def progress_line(gen: apb.Generation) -> str:
+    """``Restore Progress : 42% (105/250 blocks)``: how much of the copy the array has done."""
+    total = max(gen.restore_total, 0)
+    done = min(max(gen.restore_done, 0), total) if total else 0
+    pct = 100 if total == 0 or gen.state != layouts.STATE_RESTORING else done * 100 // total
+    return f"Restore Progress : {pct}% ({done if pct < 100 else total}/{total} blocks)"
+
+
+def _follow_restore(
+    client: ManagerClient, bv: str, gen: apb.Generation, show: Callable[[str], None]
+) -> apb.Generation:
+    """Wait for the restore to end (the array copies at its rate), showing its progress each time
+    the figure moves, 100% last. It looks through state monitoring, which the event log does not
+    record, so a long restore leaves one event, not one per look."""
+    deadline = time.monotonic() + WAIT_TIMEOUT
+    last = ""
+    while True:
+        line = progress_line(gen)
+        if line != last:
+            show(line)
+            last = line
+        if gen.state != layouts.STATE_RESTORING:
+            return gen
+        if time.monotonic() >= deadline:
+            raise SnapLabError(E.WAIT_TIMEOUT, name=gen.sv)
+        time.sleep(PROGRESS_STEP)
+        gen = _monitored(client, bv, gen)
+
+
+def _monitored(client: ManagerClient, bv: str, gen: apb.Generation) -> apb.Generation:
+    """The generation as state monitoring shows it now (the one before if the BV is not shown)."""
+    for a in client.monitor().arrays:
+        for q in a.snapshots:
+            if q.bv == bv:
+                return next((g for g in q.generations if g.sv == gen.sv), gen)
+    return gen
 
 
 def sc_query(client: ManagerClient, args: list[str]) -> list[str]:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime
+from collections import deque
+from collections.abc import Callable, Iterator
 
+from snaplab.common.errors import E, SnapLabError
 from snaplab.common.ismview import array_detail, disk_array_list, host_list, snapshot_list
+from snaplab.common.message_log import event_line
 from snaplab.v1 import manager_pb2 as mpb
 
 from ..client import ManagerClient
 from .options import Usage, parse_number, parse_options
 
 EVENT_PAGE = 500  # events per Events call of iSMview -event
+FOLLOW_BACKLOG = 10  # events -follow shows first without -after (tail -f shows the last 10 lines)
 
 
 def view_usage() -> str:
@@ -20,18 +23,9 @@ def view_usage() -> str:
         "       iSMview -all ARRAY              array properties, ports, pools, LDs, access, licences, faults\n"
         "       iSMview -snap [ARRAY]           snapshot list of every BV\n"
         "       iSMview -host                   servers registered to the management server\n"
-        "       iSMview -event [-after N] [-limit N]   event log\n"
+        "       iSMview -event [-after N] [-limit N]   event log (each line starts with its number)\n"
+        "       iSMview -event [-after N] -follow       event log, then live events until Ctrl-C\n"
     )
-
-
-def event_line(e: mpb.Event) -> str:
-    """SPEC §8 message-log layout: ``Mon Date hh:mm:ss host function-id classification command : iSMyyyyy : text``."""
-    try:
-        when = datetime.strptime(e.time, "%Y/%m/%d %H:%M:%S").strftime("%a %b %d %H:%M:%S")
-    except ValueError:
-        when = e.time
-    op = e.operation or "-"
-    return f"{when} {e.source} {op[:5]} {e.classification} {op} : {e.msg_id or '-'} : {e.text}"
 
 
 def event_pages(client: ManagerClient, after: int, limit: int) -> Iterator[mpb.Event]:
@@ -72,8 +66,36 @@ def run_view(client: ManagerClient, args: list[str]) -> list[str]:
         parse_options(rest)
         return host_list(client.monitor())
     if mode == "-event":
+        if any(a.lower() == "-follow" for a in rest):
+            raise Usage("-follow writes as events come: run it as a command of its own")
         o = parse_options(rest, ("-after", "-limit"))
         after = parse_number(o["-after"], "-after") if "-after" in o else 0
         limit = parse_number(o["-limit"], "-limit") if "-limit" in o else 0
         return [event_line(e) for e in event_pages(client, after, limit)]
     raise Usage(f"unknown option {args[0]}")
+
+
+def follows(args: list[str]) -> bool:
+    """``iSMview -event … -follow``: the one console command that writes as it goes."""
+    return bool(args) and args[0].lower() == "-event" and any(a.lower() == "-follow" for a in args[1:])
+
+
+def follow_events(client: ManagerClient, args: list[str], write: Callable[[str], None]) -> None:
+    """``iSMview -event [-after N] -follow``: the events after N (default: the last 10, as ``tail``
+    does), then each new one as it is logged (one ``Watch`` stream), until Ctrl-C or the manager
+    goes away (then its iSM error)."""
+    o = parse_options(args[1:], ("-after",), ("-follow",))
+    if "-after" in o:
+        after = parse_number(o["-after"], "-after")
+    else:
+        last = deque(event_pages(client, 0, 0), maxlen=FOLLOW_BACKLOG)
+        after = last[0].seq - 1 if last else 0
+    stream = client.watch(after)
+    try:
+        for e in stream:
+            write(event_line(e) + "\n")
+    except KeyboardInterrupt:
+        return
+    finally:
+        stream.cancel()
+    raise SnapLabError(E.MANAGER_UNREACHABLE, name=client.target)

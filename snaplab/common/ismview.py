@@ -234,14 +234,17 @@ def snapshot_list(a: mpb.ArrayMonitor) -> list[str]:
 
 
 def host_list(reply: mpb.MonitorReply) -> list[str]:
-    lines = [
-        "--- Server List ---",
-        f"{'Server Name':<24} {'Role':<9} {'Platform':<9} {'Cluster':<16} {'Enrolled':<19} WWN / Port",
-    ]
+    """``iSMview -host``: one row per server; each column as wide as its longest value (a name may
+    have 32 characters, a cluster and its role more), so the columns always line up."""
+    head = ("Server Name", "Role", "Platform", "Cluster", "Enrolled", "WWN / Port")
+    rows = []
     for h in reply.hosts:
         cluster = f"{h.cluster}({h.cluster_role})" if h.cluster else "-"
         paths = [*(f"WWN {w}" for w in h.wwns), *(f"PORT {p}" for p in h.ports)]
-        lines.append(
-            f"{h.name:<24} {h.role:<9} {h.platform:<9} {cluster:<16} {h.enrolled:<19} {', '.join(paths) or '-'}"
-        )
-    return lines
+        rows.append((h.name, h.role, h.platform, cluster, h.enrolled or "-", ", ".join(paths) or "-"))
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+
+    def line(values: tuple[str, ...]) -> str:
+        return " ".join(v.ljust(w) for v, w in zip(values[:-1], widths)) + " " + values[-1]
+
+    return ["--- Server List ---", line(head), *(line(r) for r in rows)]

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from snaplab.v1 import checkpoint_pb2 as snaplab_dot_v1_dot_checkpoint__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16snaplab/v1/agent.proto\x12\nsnaplab.v1\x1a\x1bsnaplab/v1/checkpoint.proto\"A\n\x0e\x43ommandRequest\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12\r\n\x05stdin\x18\x02 \x01(\t\x12\x12\n\ncaller_pid\x18\x03 \x01(\x05\"A\n\x0c\x43ommandReply\x12\x0e\n\x06stdout\x18\x01 \x01(\t\x12\x0e\n\x06stderr\x18\x02 \x01(\t\x12\x11\n\texit_code\x18\x03 \x01(\x05\"\x0f\n\rStatusRequest\"K\n\x0bStatusReply\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x10\n\x08\x65nrolled\x18\x03 \x01(\x08\x12\x0e\n\x06mounts\x18\x04 \x03(\t2\xf2\x02\n\x05\x41gent\x12;\n\x03Run\x12\x1a.snaplab.v1.CommandRequest\x1a\x18.snaplab.v1.CommandReply\x12<\n\x06Status\x12\x19.snaplab.v1.StatusRequest\x1a\x17.snaplab.v1.StatusReply\x12L\n\x0e\x43heckpointTake\x12\x1d.snaplab.v1.CheckpointRequest\x1a\x1b.snaplab.v1.CheckpointReply\x12P\n\x12\x43heckpointRollback\x12\x1d.snaplab.v1.CheckpointRequest\x1a\x1b.snaplab.v1.CheckpointReply\x12N\n\x10\x43heckpointDelete\x12\x1d.snaplab.v1.CheckpointRequest\x1a\x1b.snaplab.v1.CheckpointReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16snaplab/v1/agent.proto\x12\nsnaplab.v1\x1a\x1bsnaplab/v1/checkpoint.proto\"A\n\x0e\x43ommandRequest\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12\r\n\x05stdin\x18\x02 \x01(\t\x12\x12\n\ncaller_pid\x18\x03 \x01(\x05\"A\n\x0c\x43ommandReply\x12\x0e\n\x06stdout\x18\x01 \x01(\t\x12\x0e\n\x06stderr\x18\x02 \x01(\t\x12\x11\n\texit_code\x18\x03 \x01(\x05\"$\n\rStatusRequest\x12\x13\n\x0bmount_point\x18\x46 \x01(\t\"c\n\x0bStatusReply\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x10\n\x08\x65nrolled\x18\x03 \x01(\x08\x12\x0e\n\x06mounts\x18\x04 \x03(\t\x12\x16\n\x0emounted_volume\x18\x46 \x01(\t2\xf2\x02\n\x05\x41gent\x12;\n\x03Run\x12\x1a.snaplab.v1.CommandRequest\x1a\x18.snaplab.v1.CommandReply\x12<\n\x06Status\x12\x19.snaplab.v1.StatusRequest\x1a\x17.snaplab.v1.StatusReply\x12L\n\x0e\x43heckpointTake\x12\x1d.snaplab.v1.CheckpointRequest\x1a\x1b.snaplab.v1.CheckpointReply\x12P\n\x12\x43heckpointRollback\x12\x1d.snaplab.v1.CheckpointRequest\x1a\x1b.snaplab.v1.CheckpointReply\x12N\n\x10\x43heckpointDelete\x12\x1d.snaplab.v1.CheckpointRequest\x1a\x1b.snaplab.v1.CheckpointReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,9 +37,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMMANDREPLY']._serialized_start=134
   _globals['_COMMANDREPLY']._serialized_end=199
   _globals['_STATUSREQUEST']._serialized_start=201
-  _globals['_STATUSREQUEST']._serialized_end=216
-  _globals['_STATUSREPLY']._serialized_start=218
-  _globals['_STATUSREPLY']._serialized_end=293
-  _globals['_AGENT']._serialized_start=296
-  _globals['_AGENT']._serialized_end=666
+  _globals['_STATUSREQUEST']._serialized_end=237
+  _globals['_STATUSREPLY']._serialized_start=239
+  _globals['_STATUSREPLY']._serialized_end=338
+  _globals['_AGENT']._serialized_start=341
+  _globals['_AGENT']._serialized_end=711
 # @@protoc_insertion_point(module_scope)

@@ -28,17 +28,21 @@ class CommandReply(_message.Message):
     def __init__(self, stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("mount_point",)
+    MOUNT_POINT_FIELD_NUMBER: _ClassVar[int]
+    mount_point: str
+    def __init__(self, mount_point: _Optional[str] = ...) -> None: ...
 
 class StatusReply(_message.Message):
-    __slots__ = ("host", "role", "enrolled", "mounts")
+    __slots__ = ("host", "role", "enrolled", "mounts", "mounted_volume")
     HOST_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     ENROLLED_FIELD_NUMBER: _ClassVar[int]
     MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    MOUNTED_VOLUME_FIELD_NUMBER: _ClassVar[int]
     host: str
     role: str
     enrolled: bool
     mounts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, host: _Optional[str] = ..., role: _Optional[str] = ..., enrolled: _Optional[bool] = ..., mounts: _Optional[_Iterable[str]] = ...) -> None: ...
+    mounted_volume: str
+    def __init__(self, host: _Optional[str] = ..., role: _Optional[str] = ..., enrolled: _Optional[bool] = ..., mounts: _Optional[_Iterable[str]] = ..., mounted_volume: _Optional[str] = ...) -> None: ...

@@ -93,7 +93,7 @@ class EnrolReply(_message.Message):
     def __init__(self, arrays: _Optional[_Iterable[_Union[ArrayEndpoint, _Mapping]]] = ...) -> None: ...
 
 class ControlRequest(_message.Message):
-    __slots__ = ("array", "via", "create", "delete", "restore", "wait", "guard", "link", "unlink", "query", "linkinfo", "group")
+    __slots__ = ("array", "via", "create", "delete", "restore", "wait", "guard", "link", "unlink", "query", "linkinfo", "group", "probe")
     ARRAY_FIELD_NUMBER: _ClassVar[int]
     VIA_FIELD_NUMBER: _ClassVar[int]
     CREATE_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +106,7 @@ class ControlRequest(_message.Message):
     QUERY_FIELD_NUMBER: _ClassVar[int]
     LINKINFO_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
+    PROBE_FIELD_NUMBER: _ClassVar[int]
     array: str
     via: str
     create: _array_pb2.CreateRequest
@@ -118,7 +119,8 @@ class ControlRequest(_message.Message):
     query: _array_pb2.QueryRequest
     linkinfo: _array_pb2.VolumeRef
     group: _array_pb2.GroupRequest
-    def __init__(self, array: _Optional[str] = ..., via: _Optional[str] = ..., create: _Optional[_Union[_array_pb2.CreateRequest, _Mapping]] = ..., delete: _Optional[_Union[_array_pb2.DeleteRequest, _Mapping]] = ..., restore: _Optional[_Union[_array_pb2.RestoreRequest, _Mapping]] = ..., wait: _Optional[_Union[_array_pb2.WaitRequest, _Mapping]] = ..., guard: _Optional[_Union[_array_pb2.GuardRequest, _Mapping]] = ..., link: _Optional[_Union[_array_pb2.LinkRequest, _Mapping]] = ..., unlink: _Optional[_Union[_array_pb2.UnlinkRequest, _Mapping]] = ..., query: _Optional[_Union[_array_pb2.QueryRequest, _Mapping]] = ..., linkinfo: _Optional[_Union[_array_pb2.VolumeRef, _Mapping]] = ..., group: _Optional[_Union[_array_pb2.GroupRequest, _Mapping]] = ...) -> None: ...
+    probe: bool
+    def __init__(self, array: _Optional[str] = ..., via: _Optional[str] = ..., create: _Optional[_Union[_array_pb2.CreateRequest, _Mapping]] = ..., delete: _Optional[_Union[_array_pb2.DeleteRequest, _Mapping]] = ..., restore: _Optional[_Union[_array_pb2.RestoreRequest, _Mapping]] = ..., wait: _Optional[_Union[_array_pb2.WaitRequest, _Mapping]] = ..., guard: _Optional[_Union[_array_pb2.GuardRequest, _Mapping]] = ..., link: _Optional[_Union[_array_pb2.LinkRequest, _Mapping]] = ..., unlink: _Optional[_Union[_array_pb2.UnlinkRequest, _Mapping]] = ..., query: _Optional[_Union[_array_pb2.QueryRequest, _Mapping]] = ..., linkinfo: _Optional[_Union[_array_pb2.VolumeRef, _Mapping]] = ..., group: _Optional[_Union[_array_pb2.GroupRequest, _Mapping]] = ..., probe: _Optional[bool] = ...) -> None: ...
 
 class ControlReply(_message.Message):
     __slots__ = ("generation", "deleted", "linkinfo", "query", "group")
