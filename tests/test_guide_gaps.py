@@ -154,18 +154,19 @@ def test_volgather_has_the_agents_log_the_event_log_and_an_operation_trace(lab: 
     assert query["argv"] == ["-bv", "bv001", "-bvflg", "ld"] and query["exit"] == 0 and query["ms"] >= 0
 
 
+LV_VOLUME = "\\\\?\\Volume{37d84cca-2507-11d5-a0f7-00004c714491}\\"  # lv001's volume (the lab pins it)
 UMOUNT_REFUSED = "iSMrc_umount:Error: iSM13609: Access of specified disk was refused."
 CREATED_SV = "iSMsc_create:Info: iSM19010: iSMsc_create has normally terminated."
 
 
-def snapshot_files(lab: RefLab, sv: str) -> dict[str, bytes]:
+def snapshot_files(lab: RefLab, sv: str, array: str = ARRAY) -> dict[str, bytes]:
     """The files of partition 1 of ``sv`` as the array holds them (``snaplab export``, read as admin)."""
     import sqlite3
     import zlib
 
     image = lab.root / f"{sv}.db"
     image.unlink(missing_ok=True)
-    ran = lab.run("export", ARRAY, sv, "1", str(image))
+    ran = lab.run("export", array, sv, "1", str(image))
     assert ran.returncode == 0, ran.stderr
     conn = sqlite3.connect(f"file:{image}?mode=ro", uri=True)
     try:
@@ -175,18 +176,33 @@ def snapshot_files(lab: RefLab, sv: str) -> dict[str, bytes]:
     return {n: (d if d is None or len(d) == sz else zlib.decompress(d)) or b"" for n, sz, d in rows}
 
 
-def test_umount_refused_wait_for_the_lazy_writer_then_snapshot(lab: RefLab) -> None:
+@pytest.fixture()
+def reference_lab(tmp_path: Path) -> Iterator[RefLab]:
+    """The reference lab: business01 with G: on bv001, backup01 with lv001 (the guide's examples)."""
+    run = LabRun(tmp_path)
+    try:
+        up = run("lab", "up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield RefLab(run)
+    finally:
+        run.teardown()
+
+
+@pytest.mark.timeout(240)
+def test_umount_refused_wait_for_the_lazy_writer_then_snapshot(reference_lab: RefLab) -> None:
     """The guide's fallback when the BV cannot be unmounted (2.3.4 as the issue numbers it; the
     guide's "iSMrc_umount ends abnormally", BV case), verbatim: step 1, stop the applications and
     run iSMrc_umount again (a program that cannot be stopped still holds G:: refused, iSM13609);
     step 2, wait 60 s, then create the snapshot: only files under 600 bytes and files being written
-    may be missing from it. The lazy writer's delay is the host's setting (iSMrpl.ini [LAZYWRITER]
+    may be missing from it; the snapshot is then read through the LV as the guide says: link, mount,
+    CHKDSK /F. The lazy writer's delay is the host's setting (iSMrpl.ini [LAZYWRITER]
     DELAY), 1 s here, so the wait is a few seconds; before the lazy writer nothing unflushed ever
     reached the volume and the snapshot held none of the files."""
     import subprocess
     import threading
     import time
 
+    lab = reference_lab
     ini = lab.folder / "hosts" / HOST / "etc" / "iSMrpl.ini"
     ini.write_text(ini.read_text() + "\n[LAZYWRITER]\nDELAY = 1\n")
     where = lab.run("path", HOST, "G:")
@@ -215,20 +231,32 @@ def test_umount_refused_wait_for_the_lazy_writer_then_snapshot(lab: RefLab) -> N
         writer.start()
         # step 2: wait 60 seconds (the host's lazy-writer delay is 1 s: three of them), then create
         time.sleep(3 * 1 + 1)
-        ran = run_ok(lab.run, HOST, "iSMsc_create -bv bv001 -bvflg ld -sv sv001_1 -svflg ld")
+        ran = run_ok(lab.run, HOST, "iSMsc_create -bv bv001 -bvflg ld -sv sv001_01 -svflg ld")
         assert ran.lines[0] == CREATED_SV
     finally:
         busy_stop.set()
         writer.join(5)
         holder.kill()
         holder.wait(10)
-    files = snapshot_files(lab, "sv001_1")
+    # the guide: a snapshot made without unmounting, accessed through the LV: link, mount, CHKDSK /F
+    for line in (
+        "iSMsc_link -lv lv001 -lvflg ld -sv sv001_01 -svflg ld",
+        f"iSMrc_mount -mvol {LV_VOLUME} -drv H:",
+        "CHKDSK H: /F",
+    ):
+        ran = lab.cmd("backup01", line)
+        assert ran.code == 0, str(ran)
+    h = Path(lab.run("path", "backup01", "H:").stdout.strip())
+    files = {str(f.relative_to(h)): f.read_bytes() for f in h.rglob("*") if f.is_file()}
     assert files.get("report.txt") == b"quarterly figures\n" * 200, sorted(files)
     assert files.get("data/orders.csv") == b"4711,widget,3\n" * 100, sorted(files)
     assert "note.txt" not in files  # under 600 bytes: may be missing, and here is
     assert "busy.log" not in files  # being written: may be missing, and here is
+    for line in (f"iSMrc_umount -mvol {LV_VOLUME}", "iSMsc_unlink -lv lv001 -lvflg ld"):
+        ran = lab.cmd("backup01", line)
+        assert ran.code == 0, str(ran)
     run_ok(lab.run, HOST, "iSMrc_flush -drv G:")  # a flush writes the rest
-    files = snapshot_files(lab, "bv001")
+    files = snapshot_files(lab, "bv001", RefLab.ARRAY)
     assert files.get("note.txt") == b"small\n" and "busy.log" in files
 
 
