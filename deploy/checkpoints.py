@@ -186,7 +186,11 @@ def _call(lab: LabFolder, part: _Part, method: str, name: str) -> Any:
         stub = (array_pb2_grpc.ArrayStub if part.kind == "array" else manager_pb2_grpc.ManagerStub)(channel)
     try:
         with client_errors():
-            return getattr(stub, method)(checkpoint_pb2.CheckpointRequest(name=name), timeout=CALL_TIMEOUT)
+            # wait_for_ready: a connection or TLS handshake that fails once on a loaded machine is
+            # dialled again within the timeout (nothing was sent yet, so nothing is done twice)
+            return getattr(stub, method)(
+                checkpoint_pb2.CheckpointRequest(name=name), timeout=CALL_TIMEOUT, wait_for_ready=True
+            )
     finally:
         channel.close()
 

@@ -399,9 +399,16 @@ def assert_not_ready(lab: procedures.Lab) -> None:
 def restore_san(lab: procedures.Lab, ports: tuple[str, str]) -> None:
     back = lab.run("link", "up", "backup01", "--san", ports[0], "--san", ports[1])
     assert back.returncode == 0 and back.stdout == f"backup01: SAN {ports[0]}, SAN {ports[1]} restored\n"
-    deadline = time.monotonic() + 10
-    while "lv001" not in lab.cmd("backup01", "iSMrc_scan").stdout and time.monotonic() < deadline:
-        time.sleep(0.3)  # the agent's channel redials within a second (rpc_client.RECONNECT_OPTIONS)
+    # The agent's channel redials within a second (rpc_client.RECONNECT_OPTIONS), later on a loaded
+    # machine: until then the array's disks are listed but Not Ready, so wait for one to be Online.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        lab.cmd("backup01", "iSMrc_scan")
+        states = procedures.disks(lab, "backup01")
+        if any(state != "Not Ready" for disk, state in states.items() if disk != "disk0"):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"backup01's disks are still Not Ready 30 s after link up: {states}")
 
 
 @pytest.mark.timeout(240)

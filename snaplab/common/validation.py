@@ -153,6 +153,7 @@ RULES: dict[tuple[str, str], Rule] = {
     # the agent's commands
     ("snaplab.v1.CommandRequest", "argv"): ARGUMENT,
     ("snaplab.v1.CommandRequest", "stdin"): SCRIPT,
+    ("snaplab.v1.StatusRequest", "mount_point"): Rule(260, _no_nul),  # G: or a folder path (MAX_PATH)
 }
 # Repeated message fields: how many entries one request may carry.
 MAX_ITEMS: dict[tuple[str, str], int] = {

