@@ -41,6 +41,9 @@ class Family:
     live_epochs: list[int] = field(default_factory=list)  # sorted epochs of live snapshots
     retained: int = 0  # blocks held for snapshots (versions no longer the BV's) + overlay blocks
     owned: dict[int, int] = field(default_factory=dict)  # live epoch -> retained versions charged to it
+    # logical block -> epoch of the (immutable, non-head) version whose bytes its head holds: set by a
+    # restore's copy, dropped by any other write of the block, so a restore copies only what differs
+    src: dict[int, int] = field(default_factory=dict)
     fd: int = -1
 
     def open(self) -> None:
@@ -122,6 +125,16 @@ class Family:
             return vs[-1]
         i = bisect.bisect_right(vs, epoch, key=_epoch_key) - 1
         return vs[i] if i >= 0 else None
+
+    def same_as(self, lb: int, rec: tuple[int, int] | None) -> bool:
+        """Whether the head of ``lb`` holds the bytes of version ``rec`` (None: never written): the
+        same physical block, or a restore's copy of it (``src``)."""
+        h = self.head(lb)
+        hp = None if h is None or h[1] == ZERO else h[1]
+        rp = None if rec is None or rec[1] == ZERO else rec[1]
+        if hp == rp:
+            return True
+        return rec is not None and rp is not None and h is not None and self.src.get(lb) == rec[0]
 
     def frozen(self, rec: tuple[int, int]) -> bool:
         """A head version is frozen when some live snapshot sees it: the next write must keep it."""

@@ -171,6 +171,9 @@ class ArrayEngine(
                 "SELECT family, lblock, epoch, pblock FROM blocks ORDER BY family, lblock, epoch"
             ):
                 families[fam_ld].versions.setdefault(lb, []).append((epoch, pb))
+            for fam_ld, lb, epoch in q("SELECT family, lblock, epoch FROM restored"):
+                if fam_ld in families:
+                    families[fam_ld].src[lb] = epoch
             restores: dict[int, Restore] = {}
             for bv, sv, total, started, sig in q("SELECT bv, sv, total, started, signature FROM restores"):
                 restores[bv] = Restore(bv, sv, total, started, sig)
@@ -489,8 +492,8 @@ class ArrayEngine(
             assert self.families.keys() == fresh["families"].keys(), "families"
             for ld, fam in self.families.items():
                 other = fresh["families"][ld]
-                assert (fam.cur_epoch, fam.hw, fam.versions, fam.live_epochs, fam.retained) == (
-                    other.cur_epoch, other.hw, other.versions, other.live_epochs, other.retained
+                assert (fam.cur_epoch, fam.hw, fam.versions, fam.live_epochs, fam.retained, fam.src) == (
+                    other.cur_epoch, other.hw, other.versions, other.live_epochs, other.retained, other.src
                 ), ("family", ld)
                 assert set(fam.free) == set(other.free), ("free blocks", ld)
         finally:
