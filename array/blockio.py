@@ -118,10 +118,9 @@ class BlockIOMixin:
             elif fam.frozen(h):
                 fam.versions[lb].append((fam.cur_epoch, p))
                 inserts.append((fam.ld, lb, fam.cur_epoch, p))
+                fam.charge(lb, h)
                 if h[1] != ZERO:
                     fam.retained += 1
-                    owner = fam.owner_epoch(h[0])
-                    fam.owned[owner] = fam.owned.get(owner, 0) + 1  # type: ignore[index]
             else:
                 fam.versions[lb][-1] = (h[0], p)
                 updates.append((p, fam.ld, lb, h[0]))

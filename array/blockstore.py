@@ -41,6 +41,9 @@ class Family:
     live_epochs: list[int] = field(default_factory=list)  # sorted epochs of live snapshots
     retained: int = 0  # blocks held for snapshots (versions no longer the BV's) + overlay blocks
     owned: dict[int, int] = field(default_factory=dict)  # live epoch -> retained versions charged to it
+    # live epoch -> logical blocks whose retained version is charged to it (ZERO versions included):
+    # what deleting that generation has to look at, and nothing else (snapshots._delete_gen)
+    owns: dict[int, set[int]] = field(default_factory=dict)
     # logical block -> epoch of the (immutable, non-head) version whose bytes its head holds: set by a
     # restore's copy, dropped by any other write of the block, so a restore copies only what differs
     src: dict[int, int] = field(default_factory=dict)
@@ -147,15 +150,30 @@ class Family:
 
     def retained_by_epoch(self) -> dict[int, int]:
         """Retained blocks per live snapshot epoch (versions only; overlays are counted by the caller)."""
+        return self.owner_index()[0]
+
+    def owner_index(self) -> tuple[dict[int, int], dict[int, set[int]]]:
+        """Recounted ``owned`` and ``owns`` (at load, and to verify the incremental ones)."""
         out: dict[int, int] = {}
-        for vs in self.versions.values():
+        owns: dict[int, set[int]] = {}
+        for lb, vs in self.versions.items():
             for rec in vs[:-1]:
-                if rec[1] == ZERO:
-                    continue
                 owner = self.owner_epoch(rec[0])
-                if owner is not None:
+                if owner is None:
+                    continue
+                owns.setdefault(owner, set()).add(lb)
+                if rec[1] != ZERO:
                     out[owner] = out.get(owner, 0) + 1
-        return out
+        return out, owns
+
+    def charge(self, lb: int, rec: tuple[int, int]) -> None:
+        """A version of ``lb`` just stopped being the head and is kept: charge it to its owner."""
+        owner = self.owner_epoch(rec[0])
+        if owner is None:
+            return
+        self.owns.setdefault(owner, set()).add(lb)
+        if rec[1] != ZERO:
+            self.owned[owner] = self.owned.get(owner, 0) + 1
 
 
 def split_range(offset: int, length: int) -> list[tuple[int, int, int]]:

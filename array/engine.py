@@ -198,7 +198,7 @@ class ArrayEngine(
             fam.live_epochs = sorted(
                 g.epoch for sv in svs_of.get(fam.ld, []) if (g := gens.get(sv.number)) and g.live and g.epoch
             )
-            fam.owned = fam.retained_by_epoch()
+            fam.owned, fam.owns = fam.owner_index()
         st["families"] = families
         st["restores"] = restores
         st["rpl"] = read_pairs(q, meta)
@@ -469,8 +469,9 @@ class ArrayEngine(
                 retained = sum(1 for vs in fam.versions.values() for _, pb in vs[:-1] if pb != ZERO)
                 retained += sum(len(self.overlays.get(sv.number, {})) for sv in self._svs_of(fam.ld))
                 assert retained == fam.retained, (fam.ld, retained, fam.retained)
-                by_epoch = fam.retained_by_epoch()
+                by_epoch, owns = fam.owner_index()
                 assert {e: n for e, n in fam.owned.items() if n} == by_epoch, (fam.ld, fam.owned, by_epoch)
+                assert {e: x for e, x in fam.owns.items() if x} == owns, (fam.ld, "owner index")
                 assert sum(by_epoch.values()) + sum(
                     len(self.overlays.get(sv.number, {})) for sv in self._svs_of(fam.ld)
                 ) == fam.retained

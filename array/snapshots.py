@@ -101,11 +101,10 @@ class SnapshotsMixin:
             prev_e = fam.live_epochs[i - 1] if i > 0 else 0
             next_e = fam.live_epochs[i + 1] if i + 1 < len(fam.live_epochs) else None
             fam.live_epochs.pop(i)
-            rows = self.db.execute(
-                "SELECT DISTINCT lblock FROM blocks WHERE family=? AND epoch>? AND epoch<=?", [fam.ld, prev_e, s]
-            ).fetchall()
             dead = []
-            for (lb,) in rows:
+            # Only the versions charged to this generation (Family.owns): O(what it holds), not a scan
+            # of every block written before it.
+            for lb in fam.owns.pop(s, ()):
                 vs = fam.versions[lb]
                 j = bisect.bisect_right(vs, s, key=lambda r: r[0]) - 1
                 if j < 0 or vs[j][0] <= prev_e:
@@ -113,7 +112,9 @@ class SnapshotsMixin:
                 if j == len(vs) - 1:
                     continue  # it is the BV's own block
                 if next_e is not None and vs[j + 1][0] > next_e:
-                    if vs[j][1] != ZERO:  # the next generation sees it: now charged to that one
+                    # the next generation sees it: now charged to that one
+                    fam.owns.setdefault(next_e, set()).add(lb)
+                    if vs[j][1] != ZERO:
                         fam.owned[next_e] = fam.owned.get(next_e, 0) + 1
                     continue
                 epoch, pb = vs.pop(j)
