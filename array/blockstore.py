@@ -41,9 +41,10 @@ class Family:
     live_epochs: list[int] = field(default_factory=list)  # sorted epochs of live snapshots
     retained: int = 0  # blocks held for snapshots (versions no longer the BV's) + overlay blocks
     owned: dict[int, int] = field(default_factory=dict)  # live epoch -> retained versions charged to it
-    # live epoch -> logical blocks whose retained version is charged to it (ZERO versions included):
-    # what deleting that generation has to look at, and nothing else (snapshots._delete_gen)
-    owns: dict[int, set[int]] = field(default_factory=dict)
+    # live epoch -> logical blocks whose retained version it is the newest live snapshot to see (ZERO
+    # versions included): all that deleting that generation has to look at (snapshots._delete_gen).
+    # Deleting the oldest frees exactly these; a version's newest viewer is known when it is kept.
+    last_seen: dict[int, set[int]] = field(default_factory=dict)
     # logical block -> epoch of the (immutable, non-head) version whose bytes its head holds: set by a
     # restore's copy, dropped by any other write of the block, so a restore copies only what differs
     src: dict[int, int] = field(default_factory=dict)
@@ -153,27 +154,30 @@ class Family:
         return self.owner_index()[0]
 
     def owner_index(self) -> tuple[dict[int, int], dict[int, set[int]]]:
-        """Recounted ``owned`` and ``owns`` (at load, and to verify the incremental ones)."""
+        """Recounted ``owned`` and ``last_seen`` (at load, and to verify the incremental ones)."""
         out: dict[int, int] = {}
-        owns: dict[int, set[int]] = {}
+        last: dict[int, set[int]] = {}
+        eps = self.live_epochs
         for lb, vs in self.versions.items():
-            for rec in vs[:-1]:
+            for k, rec in enumerate(vs[:-1]):
                 owner = self.owner_epoch(rec[0])
                 if owner is None:
                     continue
-                owns.setdefault(owner, set()).add(lb)
                 if rec[1] != ZERO:
                     out[owner] = out.get(owner, 0) + 1
-        return out, owns
+                i = bisect.bisect_left(eps, vs[k + 1][0]) - 1  # the newest live epoch before the next version
+                if i >= 0 and eps[i] >= rec[0]:
+                    last.setdefault(eps[i], set()).add(lb)
+        return out, last
 
     def charge(self, lb: int, rec: tuple[int, int]) -> None:
-        """A version of ``lb`` just stopped being the head and is kept: charge it to its owner."""
-        owner = self.owner_epoch(rec[0])
-        if owner is None:
-            return
-        self.owns.setdefault(owner, set()).add(lb)
+        """The frozen head ``rec`` of ``lb`` was just superseded and is kept: charged to the oldest
+        live snapshot that sees it (``owned``), indexed under the newest (``last_seen``: the newest
+        live snapshot now, as every later one sees the new head)."""
+        self.last_seen.setdefault(self.max_live, set()).add(lb)
         if rec[1] != ZERO:
-            self.owned[owner] = self.owned.get(owner, 0) + 1
+            owner = self.owner_epoch(rec[0])
+            self.owned[owner] = self.owned.get(owner, 0) + 1  # type: ignore[index]
 
 
 def split_range(offset: int, length: int) -> list[tuple[int, int, int]]:

@@ -198,7 +198,7 @@ class ArrayEngine(
             fam.live_epochs = sorted(
                 g.epoch for sv in svs_of.get(fam.ld, []) if (g := gens.get(sv.number)) and g.live and g.epoch
             )
-            fam.owned, fam.owns = fam.owner_index()
+            fam.owned, fam.last_seen = fam.owner_index()
         st["families"] = families
         st["restores"] = restores
         st["rpl"] = read_pairs(q, meta)
@@ -471,7 +471,7 @@ class ArrayEngine(
                 assert retained == fam.retained, (fam.ld, retained, fam.retained)
                 by_epoch, owns = fam.owner_index()
                 assert {e: n for e, n in fam.owned.items() if n} == by_epoch, (fam.ld, fam.owned, by_epoch)
-                assert {e: x for e, x in fam.owns.items() if x} == owns, (fam.ld, "owner index")
+                assert {e: x for e, x in fam.last_seen.items() if x} == owns, (fam.ld, "last-seen index")
                 assert sum(by_epoch.values()) + sum(
                     len(self.overlays.get(sv.number, {})) for sv in self._svs_of(fam.ld)
                 ) == fam.retained

@@ -88,7 +88,7 @@ class FaultsMixin:
                 fam.versions.clear()
                 fam.retained = 0
                 fam.owned = {}
-                fam.owns = {}
+                fam.last_seen = {}
                 fam.free = []
                 fam.hw = 0
                 self._ckpt_discard(fam.path, fam)  # emptied (or set aside for a lab checkpoint)
