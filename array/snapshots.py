@@ -44,17 +44,17 @@ class SnapshotsMixin:
         """The SV a cyclic create uses: an unused one of the set, else the oldest unguarded generation."""
         svs = self._svs_of(bv.number)
         gens = self.gens
-        live = [g for sv in svs if (g := gens[sv.number]).live]
-        if len(live) < len(svs):
+        epochs = self.families[bv.number].live_epochs  # one per live generation, oldest first
+        if len(epochs) < len(svs):
             for sv in svs:
                 if not gens[sv.number].live:
                     return sv
-        # oldest first, without sorting the set (a full set of 1,024 is the cyclic create's common case)
-        at = {g.epoch: g for g in live}
-        for e in self.families[bv.number].live_epochs:
-            g = at.get(e)
+        # Oldest first without sorting the set (a full set of 1,024 is the common case): the SV of
+        # each live epoch found by one pass that stops at it.
+        for e in epochs:
+            g = next((g for sv in svs if (g := gens[sv.number]).epoch == e), None)
             # a held generation (holds.py, SnapLab extension) is kept as a guarded one is
-            if g is not None and not g.guard and g.state != STATE_RESTORING and not self._holds(g):  # type: ignore[attr-defined]
+            if g is not None and g.live and not g.guard and g.state != STATE_RESTORING and not self._holds(g):  # type: ignore[attr-defined]
                 return self.lds[g.sv]
         return None
 
