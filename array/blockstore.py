@@ -14,7 +14,10 @@ links, signatures) go to that generation's private overlay.
 from __future__ import annotations
 
 import bisect
+import ctypes
+import ctypes.util
 import errno
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -24,6 +27,22 @@ from . import durability
 
 ZERO = -1  # a version whose content is all zeros and holds no physical block
 _ZEROS = bytes(BLOCK)
+_PUNCH = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE (linux/falloc.h)
+log = logging.getLogger("snaplab.array")
+
+
+def _fallocate():
+    """libc's fallocate(2), or None where there is none (space is then not given back)."""
+    try:
+        f = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    f.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    f.restype = ctypes.c_int
+    return f
+
+
+_fallocate_fn = _fallocate()
 
 
 def _epoch_key(rec: tuple[int, int]) -> int:
@@ -48,6 +67,10 @@ class Family:
     # logical block -> epoch of the (immutable, non-head) version whose bytes its head holds: set by a
     # restore's copy, dropped by any other write of the block, so a restore copies only what differs
     src: dict[int, int] = field(default_factory=dict)
+    # free blocks whose space the file system may still hold (freed since the last reclaim, or since
+    # the load): ``reclaim`` punches them out after a transaction that deleted a generation
+    unpunched: set[int] = field(default_factory=set)
+    reclaim_due: bool = False  # a generation delete committed: the reclaimer punches ``unpunched``
     fd: int = -1
 
     def open(self) -> None:
@@ -81,11 +104,32 @@ class Family:
         out = []
         while self.free and len(out) < n:
             out.append(self.free.pop())
+        if self.unpunched:
+            self.unpunched.difference_update(out)
         k = n - len(out)
         if k:
             out.extend(range(self.hw, self.hw + k))
             self.hw += k
         return out
+
+    def trim(self) -> None:
+        """Cut the file back to the high-water mark (what a crashed transaction or a rolled-back
+        checkpoint wrote past it; nothing maps it). Under the engine's lock (reclaim.py)."""
+        if self.fd >= 0 and os.fstat(self.fd).st_size > self.hw * BLOCK:
+            os.ftruncate(self.fd, self.hw * BLOCK)
+
+    def punch(self, start: int, n: int) -> bool:
+        """Give the space of free blocks ``start`` .. ``start + n - 1`` back to the file system (a
+        punched hole: the file's size stays, what it occupies shrinks; a hole reads as zeros). Only
+        for blocks of the free list, under the engine's lock (reclaim.py). False: not possible here."""
+        self.unpunched.difference_update(range(start, start + n))
+        if _fallocate_fn is None or self.fd < 0:
+            return False
+        if _fallocate_fn(self.fd, _PUNCH, start * BLOCK, n * BLOCK) != 0:
+            err = ctypes.get_errno()  # e.g. EOPNOTSUPP: a file system without holes keeps the space
+            log.debug("cannot punch %s blocks %d+%d: %s", self.path, start, n, os.strerror(err))
+            return False
+        return True
 
     def read_pblock(self, pblock: int | None) -> bytes:
         if pblock is None or pblock == ZERO:

@@ -38,6 +38,7 @@ from .groups import read_state as read_group_state
 from .holds import HoldsMixin
 from .holds import read_state as read_hold_state
 from .model import LD, Gen, Host, Link, Pool, Port, Restore
+from .reclaim import ReclaimMixin
 from .replication import ReplicationMixin, read_pairs
 from .reservations import ReservationsMixin
 from .restore import RestoreMixin
@@ -56,7 +57,7 @@ def _now() -> str:
 
 class ArrayEngine(
     ConfigMixin, AccessMixin, ReservationsMixin, FaultsMixin, SnapshotsMixin, RestoreMixin, BlockIOMixin,
-    ReplicationMixin, SraPolicyMixin, HoldsMixin, GroupsMixin, CheckpointMixin,
+    ReplicationMixin, SraPolicyMixin, HoldsMixin, GroupsMixin, CheckpointMixin, ReclaimMixin,
 ):
     """One disk array. All public methods are thread-safe; refusals raise ``SnapLabError``.
 
@@ -105,6 +106,9 @@ class ArrayEngine(
         # Copies running replications (replication.py), also ones a crash interrupted.
         self._rpl_worker = threading.Thread(target=self._replication_worker, name="replication", daemon=True)
         self._rpl_worker.start()
+        # Gives the space of deleted generations back to the file system (reclaim.py).
+        self._reclaimer = threading.Thread(target=self._reclaim_worker, name="reclaim", daemon=True)
+        self._reclaimer.start()
 
     # ================================================================ persistence plumbing
     def _load(self) -> None:
@@ -195,6 +199,7 @@ class ArrayEngine(
             fam.free = sorted(
                 (p for p in range(fam.hw) if p not in used and not pinned(ckpt_bases, fam.ld, p)), reverse=True
             )
+            fam.unpunched = set(fam.free)  # whether their space went back before is not known
             fam.live_epochs = sorted(
                 g.epoch for sv in svs_of.get(fam.ld, []) if (g := gens.get(sv.number)) and g.live and g.epoch
             )
@@ -297,6 +302,7 @@ class ArrayEngine(
             for fam, p in self._to_free:
                 if not self._ckpt_bases or not self._ckpt_pinned(fam.ld, p):  # a checkpoint's block stays
                     fam.free.append(p)
+                    fam.unpunched.add(p)
             self._to_free = []
             # Likewise an unbound LD's data goes only once the unbind has committed (a crash before
             # leaves the LD bound with its data; one after leaves a stale file that _new_ld truncates).
@@ -338,6 +344,7 @@ class ArrayEngine(
             self._cond.notify_all()
         self._worker.join(timeout=5)
         self._rpl_worker.join(timeout=5)
+        self._reclaimer.join(timeout=5)
         with self._lock:
             for fam in self.families.values():
                 fam.close()
@@ -415,7 +422,7 @@ class ArrayEngine(
         if svflg == "relgen":
             if bv is None:
                 raise SnapLabError(E.BAD_ARGUMENT, detail="relgen needs the BV")
-            rel = sv_ref[1:] if sv_ref.startswith(".") else sv_ref
+            rel = sv_ref.removeprefix(".")
         elif svflg == "ld.relgen":
             base, dot, rel = sv_ref.rpartition(".")
             if not dot or not base:
@@ -480,6 +487,7 @@ class ArrayEngine(
                     used += list(self.overlays.get(sv.number, {}).values())
                 assert len(used) == len(set(used)), "physical block shared"
                 assert not set(used) & set(fam.free), "free block in use"
+                assert fam.unpunched <= set(fam.free), "block to punch not free"
 
     def _verify_against_db(self) -> None:
         """The memory state equals the state read from the database anew."""

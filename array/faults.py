@@ -90,6 +90,7 @@ class FaultsMixin:
                 fam.owned = {}
                 fam.last_seen = {}
                 fam.free = []
+                fam.unpunched = set()
                 fam.hw = 0
                 self._ckpt_discard(fam.path, fam)  # emptied (or set aside for a lab checkpoint)
                 self._save_family(fam)

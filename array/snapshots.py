@@ -106,6 +106,11 @@ class SnapshotsMixin:
         sv = self.lds[g.sv]
         fam = self.families[sv.bv]  # type: ignore[index]
         s = g.epoch
+        # The space it frees goes back to the file system in the background (reclaim.py), which
+        # cannot look before this transaction ends (it runs under the lock). Not after a plain
+        # overwrite: its freed blocks are reused by the next write, which on a punched hole would
+        # allocate again (a costlier sync).
+        fam.reclaim_due = True
         if s is not None and s in fam.live_epochs:
             i = fam.live_epochs.index(s)
             prev_e = fam.live_epochs[i - 1] if i > 0 else 0

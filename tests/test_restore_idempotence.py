@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from snaplab.array.engine import ArrayEngine
 from snaplab.array.model import DSV
+
 from snaplab.san.blocks import BLOCK
 
 MiB = 1 << 20
