@@ -19,6 +19,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -82,6 +83,7 @@ class ArrayEngine(
         self._cond = threading.Condition(self._lock)
         self._in_tx = False
         self._to_free: list[tuple[Family, int]] = []
+        self._last_commit = 0.0  # time.monotonic() of the last committed transaction
         self._to_truncate: list[str] = []  # data files of LDs the transaction unbinds
         self._unsynced: dict[int, Family] = {}  # families the transaction wrote (synced before COMMIT)
         self._new_files = False  # the transaction created a data file (its folder synced before COMMIT)
@@ -281,6 +283,7 @@ class ArrayEngine(
                 durability.at_commit(self)
                 self.db.execute("COMMIT")
                 durability.committed(self)
+                self._last_commit = time.monotonic()  # reclaim.py waits for a quiet array
             except BaseException as exc:
                 untouched = isinstance(exc, SnapLabError) and self.db.conn.total_changes == changes
                 try:

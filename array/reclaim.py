@@ -5,7 +5,8 @@ committed); the data file would keep occupying them until a write reuses them, s
 generation would leave the file as big as it ever was. After a transaction that deleted a
 generation, this worker cuts the file back to its high-water mark and punches the free blocks out of it (``Family.punch``: a hole, the
 file's size unchanged), one run of at most ``RUN`` blocks per hold of the engine's lock, so
-operations wait at most one run (punching is slow on a file system mounted with ``discard``).
+operations wait at most one run (punching is slow on a file system mounted with ``discard``), and
+only once the array has been quiet for ``QUIET`` (no commit), unless ``BACKLOG`` blocks wait.
 
 Only blocks of the free list are punched, under the lock: a block a transaction allocates is no
 longer free (``Family.alloc`` drops it from ``unpunched``), and a block a lab checkpoint pins never
@@ -24,6 +25,8 @@ log = logging.getLogger("snaplab.array")
 
 RUN = 16  # blocks (1 MiB) punched per hold of the lock
 PAUSE = 0.0005  # seconds between runs: lets waiting operations take the lock
+QUIET = 0.05  # seconds without a commit before punching: operations in a burst do not wait for it
+BACKLOG = 4096  # blocks (256 MiB) left to punch in a family past which it punches even in a burst
 
 
 class ReclaimMixin:
@@ -49,6 +52,9 @@ class ReclaimMixin:
                 runs = _runs(sorted(fam.unpunched))
             for start, n in runs:
                 with self._lock:
+                    while (not self._closed and len(fam.unpunched) < BACKLOG
+                           and (quiet := time.monotonic() - self._last_commit) < QUIET):
+                        self._cond.wait(timeout=QUIET - quiet)
                     if self._closed or self.families.get(fam.ld) is not fam:
                         break  # reloaded or unbound meanwhile: the new state has its own lists
                     try:
