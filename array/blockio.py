@@ -79,13 +79,16 @@ class BlockIOMixin:
         return self._read_pblocks(fam, [self._gen_pblock(fam, g, lb) for lb, _, _ in segs], segs)
 
     def _commit_head_blocks(self, bv: LD, fam: Family, plan: list[tuple[int, bytes | None]],
-                            restoring: Restore | None = None) -> None:
+                            restoring: Restore | None = None, src: dict[int, int] | None = None) -> None:
         """Write whole blocks to the BV (None = zeros). Frozen versions are kept for the generations
         that see them; when the SRA cannot hold them, the pool's SRA-full policy decides (sra_policy.py;
         the default is the guide's: snapshots are deleted as part of the write, A6).
 
         An injected ``sra_full`` fault means no free space at the moment of the write: only what
-        the policy frees counts (one snapshot deleted, if it frees enough, not all of them)."""
+        the policy frees counts (one snapshot deleted, if it frees enough, not all of them).
+
+        ``src``: per block, the epoch of the version a restore copied it from (``Family.src``); any
+        other block written loses its record (its bytes are new)."""
         pool = self._sv_pool(bv.number)
         injected_room: int | None = None
         while True:
@@ -115,10 +118,9 @@ class BlockIOMixin:
             elif fam.frozen(h):
                 fam.versions[lb].append((fam.cur_epoch, p))
                 inserts.append((fam.ld, lb, fam.cur_epoch, p))
+                fam.charge(lb, h)
                 if h[1] != ZERO:
                     fam.retained += 1
-                    owner = fam.owner_epoch(h[0])
-                    fam.owned[owner] = fam.owned.get(owner, 0) + 1  # type: ignore[index]
             else:
                 fam.versions[lb][-1] = (h[0], p)
                 updates.append((p, fam.ld, lb, h[0]))
@@ -131,6 +133,14 @@ class BlockIOMixin:
             c.executemany("UPDATE blocks SET pblock=? WHERE family=? AND lblock=? AND epoch=?", updates)
         if fam.hw:
             self.db.execute("UPDATE families SET hw=? WHERE ld=?", [fam.hw, fam.ld])
+        if fam.src:  # O(1) when no restore copied into this BV: the plain write path pays nothing
+            gone = [(fam.ld, lb) for lb, _ in plan if lb in fam.src and not (src and lb in src)]
+            for _, lb in gone:
+                del fam.src[lb]
+            c.executemany("DELETE FROM restored WHERE family=? AND lblock=?", gone)
+        if src:
+            fam.src.update(src)
+            c.executemany("INSERT OR REPLACE INTO restored VALUES (?,?,?)", [(fam.ld, lb, e) for lb, e in src.items()])
         self._sra_watch(pool)  # type: ignore[attr-defined]  # warning thresholds (sra_policy.py)
 
     def _sra_full_victim(self, bv: LD, restoring: Restore | None) -> Gen | None:

@@ -14,7 +14,10 @@ links, signatures) go to that generation's private overlay.
 from __future__ import annotations
 
 import bisect
+import ctypes
+import ctypes.util
 import errno
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -24,6 +27,22 @@ from . import durability
 
 ZERO = -1  # a version whose content is all zeros and holds no physical block
 _ZEROS = bytes(BLOCK)
+_PUNCH = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE (linux/falloc.h)
+log = logging.getLogger("snaplab.array")
+
+
+def _fallocate():
+    """libc's fallocate(2), or None where there is none (space is then not given back)."""
+    try:
+        f = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    f.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    f.restype = ctypes.c_int
+    return f
+
+
+_fallocate_fn = _fallocate()
 
 
 def _epoch_key(rec: tuple[int, int]) -> int:
@@ -41,6 +60,17 @@ class Family:
     live_epochs: list[int] = field(default_factory=list)  # sorted epochs of live snapshots
     retained: int = 0  # blocks held for snapshots (versions no longer the BV's) + overlay blocks
     owned: dict[int, int] = field(default_factory=dict)  # live epoch -> retained versions charged to it
+    # live epoch -> logical blocks whose retained version it is the newest live snapshot to see (ZERO
+    # versions included): all that deleting that generation has to look at (snapshots._delete_gen).
+    # Deleting the oldest frees exactly these; a version's newest viewer is known when it is kept.
+    last_seen: dict[int, set[int]] = field(default_factory=dict)
+    # logical block -> epoch of the (immutable, non-head) version whose bytes its head holds: set by a
+    # restore's copy, dropped by any other write of the block, so a restore copies only what differs
+    src: dict[int, int] = field(default_factory=dict)
+    # free blocks whose space the file system may still hold (freed since the last reclaim, or since
+    # the load): ``reclaim`` punches them out after a transaction that deleted a generation
+    unpunched: set[int] = field(default_factory=set)
+    reclaim_due: bool = False  # a generation delete committed: the reclaimer punches ``unpunched``
     fd: int = -1
 
     def open(self) -> None:
@@ -74,11 +104,32 @@ class Family:
         out = []
         while self.free and len(out) < n:
             out.append(self.free.pop())
+        if self.unpunched:
+            self.unpunched.difference_update(out)
         k = n - len(out)
         if k:
             out.extend(range(self.hw, self.hw + k))
             self.hw += k
         return out
+
+    def trim(self) -> None:
+        """Cut the file back to the high-water mark (what a crashed transaction or a rolled-back
+        checkpoint wrote past it; nothing maps it). Under the engine's lock (reclaim.py)."""
+        if self.fd >= 0 and os.fstat(self.fd).st_size > self.hw * BLOCK:
+            os.ftruncate(self.fd, self.hw * BLOCK)
+
+    def punch(self, start: int, n: int) -> bool:
+        """Give the space of free blocks ``start`` .. ``start + n - 1`` back to the file system (a
+        punched hole: the file's size stays, what it occupies shrinks; a hole reads as zeros). Only
+        for blocks of the free list, under the engine's lock (reclaim.py). False: not possible here."""
+        self.unpunched.difference_update(range(start, start + n))
+        if _fallocate_fn is None or self.fd < 0:
+            return False
+        if _fallocate_fn(self.fd, _PUNCH, start * BLOCK, n * BLOCK) != 0:
+            err = ctypes.get_errno()  # e.g. EOPNOTSUPP: a file system without holes keeps the space
+            log.debug("cannot punch %s blocks %d+%d: %s", self.path, start, n, os.strerror(err))
+            return False
+        return True
 
     def read_pblock(self, pblock: int | None) -> bytes:
         if pblock is None or pblock == ZERO:
@@ -123,6 +174,16 @@ class Family:
         i = bisect.bisect_right(vs, epoch, key=_epoch_key) - 1
         return vs[i] if i >= 0 else None
 
+    def same_as(self, lb: int, rec: tuple[int, int] | None) -> bool:
+        """Whether the head of ``lb`` holds the bytes of version ``rec`` (None: never written): the
+        same physical block, or a restore's copy of it (``src``)."""
+        h = self.head(lb)
+        hp = None if h is None or h[1] == ZERO else h[1]
+        rp = None if rec is None or rec[1] == ZERO else rec[1]
+        if hp == rp:
+            return True
+        return rec is not None and rp is not None and h is not None and self.src.get(lb) == rec[0]
+
     def frozen(self, rec: tuple[int, int]) -> bool:
         """A head version is frozen when some live snapshot sees it: the next write must keep it."""
         return self.max_live >= rec[0]
@@ -134,15 +195,33 @@ class Family:
 
     def retained_by_epoch(self) -> dict[int, int]:
         """Retained blocks per live snapshot epoch (versions only; overlays are counted by the caller)."""
+        return self.owner_index()[0]
+
+    def owner_index(self) -> tuple[dict[int, int], dict[int, set[int]]]:
+        """Recounted ``owned`` and ``last_seen`` (at load, and to verify the incremental ones)."""
         out: dict[int, int] = {}
-        for vs in self.versions.values():
-            for rec in vs[:-1]:
-                if rec[1] == ZERO:
-                    continue
+        last: dict[int, set[int]] = {}
+        eps = self.live_epochs
+        for lb, vs in self.versions.items():
+            for k, rec in enumerate(vs[:-1]):
                 owner = self.owner_epoch(rec[0])
-                if owner is not None:
+                if owner is None:
+                    continue
+                if rec[1] != ZERO:
                     out[owner] = out.get(owner, 0) + 1
-        return out
+                i = bisect.bisect_left(eps, vs[k + 1][0]) - 1  # the newest live epoch before the next version
+                if i >= 0 and eps[i] >= rec[0]:
+                    last.setdefault(eps[i], set()).add(lb)
+        return out, last
+
+    def charge(self, lb: int, rec: tuple[int, int]) -> None:
+        """The frozen head ``rec`` of ``lb`` was just superseded and is kept: charged to the oldest
+        live snapshot that sees it (``owned``), indexed under the newest (``last_seen``: the newest
+        live snapshot now, as every later one sees the new head)."""
+        self.last_seen.setdefault(self.max_live, set()).add(lb)
+        if rec[1] != ZERO:
+            owner = self.owner_epoch(rec[0])
+            self.owned[owner] = self.owned.get(owner, 0) + 1  # type: ignore[index]
 
 
 def split_range(offset: int, length: int) -> list[tuple[int, int, int]]:

@@ -191,6 +191,7 @@ class ConfigMixin:
         if fam is not None:
             q("DELETE FROM families WHERE ld=?", [ld.number])
             q("DELETE FROM blocks WHERE family=?", [ld.number])
+            q("DELETE FROM restored WHERE family=?", [ld.number])
             fam.close()
             self._to_truncate.append(fam.path)  # after COMMIT (see _tx)
 

@@ -19,6 +19,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -38,6 +39,7 @@ from .groups import read_state as read_group_state
 from .holds import HoldsMixin
 from .holds import read_state as read_hold_state
 from .model import LD, Gen, Host, Link, Pool, Port, Restore
+from .reclaim import ReclaimMixin
 from .replication import ReplicationMixin, read_pairs
 from .reservations import ReservationsMixin
 from .restore import RestoreMixin
@@ -56,7 +58,7 @@ def _now() -> str:
 
 class ArrayEngine(
     ConfigMixin, AccessMixin, ReservationsMixin, FaultsMixin, SnapshotsMixin, RestoreMixin, BlockIOMixin,
-    ReplicationMixin, SraPolicyMixin, HoldsMixin, GroupsMixin, CheckpointMixin,
+    ReplicationMixin, SraPolicyMixin, HoldsMixin, GroupsMixin, CheckpointMixin, ReclaimMixin,
 ):
     """One disk array. All public methods are thread-safe; refusals raise ``SnapLabError``.
 
@@ -81,6 +83,7 @@ class ArrayEngine(
         self._cond = threading.Condition(self._lock)
         self._in_tx = False
         self._to_free: list[tuple[Family, int]] = []
+        self._last_commit = 0.0  # time.monotonic() of the last committed transaction
         self._to_truncate: list[str] = []  # data files of LDs the transaction unbinds
         self._unsynced: dict[int, Family] = {}  # families the transaction wrote (synced before COMMIT)
         self._new_files = False  # the transaction created a data file (its folder synced before COMMIT)
@@ -105,6 +108,9 @@ class ArrayEngine(
         # Copies running replications (replication.py), also ones a crash interrupted.
         self._rpl_worker = threading.Thread(target=self._replication_worker, name="replication", daemon=True)
         self._rpl_worker.start()
+        # Gives the space of deleted generations back to the file system (reclaim.py).
+        self._reclaimer = threading.Thread(target=self._reclaim_worker, name="reclaim", daemon=True)
+        self._reclaimer.start()
 
     # ================================================================ persistence plumbing
     def _load(self) -> None:
@@ -171,6 +177,9 @@ class ArrayEngine(
                 "SELECT family, lblock, epoch, pblock FROM blocks ORDER BY family, lblock, epoch"
             ):
                 families[fam_ld].versions.setdefault(lb, []).append((epoch, pb))
+            for fam_ld, lb, epoch in q("SELECT family, lblock, epoch FROM restored"):
+                if fam_ld in families:
+                    families[fam_ld].src[lb] = epoch
             restores: dict[int, Restore] = {}
             for bv, sv, total, started, sig in q("SELECT bv, sv, total, started, signature FROM restores"):
                 restores[bv] = Restore(bv, sv, total, started, sig)
@@ -192,10 +201,11 @@ class ArrayEngine(
             fam.free = sorted(
                 (p for p in range(fam.hw) if p not in used and not pinned(ckpt_bases, fam.ld, p)), reverse=True
             )
+            fam.unpunched = set(fam.free)  # whether their space went back before is not known
             fam.live_epochs = sorted(
                 g.epoch for sv in svs_of.get(fam.ld, []) if (g := gens.get(sv.number)) and g.live and g.epoch
             )
-            fam.owned = fam.retained_by_epoch()
+            fam.owned, fam.last_seen = fam.owner_index()
         st["families"] = families
         st["restores"] = restores
         st["rpl"] = read_pairs(q, meta)
@@ -273,6 +283,7 @@ class ArrayEngine(
                 durability.at_commit(self)
                 self.db.execute("COMMIT")
                 durability.committed(self)
+                self._last_commit = time.monotonic()  # reclaim.py waits for a quiet array
             except BaseException as exc:
                 untouched = isinstance(exc, SnapLabError) and self.db.conn.total_changes == changes
                 try:
@@ -294,6 +305,7 @@ class ArrayEngine(
             for fam, p in self._to_free:
                 if not self._ckpt_bases or not self._ckpt_pinned(fam.ld, p):  # a checkpoint's block stays
                     fam.free.append(p)
+                    fam.unpunched.add(p)
             self._to_free = []
             # Likewise an unbound LD's data goes only once the unbind has committed (a crash before
             # leaves the LD bound with its data; one after leaves a stale file that _new_ld truncates).
@@ -335,6 +347,7 @@ class ArrayEngine(
             self._cond.notify_all()
         self._worker.join(timeout=5)
         self._rpl_worker.join(timeout=5)
+        self._reclaimer.join(timeout=5)
         with self._lock:
             for fam in self.families.values():
                 fam.close()
@@ -412,7 +425,7 @@ class ArrayEngine(
         if svflg == "relgen":
             if bv is None:
                 raise SnapLabError(E.BAD_ARGUMENT, detail="relgen needs the BV")
-            rel = sv_ref[1:] if sv_ref.startswith(".") else sv_ref
+            rel = sv_ref.removeprefix(".")
         elif svflg == "ld.relgen":
             base, dot, rel = sv_ref.rpartition(".")
             if not dot or not base:
@@ -466,8 +479,9 @@ class ArrayEngine(
                 retained = sum(1 for vs in fam.versions.values() for _, pb in vs[:-1] if pb != ZERO)
                 retained += sum(len(self.overlays.get(sv.number, {})) for sv in self._svs_of(fam.ld))
                 assert retained == fam.retained, (fam.ld, retained, fam.retained)
-                by_epoch = fam.retained_by_epoch()
+                by_epoch, owns = fam.owner_index()
                 assert {e: n for e, n in fam.owned.items() if n} == by_epoch, (fam.ld, fam.owned, by_epoch)
+                assert {e: x for e, x in fam.last_seen.items() if x} == owns, (fam.ld, "last-seen index")
                 assert sum(by_epoch.values()) + sum(
                     len(self.overlays.get(sv.number, {})) for sv in self._svs_of(fam.ld)
                 ) == fam.retained
@@ -476,6 +490,7 @@ class ArrayEngine(
                     used += list(self.overlays.get(sv.number, {}).values())
                 assert len(used) == len(set(used)), "physical block shared"
                 assert not set(used) & set(fam.free), "free block in use"
+                assert fam.unpunched <= set(fam.free), "block to punch not free"
 
     def _verify_against_db(self) -> None:
         """The memory state equals the state read from the database anew."""
@@ -489,8 +504,8 @@ class ArrayEngine(
             assert self.families.keys() == fresh["families"].keys(), "families"
             for ld, fam in self.families.items():
                 other = fresh["families"][ld]
-                assert (fam.cur_epoch, fam.hw, fam.versions, fam.live_epochs, fam.retained) == (
-                    other.cur_epoch, other.hw, other.versions, other.live_epochs, other.retained
+                assert (fam.cur_epoch, fam.hw, fam.versions, fam.live_epochs, fam.retained, fam.src) == (
+                    other.cur_epoch, other.hw, other.versions, other.live_epochs, other.retained, other.src
                 ), ("family", ld)
                 assert set(fam.free) == set(other.free), ("free blocks", ld)
         finally:

@@ -80,13 +80,17 @@ class FaultsMixin:
                 bv = self.ld(target)
                 fam = self.families[bv.number]
                 self.db.execute("DELETE FROM blocks WHERE family=?", [fam.ld])
+                self.db.execute("DELETE FROM restored WHERE family=?", [fam.ld])
+                fam.src.clear()
                 for sv in self._svs_of(bv.number):
                     self.db.execute("DELETE FROM overlay WHERE sv=?", [sv.number])
                     self.overlays.pop(sv.number, None)
                 fam.versions.clear()
                 fam.retained = 0
                 fam.owned = {}
+                fam.last_seen = {}
                 fam.free = []
+                fam.unpunched = set()
                 fam.hw = 0
                 self._ckpt_discard(fam.path, fam)  # emptied (or set aside for a lab checkpoint)
                 self._save_family(fam)

@@ -83,7 +83,7 @@ class RestoreMixin:
                 "SELECT DISTINCT lblock FROM blocks WHERE family=? AND epoch>?", [fam.ld, g.epoch or 0]
             )
             candidates = {lb for (lb,) in changed} | set(ov)
-            pending = {lb for lb in candidates if self._gen_pblock(fam, g, lb) != self._head_pblock(fam, lb)}
+            pending = {lb for lb in candidates if not self._holds_gen_block(fam, g, lb)}
             signature = None
             if bv.format == "WN":
                 signature = disklayout.read_signature(self._read_head(bv, fam, 0, disklayout.SECTOR))
@@ -100,16 +100,28 @@ class RestoreMixin:
                 self._finish_restore(bv, r)
             return self._gen_info(sv)
 
+    def _holds_gen_block(self, fam: Family, g, lb: int) -> bool:
+        """Whether the BV's block ``lb`` already holds the generation's bytes (no copy needed)."""
+        ov = self.overlays.get(g.sv)
+        if ov and lb in ov:  # an overlay block can be rewritten in place of its row: compare by identity
+            return self._head_pblock(fam, lb) == ov[lb]
+        return fam.same_as(lb, fam.visible(lb, g.epoch))
+
     def _restore_blocks(self, bv: LD, fam: Family, r: Restore, lbs: list[int]) -> None:
         sv = self.lds[r.sv]
         g = self.gens[sv.number]
-        plan = []
+        ov = self.overlays.get(sv.number, {})
+        plan, src = [], {}
         for lb in lbs:
             content = self._gen_block(fam, g, lb)
             if lb == 0 and r.signature is not None and content is not None and disklayout.has_mbr(content):
                 content = disklayout.with_signature(content, r.signature)
+            elif content is not None and lb not in ov:
+                # the copy holds that version's bytes (a non-head version never changes): a later
+                # restore from a generation that sees the same version finds nothing to copy
+                src[lb] = fam.visible(lb, g.epoch)[0]  # type: ignore[index]
             plan.append((lb, content))
-        self._commit_head_blocks(bv, fam, plan, restoring=r)
+        self._commit_head_blocks(bv, fam, plan, restoring=r, src=src)
         self._drop_pending(r, lbs)
 
     def _drop_pending(self, r: Restore, lbs: list[int]) -> None:

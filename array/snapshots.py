@@ -21,6 +21,10 @@ from .model import (
 )
 
 
+def _epoch_of(rec: tuple[int, int]) -> int:
+    return rec[0]
+
+
 class SnapshotsMixin:
     """``iSMsc_create``/``delete``/``svguard``/``link``/``unlink``, and the ``query``/``linkinfo`` answers.
 
@@ -39,12 +43,18 @@ class SnapshotsMixin:
     def _cyclic_choice(self, bv: LD) -> LD | None:
         """The SV a cyclic create uses: an unused one of the set, else the oldest unguarded generation."""
         svs = self._svs_of(bv.number)
-        for sv in svs:
-            if not self.gens[sv.number].live:
-                return sv
-        for g in reversed(self._live_gens(bv.number)):
+        gens = self.gens
+        epochs = self.families[bv.number].live_epochs  # one per live generation, oldest first
+        if len(epochs) < len(svs):
+            for sv in svs:
+                if not gens[sv.number].live:
+                    return sv
+        # Oldest first without sorting the set (a full set of 1,024 is the common case): the SV of
+        # each live epoch found by one pass that stops at it.
+        for e in epochs:
+            g = next((g for sv in svs if (g := gens[sv.number]).epoch == e), None)
             # a held generation (holds.py, SnapLab extension) is kept as a guarded one is
-            if not g.guard and g.state != STATE_RESTORING and not self._holds(g):  # type: ignore[attr-defined]
+            if g is not None and g.live and not g.guard and g.state != STATE_RESTORING and not self._holds(g):  # type: ignore[attr-defined]
                 return self.lds[g.sv]
         return None
 
@@ -92,37 +102,44 @@ class SnapshotsMixin:
             return self._gen_info(sv)
 
     def _delete_gen(self, g: Gen) -> None:
-        """Drop a generation and the versions only it still needed (O(versions it owns))."""
+        """Drop a generation and the versions only it still needed (O(the versions it is the newest to see))."""
         sv = self.lds[g.sv]
         fam = self.families[sv.bv]  # type: ignore[index]
         s = g.epoch
+        # The space it frees goes back to the file system in the background (reclaim.py), which
+        # cannot look before this transaction ends (it runs under the lock). Not after a plain
+        # overwrite: its freed blocks are reused by the next write, which on a punched hole would
+        # allocate again (a costlier sync).
+        fam.reclaim_due = True
         if s is not None and s in fam.live_epochs:
             i = fam.live_epochs.index(s)
             prev_e = fam.live_epochs[i - 1] if i > 0 else 0
             next_e = fam.live_epochs[i + 1] if i + 1 < len(fam.live_epochs) else None
             fam.live_epochs.pop(i)
-            rows = self.db.execute(
-                "SELECT DISTINCT lblock FROM blocks WHERE family=? AND epoch>? AND epoch<=?", [fam.ld, prev_e, s]
-            ).fetchall()
             dead = []
-            for (lb,) in rows:
+            freed = 0
+            # Only the versions this generation is the newest to see (Family.last_seen), not a scan of
+            # every block written before it: deleting the oldest touches exactly the blocks it frees.
+            for lb in fam.last_seen.pop(s, ()):
                 vs = fam.versions[lb]
-                j = bisect.bisect_right(vs, s, key=lambda r: r[0]) - 1
-                if j < 0 or vs[j][0] <= prev_e:
-                    continue  # the previous generation still sees it
-                if j == len(vs) - 1:
-                    continue  # it is the BV's own block
-                if next_e is not None and vs[j + 1][0] > next_e:
-                    if vs[j][1] != ZERO:  # the next generation sees it: now charged to that one
-                        fam.owned[next_e] = fam.owned.get(next_e, 0) + 1
+                j = bisect.bisect_right(vs, s, key=_epoch_of) - 1
+                if j < 0 or j == len(vs) - 1:
+                    continue  # not a kept version (the index never holds one: a guard)
+                if vs[j][0] <= prev_e:  # the previous generation sees it too: now its newest viewer
+                    fam.last_seen.setdefault(prev_e, set()).add(lb)
                     continue
                 epoch, pb = vs.pop(j)
                 dead.append((fam.ld, lb, epoch))
                 if pb != ZERO:
+                    freed += 1
                     fam.retained -= 1
                     self._to_free.append((fam, pb))
             self.db.conn.executemany("DELETE FROM blocks WHERE family=? AND lblock=? AND epoch=?", dead)
-            fam.owned.pop(s, None)
+            # What it was the oldest to see and did not free (seen by the next one too) is charged to
+            # the next one: a count, O(1).
+            moved = fam.owned.pop(s, 0) - freed
+            if moved and next_e is not None:
+                fam.owned[next_e] = fam.owned.get(next_e, 0) + moved
         ov = self.overlays.pop(g.sv, {})
         if ov:
             fam.retained -= len(ov)

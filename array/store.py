@@ -65,6 +65,11 @@ def _create_schema(db: sqlite_utils.Database) -> None:
         "CREATE TABLE IF NOT EXISTS overlay (sv INTEGER, lblock INTEGER, pblock INTEGER,"
         " PRIMARY KEY (sv, lblock)) WITHOUT ROWID"
     )
+    # restore.py: which version's bytes a BV block holds since a restore copied it (Family.src)
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS restored (family INTEGER, lblock INTEGER, epoch INTEGER,"
+        " PRIMARY KEY (family, lblock)) WITHOUT ROWID"
+    )
     t("gens").create(
         {
             "sv": int,

@@ -8,6 +8,11 @@ delete the snapshot (untimed). Reference, timed between groups of 3 runs: an eng
 copy, i.e. reading the whole BV with engine.read and writing it to the other LD with engine.write, in
 4 MiB pieces (the restore worker's batch: 64 blocks). One untimed warm-up of each first.
 Ratio = median(restore) / median(full copy). Target: <= 0.05.
+
+Second restore (issue 12): the same run, then the same generation restored again at once (nothing
+differs any more); both restores (+ wait) timed, and the blocks each copied (``restore_total``).
+Ratios: median(second) / median(first) <= 0.1 (time), and blocks copied second / first <= 0.1
+(deterministic).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import sys
 import common as c
 
 TARGET = 0.05
+TARGET_SECOND = 0.1
 COPY_CHUNK = 4 * c.MiB
 
 
@@ -62,6 +68,20 @@ def main(argv: list[str] | None = None) -> int:
             e.delete("BV0", sv)
             return dt
 
+        def restore_twice() -> tuple[float, float, int, int]:
+            """(first time, second time, blocks the first copied, blocks the second copied)."""
+            e.create("BV0", sv)
+            for lb in rng.sample(range(blocks), changed):
+                e.write("BV0", lb * c.BLOCK, data.next(c.BLOCK)[::-1])
+            out = []
+            for _ in range(2):
+                t = c.now()
+                total = e.restore("BV0", sv)["restore_total"]
+                e.wait("BV0", sv, cond="active")
+                out += [c.now() - t, total]
+            e.delete("BV0", sv)
+            return out[0], out[2], out[1], out[3]
+
         def full_copy() -> float:
             t = c.now()
             for off in range(0, cap, COPY_CHUNK):
@@ -83,6 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         rep.figure("full-volume copy throughput", f"{cap / c.MiB / mc:.1f} MiB/s (median)")
         ratio = c.median(times["restore"]) / mc
         rep.ratio("restore_1pct", ratio, "<=", TARGET, "median restore time / median full-volume copy time")
+
+        twice = [restore_twice() for _ in range(reps * per_copy)]
+        rep.figure("first restore of a generation + wait", c.spread([x[0] for x in twice]))
+        rep.figure("second restore of it at once + wait", c.spread([x[1] for x in twice]))
+        rep.figure("blocks copied: first / second (each run)",
+                   ", ".join(f"{x[2]}/{x[3]}" for x in twice))
+        rep.ratio("restore_second_vs_first", c.median([x[1] for x in twice]) / c.median([x[0] for x in twice]),
+                  "<=", TARGET_SECOND, "median second restore time / median first, same generation")
+        rep.ratio("restore_second_blocks", sum(x[3] for x in twice) / max(1, sum(x[2] for x in twice)),
+                  "<=", TARGET_SECOND, "blocks the second restore copied / the first", deterministic=True)
 
     if args.profile:
         # a fresh array whose restore worker thread is profiled too (cProfile follows one thread)
