@@ -36,7 +36,8 @@ def test_login_sessions_and_csrf() -> None:
     refused("iSM31351", auth.session, "forged")
     auth.check_csrf(session, session.csrf)
     refused("iSM31352", auth.check_csrf, session, None)
-    refused("iSM31352", auth.check_csrf, session, "x" + session.csrf[1:])
+    flipped = ("y" if session.csrf[0] == "x" else "x") + session.csrf[1:]  # a token one character off
+    refused("iSM31352", auth.check_csrf, session, flipped)
     now[0] += SESSION_SECONDS + 1
     refused("iSM31351", auth.session, sid)  # expired
     sid2, _ = auth.login("t" * 43)
