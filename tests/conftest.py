@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +18,18 @@ def pytest_configure(config: pytest.Config) -> None:
         config, "workerinput"
     ):
         config.option.basetemp = tempfile.mkdtemp(prefix="slt-", dir="/tmp")
+
+
+_WEIGHTS = Path(__file__).with_name("file_seconds.json")
+_UNKNOWN_FILE_SECONDS = 10.0  # a file not yet weighed (tools/test_weights.py) runs among the middling ones
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Longest files first: with one file per xdist worker at a time (README "Test", run with
+    # --no-loadscope-reorder so xdist keeps this order), the short files fill in at the end.
+    # The sort is stable, so the tests of one file keep their order.
+    try:
+        weights = json.loads(_WEIGHTS.read_text())
+    except (OSError, ValueError):
+        return
+    items.sort(key=lambda item: -weights.get(item.nodeid.split("::", 1)[0], _UNKNOWN_FILE_SECONDS))
