@@ -136,11 +136,12 @@ def worker_main(argv: list[str]) -> int:
     ping_req = echo_pb2.EchoRequest(payload=b"q" * int(payload))
     calls = {"route": lambda: mstub.Route(route_req, timeout=30),
              "echo": lambda: estub.Ping(ping_req, timeout=30)}
-    # Warm-up with a generous deadline: with 64 workers starting on a small machine the first calls
-    # (channel set-up, TLS handshakes) can queue behind the others' imports.
+    # Warm-up with a generous deadline, waiting for the channel: on a loaded machine a connection
+    # attempt can time out before the server's SETTINGS frame (UNAVAILABLE); wait_for_ready retries
+    # the connection within the deadline. The measured calls below keep plain 30 s calls.
     for _ in range(5):
-        mstub.Route(route_req, timeout=SETUP_TIMEOUT)
-        estub.Ping(ping_req, timeout=SETUP_TIMEOUT)
+        mstub.Route(route_req, timeout=SETUP_TIMEOUT, wait_for_ready=True)
+        estub.Ping(ping_req, timeout=SETUP_TIMEOUT, wait_for_ready=True)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         msg = json.loads(line)
