@@ -440,8 +440,10 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
             link = await self.arrays.get(request.array, via=request.via)
             routed.append(link)
             view = await link.view()
-            definition = next((d for d in self.state.definitions(host.name) if d.array == link.key), None)
-            if ident.name not in view.host_paths and definition is not None:
+            definition = None
+            if ident.name not in view.host_paths:  # the definitions are read only then: not per op
+                definition = next((d for d in self.state.definitions(host.name) if d.array == link.key), None)
+            if definition is not None:
                 # The array lost (or never got: it was down at enrolment) this host's registration.
                 try:
                     await self._register(link, definition)
