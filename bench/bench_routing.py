@@ -241,12 +241,15 @@ def part3_generations(rep, me, certs: Path, target: str, array_target: str, ngen
     # What stays O(LDs) for routing: the array's Describe (every SV is an LD), which the manager's
     # routing view is rebuilt from at most once a second (manager/arrays.py DESCRIBE_TTL), shared by
     # every BV of the array. Printed for the record; not part of the ratio's two sides' difference.
-    astub = array_pb2_grpc.ArrayStub(make_channel(array_target, ClientTLS.from_folder(certs, "admin")))
+    channel = make_channel(array_target, ClientTLS.from_folder(certs, "admin"))
+    astub = array_pb2_grpc.ArrayStub(channel)
+    astub.Describe(array_pb2.DescribeRequest(), timeout=SETUP_TIMEOUT, wait_for_ready=True)  # connected
     took = []
     for _ in range(5):
         t = c.now()
         state = astub.Describe(array_pb2.DescribeRequest(), timeout=60)
         took.append(c.now() - t)
+    channel.close()
     rep.line(f"the array's Describe: {len(state.lds)} LDs, {cc.fmt_ms(c.median(took))} (median of 5)")
 
     def timed(bv: str) -> float:
