@@ -24,6 +24,17 @@ payload the size of the routed reply.
    channels, run routed ops (or Pings) back to back for 2 s (--quick 0.2 s); routed and Echo rounds
    alternate, 5 of each (--quick 1); median ops/s of each side. Target: routed / Echo >= 0.4.
 
+3. Generations (``--gens N``, default 1024, --quick 16; ``--gens 0`` skips it): two more BVs of host
+   ``bench01`` on the same array, ``bvmany`` with N generations and ``bvone`` with 1 (the SVs made
+   through ``Manager.Snapshot`` as admin, untimed). The routed operation is ``iSMsc_wait -cond active``
+   of each BV's newest generation, issued through the BV: it changes nothing and its answer is one
+   generation whatever the BV holds, and it takes every routing rule of a BV (enrolment, access,
+   the link state of ``via``), so what grows with generations is only what routing pays for them.
+   (``iSMsc_svguard`` would add a state change: an array commit and a durable event, noise that
+   hides the routing; a Query's own answer grows with the generations.) Alternated call by call
+   (order flipped each pair), 2000 of each (--quick 20); p50 and spread of each. Target: p50 ratio
+   many / one <= 1.3.
+
 The CPU each server process used per round is printed (from /proc). ``--profile``: the manager and
 the array run under a per-thread cProfile measuring CPU time (figures are then slower), printed at the end.
 """
@@ -44,6 +55,10 @@ import grpc_common as g
 
 LAT_TARGET = 3.0
 TPUT_TARGET = 0.4
+GENS_TARGET = 1.3
+WORKER_BATCH = 8  # client processes started at a time (Workers)
+SETUP_TIMEOUT = 120.0  # seconds a set-up call (enrolment, warm-up) may take on a loaded machine
+GEN_BVS = ("bvmany", "bvone")  # part 3: host bench01's BVs with N generations and with 1
 ARRAY = "Bench_Array"
 PORT = "P0"
 SVS = 4
@@ -61,12 +76,16 @@ def bv_name(i: int) -> str:
     return f"bv{i + 1:02d}"
 
 
-def lab_text(hosts: int) -> str:
+def lab_text(hosts: int, gens: int = 0) -> str:
     """The array's configuration and the hosts, as a lab file (only its [[arrays]], [[hosts]] and
     [[access]] are used: config_ops turns them into the manager's Configure requests)."""
     lds = ",\n  ".join(f'{{ number = "{0x100 + i:04x}h", name = "{bv_name(i)}", capacity = "64MiB", pool = 0 }}'
                        for i in range(hosts))
-    gens = ",\n  ".join(f'{{ bv = "{bv_name(i)}", pool = 1, count = {SVS} }}' for i in range(hosts))
+    gens_ = ",\n  ".join(f'{{ bv = "{bv_name(i)}", pool = 1, count = {SVS} }}' for i in range(hosts))
+    if gens:  # part 3: bvmany (gens SVs) and bvone (1 SV), both reached by bench01 only
+        lds += "".join(f',\n  {{ number = "{0x800 + k:04x}h", name = "{n}", capacity = "64MiB", pool = 0 }}'
+                       for k, n in enumerate(GEN_BVS))
+        gens_ += "".join(f',\n  {{ bv = "{n}", pool = 1, count = {cnt} }}' for n, cnt in zip(GEN_BVS, (gens, 1)))
     out = [
         "[[arrays]]",
         f'name = "{ARRAY}"',
@@ -75,7 +94,7 @@ def lab_text(hosts: int) -> str:
          '{ number = 1, kind = "dynamic", capacity = "64GiB" }]'),
         'sra = [{ pool = 1, capacity = "8GiB", name = "SDV_BENCH" }]',
         f"lds = [\n  {lds}\n]",
-        f"generations = [\n  {gens}\n]",
+        f"generations = [\n  {gens_}\n]",
         'licences = ["DynamicSnapVolume", "AccessControl"]',
     ]
     for i in range(hosts):
@@ -83,6 +102,9 @@ def lab_text(hosts: int) -> str:
                 f'ports = ["{PORT}"]']
     for i in range(hosts):
         out += ["[[access]]", f'ld = "{bv_name(i)}"', f'wwn = "{host_wwn(i)}"']
+    if gens:
+        for n in GEN_BVS:
+            out += ["[[access]]", f'ld = "{n}"', f'wwn = "{host_wwn(0)}"']
     return "\n".join(out) + "\n"
 
 
@@ -114,9 +136,12 @@ def worker_main(argv: list[str]) -> int:
     ping_req = echo_pb2.EchoRequest(payload=b"q" * int(payload))
     calls = {"route": lambda: mstub.Route(route_req, timeout=30),
              "echo": lambda: estub.Ping(ping_req, timeout=30)}
+    # Warm-up with a generous deadline, waiting for the channel: on a loaded machine a connection
+    # attempt can time out before the server's SETTINGS frame (UNAVAILABLE); wait_for_ready retries
+    # the connection within the deadline. The measured calls below keep plain 30 s calls.
     for _ in range(5):
-        calls["route"]()
-        calls["echo"]()
+        mstub.Route(route_req, timeout=SETUP_TIMEOUT, wait_for_ready=True)
+        estub.Ping(ping_req, timeout=SETUP_TIMEOUT, wait_for_ready=True)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         msg = json.loads(line)
@@ -141,16 +166,25 @@ def worker_main(argv: list[str]) -> int:
 
 class Workers:
     def __init__(self, n: int, certs: Path, manager: str, echo: str, payload: int) -> None:
+        """Started WORKER_BATCH at a time, each batch ready (imports done, channels warm) before the
+        next starts: 64 Python processes importing grpc at once on 2 cores took longer than a warm-up
+        call's deadline. Nothing is measured until all are ready, so this changes no figure."""
         self.procs = []
-        for i in range(n):
-            self.procs.append(subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "worker", host_name(i), str(certs), manager, echo,
-                 bv_name(i), str(payload)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1))
-        for p in self.procs:
-            line = p.stdout.readline()
-            if not line or not json.loads(line).get("ready"):
-                raise RuntimeError(f"worker {p.pid} did not start (exit {p.poll()})")
+        try:
+            for first in range(0, n, WORKER_BATCH):
+                batch = [subprocess.Popen(
+                    [sys.executable, str(Path(__file__).resolve()), "worker", host_name(i), str(certs), manager,
+                     echo, bv_name(i), str(payload)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+                    for i in range(first, min(n, first + WORKER_BATCH))]
+                self.procs += batch
+                for p in batch:
+                    line = p.stdout.readline()  # the worker's own deadlines bound this wait
+                    if not line or not json.loads(line).get("ready"):
+                        raise RuntimeError(f"worker {p.pid} did not start (exit {p.poll()})")
+        except BaseException:
+            self.close()
+            raise
 
     def run(self, op: str, duration: float) -> tuple[int, int]:
         start = time.monotonic() + 0.1
@@ -179,17 +213,79 @@ class Workers:
                 p.wait()
 
 
+# ==================================================================== part 3
+def part3_generations(rep, me, certs: Path, target: str, array_target: str, ngens: int, iters: int) -> None:
+    """Routed ``iSMsc_wait -cond active`` of the newest generation of bvmany (ngens) vs bvone (1)."""
+    from snaplab.manager.client import ManagerClient
+
+    from snaplab.common.rpc import ClientTLS, make_channel
+    from snaplab.v1 import array_pb2, array_pb2_grpc, manager_pb2
+
+    t0 = c.now()
+    newest: dict[str, str] = {}
+    with ManagerClient(target, ClientTLS.from_folder(certs, "admin"), timeout=SETUP_TIMEOUT) as admin:
+        for bv, count in zip(GEN_BVS, (ngens, 1)):
+            for _ in range(count):
+                reply = admin._call("Snapshot", manager_pb2.ControlRequest(
+                    array=ARRAY, create=array_pb2.CreateRequest(bv=bv, cyclic=True)))
+                newest[bv] = reply.generation.sv
+    reqs = {bv: manager_pb2.ControlRequest(via=bv, wait=array_pb2.WaitRequest(
+        bv=bv, sv=array_pb2.SvRef(sv=sv, svflg="ld"), cond="active", timeout_seconds=5)) for bv, sv in newest.items()}
+    for bv, req in reqs.items():
+        got = me.stub.Route(req, timeout=30)
+        assert got.generation.sv == newest[bv] and got.generation.bv == bv, got
+    query = me.stub.Route(manager_pb2.ControlRequest(via="bvmany", query=array_pb2.QueryRequest(bv="bvmany")), timeout=60)
+    live = sum(1 for g in query.query.generations if g.state.startswith("snap/active"))
+    rep.line(f"part 3 set up in {c.now() - t0:.1f} s: bvmany {live} live generations, bvone 1; routed "
+             f"iSMsc_wait -cond active of each newest generation ({newest['bvmany']}, {newest['bvone']})")
+    # What stays O(LDs) for routing: the array's Describe (every SV is an LD), which the manager's
+    # routing view is rebuilt from at most once a second (manager/arrays.py DESCRIBE_TTL), shared by
+    # every BV of the array. Printed for the record; not part of the ratio's two sides' difference.
+    channel = make_channel(array_target, ClientTLS.from_folder(certs, "admin"))
+    astub = array_pb2_grpc.ArrayStub(channel)
+    astub.Describe(array_pb2.DescribeRequest(), timeout=SETUP_TIMEOUT, wait_for_ready=True)  # connected
+    took = []
+    for _ in range(5):
+        t = c.now()
+        state = astub.Describe(array_pb2.DescribeRequest(), timeout=60)
+        took.append(c.now() - t)
+    channel.close()
+    rep.line(f"the array's Describe: {len(state.lds)} LDs, {cc.fmt_ms(c.median(took))} (median of 5)")
+
+    def timed(bv: str) -> float:
+        t = c.now()
+        me.stub.Route(reqs[bv], timeout=30)
+        return c.now() - t
+
+    for _ in range(min(50, iters)):
+        timed("bvmany")
+        timed("bvone")
+    lat: dict[str, list[float]] = {"bvmany": [], "bvone": []}
+    for k in range(iters):
+        order = GEN_BVS if k % 2 else GEN_BVS[::-1]
+        for bv in order:
+            lat[bv].append(timed(bv))
+    rep.figure(f"routed wait latency, {ngens} generations", cc.lat_summary(lat["bvmany"]))
+    rep.figure("routed wait latency, 1 generation", cc.lat_summary(lat["bvone"]))
+    p_many, p_one = cc.percentile(lat["bvmany"], 50), cc.percentile(lat["bvone"], 50)
+    rep.ratio("routing_generations_p50", p_many / p_one, "<=", GENS_TARGET,
+              f"p50 routed wait, {ngens} generations {cc.fmt_ms(p_many)} / 1 generation {cc.fmt_ms(p_one)}")
+
+
 # ==================================================================== the benchmark
 def main(argv: list[str] | None = None) -> int:
     def extra(p):
         p.add_argument("--hosts", type=int, default=None, help="concurrent hosts (default 16; --quick 2)")
         p.add_argument("--seconds", type=float, default=None, help="length of a throughput round")
+        p.add_argument("--gens", type=int, default=None,
+                       help="generations of the many-generation BV of part 3 (default 1024; --quick 16; 0 skips)")
 
     args = c.parse_args(__doc__.splitlines()[0], extra, argv=argv)
     iters = args.reps or (20 if args.quick else 2000)
     nhosts = args.hosts or (2 if args.quick else 16)
     rounds = 1 if args.quick else 5
     seconds = args.seconds or (0.2 if args.quick else 2.0)
+    ngens = args.gens if args.gens is not None else (16 if args.quick else 1024)
     rep = c.Report("bench_routing", "routed control operation (host -> manager -> array) vs raw gRPC echo", args)
     rep.line(f"latency: {iters} routed Query and {iters} Echo.Ping, alternated; throughput: {nhosts} client "
              f"processes (one host each), {rounds} x {seconds:g} s per side, alternated")
@@ -228,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                          log_level="WARNING").start() as manager, \
                 g.EchoProcess(tmp / "echo", certs).start() as echo:
             t0 = c.now()
-            spec = LabSpec.parse(lab_text(nhosts), "bench_routing")
+            spec = LabSpec.parse(lab_text(nhosts, ngens), "bench_routing")
             with ManagerClient(manager.target, ClientTLS.from_folder(certs.folder, "admin")) as admin:
                 for _where, request in config_ops(spec, spec.arrays[0]):
                     admin._call("Configure", manager_pb2.ManagedConfig(array=ARRAY, request=request))
@@ -278,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
             p50_r, p50_e = cc.percentile(lat_r, 50), cc.percentile(lat_e, 50)
             rep.ratio("routing_latency", p50_r / p50_e, "<=", LAT_TARGET,
                       f"p50 routed {cc.fmt_ms(p50_r)} / p50 Echo.Ping {cc.fmt_ms(p50_e)}")
+
+            # -- 3. generations: a routed op on a BV with ngens generations vs one with 1 ---------
+            if ngens:
+                part3_generations(rep, me, certs.folder, manager.target, array.target, ngens, iters)
             me.close()
 
             # -- 2. throughput, nhosts concurrent clients ----------------------------------------

@@ -38,6 +38,7 @@ def take(state: ManagerState, name: str) -> checkpoint_pb2.CheckpointReply:
     """Keep the manager's tables under ``name`` (iSM31292 if the name is taken)."""
     with state._lock:
         _create(state)
+        state.flush()  # event_seq counts every event logged so far, look-ups' too
         conn = state.db.conn
         if conn.execute("SELECT 1 FROM checkpoints WHERE name=?", [name]).fetchone():
             raise SnapLabError(E.CHECKPOINT_EXISTS, name=name)

@@ -169,11 +169,28 @@ def op_text(op: ControlOp) -> str:
     return " ".join(parts)
 
 
+# describe_control's answers by (request bytes, rpc, array): a host repeats the same few requests,
+# and each routed op is described twice (before and after routing). Cleared when full.
+_DESCRIBED: dict[tuple[bytes, str, str], tuple[str, str]] = {}
+_DESCRIBED_MAX = 4096
+
+
 def describe_control(
     request: manager_pb2.ControlRequest, rpc: str = "Route", array: str = ""
 ) -> tuple[str, str]:
     """(command name, argument text) of a ControlRequest for the event log (``rpc`` names one without an op;
     ``array``: the array it went to, when the request left it to the manager)."""
+    key = (request.SerializeToString(deterministic=True), rpc, array)
+    got = _DESCRIBED.get(key)
+    if got is None:
+        got = _describe_control(request, rpc, array)
+        if len(_DESCRIBED) >= _DESCRIBED_MAX:
+            _DESCRIBED.clear()
+        _DESCRIBED[key] = got
+    return got
+
+
+def _describe_control(request: manager_pb2.ControlRequest, rpc: str, array: str) -> tuple[str, str]:
     field = request.WhichOneof("op")
     if field is None:
         return rpc, f"via {request.via or '-'}"

@@ -186,9 +186,11 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
         self._stopping = True
         self._signal.fire()
 
-    def _event(self, source: str, classification: str, operation: str, msg_id: str, text: str) -> None:
+    def _event(
+        self, source: str, classification: str, operation: str, msg_id: str, text: str, *, durable: bool = True
+    ) -> None:
         try:
-            self.state.log_event(source, classification, operation, msg_id, text)
+            self.state.log_event(source, classification, operation, msg_id, text, durable=durable)
         except Exception:  # an event that cannot be written must not fail the operation it records
             log.exception("cannot log event")
 
@@ -211,9 +213,11 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
         (look-ups, waits) the caller going away cancels the operation, and the array call it waits
         on, and nothing is logged. ``detail`` may be a function, read when the event is written
         (it names the array the operation went to, known only once routed). ``quiet``: iSM ids of refusals that are not logged (a host's
-        probe of one of its routes)."""
+        probe of one of its routes). The event of an operation that changes something is committed
+        before the answer; a look-up's (``finish`` False) by the state's writer within a few ms
+        (``ManagerState.log_event(durable=False)``: no commit of its own on the hot path)."""
         if not finish:
-            return await self._run_logged(source, operation, detail, body, done, quiet)
+            return await self._run_logged(source, operation, detail, body, done, quiet, durable=False)
         task = asyncio.ensure_future(self._run_logged(source, operation, detail, body, done, quiet))
         task.add_done_callback(_retrieved)
         return await asyncio.shield(task)
@@ -226,6 +230,8 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
         body: Callable[[], Awaitable[T]],
         done: Callable[[T], tuple[str, str, str]],
         quiet: frozenset[str] = frozenset(),
+        *,
+        durable: bool = True,
     ) -> T:
         def suffix_now() -> str:
             text = detail() if callable(detail) else detail
@@ -236,12 +242,12 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
         except SnapLabError as exc:
             suffix = suffix_now()
             if exc.msg_id not in quiet:
-                self._event(source, "ERROR", operation, exc.msg_id, exc.text + suffix)
+                self._event(source, "ERROR", operation, exc.msg_id, exc.text + suffix, durable=durable)
             raise
         except SnapLabClientError as exc:
             suffix = suffix_now()
             if (exc.msg_id or "") not in quiet:
-                self._event(source, "ERROR", operation, exc.msg_id or "", exc.text + suffix)
+                self._event(source, "ERROR", operation, exc.msg_id or "", exc.text + suffix, durable=durable)
             raise
         except Exception as exc:
             self._event(
@@ -250,10 +256,11 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
                 operation,
                 E.INTERNAL.msg_id,
                 E.INTERNAL.text.format(detail=type(exc).__name__) + suffix_now(),
+                durable=durable,
             )
             raise
         classification, msg_id, text = done(result)
-        self._event(source, classification, operation, msg_id, text + suffix_now())
+        self._event(source, classification, operation, msg_id, text + suffix_now(), durable=durable)
         return result
 
     async def _register(self, link: ArrayLink, definition: HostDefinition) -> None:
@@ -433,8 +440,10 @@ class ManagerServicer(ClusterCallsMixin, CheckpointCallsMixin, manager_pb2_grpc.
             link = await self.arrays.get(request.array, via=request.via)
             routed.append(link)
             view = await link.view()
-            definition = next((d for d in self.state.definitions(host.name) if d.array == link.key), None)
-            if ident.name not in view.host_paths and definition is not None:
+            definition = None
+            if ident.name not in view.host_paths:  # the definitions are read only then: not per op
+                definition = next((d for d in self.state.definitions(host.name) if d.array == link.key), None)
+            if definition is not None:
                 # The array lost (or never got: it was down at enrolment) this host's registration.
                 try:
                     await self._register(link, definition)

@@ -21,6 +21,9 @@ HOST_ROLES = ("business", "backup", "test", "standby")
 CLUSTER_ROLES = ("", "active", "standby")
 MAX_EVENTS_PER_READ = 10_000
 CHECKPOINT_INTERVAL = 1.0  # seconds between WAL checkpoints (by a background thread) while events come in
+# Seconds a look-up's event (``durable=False``) may wait before the writer thread commits it, with
+# every other one logged meanwhile, in one transaction: a routed query then costs no commit of its own.
+FLUSH_INTERVAL = 0.005
 WAL_SIZE_LIMIT = 8 * 1024 * 1024  # bytes the WAL file keeps on disk between checkpoints
 # Characters an event keeps of each field (longer ones are cut, unprintable characters escaped): an
 # event costs at most a few KiB of manager.db whatever a request carried, and a page of the log
@@ -101,7 +104,13 @@ class ManagerState:
     - Events are append-only: each gets the next sequence number (1, 2, …, never reused) and the
       time it was logged; the classification is one of INFO, NOTICE, WARNING, ERROR. Each field is
       stored and read in a bounded, escaped form (``EVENT_LIMITS``, ``validation.shown``).
-    - Every write is one committed transaction before the method returns: a restart keeps it.
+    - Every write is one committed transaction before the method returns: a restart keeps it. The
+      one exception is an event logged with ``durable=False`` (an operation that changed nothing: a
+      look-up): it is committed by the writer thread within ``FLUSH_INTERVAL``, with the others
+      waiting then, in one transaction, or before that by the next write or read of the log
+      (pending events first, so the log keeps its order); its sequence number is known, and the
+      watchers woken, when it is committed. A manager killed in between loses only such look-up
+      events, never a state change's.
     - All methods are thread-safe. ``wait_events`` blocks until an event newer than a sequence
       number exists, a timeout passes, or ``close()``/``wake()`` is called — so a live watcher never
       blocks shutdown; ``add_listener`` callbacks run after every event (event-loop watchers).
@@ -163,6 +172,8 @@ class ManagerState:
         self._waiters = _Waiters()
         row = conn.execute("SELECT MAX(seq) FROM events").fetchone()
         self._waiters.last_seq = int(row[0] or 0)
+        self._pending: list[tuple[object, ...]] = []  # events logged durable=False, not yet committed
+        self._flush_wanted = threading.Event()
         self._listeners: list[Callable[[], None]] = []
         self._hosts = {r["name"]: _host(r) for r in self.db.query("SELECT * FROM hosts")}
         self._definitions = {
@@ -174,6 +185,8 @@ class ManagerState:
             target=self._checkpoints, name="manager-db-checkpoint", daemon=True
         )
         self._checkpointer.start()
+        self._flusher = threading.Thread(target=self._flushes, name="manager-db-events", daemon=True)
+        self._flusher.start()
 
     def reload(self) -> None:
         """The enrolled hosts and definitions from manager.db again (after a lab rollback rewrote them)."""
@@ -265,9 +278,21 @@ class ManagerState:
 
     # -- events ------------------------------------------------------------------------------------
     def log_event(
-        self, source: str, classification: str, operation: str, msg_id: str = "", text: str = ""
+        self,
+        source: str,
+        classification: str,
+        operation: str,
+        msg_id: str = "",
+        text: str = "",
+        *,
+        durable: bool = True,
     ) -> EventRecord:
-        """Append one event and wake every watcher; returns it with its sequence number."""
+        """Append one event and wake every watcher; returns it with its sequence number.
+
+        ``durable``: committed before this returns (with any pending before it); False (for an
+        operation that changed nothing) leaves the commit to the writer thread (class docstring).
+        A durable event that cannot be committed stays pending (the writer retries it) and the
+        error is raised."""
         if classification not in CLASSIFICATIONS:
             raise ValueError(f"classification {classification!r} is not one of {CLASSIFICATIONS}")
         lim = EVENT_LIMITS
@@ -275,21 +300,12 @@ class ManagerState:
         msg_id, text = shown(msg_id, lim["msg_id"]), shown(text, lim["text"])
         with self._lock:
             time = self._clock()
-            # One statement in autocommit mode: its own transaction, committed when it returns.
-            cur = self.db.conn.execute(
-                "INSERT INTO events(time, source, classification, operation, msg_id, text) VALUES (?,?,?,?,?,?)",
-                (time, source, classification, operation, msg_id, text),
-            )
-            event = EventRecord(
-                int(cur.lastrowid or 0), time, source, classification, operation, msg_id, text
-            )
-        self._dirty.set()
-        with self._waiters.cond:
-            self._waiters.last_seq = max(self._waiters.last_seq, event.seq)
-            self._waiters.cond.notify_all()
-        for listener in self._listeners:
-            listener()
-        return event
+            self._pending.append((time, source, classification, operation, msg_id, text))
+            if not durable:
+                self._flush_wanted.set()
+                return EventRecord(0, time, source, classification, operation, msg_id, text)
+            seq = self._flush_locked()
+        return EventRecord(seq, time, source, classification, operation, msg_id, text)
 
     def array_event_seen(self, array: str) -> int:
         """The sequence number of the last of the array's own events already in the log (0: none)."""
@@ -305,8 +321,51 @@ class ManagerState:
         """Call ``callback()`` (in the logging thread) after every event is logged."""
         self._listeners.append(callback)
 
+    def _flush_locked(self) -> int:
+        """Commit the pending events in one transaction, in order (call with ``_lock`` held), wake
+        the watchers, and return the last one's sequence number; on failure they stay pending and
+        the error is raised."""
+        if not self._pending:
+            return 0
+        rows, self._pending = self._pending, []
+        try:
+            seq = self._write_many(
+                "INSERT INTO events(time, source, classification, operation, msg_id, text) VALUES (?,?,?,?,?,?)",
+                rows,
+            )
+        except BaseException:
+            self._pending = rows + self._pending
+            raise
+        with self._waiters.cond:
+            self._waiters.last_seq = max(self._waiters.last_seq, seq)
+            self._waiters.cond.notify_all()
+        for listener in self._listeners:
+            listener()
+        return seq
+
+    def flush(self) -> None:
+        """Commit every pending (``durable=False``) event now."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flushes(self) -> None:
+        """The writer thread: commits pending events ``FLUSH_INTERVAL`` after the first of them."""
+        while True:
+            self._flush_wanted.wait()
+            if self._stop_checkpoints.wait(FLUSH_INTERVAL):
+                return  # close() commits the rest
+            self._flush_wanted.clear()
+            try:
+                self.flush()
+            except sqlite3.Error as exc:  # busy or failing disk: they stay pending, tried again
+                log.warning("cannot write events to %s: %s", DB_FILE, exc)
+                self._flush_wanted.set()
+                if self._stop_checkpoints.wait(CHECKPOINT_INTERVAL):
+                    return
+
     def events(self, after_seq: int = 0, limit: int = 0) -> list[EventRecord]:
-        """Events with ``seq > after_seq``, oldest first; at most ``limit`` (0: up to 10 000)."""
+        """Events with ``seq > after_seq``, oldest first; at most ``limit`` (0: up to 10 000).
+        Pending events are committed first, so a reader sees every event logged."""
         n = MAX_EVENTS_PER_READ if limit <= 0 else min(limit, MAX_EVENTS_PER_READ)
         # Read bounded too: a log written before the limits existed may hold huge fields, and NULs
         # (which end an SQLite text for substr and length): the head of each field's bytes is read.
@@ -316,6 +375,10 @@ class ManagerState:
             for f, m in room.items()
         )
         with self._lock:
+            try:
+                self._flush_locked()
+            except sqlite3.Error as exc:  # still readable: the committed part of the log
+                log.warning("cannot write events to %s: %s", DB_FILE, exc)
             rows = list(
                 self.db.query(
                     f"SELECT seq, time, classification, {fields} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -362,8 +425,14 @@ class ManagerState:
             self._waiters.cond.notify_all()
         self._stop_checkpoints.set()
         self._dirty.set()
+        self._flush_wanted.set()
         self._checkpointer.join()
+        self._flusher.join()
         with self._lock:
+            try:
+                self._flush_locked()
+            except sqlite3.Error as exc:
+                log.warning("cannot write events to %s: %s", DB_FILE, exc)
             try:
                 self.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
@@ -387,8 +456,23 @@ class ManagerState:
         finally:
             conn.close()
 
+    def _write_many(self, sql: str, rows: list[tuple[object, ...]]) -> int:
+        """Insert ``rows`` in one transaction; the rowid of the last (rows get max + 1, in order)."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(sql, rows)
+            last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+            conn.execute("COMMIT")
+            self._dirty.set()
+            return last
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     def _write(self, sql: str, params: object) -> sqlite3.Cursor:
         conn = self.db.conn
+        self._flush_locked()  # pending events first: the log keeps the order things happened in
         conn.execute("BEGIN IMMEDIATE")
         try:
             cur = conn.execute(sql, params)  # type: ignore[arg-type]

@@ -54,10 +54,20 @@ class DaemonMetrics:
         )
         self.port = 0
         self._server: Any = None
+        # The labelled children by label values: ``labels()`` takes a lock and builds a key on
+        # every call, and ``observe`` runs on every RPC.
+        self._counted: dict[tuple[str, str], Any] = {}
+        self._timed: dict[str, Any] = {}
 
     def observe(self, operation: str, result: str, seconds: float) -> None:
-        self.operations.labels(operation, result).inc()
-        self.latency.labels(operation).observe(seconds)
+        counted = self._counted.get((operation, result))
+        if counted is None:
+            counted = self._counted[(operation, result)] = self.operations.labels(operation, result)
+        timed = self._timed.get(operation)
+        if timed is None:
+            timed = self._timed[operation] = self.latency.labels(operation)
+        counted.inc()
+        timed.observe(seconds)
 
     def chaos(self, firing: Any) -> None:
         """``ChaosEngine.on_fired``: count a firing."""
