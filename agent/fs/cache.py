@@ -37,12 +37,16 @@ from typing import TYPE_CHECKING
 from snaplab.agent.commands.base import CommandError
 from snaplab.agent.fs import journal, kept
 from snaplab.agent.fs.archive import (
+    DIGEST,
     PAGE,
+    PAGE_DIGEST,
     Damaged,
     NotFormatted,
-    digest,
     entry_kind,
     file_hash,
+    hash_matches,
+    legacy_page_digest,
+    page_digest,
     parents,
     quick_check,
     read_image,
@@ -126,7 +130,7 @@ class FileSystemCache:
                     if "snaplab_volume" in tables
                     else {}
                 )
-                adopt = held is not None and kept.matches(held, pages, digests)
+                adopt = held is not None and kept.matches(held, pages, _digests_for(held, db, digests))
                 if not adopt:
                     t0 = time.time_ns()
                     parked.mkdir(parents=True)
@@ -373,8 +377,20 @@ class FileSystemCache:
         replay: dict[int, bytes] = {}
         if s.committed:
             with PageFile(s.db) as f:
-                replay = {p: digest(volume_form(f.read(p)) if p == 1 else f.read(p)) for p in s.pending}
+                replay = {p: page_digest(volume_form(f.read(p)) if p == 1 else f.read(p)) for p in s.pending}
         return kept.save(self.cache, self.host.name, s, name, reason, entries, replay)
+
+
+def _digests_for(held: dict, db: Path, digests: bytearray) -> bytes:
+    """The page digests of the volume just read, as the kept manifest ``held`` counts them (one an
+    older agent wrote has BLAKE2b-128 digests: the working copy's pages are digested that way)."""
+    if held.get("page_digest") == PAGE_DIGEST:
+        return digests
+    out = bytearray()
+    with open(db, "rb") as f:
+        while page := f.read(PAGE):
+            out += legacy_page_digest(page)
+    return out
 
 
 def _remove_db(db: Path) -> None:
@@ -405,47 +421,68 @@ def _clear(path: Path) -> None:
         os.unlink(path)
 
 
-def _write_file(path: str, content: bytes, perm: int, mt: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+def _umask() -> int | None:
+    """The process's umask (Linux: /proc/self/status; ``os.umask`` would change it for every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _write_file(path: str, content: bytes, perm: int, mt: int, umask: int | None) -> None:
+    """Create ``path`` with ``content``, ``perm`` and mtime ``mt``: created with its mode (a read-only
+    one still lets this descriptor write), chmod only when the umask would take bits off."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, perm | 0o200)
     try:
         view = memoryview(content)
         while view:
             view = view[os.write(fd, view) :]
-        os.fchmod(fd, perm)
+        if umask is None or perm & umask or not perm & 0o200:
+            os.fchmod(fd, perm)
         os.utime(fd, ns=(mt, mt))
     finally:
         os.close(fd)
 
 
+MMAP = 1 << 40  # the working copy is read through a mapping (no copy per page read)
+
+
 def extract(conn: sqlite3.Connection, root: Path, has_files: bool, t0: int) -> dict[str, Rec]:
     """Write every entry of the archive under ``root`` (mode, exact mtime); returns the records.
-    Damaged when an entry's data does not match its size or its recorded hash."""
-    q = (
-        "SELECT s.name, s.mode, s.mtime, s.sz, s.data, f.mtime_ns, f.hash FROM sqlar s "
-        "LEFT JOIN snaplab_files f ON f.name = s.name ORDER BY s.name"
-        if has_files
-        else "SELECT name, mode, mtime, sz, data, NULL, NULL FROM sqlar ORDER BY name"
-    )
+    Damaged when an entry's data does not match its size or its recorded hash. Rows are read in
+    their table's order (the file's order, no index lookups); folders are made as entries need them."""
+    conn.execute(f"PRAGMA mmap_size={MMAP}")
+    files: dict[str, tuple[int | None, bytes | None]] = {}
+    if has_files:
+        for name, mtime_ns, h in conn.execute("SELECT name, mtime_ns, hash FROM snaplab_files"):
+            files[name] = (mtime_ns, h)
     known: dict[str, Rec] = {}
     dirs: list[tuple[str, int, int]] = []
     links: list[tuple[str, str, int]] = []
     made: set[str] = {""}
+    base = str(root) + "/"
+    umask = _umask()
 
     def folder(name: str) -> None:
         parent = name.rpartition("/")[0]
         if parent not in made:
-            (root / parent).mkdir(parents=True, exist_ok=True)
+            os.makedirs(base + parent, exist_ok=True)
             made.update(parents(name))
 
-    for name, mode, mtime, sz, data, mtime_ns, h in conn.execute(q):
+    for name, mode, mtime, sz, data in conn.execute("SELECT name, mode, mtime, sz, data FROM sqlar"):
         if not safe_name(name):
             log.warning("archive entry %r skipped: not a relative path", name)
             continue
         mode = int(mode or 0)
         k = entry_kind(mode) or "f"
+        mtime_ns, h = files.get(name, (None, None))
         mt = int(mtime_ns) if mtime_ns is not None else int(mtime or 0) * 1_000_000_000
         if k == "d":
-            (root / name).mkdir(parents=True, exist_ok=True)
+            os.makedirs(base + name, exist_ok=True)
             made.add(name)
             made.update(parents(name))
             dirs.append((name, stat.S_IMODE(mode), mt))
@@ -457,12 +494,12 @@ def extract(conn: sqlite3.Connection, root: Path, has_files: bool, t0: int) -> d
         if k == "l":
             links.append((name, content.decode(errors="surrogateescape"), mt))
             continue
-        digest_ = file_hash(content)
-        if h is not None and bytes(h) != digest_:  # the row's data is not what was written for it
+        if h is not None and not hash_matches(content, bytes(h)):  # not what was written for the row
             raise Damaged(f"entry {name}: content does not match its hash")
+        digest_ = bytes(h) if h is not None and len(h) != DIGEST else file_hash(content)
         folder(name)
         perm = stat.S_IMODE(mode) or 0o644
-        _write_file(str(root / name), content, perm, mt)
+        _write_file(base + name, content, perm, mt, umask)
         known[name] = Rec("f", len(content), mt, perm, digest_, synced=t0)
     for name, target, mt in links:
         path = root / name
