@@ -181,6 +181,13 @@ def filesystem_of(path: Path) -> str:
     return kind
 
 
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
