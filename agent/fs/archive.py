@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Protocol
 
 import xxhash
+from isal import isal_zlib
 
 PAGE = 64 * 1024  # SQLite page = array block
 MAGIC = b"SQLite format 3\x00"
@@ -230,7 +231,10 @@ def unpack(sz: int, data: bytes | str | None) -> bytes:
         return bytes(data)
     if len(data) > sz:
         raise ValueError("data longer than its size")
-    out = zlib.decompress(data)
+    try:  # ISA-L's inflate: the same zlib streams, ~2x zlib's speed, without the GIL
+        out = isal_zlib.decompress(data)
+    except isal_zlib.error as exc:
+        raise ValueError(f"zlib stream: {exc}") from None
     if len(out) != sz:
         raise ValueError("size mismatch")
     return out

@@ -452,7 +452,7 @@ def _write_file(path: str, content: bytes, perm: int, mt: int, umask: int | None
 
 
 MMAP = 1 << 40  # the working copy is read through a mapping (no copy per page read)
-WORKERS = 2  # threads that unpack, check and write files while the rows are read (zlib, XXH3, write release the GIL)
+WORKERS = 2  # threads that unpack, check and write files while the rows are read (ISA-L, XXH3, write release the GIL)
 AHEAD = 64 * 1024 * 1024  # bytes of rows handed to them and not yet written, at most
 
 
