@@ -1,6 +1,7 @@
 """Helpers for the file-system benchmarks (bench_flush.py, bench_mount.py): a host with a real
-agent file system (``snaplab.agent.host.Host`` + ``agent/fs/``) over gRPC to an in-process
-array, as one process.
+agent file system (``snaplab.agent.host.Host`` + ``agent/fs/``) over gRPC to an array, in this
+process or (``array_process=True``) the real array daemon as its own process, as in a lab: the
+array's serving CPU then does not share this process's GIL with the host's file system.
 
 ``FsRig(capacity)``: an ArrayEngine in a temp dir served over gRPC (insecure, test identities), a
 host ``bench01`` that sees one BV (``bv001``, ``capacity`` bytes, WN, 2 SVs in the SRA's pool)
@@ -32,9 +33,11 @@ SRA_POOL = "SnapPool"
 
 
 class FsRig:
-    def __init__(self, capacity: int, label: str = "fs", base: Path | None = None) -> None:
+    def __init__(self, capacity: int, label: str = "fs", base: Path | None = None, *,
+                 array_process: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=f"snaplab-bench-{label}-", dir=base))
         self.server = None
+        self.process = None
         self.host: Host | None = None
         try:
             e = self.engine = ArrayEngine(self.dir / "array", name=ARRAY)
@@ -48,14 +51,22 @@ class FsRig:
             self.svs = [sv.name for sv in e.add_generations("bv001", SRA_POOL, count=2)]
             e.register_host("bench01", [], ["P0"])
             e.assign_access("bv001", port="P0")
-            self.server = AioServerThread(
-                lambda s: add_to_server(e, s),
-                tls=None,
-                service_names=[SERVICE_NAME],
-                insecure_test_identities=True,
-            )
+            if array_process:  # configured here, served by the daemon on the same state
+                from snaplab.array.process import ArrayProcess
+
+                e.close()
+                self.process = ArrayProcess(self.dir / "array", name=ARRAY, log_level="WARNING").start()
+                target = self.process.target
+            else:
+                self.server = AioServerThread(
+                    lambda s: add_to_server(e, s),
+                    tls=None,
+                    service_names=[SERVICE_NAME],
+                    insecure_test_identities=True,
+                )
+                target = f"127.0.0.1:{self.server.port}"
             load_commands()
-            self.host = Host("bench01", self.dir / "bench01", arrays={ARRAY: f"127.0.0.1:{self.server.port}"})
+            self.host = Host("bench01", self.dir / "bench01", arrays={ARRAY: target})
             self.run(
                 "DISKPART",
                 stdin="select disk 1\ncreate partition primary\nformat quick label=BENCH\nassign letter=G\n",
@@ -77,6 +88,7 @@ class FsRig:
         return dt
 
     def sra_used(self) -> int:
+        assert self.process is None, "sra_used reads the in-process engine"
         return next(p["sra_used"] for p in self.engine.describe()["pools"] if p["name"] == SRA_POOL)
 
     def close(self) -> None:
@@ -85,7 +97,10 @@ class FsRig:
                 self.host.close()
             if self.server is not None:
                 self.server.stop(0)
-            self.engine.close()
+            if self.process is not None:
+                self.process.stop()
+            else:
+                self.engine.close()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -164,6 +179,13 @@ def filesystem_of(path: Path) -> str:
             if (str(path) == mp or str(path).startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best):
                 best, kind = mp, fields[2]
     return kind
+
+
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_size(folder: Path) -> int:

@@ -169,6 +169,52 @@ def test_format_writes_an_empty_sqlar_archive_the_standard_tools_open(rig: Rig, 
     assert "Volume label is BV001." in out and "found no problems" in out
 
 
+def _as_format_1(rig: Rig, files: dict[str, bytes], *, tamper: str = "") -> None:
+    """Rewrite bv001's partition as the agent before format 2 wrote it: ``snaplab-sqlar/1``, every
+    file's hash its BLAKE2b-128 (``tamper``: that file's hash of other content)."""
+    img = rig.image("bv001")
+    conn = sqlite3.connect(img, isolation_level=None)
+    conn.execute("UPDATE snaplab_volume SET value = 'snaplab-sqlar/1' WHERE key = 'format'")
+    for name, data in files.items():
+        h = hashlib.blake2b(data + (b"x" if name == tamper else b""), digest_size=16).digest()
+        conn.execute("UPDATE snaplab_files SET hash = ? WHERE name = ?", (h, name))
+    conn.close()
+    start = (
+        pt.read_layout(lambda o, n: rig.engine.read("bv001", o, n), 64 * MiB).volumes()[0].start * pt.SECTOR
+    )
+    rig.engine.write("bv001", start, img.read_bytes())
+
+
+def test_a_volume_of_format_1_mounts_is_checked_and_flushes(rig: Rig, g: Path) -> None:
+    """Volumes written before format 2 (BLAKE2b-128 file hashes) mount with their hashes checked; a
+    flush writes XXH3-64 rows beside the old ones and marks the volume format 2."""
+    (g / "d").mkdir()
+    for i in range(6):
+        (g / "d" / f"f{i}.bin").write_bytes(os.urandom(1000 + 30_000 * i))
+    (g / "t.txt").write_text("text " * 5000)
+    rig.run(rig.h1, "iSMrc_umount", "-drv", "G:")
+    files = archive(rig.image("bv001"))
+    _as_format_1(rig, files, tamper="d/f3.bin")
+    _, err, _ = rig.run(rig.h1, "iSMrc_mount", "-drv", "G:", code=1)
+    assert NOT_NORMAL in err  # a file that does not match its old-format hash: not mountable
+    assert not g.exists() or not any(g.iterdir())
+    _as_format_1(rig, files)
+    rig.run(rig.h1, "iSMrc_mount", "-drv", "G:")
+    assert files_of(g) == files
+    os.utime(g / "t.txt")  # touched, same content: found so by its old-format hash
+    touched = (g / "t.txt").stat().st_mtime_ns
+    (g / "d" / "f1.bin").write_bytes(b"new content")
+    rig.run(rig.h1, "iSMrc_umount", "-drv", "G:")
+    conn = sqlite3.connect(f"file:{rig.image('bv001')}?mode=ro", uri=True)
+    assert dict(conn.execute("SELECT key, value FROM snaplab_volume"))["format"] == FORMAT_ID
+    sizes = dict(conn.execute("SELECT name, length(hash) FROM snaplab_files"))
+    conn.close()
+    assert sizes["d/f1.bin"] == 8 and sizes["d/f0.bin"] == 16
+    rig.run(rig.h1, "iSMrc_mount", "-drv", "G:")
+    assert files_of(g) == {**files, "d/f1.bin": b"new content"}
+    assert (g / "t.txt").stat().st_mtime_ns == touched
+
+
 # -- the file-system cache -----------------------------------------------------------------------------
 
 
@@ -249,7 +295,8 @@ def test_a_flush_counts_what_it_wrote_and_archives_whole_second_times(
     assert ": 2 created, 0 changed, 0 deleted;" in caplog.text
     conn = sqlite3.connect(f"file:{rig.image('bv001')}?mode=ro", uri=True)
     assert conn.execute("SELECT name, typeof(mtime), mtime FROM sqlar ORDER BY name").fetchall() == [
-        ("a.txt", "integer", 1_700_000_000), ("b.txt", "integer", 1_700_000_000)
+        ("a.txt", "integer", 1_700_000_000),
+        ("b.txt", "integer", 1_700_000_000),
     ]
     conn.close()
     caplog.clear()

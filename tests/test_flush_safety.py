@@ -7,7 +7,9 @@ folder is the restarted server. Real SIGKILLs of the agent daemon: tests/test_fl
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import random
 import sqlite3
@@ -350,6 +352,40 @@ def test_a_stop_with_the_array_down_keeps_the_cache_and_the_next_start_flushes_i
     rig.run(rig.h1, "iSMrc_flush", "-drv", "G:")
     rig.restart()  # a crash now loses nothing: it is on the volume
     assert tree(g) == cache
+
+
+def test_a_cache_an_older_agent_kept_is_taken_back(rig: Rig) -> None:
+    """A manifest written before the XXH3 page digests (no ``page_digest``, BLAKE2b-128 digests):
+    the volume as read is compared with it by BLAKE2b, and the cache is taken back, not set aside."""
+    g = rig.h1.mount_path("G:")
+    (g / "flushed.txt").write_text("on the volume")
+    rig.run(rig.h1, "iSMrc_flush", "-drv", "G:")
+    (g / "new.bin").write_bytes(os.urandom(100_000))
+    cache = tree(g)
+    array_down(rig)
+    with rig.h1.command():
+        assert len(rig.h1.flush_all()) == 1
+    rig.h1.close()
+    (path,) = (rig.h1.state / "fscache" / kept.KEPT).glob("*.json")
+    m = json.loads(path.read_text())
+    assert m.pop("page_digest") == "xxh3-128"
+    mine = base64.b64decode(m["digests"])
+    start = int(m["key"][2])
+    old = b"".join(
+        d
+        if d == b"\xff" * 16
+        else hashlib.blake2b(rig.engine.read("bv001", start + i * PAGE, PAGE), digest_size=16).digest()
+        for i, d in enumerate(mine[j : j + 16] for j in range(0, len(mine), 16))
+    )
+    m["digests"] = base64.b64encode(old).decode()
+    path.write_text(json.dumps(m))
+    array_up(rig)
+    rig.h1 = Host("h1", rig.root / "h1", arrays={ARRAY: rig.target})
+    with rig.h1.command():
+        rig.h1.boot()
+    assert tree(g) == cache
+    assert kept.report(rig.h1.state, "h1") == []
+    assert not (rig.h1.state / "unflushed").exists()
 
 
 def test_a_kept_cache_is_set_aside_when_the_volume_changed_while_the_server_was_down(rig: Rig) -> None:

@@ -1,7 +1,7 @@
 """The host's file-system cache: a mounted volume's archive read into a folder shown at its mount points.
 
 Mounting reads the database from the volume (the header's page count x 64 KiB, nothing more) into a
-working copy ``<state>/fscache/<guid>.db``, keeps a BLAKE2b-128 digest of every page as the volume
+working copy ``<state>/fscache/<guid>.db``, keeps an XXH3-128 digest of every page as the volume
 holds it, checks it (``PRAGMA quick_check``, and every file's size and hash as it is extracted; a
 volume that fails is not mountable: iSM13639) and extracts the files into the mount point's folder
 ``<state>/mnt/<G or c_mnt_bk>`` (what ``Host.mount_path`` and ``snaplab path HOST G:`` give). That
@@ -22,6 +22,7 @@ every mounted volume anew: what a crash left unflushed is lost, what was flushed
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -31,18 +32,23 @@ import stat
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from snaplab.agent.commands.base import CommandError
 from snaplab.agent.fs import journal, kept
 from snaplab.agent.fs.archive import (
+    DIGEST,
     PAGE,
+    PAGE_DIGEST,
     Damaged,
     NotFormatted,
-    digest,
     entry_kind,
     file_hash,
+    hash_matches,
+    legacy_page_digest,
+    page_digest,
     parents,
     quick_check,
     read_image,
@@ -113,6 +119,9 @@ class FileSystemCache:
         try:
             journal.replay(volume, volume.key, volume.name)
             pages, digests = read_image(volume, db)
+            seen = digests
+            if held is not None and held.get("page_digest") != PAGE_DIGEST:  # an older agent kept it
+                seen = _legacy_digests(db)
             conn = open_db(db, volume.size // PAGE)
             try:
                 problems = quick_check(conn)
@@ -126,7 +135,7 @@ class FileSystemCache:
                     if "snaplab_volume" in tables
                     else {}
                 )
-                adopt = held is not None and kept.matches(held, pages, digests)
+                adopt = held is not None and kept.matches(held, pages, seen)
                 if not adopt:
                     t0 = time.time_ns()
                     parked.mkdir(parents=True)
@@ -373,8 +382,18 @@ class FileSystemCache:
         replay: dict[int, bytes] = {}
         if s.committed:
             with PageFile(s.db) as f:
-                replay = {p: digest(volume_form(f.read(p)) if p == 1 else f.read(p)) for p in s.pending}
+                replay = {p: page_digest(volume_form(f.read(p)) if p == 1 else f.read(p)) for p in s.pending}
         return kept.save(self.cache, self.host.name, s, name, reason, entries, replay)
+
+
+def _legacy_digests(db: Path) -> bytes:
+    """BLAKE2b-128 digests of the pages of a working copy just read (before it is opened): what a
+    kept manifest of an agent before PAGE_DIGEST is compared with."""
+    out = bytearray()
+    with open(db, "rb") as f:
+        while page := f.read(PAGE):
+            out += legacy_page_digest(page)
+    return out
 
 
 def _remove_db(db: Path) -> None:
@@ -405,65 +424,121 @@ def _clear(path: Path) -> None:
         os.unlink(path)
 
 
-def _write_file(path: str, content: bytes, perm: int, mt: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+def _umask() -> int | None:
+    """The process's umask (Linux: /proc/self/status; ``os.umask`` would change it for every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _write_file(path: str, content: bytes, perm: int, mt: int, umask: int | None) -> None:
+    """Create ``path`` with ``content``, ``perm`` and mtime ``mt``: created with its mode (a read-only
+    one still lets this descriptor write), chmod only when the umask would take bits off."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, perm | 0o200)
     try:
         view = memoryview(content)
         while view:
             view = view[os.write(fd, view) :]
-        os.fchmod(fd, perm)
+        if umask is None or perm & umask or not perm & 0o200:
+            os.fchmod(fd, perm)
         os.utime(fd, ns=(mt, mt))
     finally:
         os.close(fd)
 
 
+MMAP = 1 << 40  # the working copy is read through a mapping (no copy per page read)
+WORKERS = 2  # threads that unpack, check and write files while the rows are read (ISA-L, XXH3, write release the GIL)
+AHEAD = 64 * 1024 * 1024  # bytes of rows handed to them and not yet written, at most
+
+
+def _unpack_file(
+    name: str, path: str, sz: int, data: object, h: bytes | None, perm: int, mt: int, umask: int | None
+) -> tuple[int, bytes]:
+    """One file row: its content checked (size, zlib stream, recorded hash) and written; returns
+    (size, its hash as a flush compares it). Damaged when the row is not what was written for it."""
+    try:
+        content = unpack(sz, data)  # type: ignore[arg-type]
+    except (ValueError, zlib.error) as exc:
+        raise Damaged(f"entry {name}: {exc}") from None
+    if h is not None and not hash_matches(content, h):
+        raise Damaged(f"entry {name}: content does not match its hash")
+    _write_file(path, content, perm, mt, umask)
+    return len(content), h if h is not None and len(h) != DIGEST else file_hash(content)
+
+
 def extract(conn: sqlite3.Connection, root: Path, has_files: bool, t0: int) -> dict[str, Rec]:
     """Write every entry of the archive under ``root`` (mode, exact mtime); returns the records.
-    Damaged when an entry's data does not match its size or its recorded hash."""
-    q = (
-        "SELECT s.name, s.mode, s.mtime, s.sz, s.data, f.mtime_ns, f.hash FROM sqlar s "
-        "LEFT JOIN snaplab_files f ON f.name = s.name ORDER BY s.name"
-        if has_files
-        else "SELECT name, mode, mtime, sz, data, NULL, NULL FROM sqlar ORDER BY name"
-    )
+    Damaged when an entry's data does not match its size or its recorded hash. Rows are read in
+    their table's order (the file's order, no index lookups); folders are made as entries need them;
+    files are unpacked, checked and written by WORKERS threads in the meantime."""
+    conn.execute(f"PRAGMA mmap_size={MMAP}")
+    files: dict[str, tuple[int | None, bytes | None]] = {}
+    if has_files:
+        for name, mtime_ns, h in conn.execute("SELECT name, mtime_ns, hash FROM snaplab_files"):
+            files[name] = (mtime_ns, None if h is None else bytes(h))
     known: dict[str, Rec] = {}
     dirs: list[tuple[str, int, int]] = []
     links: list[tuple[str, str, int]] = []
     made: set[str] = {""}
+    base = str(root) + "/"
+    umask = _umask()
+    queue: collections.deque[tuple[str, int, int, int, Future[tuple[int, bytes]]]] = collections.deque()
+    ahead = 0
 
     def folder(name: str) -> None:
         parent = name.rpartition("/")[0]
         if parent not in made:
-            (root / parent).mkdir(parents=True, exist_ok=True)
+            os.makedirs(base + parent, exist_ok=True)
             made.update(parents(name))
 
-    for name, mode, mtime, sz, data, mtime_ns, h in conn.execute(q):
-        if not safe_name(name):
-            log.warning("archive entry %r skipped: not a relative path", name)
-            continue
-        mode = int(mode or 0)
-        k = entry_kind(mode) or "f"
-        mt = int(mtime_ns) if mtime_ns is not None else int(mtime or 0) * 1_000_000_000
-        if k == "d":
-            (root / name).mkdir(parents=True, exist_ok=True)
-            made.add(name)
-            made.update(parents(name))
-            dirs.append((name, stat.S_IMODE(mode), mt))
-            continue
+    def settle() -> int:
+        name, perm, mt, sz, fut = queue.popleft()
+        size, digest_ = fut.result()
+        known[name] = Rec("f", size, mt, perm, digest_, synced=t0)
+        return sz
+
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="mount") as pool:
         try:
-            content = unpack(int(sz if sz is not None else 0), data)
-        except (ValueError, zlib.error) as exc:
-            raise Damaged(f"entry {name}: {exc}") from None
-        if k == "l":
-            links.append((name, content.decode(errors="surrogateescape"), mt))
-            continue
-        digest_ = file_hash(content)
-        if h is not None and bytes(h) != digest_:  # the row's data is not what was written for it
-            raise Damaged(f"entry {name}: content does not match its hash")
-        folder(name)
-        perm = stat.S_IMODE(mode) or 0o644
-        _write_file(str(root / name), content, perm, mt)
-        known[name] = Rec("f", len(content), mt, perm, digest_, synced=t0)
+            for name, mode, mtime, sz, data in conn.execute("SELECT name, mode, mtime, sz, data FROM sqlar"):
+                if not safe_name(name):
+                    log.warning("archive entry %r skipped: not a relative path", name)
+                    continue
+                mode = int(mode or 0)
+                k = entry_kind(mode) or "f"
+                mtime_ns, h = files.get(name, (None, None))
+                mt = int(mtime_ns) if mtime_ns is not None else int(mtime or 0) * 1_000_000_000
+                sz = int(sz if sz is not None else 0)
+                if k == "d":
+                    os.makedirs(base + name, exist_ok=True)
+                    made.add(name)
+                    made.update(parents(name))
+                    dirs.append((name, stat.S_IMODE(mode), mt))
+                    continue
+                if k == "l":
+                    try:
+                        target = unpack(sz, data)
+                    except (ValueError, zlib.error) as exc:
+                        raise Damaged(f"entry {name}: {exc}") from None
+                    links.append((name, target.decode(errors="surrogateescape"), mt))
+                    continue
+                folder(name)
+                perm = stat.S_IMODE(mode) or 0o644
+                fut = pool.submit(_unpack_file, name, base + name, sz, data, h, perm, mt, umask)
+                queue.append((name, perm, mt, max(sz, 0), fut))
+                ahead += max(sz, 0)
+                while ahead > AHEAD and queue:
+                    ahead -= settle()
+            while queue:
+                settle()
+        except BaseException:
+            for *_, fut in queue:
+                fut.cancel()
+            raise
     for name, target, mt in links:
         path = root / name
         if any(n in known and known[n].kind == "l" for n in parents(name)) or os.path.lexists(path):

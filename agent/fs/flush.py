@@ -37,12 +37,14 @@ from snaplab.agent.fs import journal
 from snaplab.agent.fs.archive import (
     DIGEST,
     FILES_DDL,
+    FORMAT_ID,
     PAGE,
     VOLUME_DDL,
-    digest,
     entry_kind,
     file_hash,
+    hash_matches,
     pack,
+    page_digest,
     volume_form,
 )
 from snaplab.agent.fs.session import Base, Rec, Session, open_db
@@ -185,7 +187,11 @@ def unflushed_entries(s: Session) -> dict[str, str]:
     for kind, name, st, rec in plan.ops:
         if kind == "check" and rec is not None and stat.S_ISREG(st.st_mode):
             try:
-                if file_hash((s.root / name).read_bytes()) == rec.hash and st.st_size == rec.size:
+                if (
+                    rec.hash
+                    and hash_matches((s.root / name).read_bytes(), rec.hash)
+                    and st.st_size == rec.size
+                ):
                     if (rec.mtime_ns, rec.perm) == (st.st_mtime_ns, stat.S_IMODE(st.st_mode)):
                         continue
             except OSError:
@@ -277,7 +283,13 @@ def _put(
                 known[name] = rec
             return
         h = file_hash(content)
-        if kind == "check" and rec is not None and h == rec.hash and len(content) == rec.size:
+        if (
+            kind == "check"
+            and rec is not None
+            and rec.hash
+            and len(content) == rec.size
+            and (h == rec.hash or hash_matches(content, rec.hash))
+        ):
             if (rec.mtime_ns, rec.perm) != (mtime_ns, perm):  # touched, not changed
                 conn.execute(
                     "UPDATE sqlar SET mode = ?, mtime = ? WHERE name = ?",
@@ -376,6 +388,11 @@ def flush_volume(
             try:
                 conn.execute(VOLUME_DDL)
                 conn.execute(FILES_DDL)
+                # rows this flush writes hold format 2 hashes (a format 1 volume's rows stay readable)
+                conn.execute(
+                    "UPDATE snaplab_volume SET value = ? WHERE key = 'format' AND value IS NOT ?",
+                    (FORMAT_ID, FORMAT_ID),
+                )
                 known = _apply(conn, s.root, plan, t0, stats)
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -466,7 +483,11 @@ def _changed(s: Session, f: PageFile, dirty: set[int] | None) -> dict[int, bytes
         page = f.read(p)
         if p == 1:
             page = volume_form(page)
-        if p <= s.pages and p not in s.pending and s.digests[(p - 1) * DIGEST : p * DIGEST] == digest(page):
+        if (
+            p <= s.pages
+            and p not in s.pending
+            and s.digests[(p - 1) * DIGEST : p * DIGEST] == page_digest(page)
+        ):
             continue
         changed[p] = page
     return changed

@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from snaplab.agent.fs.archive import DIGEST, PAGE, UNKNOWN
+from snaplab.agent.fs.archive import DIGEST, PAGE, PAGE_DIGEST, UNKNOWN
 from snaplab.agent.fs.session import Base, Rec, Session
 
 log = logging.getLogger("snaplab.agent.filesystem")
@@ -114,6 +114,7 @@ def save(
         "points": s.points,
         "pages": s.pages,
         "digests": base64.b64encode(bytes(s.digests)).decode(),
+        "page_digest": PAGE_DIGEST,
         "pending": sorted(s.pending),
         "dirty": None if s.dirty is None else sorted(s.dirty),
         "base": None if s.base is None else {"pages": s.base.pages, "free": sorted(s.base.free)},

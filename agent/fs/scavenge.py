@@ -7,7 +7,16 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from snaplab.agent.fs.archive import DIGEST, PAGE, Device, entry_kind, file_hash, parents, safe_name, unpack
+from snaplab.agent.fs.archive import (
+    FILE_HASH_SIZES,
+    PAGE,
+    Device,
+    entry_kind,
+    hash_matches,
+    parents,
+    safe_name,
+    unpack,
+)
 
 
 def _varint(b: bytes, i: int) -> tuple[int, int]:
@@ -235,7 +244,7 @@ def scavenge(img: Path, n: int, dev: Device | None = None) -> Scan:
                 if len(values) == 2 and isinstance(values[0], str) and p in vol_pages:
                     scan.volume[values[0]] = values[1]
                 elif len(values) == 3 and isinstance(values[0], str) and isinstance(values[1], int):
-                    if isinstance(values[2], bytes) and len(values[2]) == DIGEST:
+                    if isinstance(values[2], bytes) and len(values[2]) in FILE_HASH_SIZES:
                         hashes.setdefault(values[0], set()).add(values[2])
                     scan.mtimes.setdefault(values[0], values[1])
                 elif (
@@ -261,7 +270,11 @@ def scavenge(img: Path, n: int, dev: Device | None = None) -> Scan:
         # the file records: pick a good copy of every name
         for name, cs in cands.items():
             good = [
-                c for c in cs if c.kind != "f" or name not in hashes or file_hash(c.content) in hashes[name]
+                c
+                for c in cs
+                if c.kind != "f"
+                or name not in hashes
+                or any(hash_matches(c.content, h) for h in hashes[name])
             ]
             if not good:
                 broken.add(name)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from snaplab.agent.commands.base import CommandError
 from snaplab.agent.fs import journal
-from snaplab.agent.fs.archive import DIGEST, PAGE, UNKNOWN, WRITE_CHUNK, digest, volume_form
+from snaplab.agent.fs.archive import DIGEST, PAGE, UNKNOWN, WRITE_CHUNK, page_digest, volume_form
 from snaplab.agent.fs.session import Base, Session
 
 from snaplab.common.errors import E
@@ -142,7 +142,7 @@ class Writer:
 
     def _track(self, p: int, page: bytes) -> None:
         if p * DIGEST <= len(self.s.digests):
-            self.s.digests[(p - 1) * DIGEST : p * DIGEST] = digest(page)
+            self.s.digests[(p - 1) * DIGEST : p * DIGEST] = page_digest(page)
         self.s.pending.discard(p)
 
     def phase(self, phase: str, order: list[int], content: dict[int, bytes], *, track: bool = True) -> None:
@@ -195,7 +195,9 @@ def write_changes(
     total_blocks = volume.size // PAGE
     old = {p: _volume_page(p, before[p]) for p in live if p in before}
     old = {
-        p: page for p, page in old.items() if bytes(s.digests[(p - 1) * DIGEST : p * DIGEST]) == digest(page)
+        p: page
+        for p, page in old.items()
+        if bytes(s.digests[(p - 1) * DIGEST : p * DIGEST]) == page_digest(page)
     }
     old.update(journal.read_pages(volume, [p for p in live if p not in old]))
     jbytes = (
