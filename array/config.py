@@ -85,7 +85,11 @@ class ConfigMixin:
         if name in self.by_name:
             raise SnapLabError(E.LD_NAME_IN_USE, name=name)
         if number is None:
-            number = next(n for n in range(0, 0x10000) if n not in self.lds)
+            # The lowest free number, searched from a hint below which every number is taken (so
+            # building 65,536 SVs is not quadratic); an unbind lowers it (_unbind_ld).
+            start = min(self._ld_hint, 0x10000)
+            number = next((n for n in range(start, 0x10000) if n not in self.lds), 0x10000)
+            self._ld_hint = number
         elif number in self.lds:
             raise SnapLabError(E.LD_NUMBER_IN_USE, name=ld_number_text(number))
         if not 0 <= number < 0x10000:
@@ -182,6 +186,7 @@ class ConfigMixin:
         q("DELETE FROM gens WHERE sv=?", [ld.number])
         q("DELETE FROM overlay WHERE sv=?", [ld.number])
         self.lds.pop(ld.number)
+        self._ld_hint = min(self._ld_hint, ld.number)
         self.by_name.pop(ld.name)
         self._sv_index = None
         self.access.pop(ld.number, None)

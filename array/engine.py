@@ -139,6 +139,7 @@ class ArrayEngine(
             lds[r[0]] = LD(r[0], r[1], r[2], r[3] or "", r[4], r[5], r[6], r[7], r[8] or 0, r[9], bool(r[10]))
         st["lds"] = lds
         st["by_name"] = {ld.name: ld for ld in lds.values()}
+        st["_ld_hint"] = 0  # config._new_ld: numbers below it are taken (searched anew after a load)
         gens = {
             r[0]: Gen(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7])
             for r in q("SELECT sv, state, epoch, state_time, create_time, guard, orig_signature, fault FROM gens")
