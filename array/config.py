@@ -9,7 +9,7 @@ from snaplab.common.errors import E, SnapLabError
 from snaplab.common.units import size_text
 from snaplab.san import disklayout
 
-from .blockstore import BLOCK, Family
+from .blockstore import BLOCK, BlockMap, Family
 from .model import (
     DSV,
     FORMATS,
@@ -104,7 +104,8 @@ class ConfigMixin:
         self.by_name[name] = ld
         self._sv_index = None
         if type_ in DATA_FAMILY_TYPES:
-            fam = Family(number, str(self.data_dir / f"ld_{number:04x}.dat"))
+            fam = Family(number, str(self.data_dir / f"ld_{number:04x}.dat"), versions=BlockMap(self._blocks, number))
+            fam.versions.clear()  # nothing of an earlier LD of this number stays in memory
             if os.path.exists(fam.path):
                 self._ckpt_discard(fam.path)  # leftovers of an LD unbound before a crash
             fam.open()
@@ -196,6 +197,8 @@ class ConfigMixin:
         if fam is not None:
             q("DELETE FROM families WHERE ld=?", [ld.number])
             q("DELETE FROM blocks WHERE family=?", [ld.number])
+            q("DELETE FROM kept WHERE family=?", [ld.number])
+            fam.versions.clear()  # its maps in memory go too (a later LD may get this number)
             q("DELETE FROM restored WHERE family=?", [ld.number])
             fam.close()
             self._to_truncate.append(fam.path)  # after COMMIT (see _tx)

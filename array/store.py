@@ -62,6 +62,9 @@ def open_db(path: Path) -> Db:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=OFF")
+    # As sqlite-utils set it: a REPLACE's implicit delete fires the delete triggers, which the
+    # checkpoints' undo log needs (checkpoints.py: INSERT OR REPLACE of a row must be undone to it).
+    conn.execute("PRAGMA recursive_triggers=ON")
     _create_schema(db)
     return db
 
@@ -97,6 +100,12 @@ def _create_schema(db: Db) -> None:
         "CREATE TABLE IF NOT EXISTS blocks (family INTEGER, lblock INTEGER, epoch INTEGER, pblock INTEGER,"
         " PRIMARY KEY (family, lblock, epoch)) WITHOUT ROWID"
     )
+    # The logical blocks with more than one version (blockstore.py: what a restart reads of the maps).
+    # A state from before it gets it filled once, from the maps.
+    new_kept = not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='kept'").fetchone()
+    db.execute("CREATE TABLE IF NOT EXISTS kept (family INTEGER, lblock INTEGER, PRIMARY KEY (family, lblock)) WITHOUT ROWID")
+    if new_kept:
+        db.execute("INSERT OR IGNORE INTO kept SELECT family, lblock FROM blocks GROUP BY family, lblock HAVING COUNT(*) > 1")
     db.execute(
         "CREATE TABLE IF NOT EXISTS overlay (sv INTEGER, lblock INTEGER, pblock INTEGER,"
         " PRIMARY KEY (sv, lblock)) WITHOUT ROWID"

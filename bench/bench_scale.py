@@ -27,7 +27,6 @@ failure and on Ctrl-C too. --quick: 4 BVs of 1 GiB, 16 SVs each, 32 MiB, 2 resta
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import shutil
 import signal
 import sys
