@@ -94,18 +94,24 @@ class BlockCache:
             self.lru.popitem(last=False)
 
     def load(self, fam: int, lbs: Iterable[int]) -> None:
-        """Read the lists of ``lbs`` not in memory with one range query (a write's or read's blocks)."""
-        missing = [lb for lb in lbs if (fam, lb) not in self.lru]
+        """Read the lists of ``lbs`` not in memory in few queries: one range query when they are close
+        together (a write's or read's blocks), else lists of up to 500 (a delete's, a restore's)."""
+        lru = self.lru
+        missing = [lb for lb in lbs if (fam, lb) not in lru]
         if len(missing) < 2:
             return
-        lo, hi = min(missing), max(missing)
-        if hi - lo > 4 * len(missing):
-            return  # scattered: one by one, on use
+        missing = sorted(set(missing))
         found: dict[int, list[tuple[int, int]]] = {}
-        for lb, epoch, pb in self.conn.execute(
-            "SELECT lblock, epoch, pblock FROM blocks WHERE family=? AND lblock BETWEEN ? AND ?"
-            " ORDER BY lblock, epoch", (fam, lo, hi)
-        ):
+        if missing[-1] - missing[0] <= 4 * len(missing):
+            rows = self.conn.execute(
+                "SELECT lblock, epoch, pblock FROM blocks WHERE family=? AND lblock BETWEEN ? AND ?"
+                " ORDER BY lblock, epoch", (fam, missing[0], missing[-1]))
+        else:
+            rows = (r for i in range(0, len(missing), 500) for r in self.conn.execute(
+                "SELECT lblock, epoch, pblock FROM blocks WHERE family=? AND lblock IN"
+                f" ({','.join('?' * len(missing[i : i + 500]))}) ORDER BY lblock, epoch",
+                (fam, *missing[i : i + 500])))
+        for lb, epoch, pb in rows:
             found.setdefault(lb, []).append((epoch, pb))
         for lb in missing:  # only those not in memory: a list in memory may hold a change not yet written
             self.put((fam, lb), found.get(lb))

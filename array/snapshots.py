@@ -120,7 +120,9 @@ class SnapshotsMixin:
             freed = 0
             # Only the versions this generation is the newest to see (Family.last_seen), not a scan of
             # every block written before it: deleting the oldest touches exactly the blocks it frees.
-            for lb in fam.last_seen.pop(s, ()):
+            seen = fam.last_seen.pop(s, ())
+            fam.versions.load(seen)  # their version lists in one query, not one each
+            for lb in seen:
                 vs = fam.versions[lb]
                 j = bisect.bisect_right(vs, s, key=_epoch_of) - 1
                 if j < 0 or j == len(vs) - 1:
