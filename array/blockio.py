@@ -65,6 +65,7 @@ class BlockIOMixin:
 
     def _read_head(self, bv: LD, fam: Family, offset: int, length: int) -> bytes:
         segs = split_range(offset, length)
+        fam.versions.load([lb for lb, _, _ in segs])  # one range query for the blocks not in memory
         r = self.restores.get(bv.number)
         if r is not None and r.pending:
             g = self.gens[r.sv]
@@ -76,6 +77,7 @@ class BlockIOMixin:
     def _read_gen(self, sv: LD, g: Gen, offset: int, length: int) -> bytes:
         fam = self.families[sv.bv]  # type: ignore[index]
         segs = split_range(offset, length)
+        fam.versions.load([lb for lb, _, _ in segs])
         return self._read_pblocks(fam, [self._gen_pblock(fam, g, lb) for lb, _, _ in segs], segs)
 
     def _commit_head_blocks(self, bv: LD, fam: Family, plan: list[tuple[int, bytes | None]],
@@ -89,6 +91,7 @@ class BlockIOMixin:
 
         ``src``: per block, the epoch of the version a restore copied it from (``Family.src``); any
         other block written loses its record (its bytes are new)."""
+        fam.versions.load([lb for lb, _ in plan])  # one range query for the blocks not in memory
         pool = self._sv_pool(bv.number)
         injected_room: int | None = None
         while True:
@@ -107,7 +110,7 @@ class BlockIOMixin:
         newp = dict(zip((lb for lb, _ in writes), pblocks))
         fam.write_pblocks([(newp[lb], c if len(c) == BLOCK else c.ljust(BLOCK, b"\0")) for lb, c in writes])
         self._unsynced[fam.ld] = fam
-        inserts, updates = [], []
+        inserts, updates, kept = [], [], []
         for lb, c in plan:
             p = newp.get(lb, ZERO)
             h = fam.head(lb)
@@ -116,8 +119,11 @@ class BlockIOMixin:
                     fam.versions[lb] = [(fam.cur_epoch, p)]
                     inserts.append((fam.ld, lb, fam.cur_epoch, p))
             elif fam.frozen(h):
-                fam.versions[lb].append((fam.cur_epoch, p))
+                vs = fam.versions[lb]
+                vs.append((fam.cur_epoch, p))
                 inserts.append((fam.ld, lb, fam.cur_epoch, p))
+                if len(vs) == 2:
+                    kept.append((fam.ld, lb))
                 fam.charge(lb, h)
                 if h[1] != ZERO:
                     fam.retained += 1
@@ -131,6 +137,8 @@ class BlockIOMixin:
             c.executemany("INSERT INTO blocks(family, lblock, epoch, pblock) VALUES (?,?,?,?)", inserts)
         if updates:
             c.executemany("UPDATE blocks SET pblock=? WHERE family=? AND lblock=? AND epoch=?", updates)
+        if kept:
+            c.executemany("INSERT OR IGNORE INTO kept(family, lblock) VALUES (?,?)", kept)
         if fam.hw:
             self.db.execute("UPDATE families SET hw=? WHERE ld=?", [fam.hw, fam.ld])
         if fam.src:  # O(1) when no restore copied into this BV: the plain write path pays nothing

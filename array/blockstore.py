@@ -9,6 +9,11 @@ A snapshot is just an epoch: creating one freezes ``cur_epoch`` (O(1)); the snap
 block, the newest version with ``epoch <= its epoch``. A version is *retained* (differential data held
 in the SRA) when a live snapshot still sees it after the BV moved on. Writes into a generation (RW
 links, signatures) go to that generation's private overlay.
+
+The maps live in the ``blocks`` table; memory holds only the recently used ones (``BlockCache``, a
+bounded LRU shared by all families), so the daemon's RSS does not grow with the data written and a
+restart reads no block map (issue 12). Which logical blocks have more than one version (the retained
+ones, what the snapshot accounting needs at load) is indexed in the ``kept`` table.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import ctypes.util
 import errno
 import logging
 import os
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from snaplab.san.blocks import BLOCK
@@ -49,14 +57,145 @@ def _epoch_key(rec: tuple[int, int]) -> int:
     return rec[0]
 
 
+CACHE_BLOCKS = 32768  # logical blocks' version lists kept in memory (~12 MB), all families together
+_MISSING = object()
+
+
+class BlockCache:
+    """Recently used version lists of every family: ``(family, lblock) -> list or None`` (None: no
+    version, never written), least recently used first, at most ``cap`` of them.
+
+    Lists handed out are mutated in place by the engine, which writes the same change to ``blocks`` in
+    the same transaction. So nothing is evicted while a transaction runs (``hold``): until it ends, a
+    list changed in memory may not be in the database yet; after it (committed, or rolled back and
+    the state reloaded with a new cache) memory and database agree and ``trim`` cuts back to ``cap``."""
+
+    def __init__(self, conn: sqlite3.Connection, cap: int = CACHE_BLOCKS) -> None:
+        self.conn, self.cap = conn, cap
+        self.lru: OrderedDict[tuple[int, int], list[tuple[int, int]] | None] = OrderedDict()
+        self.hold = False
+
+    def get(self, fam: int, lb: int) -> list[tuple[int, int]] | None:
+        key = (fam, lb)
+        vs = self.lru.get(key, _MISSING)
+        if vs is _MISSING:
+            vs = self.conn.execute(
+                "SELECT epoch, pblock FROM blocks WHERE family=? AND lblock=? ORDER BY epoch", key
+            ).fetchall() or None
+            self.put(key, vs)
+        else:
+            self.lru.move_to_end(key)
+        return vs  # type: ignore[return-value]
+
+    def put(self, key: tuple[int, int], vs: list[tuple[int, int]] | None) -> None:
+        self.lru[key] = vs
+        self.lru.move_to_end(key)
+        if not self.hold and len(self.lru) > self.cap:
+            self.lru.popitem(last=False)
+
+    def load(self, fam: int, lbs: Iterable[int]) -> None:
+        """Read the lists of ``lbs`` not in memory in few queries: one range query when they are close
+        together (a write's or read's blocks), else lists of up to 500 (a delete's, a restore's)."""
+        lru = self.lru
+        missing = [lb for lb in lbs if (fam, lb) not in lru]
+        if len(missing) < 2:
+            return
+        missing = sorted(set(missing))
+        found: dict[int, list[tuple[int, int]]] = {}
+        if missing[-1] - missing[0] <= 4 * len(missing):
+            rows = self.conn.execute(
+                "SELECT lblock, epoch, pblock FROM blocks WHERE family=? AND lblock BETWEEN ? AND ?"
+                " ORDER BY lblock, epoch", (fam, missing[0], missing[-1]))
+        else:
+            rows = (r for i in range(0, len(missing), 500) for r in self.conn.execute(
+                "SELECT lblock, epoch, pblock FROM blocks WHERE family=? AND lblock IN"
+                f" ({','.join('?' * len(missing[i : i + 500]))}) ORDER BY lblock, epoch",
+                (fam, *missing[i : i + 500])))
+        for lb, epoch, pb in rows:
+            found.setdefault(lb, []).append((epoch, pb))
+        for lb in missing:  # only those not in memory: a list in memory may hold a change not yet written
+            self.put((fam, lb), found.get(lb))
+
+    def trim(self) -> None:
+        while len(self.lru) > self.cap:
+            self.lru.popitem(last=False)
+
+    def drop(self, fam: int) -> None:
+        """Forget a family's lists (its rows were just deleted)."""
+        for key in [k for k in self.lru if k[0] == fam]:
+            del self.lru[key]
+
+
+class BlockMap:
+    """One family's map ``lblock -> [(epoch, pblock), ...]`` (oldest first) as a mapping over the
+    ``blocks`` table, through the engine's ``BlockCache``. ``items``/``values`` read the whole map
+    from the database (self-checks, tests): not inside a transaction."""
+
+    __slots__ = ("cache", "ld")
+
+    def __init__(self, cache: BlockCache, ld: int) -> None:
+        self.cache, self.ld = cache, ld
+
+    def get(self, lb: int, default=None):
+        vs = self.cache.get(self.ld, lb)
+        return default if vs is None else vs
+
+    def __getitem__(self, lb: int) -> list[tuple[int, int]]:
+        vs = self.cache.get(self.ld, lb)
+        if vs is None:
+            raise KeyError(lb)
+        return vs
+
+    def __setitem__(self, lb: int, vs: list[tuple[int, int]]) -> None:
+        self.cache.put((self.ld, lb), vs)
+
+    def __contains__(self, lb: int) -> bool:
+        return self.cache.get(self.ld, lb) is not None
+
+    def load(self, lbs: Iterable[int]) -> None:
+        self.cache.load(self.ld, lbs)
+
+    def clear(self) -> None:
+        """After the family's rows were deleted: forget what memory holds of them."""
+        self.cache.drop(self.ld)
+
+    def items(self) -> Iterator[tuple[int, list[tuple[int, int]]]]:
+        lb_now, vs = None, []
+        for lb, epoch, pb in self.cache.conn.execute(
+            "SELECT lblock, epoch, pblock FROM blocks WHERE family=? ORDER BY lblock, epoch", (self.ld,)
+        ).fetchall():
+            if lb != lb_now:
+                if lb_now is not None:
+                    yield lb_now, vs
+                lb_now, vs = lb, []
+            vs.append((epoch, pb))
+        if lb_now is not None:
+            yield lb_now, vs
+
+    def values(self) -> Iterator[list[tuple[int, int]]]:
+        return (vs for _, vs in self.items())
+
+    def check(self) -> None:
+        """Every list in memory equals the database's (self-check)."""
+        for (fam, lb), vs in list(self.cache.lru.items()):
+            if fam == self.ld:
+                rows = self.cache.conn.execute(
+                    "SELECT epoch, pblock FROM blocks WHERE family=? AND lblock=? ORDER BY epoch", (fam, lb)
+                ).fetchall()
+                assert (vs or []) == rows, ("block map", fam, lb, vs, rows)
+
+
 @dataclass
 class Family:
     ld: int
     path: str
     cur_epoch: int = 1
-    versions: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    versions: BlockMap | dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     hw: int = 0  # physical blocks ever allocated in the file
-    free: list[int] = field(default_factory=list)
+    # free physical blocks (the ``free`` property); None until first needed after a load, then
+    # computed by ``free_loader`` from the database (a restart reads no block map)
+    _free: list[int] | None = field(default_factory=list)
+    free_loader: Callable[[], list[int]] | None = None
     live_epochs: list[int] = field(default_factory=list)  # sorted epochs of live snapshots
     retained: int = 0  # blocks held for snapshots (versions no longer the BV's) + overlay blocks
     owned: dict[int, int] = field(default_factory=dict)  # live epoch -> retained versions charged to it
@@ -72,6 +211,21 @@ class Family:
     unpunched: set[int] = field(default_factory=set)
     reclaim_due: bool = False  # a generation delete committed: the reclaimer punches ``unpunched``
     fd: int = -1
+
+    @property
+    def free(self) -> list[int]:
+        if self._free is None:
+            self._free = self.free_loader()  # type: ignore[misc]
+            self.unpunched.update(self._free)  # whether their space went back before is not known
+        return self._free
+
+    @free.setter
+    def free(self, blocks: list[int]) -> None:
+        self._free = blocks
+
+    @property
+    def free_loaded(self) -> bool:
+        return self._free is not None
 
     def open(self) -> None:
         if self.fd < 0:
@@ -197,12 +351,14 @@ class Family:
         """Retained blocks per live snapshot epoch (versions only; overlays are counted by the caller)."""
         return self.owner_index()[0]
 
-    def owner_index(self) -> tuple[dict[int, int], dict[int, set[int]]]:
-        """Recounted ``owned`` and ``last_seen`` (at load, and to verify the incremental ones)."""
+    def owner_index(self, kept: dict[int, list[tuple[int, int]]] | None = None
+                    ) -> tuple[dict[int, int], dict[int, set[int]]]:
+        """Recounted ``owned`` and ``last_seen`` (at load, from ``kept``: the blocks with more than one
+        version, the only ones that count; and to verify the incremental ones, from the whole map)."""
         out: dict[int, int] = {}
         last: dict[int, set[int]] = {}
         eps = self.live_epochs
-        for lb, vs in self.versions.items():
+        for lb, vs in (self.versions if kept is None else kept).items():
             for k, rec in enumerate(vs[:-1]):
                 owner = self.owner_epoch(rec[0])
                 if owner is None:

@@ -9,7 +9,7 @@ from snaplab.common.errors import E, SnapLabError
 from snaplab.common.units import size_text
 from snaplab.san import disklayout
 
-from .blockstore import BLOCK, Family
+from .blockstore import BLOCK, BlockMap, Family
 from .model import (
     DSV,
     FORMATS,
@@ -85,7 +85,11 @@ class ConfigMixin:
         if name in self.by_name:
             raise SnapLabError(E.LD_NAME_IN_USE, name=name)
         if number is None:
-            number = next(n for n in range(0, 0x10000) if n not in self.lds)
+            # The lowest free number, searched from a hint below which every number is taken (so
+            # building 65,536 SVs is not quadratic); an unbind lowers it (_unbind_ld).
+            start = min(self._ld_hint, 0x10000)
+            number = next((n for n in range(start, 0x10000) if n not in self.lds), 0x10000)
+            self._ld_hint = number
         elif number in self.lds:
             raise SnapLabError(E.LD_NUMBER_IN_USE, name=ld_number_text(number))
         if not 0 <= number < 0x10000:
@@ -100,7 +104,8 @@ class ConfigMixin:
         self.by_name[name] = ld
         self._sv_index = None
         if type_ in DATA_FAMILY_TYPES:
-            fam = Family(number, str(self.data_dir / f"ld_{number:04x}.dat"))
+            fam = Family(number, str(self.data_dir / f"ld_{number:04x}.dat"), versions=BlockMap(self._blocks, number))
+            fam.versions.clear()  # nothing of an earlier LD of this number stays in memory
             if os.path.exists(fam.path):
                 self._ckpt_discard(fam.path)  # leftovers of an LD unbound before a crash
             fam.open()
@@ -182,6 +187,7 @@ class ConfigMixin:
         q("DELETE FROM gens WHERE sv=?", [ld.number])
         q("DELETE FROM overlay WHERE sv=?", [ld.number])
         self.lds.pop(ld.number)
+        self._ld_hint = min(self._ld_hint, ld.number)
         self.by_name.pop(ld.name)
         self._sv_index = None
         self.access.pop(ld.number, None)
@@ -191,6 +197,8 @@ class ConfigMixin:
         if fam is not None:
             q("DELETE FROM families WHERE ld=?", [ld.number])
             q("DELETE FROM blocks WHERE family=?", [ld.number])
+            q("DELETE FROM kept WHERE family=?", [ld.number])
+            fam.versions.clear()  # its maps in memory go too (a later LD may get this number)
             q("DELETE FROM restored WHERE family=?", [ld.number])
             fam.close()
             self._to_truncate.append(fam.path)  # after COMMIT (see _tx)

@@ -30,7 +30,7 @@ from snaplab.common.errors import E, SnapLabError
 from . import durability
 from .access import AccessMixin
 from .blockio import BlockIOMixin
-from .blockstore import ZERO, Family
+from .blockstore import ZERO, BlockCache, BlockMap, Family
 from .checkpoints import CheckpointMixin, pinned
 from .config import ConfigMixin
 from .faults import FaultsMixin
@@ -132,15 +132,24 @@ class ArrayEngine(
         st["product_id"] = meta.get("product_id", "")  # "" shows as iSMview's default model
         st["pools"] = {r[0]: Pool(*r) for r in q("SELECT number, name, kind, capacity FROM pools")}
         st["ports"] = {(r[0], r[1]): Port(*r) for r in q("SELECT director, port, name FROM ports")}
+        # The same text in many rows (types, formats, states, times of one second) is one string, not
+        # one per row: 65,536 SVs at scale (issue 12).
+        texts: dict = {}
+
+        def one(text):
+            return texts.setdefault(text, text)
+
         lds: dict[int, LD] = {}
         for r in q(
             "SELECT number, name, type, format, capacity, pool, attr, bv, seq, signature, link_lost FROM lds"
         ):
-            lds[r[0]] = LD(r[0], r[1], r[2], r[3] or "", r[4], r[5], r[6], r[7], r[8] or 0, r[9], bool(r[10]))
+            lds[r[0]] = LD(r[0], r[1], one(r[2]), one(r[3] or ""), r[4], r[5], one(r[6]), r[7], r[8] or 0, r[9],
+                           bool(r[10]))
         st["lds"] = lds
         st["by_name"] = {ld.name: ld for ld in lds.values()}
+        st["_ld_hint"] = 0  # config._new_ld: numbers below it are taken (searched anew after a load)
         gens = {
-            r[0]: Gen(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7])
+            r[0]: Gen(r[0], one(r[1]), r[2], r[3] and one(r[3]), r[4] and one(r[4]), bool(r[5]), r[6], r[7])
             for r in q("SELECT sv, state, epoch, state_time, create_time, guard, orig_signature, fault FROM gens")
         }
         st["gens"] = gens
@@ -167,16 +176,21 @@ class ArrayEngine(
         for svs in svs_of.values():
             svs.sort(key=lambda x: x.seq)
         families: dict[int, Family] = {}
-        st["_ckpt_bases"] = ckpt_bases = self._ckpt_read_bases(q)
+        st["_ckpt_bases"] = self._ckpt_read_bases(q)
+        st["_blocks"] = cache = BlockCache(self.db.conn)  # the block maps: read on demand (blockstore.py)
+        kept: dict[int, dict[int, list[tuple[int, int]]]] = {}
         try:
             for ld, cur, hw, _failed in q("SELECT ld, cur_epoch, hw, bv_failed FROM families"):
-                fam = Family(ld, str(self.data_dir / f"ld_{ld:04x}.dat"), cur, hw=hw)
+                fam = Family(ld, str(self.data_dir / f"ld_{ld:04x}.dat"), cur, hw=hw, versions=BlockMap(cache, ld))
                 fam.open()
                 families[ld] = fam
+            # Only the blocks with more than one version (``kept``): the snapshot accounting below
+            # needs no other, so a restart costs the retained versions, not every block written.
             for fam_ld, lb, epoch, pb in q(
-                "SELECT family, lblock, epoch, pblock FROM blocks ORDER BY family, lblock, epoch"
+                "SELECT b.family, b.lblock, b.epoch, b.pblock FROM kept k JOIN blocks b"
+                " ON b.family = k.family AND b.lblock = k.lblock ORDER BY b.family, b.lblock, b.epoch"
             ):
-                families[fam_ld].versions.setdefault(lb, []).append((epoch, pb))
+                kept.setdefault(fam_ld, {}).setdefault(lb, []).append((epoch, pb))
             for fam_ld, lb, epoch in q("SELECT family, lblock, epoch FROM restored"):
                 if fam_ld in families:
                     families[fam_ld].src[lb] = epoch
@@ -190,22 +204,16 @@ class ArrayEngine(
                 fam.close()
             raise
         for fam in families.values():
-            used = {pb for vs in fam.versions.values() for _, pb in vs}
-            fam.retained = sum(1 for vs in fam.versions.values() for _, pb in vs[:-1] if pb != ZERO)
+            mine = kept.get(fam.ld, {})
+            fam.retained = sum(1 for vs in mine.values() for _, pb in vs[:-1] if pb != ZERO)
             for sv in svs_of.get(fam.ld, []):
-                ov = overlays.get(sv.number, {})
-                used.update(ov.values())
-                fam.retained += len(ov)
-            # Blocks written by a transaction that never committed are free again (crash recovery);
-            # blocks a lab checkpoint still maps are not (checkpoints.py).
-            fam.free = sorted(
-                (p for p in range(fam.hw) if p not in used and not pinned(ckpt_bases, fam.ld, p)), reverse=True
-            )
-            fam.unpunched = set(fam.free)  # whether their space went back before is not known
+                fam.retained += len(overlays.get(sv.number, {}))
+            fam.free = None  # computed when first needed (_free_blocks)
+            fam.free_loader = lambda fam=fam: self._free_blocks(fam)
             fam.live_epochs = sorted(
                 g.epoch for sv in svs_of.get(fam.ld, []) if (g := gens.get(sv.number)) and g.live and g.epoch
             )
-            fam.owned, fam.last_seen = fam.owner_index()
+            fam.owned, fam.last_seen = fam.owner_index(mine)
         st["families"] = families
         st["restores"] = restores
         st["rpl"] = read_pairs(q, meta)
@@ -214,6 +222,19 @@ class ArrayEngine(
         st.update(read_hold_state(q))  # holds (holds.py), consistency groups (groups.py): issue 14
         st.update(read_group_state(q))
         return st
+
+    def _free_blocks(self, fam: Family) -> list[int]:
+        """A family's free physical blocks as the state holds them (its first allocation after a load).
+
+        Blocks written by a transaction that never committed are free again (crash recovery); blocks
+        a lab checkpoint still maps are not (checkpoints.py), nor those the running transaction
+        dropped (reusable once it commits: ``_tx`` adds them then)."""
+        used = {pb for (pb,) in self.db.execute("SELECT pblock FROM blocks WHERE family=? AND pblock>=0", [fam.ld])}
+        for sv in self._svs_of(fam.ld):
+            used.update(self.overlays.get(sv.number, {}).values())
+        used.update(p for f, p in self._to_free if f is fam)
+        bases = self._ckpt_bases
+        return sorted((p for p in range(fam.hw) if p not in used and not pinned(bases, fam.ld, p)), reverse=True)
 
     def _reload(self, cause: BaseException) -> None:
         """After a failed transaction: the memory state from the database again. If that fails too
@@ -266,6 +287,7 @@ class ArrayEngine(
                 return
             self._loaded()
             self._in_tx = True
+            self._blocks.hold = True  # no block map evicted until the transaction ends (BlockCache)
             self._to_free = []
             self._to_truncate = []
             self._unsynced = {}
@@ -301,9 +323,12 @@ class ArrayEngine(
                 raise
             finally:
                 self._in_tx = False
+                self._blocks.hold = False  # (a reload made a new cache: this is the current one)
+                self._blocks.trim()
             # Physical blocks dropped by the transaction are reusable only once it has committed.
             for fam, p in self._to_free:
-                if not self._ckpt_bases or not self._ckpt_pinned(fam.ld, p):  # a checkpoint's block stays
+                # a checkpoint's block stays; a free list not read yet will find it (_free_blocks)
+                if fam.free_loaded and (not self._ckpt_bases or not self._ckpt_pinned(fam.ld, p)):
                     fam.free.append(p)
                     fam.unpunched.add(p)
             self._to_free = []
@@ -475,6 +500,9 @@ class ArrayEngine(
         with self._lock:
             if not self._closed:
                 self._verify_against_db()
+            kept = set(self.db.execute("SELECT family, lblock FROM kept").fetchall())
+            assert kept == set(self.db.execute(
+                "SELECT family, lblock FROM blocks GROUP BY family, lblock HAVING COUNT(*) > 1").fetchall()), "kept"
             for fam in self.families.values():
                 retained = sum(1 for vs in fam.versions.values() for _, pb in vs[:-1] if pb != ZERO)
                 retained += sum(len(self.overlays.get(sv.number, {})) for sv in self._svs_of(fam.ld))
@@ -504,8 +532,9 @@ class ArrayEngine(
             assert self.families.keys() == fresh["families"].keys(), "families"
             for ld, fam in self.families.items():
                 other = fresh["families"][ld]
-                assert (fam.cur_epoch, fam.hw, fam.versions, fam.live_epochs, fam.retained, fam.src) == (
-                    other.cur_epoch, other.hw, other.versions, other.live_epochs, other.retained, other.src
+                fam.versions.check()  # what memory holds of the block map is the database's
+                assert (fam.cur_epoch, fam.hw, fam.live_epochs, fam.retained, fam.src) == (
+                    other.cur_epoch, other.hw, other.live_epochs, other.retained, other.src
                 ), ("family", ld)
                 assert set(fam.free) == set(other.free), ("free blocks", ld)
         finally:

@@ -80,6 +80,7 @@ class FaultsMixin:
                 bv = self.ld(target)
                 fam = self.families[bv.number]
                 self.db.execute("DELETE FROM blocks WHERE family=?", [fam.ld])
+                self.db.execute("DELETE FROM kept WHERE family=?", [fam.ld])
                 self.db.execute("DELETE FROM restored WHERE family=?", [fam.ld])
                 fam.src.clear()
                 for sv in self._svs_of(bv.number):

@@ -61,7 +61,7 @@ class Port:
         return f"{self.director:02x}h/{self.port:02x}h"
 
 
-@dataclass
+@dataclass(slots=True)  # one per LD / SV: 65,536 SVs at scale (issue 12), ~half the memory
 class LD:
     number: int
     name: str
@@ -80,7 +80,7 @@ class LD:
         return ld_number_text(self.number)
 
 
-@dataclass
+@dataclass(slots=True)  # one per LD / SV: 65,536 SVs at scale (issue 12), ~half the memory
 class Gen:
     """The snapshot state of one SV of a set."""
 

@@ -49,6 +49,8 @@ class ReclaimMixin:
                     fam.trim()
                 except OSError as exc:
                     log.warning("cannot trim %s: %s", fam.path, exc)
+                if not fam.free_loaded:  # read now: after a load its free blocks count as not given back
+                    fam.free  # noqa: B018 - the property reads the list
                 runs = _runs(sorted(fam.unpunched))
             for start, n in runs:
                 with self._lock:

@@ -83,6 +83,7 @@ class RestoreMixin:
                 "SELECT DISTINCT lblock FROM blocks WHERE family=? AND epoch>?", [fam.ld, g.epoch or 0]
             )
             candidates = {lb for (lb,) in changed} | set(ov)
+            fam.versions.load(candidates)  # their version lists in few queries (blockstore.BlockCache)
             pending = {lb for lb in candidates if not self._holds_gen_block(fam, g, lb)}
             signature = None
             if bv.format == "WN":

@@ -116,11 +116,13 @@ class SnapshotsMixin:
             prev_e = fam.live_epochs[i - 1] if i > 0 else 0
             next_e = fam.live_epochs[i + 1] if i + 1 < len(fam.live_epochs) else None
             fam.live_epochs.pop(i)
-            dead = []
+            dead, single = [], []  # versions dropped; blocks left with one version (no longer ``kept``)
             freed = 0
             # Only the versions this generation is the newest to see (Family.last_seen), not a scan of
             # every block written before it: deleting the oldest touches exactly the blocks it frees.
-            for lb in fam.last_seen.pop(s, ()):
+            seen = fam.last_seen.pop(s, ())
+            fam.versions.load(seen)  # their version lists in one query, not one each
+            for lb in seen:
                 vs = fam.versions[lb]
                 j = bisect.bisect_right(vs, s, key=_epoch_of) - 1
                 if j < 0 or j == len(vs) - 1:
@@ -130,11 +132,14 @@ class SnapshotsMixin:
                     continue
                 epoch, pb = vs.pop(j)
                 dead.append((fam.ld, lb, epoch))
+                if len(vs) == 1:
+                    single.append((fam.ld, lb))
                 if pb != ZERO:
                     freed += 1
                     fam.retained -= 1
                     self._to_free.append((fam, pb))
             self.db.conn.executemany("DELETE FROM blocks WHERE family=? AND lblock=? AND epoch=?", dead)
+            self.db.conn.executemany("DELETE FROM kept WHERE family=? AND lblock=?", single)
             # What it was the oldest to see and did not free (seen by the next one too) is charged to
             # the next one: a count, O(1).
             moved = fam.owned.pop(s, 0) - freed

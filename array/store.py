@@ -1,22 +1,58 @@
-"""The array's SQLite metadata file (sqlite-utils for the schema; plain SQL inside transactions)."""
+"""The array's SQLite metadata file: plain SQL (the schema is what sqlite-utils made before, so a
+state written by an earlier version opens unchanged; sqlite-utils itself is not imported: it and what it
+pulls in cost the daemon's start ~0.3 s, and the restart is on the clock, issue 12)."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
-import sqlite_utils
-
 from . import groups, holds, sra_policy
 
 SCHEMA_VERSION = 1
 
 
-def open_db(path: Path) -> sqlite_utils.Database:
+_TYPES = {int: "INTEGER", str: "TEXT", bytes: "BLOB", float: "FLOAT"}
+
+
+class Db:
+    """The connection with the two names the engine uses: ``execute`` (a cursor) and ``conn``."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params=()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def table(self, name: str) -> _Table:
+        return _Table(self, name)
+
+
+class _Table:
+    """``create(columns, pk=, if_not_exists=)`` and ``columns_dict``, as sqlite-utils spelled them."""
+
+    def __init__(self, db: Db, name: str) -> None:
+        self.db, self.name = db, name
+
+    def create(self, columns: dict, pk: str | tuple[str, ...], if_not_exists: bool = True) -> None:
+        cols = []
+        for col, typ in columns.items():
+            cols.append(f'   "{col}" {_TYPES[typ]}' + (" PRIMARY KEY" if pk == col else ""))
+        if isinstance(pk, tuple):
+            cols.append("   PRIMARY KEY (" + ", ".join(f'"{x}"' for x in pk) + ")")
+        maybe = "IF NOT EXISTS " if if_not_exists else ""
+        self.db.execute(f'CREATE TABLE {maybe}"{self.name}" (\n' + ",\n".join(cols) + "\n)")
+
+    @property
+    def columns_dict(self) -> dict[str, str]:
+        return {r[1]: r[2] for r in self.db.execute(f'PRAGMA table_info("{self.name}")')}
+
+
+def open_db(path: Path) -> Db:
     # Autocommit connection: every mutation runs inside an explicit BEGIN IMMEDIATE ... COMMIT of ours,
     # so one operation is one atomic transaction (sqlite-utils' own `with conn:` is never used for writes).
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    db = sqlite_utils.Database(conn)
+    db = Db(conn)
     # WAL + synchronous=FULL: SQLite syncs the log before COMMIT returns, so an acknowledged change
     # survives a power cut, not only kill -9 of the daemon (README "Durability"; the data a
     # transaction maps is synced before its COMMIT: engine._tx).
@@ -26,11 +62,14 @@ def open_db(path: Path) -> sqlite_utils.Database:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=OFF")
+    # As sqlite-utils set it: a REPLACE's implicit delete fires the delete triggers, which the
+    # checkpoints' undo log needs (checkpoints.py: INSERT OR REPLACE of a row must be undone to it).
+    conn.execute("PRAGMA recursive_triggers=ON")
     _create_schema(db)
     return db
 
 
-def _create_schema(db: sqlite_utils.Database) -> None:
+def _create_schema(db: Db) -> None:
     t = db.table
     t("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
     t("pools").create({"number": int, "name": str, "kind": str, "capacity": int}, pk="number", if_not_exists=True)
@@ -61,6 +100,12 @@ def _create_schema(db: sqlite_utils.Database) -> None:
         "CREATE TABLE IF NOT EXISTS blocks (family INTEGER, lblock INTEGER, epoch INTEGER, pblock INTEGER,"
         " PRIMARY KEY (family, lblock, epoch)) WITHOUT ROWID"
     )
+    # The logical blocks with more than one version (blockstore.py: what a restart reads of the maps).
+    # A state from before it gets it filled once, from the maps.
+    new_kept = not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='kept'").fetchone()
+    db.execute("CREATE TABLE IF NOT EXISTS kept (family INTEGER, lblock INTEGER, PRIMARY KEY (family, lblock)) WITHOUT ROWID")
+    if new_kept:
+        db.execute("INSERT OR IGNORE INTO kept SELECT family, lblock FROM blocks GROUP BY family, lblock HAVING COUNT(*) > 1")
     db.execute(
         "CREATE TABLE IF NOT EXISTS overlay (sv INTEGER, lblock INTEGER, pblock INTEGER,"
         " PRIMARY KEY (sv, lblock)) WITHOUT ROWID"
