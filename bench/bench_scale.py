@@ -26,7 +26,9 @@ failure and on Ctrl-C too. --quick: 4 BVs of 1 GiB, 16 SVs each, 32 MiB, one wri
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
+import os
 import shutil
 import signal
 import sys
@@ -48,7 +50,7 @@ def _extra(p) -> None:
     p.add_argument("--bvs", type=int, default=64, help="BVs (default 64)")
     p.add_argument("--gens", type=int, default=1022, help="SVs per BV (1,022: the most 64 BVs can have)")
     p.add_argument("--clients", type=int, default=4, help="writer processes")
-    p.add_argument("--dir", default=None, help="where the temporary state folder goes")
+    p.add_argument("--dir", default=None, type=existing_folder, help="where the temporary state folder goes")
 
 
 def _place(k: int) -> int:
@@ -85,6 +87,13 @@ def _warm(_: int) -> None:
 
 def mb(n: int) -> str:
     return f"{n / 1e6:6.1f} MB"
+
+
+def existing_folder(text: str) -> str:
+    """``--dir``: a folder that exists (argparse prints a one-line usage error otherwise)."""
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such folder")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
