@@ -282,9 +282,9 @@ class ArrayServicer(CheckpointCallsMixin, array_pb2_grpc.ArrayServicer):
                 raise serde.bad("give hold or release, not both")
             fn = self.engine.hold if request.hold else self.engine.release
             sv = fn(*args, name=request.hold or request.release)
-            return serde.find_generation(self.engine.query(request.bv), sv)
+            return serde.generation_msg(self.engine.generation_info(request.bv, sv))
         sv = self.engine.guard(*args, **kwargs)
-        return serde.find_generation(self.engine.query(request.bv), sv)
+        return serde.generation_msg(self.engine.generation_info(request.bv, sv))
 
     async def Link(self, request: pb.LinkRequest, context: grpc.aio.ServicerContext) -> pb.LinkInfo:
         return await self._call(context, CONTROL_ROLES, "link volumes", self._link, request)
