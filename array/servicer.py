@@ -517,6 +517,8 @@ class ArrayServicer(CheckpointCallsMixin, array_pb2_grpc.ArrayServicer):
 
     def _describe(self, request: pb.DescribeRequest, ident: Identity) -> pb.ArrayState:
         host = ident.name if ident.role == "host" else request.for_host
+        if request.routing and not host:  # the manager's routing view (routing_view.py)
+            return serde.routing_state_msg(self.engine.routing_view(request.known_version))
         if ident.role == "host":  # its own part only: nothing of other hosts or LDs it is not given
             state = serde.array_state_msg(self.engine.describe_for_host(host))
         elif request.for_host:  # the manager answering a host's iSMview with that host's rights
