@@ -123,3 +123,27 @@ def test_a_host_gets_its_own_describe_not_the_routing_view(array: ArrayProcess) 
         state = host._call("Describe", pb.DescribeRequest(routing=True))
         assert not state.routing_version
         assert "other" not in {ld.name for ld in state.lds}
+
+
+def test_a_checkpoint_rollback_moves_the_version(tmp_path: Path) -> None:
+    """A lab rollback rewrites the tables with its undo log (array/checkpoints.py): the triggers see it."""
+    from snaplab.array import serde
+    from snaplab.array.engine import ArrayEngine
+    from snaplab.array.model import DSV
+
+    e = ArrayEngine(tmp_path / "a", name="A")
+    try:
+        e.set_licence(DSV, 1 << 40)
+        e.bind_pool(1, "P", "dynamic", 1 << 30)
+        e.bind_ld("iv1", 4 * MiB, 1, "LX")
+        e.checkpoint_take("c1")
+        before = e.routing_view()
+        e.bind_ld("iv2", 4 * MiB, 1, "LX")
+        e.register_host("h1", [WWN], [])
+        e.checkpoint_rollback("c1")
+        after = e.routing_view(before["routing_version"])
+        assert not after.get("unchanged")
+        assert [x["name"] for x in after["lds"]] == ["iv1"] and after["hosts"] == []
+        assert array_view(serde.routing_state_msg(after)) == array_view(serde.array_state_msg(e.describe()))
+    finally:
+        e.close()
