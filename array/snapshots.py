@@ -112,6 +112,7 @@ class SnapshotsMixin:
         # allocate again (a costlier sync).
         fam.reclaim_due = True
         if s is not None and s in fam.live_epochs:
+            fam.ensure_index()  # built with the generation still live (blockstore.py)
             i = fam.live_epochs.index(s)
             prev_e = fam.live_epochs[i - 1] if i > 0 else 0
             next_e = fam.live_epochs[i + 1] if i + 1 < len(fam.live_epochs) else None
