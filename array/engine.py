@@ -187,11 +187,13 @@ class ArrayEngine(
             # The retained versions of each family, counted in SQL: the versions of the blocks with
             # more than one (``kept``) that hold data and are not the block's newest (its head: the
             # version with the greatest epoch, whose pblock SQLite gives with MAX). No version is
-            # read into Python: the snapshot index is built per family when first needed.
+            # read into Python: the snapshot index is built per family when first needed. (CROSS
+            # JOIN: kept first, then each block's versions by key; the other way round scans every
+            # block written, 4x slower at 64 GiB.)
             retained = dict(q(
-                "SELECT family, SUM(n) FROM (SELECT b.family AS family,"
-                " SUM(b.pblock <> ?) - (b.pblock <> ?) AS n, MAX(b.epoch) FROM kept k JOIN blocks b"
-                " ON b.family = k.family AND b.lblock = k.lblock GROUP BY b.family, b.lblock) GROUP BY family",
+                "SELECT family, SUM(n) FROM (SELECT k.family AS family,"
+                " SUM(b.pblock <> ?) - (b.pblock <> ?) AS n, MAX(b.epoch) FROM kept k CROSS JOIN blocks b"
+                " ON b.family = k.family AND b.lblock = k.lblock GROUP BY k.family, k.lblock) GROUP BY family",
                 [ZERO, ZERO],
             ).fetchall())
             for fam_ld, lb, epoch in q("SELECT family, lblock, epoch FROM restored"):
@@ -231,8 +233,8 @@ class ArrayEngine(
         snapshot index needs (Family.ensure_index), as the database holds them."""
         kept: dict[int, list[tuple[int, int]]] = {}
         for lb, epoch, pb in self.db.execute(
-            "SELECT b.lblock, b.epoch, b.pblock FROM kept k JOIN blocks b ON b.family = k.family AND b.lblock = k.lblock"
-            " WHERE k.family = ? ORDER BY b.lblock, b.epoch", [fam.ld]
+            "SELECT k.lblock, b.epoch, b.pblock FROM kept k CROSS JOIN blocks b"
+            " ON b.family = k.family AND b.lblock = k.lblock WHERE k.family = ? ORDER BY k.lblock, b.epoch", [fam.ld]
         ):
             vs = kept.get(lb)
             if vs is None:
