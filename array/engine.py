@@ -43,6 +43,7 @@ from .reclaim import ReclaimMixin
 from .replication import ReplicationMixin, read_pairs
 from .reservations import ReservationsMixin
 from .restore import RestoreMixin
+from .routing_view import RoutingViewMixin
 from .snapshots import SnapshotsMixin
 from .sra_policy import SraPolicyMixin
 from .sra_policy import read_state as read_sra_policy_state
@@ -58,7 +59,7 @@ def _now() -> str:
 
 class ArrayEngine(
     ConfigMixin, AccessMixin, ReservationsMixin, FaultsMixin, SnapshotsMixin, RestoreMixin, BlockIOMixin,
-    ReplicationMixin, SraPolicyMixin, HoldsMixin, GroupsMixin, CheckpointMixin, ReclaimMixin,
+    ReplicationMixin, SraPolicyMixin, HoldsMixin, GroupsMixin, CheckpointMixin, ReclaimMixin, RoutingViewMixin,
 ):
     """One disk array. All public methods are thread-safe; refusals raise ``SnapLabError``.
 
@@ -75,6 +76,7 @@ class ArrayEngine(
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = open_db(self.dir / "array.db")
         self._ckpt_create_tables(self.db)  # lab checkpoints (checkpoints.py)
+        self._watch_routing_tables()  # routing_view.py
         durability.sync_dir(self.data_dir)  # the files just created, if they were, survive a power cut
         durability.sync_dir(self.dir)
         durability.committed(self)

@@ -308,6 +308,20 @@ def array_state_msg(d: dict) -> pb.ArrayState:
     )
 
 
+def routing_state_msg(d: dict) -> pb.ArrayState:
+    """A routing Describe's answer (routing_view.py): the view, or only its version when unchanged."""
+    head = {"name": d["name"], "product_id": d["product_id"], "routing_version": d["routing_version"]}
+    if d.get("unchanged"):
+        return pb.ArrayState(**head, unchanged=True)
+    return pb.ArrayState(
+        **head,
+        lds=[pb.Ld(name=x["name"], type=x["type"], attr=x["attr"], access=x["access"], bv=x["bv"]) for x in d["lds"]],
+        faults=d["faults"],
+        hosts=[pb.Host(name=h["name"], wwns=h["wwns"], ports=h["ports"], initiators=h["initiators"]) for h in d["hosts"]],
+        groups=[pb.GroupInfo(name=g["name"], bvs=g["bvs"]) for g in d["groups"]],
+    )
+
+
 # -- consistency groups (SnapLab extension, issue 14; groups.py) ------------------------------------
 GROUP_OPS = ("create", "delete", "restore", "guard", "link", "unlink", "query")
 

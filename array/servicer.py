@@ -282,9 +282,9 @@ class ArrayServicer(CheckpointCallsMixin, array_pb2_grpc.ArrayServicer):
                 raise serde.bad("give hold or release, not both")
             fn = self.engine.hold if request.hold else self.engine.release
             sv = fn(*args, name=request.hold or request.release)
-            return serde.find_generation(self.engine.query(request.bv), sv)
+            return serde.generation_msg(self.engine.generation_info(request.bv, sv))
         sv = self.engine.guard(*args, **kwargs)
-        return serde.find_generation(self.engine.query(request.bv), sv)
+        return serde.generation_msg(self.engine.generation_info(request.bv, sv))
 
     async def Link(self, request: pb.LinkRequest, context: grpc.aio.ServicerContext) -> pb.LinkInfo:
         return await self._call(context, CONTROL_ROLES, "link volumes", self._link, request)
@@ -517,6 +517,8 @@ class ArrayServicer(CheckpointCallsMixin, array_pb2_grpc.ArrayServicer):
 
     def _describe(self, request: pb.DescribeRequest, ident: Identity) -> pb.ArrayState:
         host = ident.name if ident.role == "host" else request.for_host
+        if request.routing and not host:  # the manager's routing view (routing_view.py)
+            return serde.routing_state_msg(self.engine.routing_view(request.known_version))
         if ident.role == "host":  # its own part only: nothing of other hosts or LDs it is not given
             state = serde.array_state_msg(self.engine.describe_for_host(host))
         elif request.for_host:  # the manager answering a host's iSMview with that host's rights

@@ -331,6 +331,16 @@ class SnapshotsMixin:
             "group": self._group_of_gen(g),  # type: ignore[attr-defined]  # groups.py (issue 14)
         }
 
+    def generation_info(self, bv_ref: str | int, sv_name: str) -> dict:
+        """One generation of a BV as ``query()`` gives it, without the others (a guard's or a hold's
+        answer: its cost does not grow with the generations the BV holds)."""
+        with self._state():
+            bv = self._bv(bv_ref)
+            sv = self.by_name.get(sv_name)
+            if sv is None or sv.type != "SV" or sv.bv != bv.number:
+                raise SnapLabError(E.NOT_FOUND, name=sv_name)
+            return self._gen_info(sv)
+
     def query(self, bv_ref: str | int) -> dict:
         """``iSMsc_query``: the BV and, per SV of its set, generation, states, guard, link, data size."""
         with self._state():

@@ -120,15 +120,30 @@ def _expire(fut: asyncio.Future[Any]) -> None:
         fut.set_exception(SnapLabClientError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
 
 
+def _shared(coro: Any, forget: Callable[[asyncio.Future[Any]], object]) -> asyncio.Future[Any]:
+    """``coro`` as a future concurrent callers share; ``forget(future)`` when it is done."""
+    fut = asyncio.ensure_future(coro)
+
+    def done(f: asyncio.Future[Any]) -> None:
+        forget(f)
+        if not f.cancelled():
+            f.exception()  # retrieved: waiters that went away must not leave it "never retrieved"
+
+    fut.add_done_callback(done)
+    return fut
+
+
 class ArrayLink:
     """One managed array: ``key`` is the name given on the command line (``--array KEY=HOST:PORT``).
 
     ``call()`` is one Array RPC as the manager; ``Query`` and ``LinkInfoOf`` go over the link's
     ``Array.Lookup`` stream (opened on first use, reopened after it breaks), with exactly the
     answers and refusals of the unary RPCs, which serve them whenever the stream cannot.
-    ``describe()`` is cached for at most ``ttl`` seconds and dropped by ``invalidate()`` (after any
-    configuration change the manager makes), so routing costs no round trip in the common case;
-    concurrent callers share one Describe. Create it in the event loop that will use it."""
+    ``describe()`` (the whole state, for monitoring) and ``view()`` (what routing needs: a routing
+    Describe, reread with its version so an unchanged view costs the array O(1) whatever its LDs)
+    are cached for at most ``ttl`` seconds and dropped by ``invalidate()`` (after any configuration
+    change the manager makes), so routing costs no round trip in the common case; concurrent callers
+    share one read. Create it in the event loop that will use it."""
 
     def __init__(
         self,
@@ -147,8 +162,11 @@ class ArrayLink:
         self.stub = array_pb2_grpc.ArrayStub(self.channel)
         self._metadata = ((TEST_IDENTITY_KEY, test_identity),) if test_identity else None
         self.ttl = ttl
-        self._cached: tuple[float, array_pb2.ArrayState, ArrayView] | None = None
-        self._describing: asyncio.Future[tuple[array_pb2.ArrayState, ArrayView]] | None = None
+        self._cached: tuple[float, array_pb2.ArrayState] | None = None
+        self._describing: asyncio.Future[array_pb2.ArrayState] | None = None
+        # the routing view: (when read, its version, the view); reread with its version: O(1) if unchanged
+        self._view: tuple[float, str, ArrayView] | None = None
+        self._viewing: asyncio.Future[ArrayView] | None = None
         self._stream: _LookupStream | None = None
         self._stream_after = 0.0  # monotonic time before which look-ups use the unary RPCs
         self.last_name = key  # the array's own name, as last described
@@ -214,43 +232,62 @@ class ArrayLink:
             self.on_reachability(self.key, ok)
 
     async def describe(self) -> array_pb2.ArrayState:
-        return (await self._describe())[0]
-
-    async def view(self) -> ArrayView:
-        return (await self._describe())[1]
-
-    async def _describe(self) -> tuple[array_pb2.ArrayState, ArrayView]:
+        """The array's whole state (monitoring), at most ``ttl`` seconds old."""
         cached = self._cached
         if cached is not None and time.monotonic() - cached[0] < self.ttl:
-            return cached[1], cached[2]
+            return cached[1]
         if self._describing is None:
-            fetch = asyncio.ensure_future(self._fetch())
-            self._describing = fetch
-
-            def done(f: asyncio.Future[Any]) -> None:
-                if self._describing is f:
-                    self._describing = None
-                if not f.cancelled():
-                    f.exception()  # retrieved: waiters that went away must not leave it "never retrieved"
-
-            fetch.add_done_callback(done)
+            self._describing = _shared(self._fetch_state(), lambda f: self._describing is f and self._no_describing())
         return await asyncio.shield(self._describing)
 
-    async def _fetch(self) -> tuple[array_pb2.ArrayState, ArrayView]:
+    def _no_describing(self) -> None:
+        self._describing = None
+
+    async def _fetch_state(self) -> array_pb2.ArrayState:
         fetch = self._describing
         state = await self.call("Describe", array_pb2.DescribeRequest())
-        view = serde.array_view(state)
         if self._describing is fetch:  # not invalidated meanwhile: this answer may serve later callers
-            self._cached = (time.monotonic(), state, view)
+            self._cached = (time.monotonic(), state)
         self.last_name = state.name or self.key
         self.last_product_id = state.product_id
-        return state, view
+        return state
+
+    async def view(self) -> ArrayView:
+        """What routing needs of the array (routing_view.py on the array's side), at most ``ttl``
+        seconds old; reread with the version held, so an unchanged view costs the array O(1)."""
+        cached = self._view
+        if cached is not None and time.monotonic() - cached[0] < self.ttl:
+            return cached[2]
+        if self._viewing is None:
+            self._viewing = _shared(self._fetch_view(), lambda f: self._viewing is f and self._no_viewing())
+        return await asyncio.shield(self._viewing)
+
+    def _no_viewing(self) -> None:
+        self._viewing = None
+
+    async def _fetch_view(self) -> ArrayView:
+        fetch, held = self._viewing, self._view
+        known = held[1] if held is not None else ""
+        state = await self.call("Describe", array_pb2.DescribeRequest(routing=True, known_version=known))
+        if state.unchanged and held is not None and state.routing_version == known:
+            view = held[2]
+        else:
+            view = serde.array_view(state)
+        if self._viewing is fetch:  # not invalidated meanwhile
+            self._view = (time.monotonic(), state.routing_version, view)
+        self.last_name = state.name or self.key
+        self.last_product_id = state.product_id
+        return view
 
     def invalidate(self) -> None:
-        """Forget the description: the next ``describe()`` asks the array (a Describe already under
-        way serves only those who asked before this)."""
+        """Forget the description and the view's age: the next ``describe()`` and ``view()`` ask the
+        array (one already under way serves only those who asked before this). The view's version
+        is kept: if the array's routing view did not change, rereading it costs O(1)."""
         self._cached = None
         self._describing = None
+        if self._view is not None:
+            self._view = (float("-inf"), self._view[1], self._view[2])
+        self._viewing = None
 
     async def close(self) -> None:
         if self._stream is not None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -456,33 +457,30 @@ class ManagerState:
         finally:
             conn.close()
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the state's connection: committed (and the WAL marked for a
+        checkpoint) when the block ends, rolled back if it raises."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._dirty.set()
+
     def _write_many(self, sql: str, rows: list[tuple[object, ...]]) -> int:
         """Insert ``rows`` in one transaction; the rowid of the last (rows get max + 1, in order)."""
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as conn:
             conn.executemany(sql, rows)
-            last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
-            conn.execute("COMMIT")
-            self._dirty.set()
-            return last
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
 
     def _write(self, sql: str, params: object) -> sqlite3.Cursor:
-        conn = self.db.conn
         self._flush_locked()  # pending events first: the log keeps the order things happened in
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            cur = conn.execute(sql, params)  # type: ignore[arg-type]
-            conn.execute("COMMIT")
-            self._dirty.set()
-            return cur
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
+        with self._transaction() as conn:
+            return conn.execute(sql, params)  # type: ignore[arg-type]
 
 def _bounded(head: bytes | None, size: int | None, limit: int) -> str:
     """A field read as the head of its bytes (``size`` in all): at most ``limit`` characters, escaped."""

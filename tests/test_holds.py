@@ -198,3 +198,24 @@ def test_lab_file_groups(groups: str, problem: str) -> None:
         "arrays[Tokyo_Customer_DataBase].groups[DB]"
     ]
     assert not LabSpec.parse(base).arrays[0].groups  # the guide's lab defines none
+
+
+def test_guard_and_hold_answers_are_the_generation_a_query_shows(array: tuple[ArrayProcess, Path]) -> None:
+    """The reply of a guard or a hold is built for its generation alone (its cost does not grow with
+    the BV's generations); it must be exactly what a query shows for that generation."""
+    proc, _ = array
+    with proc.client("manager") as m, proc.client("business01") as host:
+        ((bv, svs),) = _setup(m, 1)
+        for i, sv in enumerate(svs):
+            host.write(bv, i * BLOCK, bytes([i + 1]) * (2 * BLOCK))  # each generation holds some data
+            m.create(bv, sv)
+        host.write(bv, 0, b"\xff" * (3 * BLOCK))
+        for sv in svs:
+            for call in (lambda: m.guard(bv, sv, on=True), lambda: m.hold(bv, sv, name="keep"),
+                         lambda: m.release(bv, sv, name="keep"),
+                         lambda: m.guard(bv, f"{bv}.-1", "ld.relgen", on=False)):
+                reply = call()
+                shown = {g.sv: g for g in m.query(bv).generations}
+                assert reply == shown[reply.sv], (sv, reply)
+        assert any(g.data_size for g in m.query(bv).generations)
+        refused(C.NOT_FOUND, "iSM19003", m.guard, bv, "nosuch", on=True)

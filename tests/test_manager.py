@@ -509,6 +509,39 @@ def test_path_fault_stops_the_hosts_control_io(lab: Lab) -> None:
     assert lab.business01.route("bv001", query=q).query.bv == "bv001"
 
 
+def _until(check, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def test_routing_follows_access_changed_at_the_array_itself(lab: Lab) -> None:
+    """The manager's routing view is reread with its version (issue 12): a change made at the array
+    behind the manager's back still reaches routing within the view's second."""
+    from snaplab.manager.arrays import DESCRIBE_TTL
+
+    q = apb.QueryRequest(bv="bv002")
+
+    def allowed() -> bool:
+        try:
+            return lab.business01.route("bv002", query=q).query.bv == "bv002"
+        except SnapLabClientError as exc:
+            assert exc.msg_id == "iSM31042", exc
+            return False
+
+    assert allowed()
+    with lab.array.client("admin") as direct:
+        direct.unassign_access("bv002", wwn=WWN["business01"])
+        try:
+            assert _until(lambda: not allowed(), DESCRIBE_TTL + 2.0)
+        finally:
+            direct.assign_access("bv002", wwn=WWN["business01"])
+    assert _until(allowed, DESCRIBE_TTL + 2.0)
+
+
 def test_events_log_every_operation_and_watch_streams_them_live(lab: Lab) -> None:
     start = lab.admin.events()[-1].seq
     lab.business01.route("bv001", query=apb.QueryRequest(bv="bv001"))

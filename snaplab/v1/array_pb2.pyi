@@ -672,10 +672,14 @@ class DisksReply(_message.Message):
     def __init__(self, lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ...) -> None: ...
 
 class DescribeRequest(_message.Message):
-    __slots__ = ("for_host",)
+    __slots__ = ("for_host", "routing", "known_version")
     FOR_HOST_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_VERSION_FIELD_NUMBER: _ClassVar[int]
     for_host: str
-    def __init__(self, for_host: _Optional[str] = ...) -> None: ...
+    routing: bool
+    known_version: str
+    def __init__(self, for_host: _Optional[str] = ..., routing: _Optional[bool] = ..., known_version: _Optional[str] = ...) -> None: ...
 
 class Pool(_message.Message):
     __slots__ = ("number", "name", "kind", "capacity", "sra_capacity", "sra_used", "used", "sra_policy", "sra_warn_percents", "sra_queue_timeout_seconds")
@@ -726,7 +730,7 @@ class Host(_message.Message):
     def __init__(self, name: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ..., initiators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ArrayState(_message.Message):
-    __slots__ = ("name", "physical_capacity", "ports", "pools", "lds", "licences", "faults", "hosts", "product_id", "events", "groups")
+    __slots__ = ("name", "physical_capacity", "ports", "pools", "lds", "licences", "faults", "hosts", "product_id", "events", "groups", "routing_version", "unchanged")
     class LicencesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -745,6 +749,8 @@ class ArrayState(_message.Message):
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     name: str
     physical_capacity: int
     ports: _containers.RepeatedCompositeFieldContainer[Port]
@@ -756,7 +762,9 @@ class ArrayState(_message.Message):
     product_id: str
     events: _containers.RepeatedCompositeFieldContainer[ArrayEvent]
     groups: _containers.RepeatedCompositeFieldContainer[GroupInfo]
-    def __init__(self, name: _Optional[str] = ..., physical_capacity: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ..., licences: _Optional[_Mapping[str, str]] = ..., faults: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ..., product_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[ArrayEvent, _Mapping]]] = ..., groups: _Optional[_Iterable[_Union[GroupInfo, _Mapping]]] = ...) -> None: ...
+    routing_version: str
+    unchanged: bool
+    def __init__(self, name: _Optional[str] = ..., physical_capacity: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ..., licences: _Optional[_Mapping[str, str]] = ..., faults: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ..., product_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[ArrayEvent, _Mapping]]] = ..., groups: _Optional[_Iterable[_Union[GroupInfo, _Mapping]]] = ..., routing_version: _Optional[str] = ..., unchanged: _Optional[bool] = ...) -> None: ...
 
 class GroupInfo(_message.Message):
     __slots__ = ("name", "bvs")
