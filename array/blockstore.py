@@ -259,6 +259,11 @@ class Family:
     def indexed(self) -> bool:
         return self._owned is not None
 
+    def index_later(self, loader: Callable[[], dict[int, list[tuple[int, int]]]]) -> None:
+        """After a load: the snapshot index is built from ``loader`` when first needed."""
+        self._owned = self._last_seen = None
+        self.index_loader = loader
+
     def ensure_index(self) -> None:
         """Build ``owned`` and ``last_seen`` if a load left them unbuilt (from ``index_loader``: the
         version lists of the family's blocks with more than one version, with ``live_epochs``)."""

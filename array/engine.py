@@ -193,9 +193,9 @@ class ArrayEngine(
             # JOIN: kept first, then each block's versions by key; the other way round scans every
             # block written, 4x slower at 64 GiB.)
             retained = dict(q(
-                "SELECT family, SUM(n) FROM (SELECT k.family AS family,"
-                " SUM(b.pblock <> ?) - (b.pblock <> ?) AS n, MAX(b.epoch) FROM kept k CROSS JOIN blocks b"
-                " ON b.family = k.family AND b.lblock = k.lblock GROUP BY k.family, k.lblock) GROUP BY family",
+                "SELECT family, SUM(n) FROM (SELECT k.family AS family, SUM(b.pblock <> ?) - (b.pblock <> ?) AS n,"
+                " MAX(b.epoch) FROM kept k CROSS JOIN blocks b ON b.family = k.family AND b.lblock = k.lblock"
+                " GROUP BY k.family, k.lblock) GROUP BY family",
                 [ZERO, ZERO],
             ).fetchall())
             for fam_ld, lb, epoch in q("SELECT family, lblock, epoch FROM restored"):
@@ -219,8 +219,7 @@ class ArrayEngine(
             fam.live_epochs = sorted(
                 g.epoch for sv in svs_of.get(fam.ld, []) if (g := gens.get(sv.number)) and g.live and g.epoch
             )
-            fam.owned = fam.last_seen = None  # type: ignore[assignment]  # built when first needed
-            fam.index_loader = lambda fam=fam: self._kept_versions(fam)
+            fam.index_later(lambda fam=fam: self._kept_versions(fam))
         st["families"] = families
         st["restores"] = restores
         st["rpl"] = read_pairs(q, meta)
@@ -235,8 +234,8 @@ class ArrayEngine(
         snapshot index needs (Family.ensure_index), as the database holds them."""
         kept: dict[int, list[tuple[int, int]]] = {}
         for lb, epoch, pb in self.db.execute(
-            "SELECT k.lblock, b.epoch, b.pblock FROM kept k CROSS JOIN blocks b"
-            " ON b.family = k.family AND b.lblock = k.lblock WHERE k.family = ? ORDER BY k.lblock, b.epoch", [fam.ld]
+            "SELECT k.lblock, b.epoch, b.pblock FROM kept k CROSS JOIN blocks b ON b.family = k.family"
+            " AND b.lblock = k.lblock WHERE k.family = ? ORDER BY k.lblock, b.epoch", [fam.ld]
         ):
             vs = kept.get(lb)
             if vs is None:

@@ -21,7 +21,8 @@ median and spread vs the 2 s target (``scale_restart``), and VmRSS after each re
 Reference printed in the same run: the same start of a daemon on an empty state.
 
 The state lives in a temporary folder (``--dir``, default the system's) deleted at the end, on a
-failure and on Ctrl-C too (``--keep DIR``: moved into DIR after a complete run). --quick: 4 BVs of 1 GiB, 16 SVs each, 32 MiB, one writer, 1 restart.
+failure and on Ctrl-C too (``--keep DIR``: moved into DIR after a complete run). --quick: 4 BVs of
+1 GiB, 16 SVs each, 32 MiB, one writer, 1 restart.
 """
 
 from __future__ import annotations

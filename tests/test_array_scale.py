@@ -141,7 +141,8 @@ def _first_overwrite(e: ArrayEngine) -> None:
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("first", [_first_query, _first_delete, _first_overwrite])
-def test_a_restart_builds_the_snapshot_index_on_first_use_with_the_same_answers(tmp_path: Path, first) -> None:
+def test_a_restart_builds_the_snapshot_index_on_first_use_with_the_same_answers(tmp_path: Path,
+                                                                                 first) -> None:
     clock = lambda: "2026/01/01 00:00:00"  # noqa: E731 - the same times in both answers
     answers = []
     for restart in (False, True):
