@@ -52,7 +52,7 @@ def _extra(p) -> None:
     p.add_argument("--gens", type=int, default=1022, help="SVs per BV (1,022: the most 64 BVs can have)")
     p.add_argument("--clients", type=int, default=4, help="writer processes")
     p.add_argument("--dir", default=None, type=existing_folder, help="where the temporary state folder goes")
-    p.add_argument("--keep", default=None, type=existing_folder, metavar="DIR",
+    p.add_argument("--keep", default=None, type=keep_folder, metavar="DIR",
                    help="after a complete run, move the state and certificates into DIR (state/, certs/) "
                         "instead of deleting them: restarts can be timed again without rewriting the data")
 
@@ -97,6 +97,15 @@ def existing_folder(text: str) -> str:
     """``--dir``: a folder that exists (argparse prints a one-line usage error otherwise)."""
     if not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text}: no such folder")
+    return text
+
+
+def keep_folder(text: str) -> str:
+    """``--keep``: an existing folder without a state/ or certs/ (checked before the long run)."""
+    existing_folder(text)
+    for part in ("state", "certs"):
+        if os.path.exists(os.path.join(text, part)):
+            raise argparse.ArgumentTypeError(f"{text} already has {part}/")
     return text
 
 
