@@ -105,6 +105,8 @@ class BlockIOMixin:
             if used + need * BLOCK <= room:
                 break
             self._sra_no_room(bv, pool, restoring)  # type: ignore[attr-defined]  # sra_policy.py
+        if fam.live_epochs:
+            fam.ensure_index()  # before the first change: the index is built from the rows (blockstore.py)
         writes = [(lb, c) for lb, c in plan if c is not None]
         pblocks = fam.alloc(len(writes))
         newp = dict(zip((lb for lb, _ in writes), pblocks))

@@ -13,7 +13,8 @@ links, signatures) go to that generation's private overlay.
 The maps live in the ``blocks`` table; memory holds only the recently used ones (``BlockCache``, a
 bounded LRU shared by all families), so the daemon's RSS does not grow with the data written and a
 restart reads no block map (issue 12). Which logical blocks have more than one version (the retained
-ones, what the snapshot accounting needs at load) is indexed in the ``kept`` table.
+ones, all the snapshot accounting needs) is indexed in the ``kept`` table; a restart counts them in
+SQL and reads a family's versions only when it first needs its snapshot index (``Family.owned``).
 """
 
 from __future__ import annotations
@@ -198,11 +199,14 @@ class Family:
     free_loader: Callable[[], list[int]] | None = None
     live_epochs: list[int] = field(default_factory=list)  # sorted epochs of live snapshots
     retained: int = 0  # blocks held for snapshots (versions no longer the BV's) + overlay blocks
-    owned: dict[int, int] = field(default_factory=dict)  # live epoch -> retained versions charged to it
-    # live epoch -> logical blocks whose retained version it is the newest live snapshot to see (ZERO
-    # versions included): all that deleting that generation has to look at (snapshots._delete_gen).
-    # Deleting the oldest frees exactly these; a version's newest viewer is known when it is kept.
-    last_seen: dict[int, set[int]] = field(default_factory=dict)
+    # The snapshot index (the ``owned`` and ``last_seen`` properties): None until first needed after
+    # a load, then built by ``index_loader`` from the family's ``kept`` rows, so a restart reads no
+    # version of any family (issue 12) and a family's first delete, Query or overwrite of a frozen
+    # block pays for its own. Built at the start of an operation (``ensure_index``), while memory and
+    # database agree: never between a change in memory and its row.
+    _owned: dict[int, int] | None = field(default_factory=dict)
+    _last_seen: dict[int, set[int]] | None = field(default_factory=dict)
+    index_loader: Callable[[], dict[int, list[tuple[int, int]]]] | None = None
     # logical block -> epoch of the (immutable, non-head) version whose bytes its head holds: set by a
     # restore's copy, dropped by any other write of the block, so a restore copies only what differs
     src: dict[int, int] = field(default_factory=dict)
@@ -226,6 +230,45 @@ class Family:
     @property
     def free_loaded(self) -> bool:
         return self._free is not None
+
+    # live epoch -> retained versions charged to it (the oldest live snapshot that sees them)
+    @property
+    def owned(self) -> dict[int, int]:
+        if self._owned is None:
+            self.ensure_index()
+        return self._owned  # type: ignore[return-value]
+
+    @owned.setter
+    def owned(self, counts: dict[int, int]) -> None:
+        self._owned = counts
+
+    # live epoch -> logical blocks whose retained version it is the newest live snapshot to see (ZERO
+    # versions included): all that deleting that generation has to look at (snapshots._delete_gen).
+    # Deleting the oldest frees exactly these; a version's newest viewer is known when it is kept.
+    @property
+    def last_seen(self) -> dict[int, set[int]]:
+        if self._last_seen is None:
+            self.ensure_index()
+        return self._last_seen  # type: ignore[return-value]
+
+    @last_seen.setter
+    def last_seen(self, index: dict[int, set[int]]) -> None:
+        self._last_seen = index
+
+    @property
+    def indexed(self) -> bool:
+        return self._owned is not None
+
+    def index_later(self, loader: Callable[[], dict[int, list[tuple[int, int]]]]) -> None:
+        """After a load: the snapshot index is built from ``loader`` when first needed."""
+        self._owned = self._last_seen = None
+        self.index_loader = loader
+
+    def ensure_index(self) -> None:
+        """Build ``owned`` and ``last_seen`` if a load left them unbuilt (from ``index_loader``: the
+        version lists of the family's blocks with more than one version, with ``live_epochs``)."""
+        if self._owned is None:
+            self._owned, self._last_seen = self.owner_index(self.index_loader())  # type: ignore[misc]
 
     def open(self) -> None:
         if self.fd < 0:

@@ -112,6 +112,7 @@ class SnapshotsMixin:
         # allocate again (a costlier sync).
         fam.reclaim_due = True
         if s is not None and s in fam.live_epochs:
+            fam.ensure_index()  # built with the generation still live (blockstore.py)
             i = fam.live_epochs.index(s)
             prev_e = fam.live_epochs[i - 1] if i > 0 else 0
             next_e = fam.live_epochs[i + 1] if i + 1 < len(fam.live_epochs) else None
@@ -120,7 +121,8 @@ class SnapshotsMixin:
             freed = 0
             # Only the versions this generation is the newest to see (Family.last_seen), not a scan of
             # every block written before it: deleting the oldest touches exactly the blocks it frees.
-            seen = fam.last_seen.pop(s, ())
+            last_seen = fam.last_seen  # (a property: once, not per block)
+            seen = last_seen.pop(s, ())
             fam.versions.load(seen)  # their version lists in one query, not one each
             for lb in seen:
                 vs = fam.versions[lb]
@@ -128,7 +130,7 @@ class SnapshotsMixin:
                 if j < 0 or j == len(vs) - 1:
                     continue  # not a kept version (the index never holds one: a guard)
                 if vs[j][0] <= prev_e:  # the previous generation sees it too: now its newest viewer
-                    fam.last_seen.setdefault(prev_e, set()).add(lb)
+                    last_seen.setdefault(prev_e, set()).add(lb)
                     continue
                 epoch, pb = vs.pop(j)
                 dead.append((fam.ld, lb, epoch))

@@ -21,7 +21,8 @@ median and spread vs the 2 s target (``scale_restart``), and VmRSS after each re
 Reference printed in the same run: the same start of a daemon on an empty state.
 
 The state lives in a temporary folder (``--dir``, default the system's) deleted at the end, on a
-failure and on Ctrl-C too. --quick: 4 BVs of 1 GiB, 16 SVs each, 32 MiB, one writer, 1 restart.
+failure and on Ctrl-C too (``--keep DIR``: moved into DIR after a complete run). --quick: 4 BVs of
+1 GiB, 16 SVs each, 32 MiB, one writer, 1 restart.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def _extra(p) -> None:
     p.add_argument("--gens", type=int, default=1022, help="SVs per BV (1,022: the most 64 BVs can have)")
     p.add_argument("--clients", type=int, default=4, help="writer processes")
     p.add_argument("--dir", default=None, type=existing_folder, help="where the temporary state folder goes")
+    p.add_argument("--keep", default=None, type=keep_folder, metavar="DIR",
+                   help="after a complete run, move the state and certificates into DIR (state/, certs/) "
+                        "instead of deleting them: restarts can be timed again without rewriting the data")
 
 
 def _place(k: int) -> int:
@@ -93,6 +97,15 @@ def existing_folder(text: str) -> str:
     """``--dir``: a folder that exists (argparse prints a one-line usage error otherwise)."""
     if not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text}: no such folder")
+    return text
+
+
+def keep_folder(text: str) -> str:
+    """``--keep``: an existing folder without a state/ or certs/ (checked before the long run)."""
+    existing_folder(text)
+    for part in ("state", "certs"):
+        if os.path.exists(os.path.join(text, part)):
+            raise argparse.ArgumentTypeError(f"{text} already has {part}/")
     return text
 
 
@@ -222,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
                   "VmHWM of the writing life / 200 MB", deterministic=not args.quick)
         rep.ratio("scale_restart", c.median(to_rpc) / RESTART_TARGET, "<=", 1.0,
                   "median start to first Query served / 2 s")
+        if args.keep:
+            for part in ("state", "certs"):
+                shutil.move(tmp / part, Path(args.keep) / part)
+            rep.line(f"state kept in {args.keep} (state/, certs/)")
     except KeyboardInterrupt:
         print("interrupted: removing the state", file=sys.stderr)
         return 130

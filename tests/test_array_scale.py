@@ -109,3 +109,58 @@ def test_a_refused_write_leaves_the_cache_as_the_database(tmp_path: Path) -> Non
         e.verify()
     finally:
         e.close()
+
+
+def _history(e: ArrayEngine) -> None:
+    """Generations that share, keep and free versions, zero versions among them."""
+    for lb in range(30):
+        e.write("bv001", lb * BLOCK, _block(lb, 0))
+    e.create("bv001", "sv00")
+    for lb in range(0, 30, 2):
+        e.write("bv001", lb * BLOCK, _block(lb, 1))
+    e.write("bv001", 5 * BLOCK, bytes(BLOCK))  # a zero version: kept for sv00, no block held
+    e.create("bv001", "sv01")
+    for lb in range(0, 30, 3):
+        e.write("bv001", lb * BLOCK, _block(lb, 2))
+    e.create("bv001", "sv02")
+    for lb in range(0, 30, 4):
+        e.write("bv001", lb * BLOCK, _block(lb, 3))
+
+
+def _first_query(e: ArrayEngine) -> None:
+    pass  # the comparison's Query is the first use
+
+
+def _first_delete(e: ArrayEngine) -> None:
+    e.delete("bv001", "sv00")
+
+
+def _first_overwrite(e: ArrayEngine) -> None:
+    e.write("bv001", 0, _block(0, 4) + _block(1, 4))  # frozen for sv02: kept, charged
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("first", [_first_query, _first_delete, _first_overwrite])
+def test_a_restart_builds_the_snapshot_index_on_first_use_with_the_same_answers(tmp_path: Path,
+                                                                                 first) -> None:
+    clock = lambda: "2026/01/01 00:00:00"  # noqa: E731 - the same times in both answers
+    answers = []
+    for restart in (False, True):
+        e = _engine(tmp_path / str(restart))
+        e._clock = clock
+        try:
+            _history(e)
+            if restart:
+                e.close()
+                e = ArrayEngine(tmp_path / str(restart), name="A", clock=clock)
+                fam = e.families[e.ld("bv001").number]
+                assert not fam.indexed  # a restart reads no version
+            first(e)
+            e.create("bv001", "sv03")
+            e.write("bv001", 2 * BLOCK, _block(2, 5))
+            e.delete("bv001", "sv01")
+            answers.append((e.query("bv001"), e.describe()["pools"], e.read("sv02", 0, 30 * BLOCK)))
+            e.verify()
+        finally:
+            e.close()
+    assert answers[0] == answers[1]
