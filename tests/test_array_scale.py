@@ -4,7 +4,9 @@ with more than one version (``kept``), and a family's free list is read at its f
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,15 +37,24 @@ def _engine(path: Path, svs: int = 4) -> ArrayEngine:
     return e
 
 
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[ArrayEngine]:
+    """``_engine(path)``, closed when the block ends, also when it fails."""
+    e = _engine(path)
+    try:
+        yield e
+    finally:
+        e.close()
+
+
 def _block(lb: int, v: int) -> bytes:
     return bytes([lb % 251 + 1, v % 251 + 1]) * (BLOCK // 2)
 
 
 @pytest.mark.timeout(60)
 def test_maps_beyond_the_cache_read_back_and_survive_a_restart(tmp_path: Path) -> None:
-    e = _engine(tmp_path / "a")
     want: dict[int, bytes] = {}
-    try:
+    with _opened(tmp_path / "a") as e:
         for lb in range(40):  # 5x the cache
             want[lb] = _block(lb, 0)
             e.write("bv001", lb * BLOCK, want[lb])
@@ -59,10 +70,7 @@ def test_maps_beyond_the_cache_read_back_and_survive_a_restart(tmp_path: Path) -
             _block(lb, 1 if lb % 3 == 0 else 0) for lb in range(40))
         e.verify()
         used = e.families[e.ld("bv001").number].hw
-    finally:
-        e.close()
-    e = _engine(tmp_path / "a")
-    try:
+    with _opened(tmp_path / "a") as e:
         fam = e.families[e.ld("bv001").number]
         assert not e._blocks.lru and not fam.free_loaded  # a restart reads no block map, no free list
         e.verify()  # the snapshot accounting from ``kept`` alone equals the recount from every map
@@ -71,44 +79,33 @@ def test_maps_beyond_the_cache_read_back_and_survive_a_restart(tmp_path: Path) -
         assert e.read("bv001", 0, BLOCK) == _block(0, 2)
         assert e.read("sv01", 3 * BLOCK, BLOCK) == _block(3, 1)
         e.verify()
-    finally:
-        e.close()
 
 
 @pytest.mark.timeout(60)
 def test_a_state_without_the_kept_index_gets_it(tmp_path: Path) -> None:
-    e = _engine(tmp_path / "a")
-    try:
+    with _opened(tmp_path / "a") as e:
         e.write("bv001", 0, _block(0, 0) + _block(1, 0))
         e.create("bv001", "sv00")
         e.write("bv001", 0, _block(0, 1))
-    finally:
-        e.close()
     db = sqlite3.connect(tmp_path / "a" / "array.db")
     db.execute("DROP TABLE kept")  # as an array.db written before it
     db.commit()
     db.close()
-    e = _engine(tmp_path / "a")
-    try:
+    with _opened(tmp_path / "a") as e:
         assert e.db.execute("SELECT lblock FROM kept").fetchall() == [(0,)]
         assert e.read("sv00", 0, BLOCK) == _block(0, 0)
         e.verify()
-    finally:
-        e.close()
 
 
 @pytest.mark.timeout(60)
 def test_a_refused_write_leaves_the_cache_as_the_database(tmp_path: Path) -> None:
-    e = _engine(tmp_path / "a")
-    try:
+    with _opened(tmp_path / "a") as e:
         for lb in range(20):
             e.write("bv001", lb * BLOCK, _block(lb, 0))
         e.create("bv001", "sv00")
         with pytest.raises(SnapLabError):  # past the BV's end
             e.write("bv001", 63 * BLOCK, _block(0, 0) * 2)
         e.verify()
-    finally:
-        e.close()
 
 
 def _history(e: ArrayEngine) -> None:
