@@ -315,6 +315,22 @@ def array_up(rig: Rig) -> None:
     rig.target = f"127.0.0.1:{rig.server.port}"
 
 
+def stop_with_the_array_down(rig: Rig) -> list:
+    """h1 stops (what its agent does on SIGTERM) while the array does not answer: the caches it kept."""
+    array_down(rig)
+    with rig.h1.command():
+        kept_now = rig.h1.flush_all()
+    rig.h1.close()
+    return kept_now
+
+
+def start_h1(rig: Rig) -> None:
+    """h1's agent starts again on its state folder (boot: its disks and kept caches)."""
+    rig.h1 = Host("h1", rig.root / "h1", arrays={ARRAY: rig.target})
+    with rig.h1.command():
+        rig.h1.boot()
+
+
 def test_a_stop_with_the_array_down_keeps_the_cache_and_the_next_start_flushes_it(rig: Rig) -> None:
     g = rig.h1.mount_path("G:")
     (g / "flushed.txt").write_text("on the volume")
@@ -323,9 +339,7 @@ def test_a_stop_with_the_array_down_keeps_the_cache_and_the_next_start_flushes_i
     (g / "docs").mkdir()
     (g / "docs" / "new.bin").write_bytes(os.urandom(200_000))
     cache = tree(g)
-    array_down(rig)
-    with rig.h1.command():
-        kept_now = rig.h1.flush_all()  # what the agent does on SIGTERM
+    kept_now = stop_with_the_array_down(rig)
     assert len(kept_now) == 1
     u = kept_now[0]
     assert u.host == "h1" and u.mount_points == ["G:"] and u.ld == "bv001" and "iSM31065" in u.reason
@@ -334,7 +348,6 @@ def test_a_stop_with_the_array_down_keeps_the_cache_and_the_next_start_flushes_i
     assert "h1: G: not flushed (" in text and "A bv001" in text and "docs/new.bin (new)" in text
     assert "iSM31065: Disk array does not respond. (A)" in text
     assert kept.report(rig.h1.state, "h1") == kept_now  # what `snaplab lab down` reads
-    rig.h1.close()
     # the next start, with the array still down: the cache stays kept
     rig.h1 = Host("h1", rig.root / "h1", arrays={ARRAY: rig.target})
     with rig.h1.command():
@@ -344,9 +357,7 @@ def test_a_stop_with_the_array_down_keeps_the_cache_and_the_next_start_flushes_i
     rig.h1.close()
     # the array is back: the start takes the cache back, and a flush writes it
     array_up(rig)
-    rig.h1 = Host("h1", rig.root / "h1", arrays={ARRAY: rig.target})
-    with rig.h1.command():
-        rig.h1.boot()
+    start_h1(rig)
     assert tree(g) == cache
     assert kept.report(rig.h1.state, "h1") == []
     rig.run(rig.h1, "iSMrc_flush", "-drv", "G:")
@@ -362,10 +373,7 @@ def test_a_cache_an_older_agent_kept_is_taken_back(rig: Rig) -> None:
     rig.run(rig.h1, "iSMrc_flush", "-drv", "G:")
     (g / "new.bin").write_bytes(os.urandom(100_000))
     cache = tree(g)
-    array_down(rig)
-    with rig.h1.command():
-        assert len(rig.h1.flush_all()) == 1
-    rig.h1.close()
+    assert len(stop_with_the_array_down(rig)) == 1
     (path,) = (rig.h1.state / "fscache" / kept.KEPT).glob("*.json")
     m = json.loads(path.read_text())
     assert m.pop("page_digest") == "xxh3-128"
@@ -380,9 +388,7 @@ def test_a_cache_an_older_agent_kept_is_taken_back(rig: Rig) -> None:
     m["digests"] = base64.b64encode(old).decode()
     path.write_text(json.dumps(m))
     array_up(rig)
-    rig.h1 = Host("h1", rig.root / "h1", arrays={ARRAY: rig.target})
-    with rig.h1.command():
-        rig.h1.boot()
+    start_h1(rig)
     assert tree(g) == cache
     assert kept.report(rig.h1.state, "h1") == []
     assert not (rig.h1.state / "unflushed").exists()
@@ -396,16 +402,11 @@ def test_a_kept_cache_is_set_aside_when_the_volume_changed_while_the_server_was_
     (g / "a.txt").write_text("flushed")
     rig.run(rig.h1, "iSMrc_flush", "-drv", "G:")
     (g / "b.txt").write_text("in the cache only")
-    array_down(rig)
-    with rig.h1.command():
-        assert len(rig.h1.flush_all()) == 1
-    rig.h1.close()
+    assert len(stop_with_the_array_down(rig)) == 1
     array_up(rig)
     rig.engine.restore("bv001", "sv001_1")  # while the server is down
     rig.engine.wait("bv001", "sv001_1", timeout=30)
-    rig.h1 = Host("h1", rig.root / "h1", arrays={ARRAY: rig.target})
-    with rig.h1.command():
-        rig.h1.boot()
+    start_h1(rig)
     assert tree(g) == {}
     (aside,) = (rig.h1.state / "unflushed").iterdir()
     assert tree(aside) == {"a.txt": sha(b"flushed"), "b.txt": sha(b"in the cache only")}
