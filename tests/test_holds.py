@@ -219,3 +219,35 @@ def test_guard_and_hold_answers_are_the_generation_a_query_shows(array: tuple[Ar
                 assert reply == shown[reply.sv], (sv, reply)
         assert any(g.data_size for g in m.query(bv).generations)
         refused(C.NOT_FOUND, "iSM19003", m.guard, bv, "nosuch", on=True)
+
+
+def test_the_engine_self_check_covers_holds_and_groups(tmp_path: Path) -> None:
+    """``ArrayEngine.verify`` (what the model-based and crash tests call) compares the holds and the
+    groups in memory with array.db too: a hold or group generation only memory had is caught."""
+    from snaplab.array.engine import ArrayEngine
+    from snaplab.array.model import DSV
+
+    e = ArrayEngine(tmp_path / "a", name="A")
+    try:
+        e.set_licence(DSV, 1 << 40)
+        e.bind_pool(1, "P", "dynamic", 256 * MiB)
+        e.build_sra(1, 64 * MiB, sdv_name="sdv1")
+        for bv in ("bv1", "bv2"):
+            e.bind_ld(bv, 4 * MiB, 1, "WN")
+            e.add_generations(bv, 1, 2)
+        e.group_define("DB", ["bv1", "bv2"])
+        e.group_create("DB", cyclic=True)
+        sv = e.query("bv1")["generations"][0]["sv"]
+        e.hold("bv1", sv, name="backup")
+        e.verify()
+        e.gen_holds[e.ld(sv).number]["ghost"] = 0  # memory only
+        with pytest.raises(AssertionError, match="gen_holds"):
+            e.verify()
+        del e.gen_holds[e.ld(sv).number]["ghost"]
+        e.cgroup_by_gen[(0, 0)] = "DB"
+        with pytest.raises(AssertionError, match="cgroup_by_gen"):
+            e.verify()
+        del e.cgroup_by_gen[(0, 0)]
+        e.verify()
+    finally:
+        e.close()
