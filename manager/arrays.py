@@ -7,8 +7,8 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 import grpc
 
@@ -27,6 +27,7 @@ _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 # routed operation go over one long-lived Array.Lookup stream instead of a call each.
 LOOKUPS = {"Query": "query", "LinkInfoOf": "linkinfo"}
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+T = TypeVar("T")
 
 log = logging.getLogger("snaplab.manager")
 
@@ -120,17 +121,42 @@ def _expire(fut: asyncio.Future[Any]) -> None:
         fut.set_exception(SnapLabClientError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
 
 
-def _shared(coro: Any, forget: Callable[[asyncio.Future[Any]], object]) -> asyncio.Future[Any]:
-    """``coro`` as a future concurrent callers share; ``forget(future)`` when it is done."""
-    fut = asyncio.ensure_future(coro)
+class _Fresh(Generic[T]):
+    """A value read at most once per ``ttl`` seconds, concurrent readers sharing one read.
+    ``read(held)`` gets the value held (None at first), so a read may build on it."""
 
-    def done(f: asyncio.Future[Any]) -> None:
-        forget(f)
-        if not f.cancelled():
-            f.exception()  # retrieved: waiters that went away must not leave it "never retrieved"
+    def __init__(self, ttl: float, read: Callable[[T | None], Awaitable[T]]) -> None:
+        self.ttl, self._read = ttl, read
+        self.held: T | None = None
+        self._at = float("-inf")
+        self._reading: asyncio.Future[T] | None = None
 
-    fut.add_done_callback(done)
-    return fut
+    async def get(self) -> T:
+        if self.held is not None and time.monotonic() - self._at < self.ttl:
+            return self.held
+        if self._reading is None:
+            fut = self._reading = asyncio.ensure_future(self._read_once())
+
+            def done(f: asyncio.Future[T]) -> None:
+                if self._reading is f:
+                    self._reading = None
+                if not f.cancelled():
+                    f.exception()  # retrieved: waiters that went away must not leave it "never retrieved"
+
+            fut.add_done_callback(done)
+        return await asyncio.shield(self._reading)
+
+    async def _read_once(self) -> T:
+        reading = self._reading
+        value = await self._read(self.held)
+        if self._reading is reading:  # not expired meanwhile: this answer may serve later readers
+            self.held, self._at = value, time.monotonic()
+        return value
+
+    def expire(self) -> None:
+        """The next ``get()`` reads again (one under way serves only those who asked before this)."""
+        self._at = float("-inf")
+        self._reading = None
 
 
 class ArrayLink:
@@ -162,11 +188,9 @@ class ArrayLink:
         self.stub = array_pb2_grpc.ArrayStub(self.channel)
         self._metadata = ((TEST_IDENTITY_KEY, test_identity),) if test_identity else None
         self.ttl = ttl
-        self._cached: tuple[float, array_pb2.ArrayState] | None = None
-        self._describing: asyncio.Future[array_pb2.ArrayState] | None = None
-        # the routing view: (when read, its version, the view); reread with its version: O(1) if unchanged
-        self._view: tuple[float, str, ArrayView] | None = None
-        self._viewing: asyncio.Future[ArrayView] | None = None
+        self._state = _Fresh(ttl, self._read_state)
+        # the routing view with its version; reread with that version: O(1) if unchanged
+        self._view: _Fresh[tuple[str, ArrayView]] = _Fresh(ttl, self._read_view)
         self._stream: _LookupStream | None = None
         self._stream_after = 0.0  # monotonic time before which look-ups use the unary RPCs
         self.last_name = key  # the array's own name, as last described
@@ -233,21 +257,10 @@ class ArrayLink:
 
     async def describe(self) -> array_pb2.ArrayState:
         """The array's whole state (monitoring), at most ``ttl`` seconds old."""
-        cached = self._cached
-        if cached is not None and time.monotonic() - cached[0] < self.ttl:
-            return cached[1]
-        if self._describing is None:
-            self._describing = _shared(self._fetch_state(), lambda f: self._describing is f and self._no_describing())
-        return await asyncio.shield(self._describing)
+        return await self._state.get()
 
-    def _no_describing(self) -> None:
-        self._describing = None
-
-    async def _fetch_state(self) -> array_pb2.ArrayState:
-        fetch = self._describing
+    async def _read_state(self, _held: array_pb2.ArrayState | None) -> array_pb2.ArrayState:
         state = await self.call("Describe", array_pb2.DescribeRequest())
-        if self._describing is fetch:  # not invalidated meanwhile: this answer may serve later callers
-            self._cached = (time.monotonic(), state)
         self.last_name = state.name or self.key
         self.last_product_id = state.product_id
         return state
@@ -255,39 +268,23 @@ class ArrayLink:
     async def view(self) -> ArrayView:
         """What routing needs of the array (routing_view.py on the array's side), at most ``ttl``
         seconds old; reread with the version held, so an unchanged view costs the array O(1)."""
-        cached = self._view
-        if cached is not None and time.monotonic() - cached[0] < self.ttl:
-            return cached[2]
-        if self._viewing is None:
-            self._viewing = _shared(self._fetch_view(), lambda f: self._viewing is f and self._no_viewing())
-        return await asyncio.shield(self._viewing)
+        return (await self._view.get())[1]
 
-    def _no_viewing(self) -> None:
-        self._viewing = None
-
-    async def _fetch_view(self) -> ArrayView:
-        fetch, held = self._viewing, self._view
-        known = held[1] if held is not None else ""
+    async def _read_view(self, held: tuple[str, ArrayView] | None) -> tuple[str, ArrayView]:
+        known = held[0] if held is not None else ""
         state = await self.call("Describe", array_pb2.DescribeRequest(routing=True, known_version=known))
-        if state.unchanged and held is not None and state.routing_version == known:
-            view = held[2]
-        else:
-            view = serde.array_view(state)
-        if self._viewing is fetch:  # not invalidated meanwhile
-            self._view = (time.monotonic(), state.routing_version, view)
         self.last_name = state.name or self.key
         self.last_product_id = state.product_id
-        return view
+        if state.unchanged and held is not None and state.routing_version == known:
+            return held
+        return state.routing_version, serde.array_view(state)
 
     def invalidate(self) -> None:
         """Forget the description and the view's age: the next ``describe()`` and ``view()`` ask the
         array (one already under way serves only those who asked before this). The view's version
         is kept: if the array's routing view did not change, rereading it costs O(1)."""
-        self._cached = None
-        self._describing = None
-        if self._view is not None:
-            self._view = (float("-inf"), self._view[1], self._view[2])
-        self._viewing = None
+        self._state.expire()
+        self._view.expire()
 
     async def close(self) -> None:
         if self._stream is not None:
