@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -101,6 +102,21 @@ class Connections:
         self.io["read_calls"] += 1
         self.io["read_bytes"] += len(data)
         return data
+
+    def read_disk_chunks(self, disk: Disk, offset: int, length: int) -> Iterator[bytes]:
+        """``read_disk`` as the array's messages arrive (a mount's streaming read)."""
+        if disk.local:
+            yield bytes(length)
+            return
+        if not disk.ready:
+            raise CommandError(E.PATH_NOT_NORMAL)
+        self.io["read_calls"] += 1
+        try:
+            for data in self.array(disk.array).read_chunks(disk.ld_name, offset, length):
+                self.io["read_bytes"] += len(data)
+                yield data
+        except SnapLabClientError as exc:
+            raise CommandError.of(exc, array=disk.array) from None
 
     def write_disk(self, disk: Disk, offset: int, data: bytes) -> None:
         if disk.local:
