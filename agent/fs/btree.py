@@ -17,13 +17,15 @@ import os
 import re
 import struct
 import threading
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from snaplab.agent.fs.archive import PAGE
 
 SQLAR_SQL = "create table sqlar(name text primary key,mode int,mtime int,sz int,data blob)"
 FILES_SQL = "create table snaplab_files(name text primary key,mtime_ns int,hash blob)"
+FETCHERS = 4  # pages read out of turn at once (each a round trip to the array)
 MAX_DEPTH = 20  # a b-tree of 64 KiB pages is a few levels deep; more is a loop
 _INT_SIZES = (0, 1, 2, 3, 4, 6, 8)
 
@@ -43,12 +45,15 @@ class Pages:
 
     def __init__(self, fd: int, count: int) -> None:
         os.ftruncate(fd, count * PAGE)
+        self.fd = fd
         self.buf = mmap.mmap(fd, count * PAGE, prot=mmap.PROT_READ)
         self.view = memoryview(self.buf)
         self.count = count
         self.ready = 0  # bytes written from the start of the file
         self.stopped = False
         self.cond = threading.Condition()
+        self.fetch: Callable[[int], bytes] | None = None  # while set: a page not there yet is read with it
+        self.early: dict[int, bytes] = {}  # pages read so, ahead of the writer (it writes them again)
 
     def advance(self, ready: int) -> None:
         with self.cond:
@@ -64,13 +69,35 @@ class Pages:
         if not 1 <= n <= self.count:
             raise Unsupported(f"page {n} is outside the database")
         end = n * PAGE
-        if self.ready < end:
+        if self.ready < end and n not in self.early and self.fetch is not None:
+            data = self.fetch(end - PAGE)
+            if len(data) != PAGE:
+                raise Unsupported(f"page {n} is short")
+            os.pwrite(self.fd, data, end - PAGE)
+            self.early[n] = data
+        if self.ready < end and n not in self.early:
             with self.cond:
                 while self.ready < end and not self.stopped:
                     self.cond.wait()
                 if self.ready < end:
                     raise Stopped()
         return end - PAGE
+
+    def prefetch(self, ns: list[int]) -> None:
+        """Read the pages of ``ns`` the writer has not written yet with ``fetch``, FETCHERS at a time."""
+        fetch = self.fetch
+        want = [n for n in ns if 1 <= n <= self.count and self.ready < n * PAGE and n not in self.early]
+        if fetch is None or not want:
+            return
+        with ThreadPoolExecutor(FETCHERS, thread_name_prefix="mount-fetch") as pool:
+            for n, data in zip(want, pool.map(lambda n: fetch((n - 1) * PAGE), want)):
+                if len(data) == PAGE:
+                    os.pwrite(self.fd, data, (n - 1) * PAGE)
+                    self.early[n] = data
+
+    def early_differ(self) -> bool:
+        """Whether a page read ahead differs from the writer's (the volume changed in between)."""
+        return any(self.buf[(n - 1) * PAGE : n * PAGE] != data for n, data in self.early.items())
 
     def close(self) -> None:
         """Unmap (later, by the garbage collector, while a view of a page is still held)."""
@@ -132,7 +159,10 @@ class Tree:
         view = self.pages.view
         for p in struct.unpack_from(f">{ncell}H", buf, h + 8):
             size, i = _varint(buf, base + p)
-            _rowid, i = _varint(buf, i)
+            j = i + 8
+            while buf[i] >= 0x80 and i < j:  # the rowid: not needed
+                i += 1
+            i += 1
             if size <= x:
                 if i + size > end:
                     raise Unsupported(f"page {n}: a cell runs past the page")
@@ -156,6 +186,33 @@ class Tree:
                 ov = struct.unpack_from(">I", buf, ob)[0]
             yield i, local, rest, size
 
+    def leaves(self, root: int) -> list[int]:
+        """The leaf pages of the tree under ``root``, reading only its interior pages and the first
+        leaf (a b-tree's leaves are all at one depth: the first child tells what its siblings are)."""
+        try:
+            return self._leaves(root, 0)
+        except (IndexError, struct.error) as exc:
+            raise Unsupported(f"b-tree: {exc}") from None
+
+    def _leaves(self, n: int, depth: int) -> list[int]:
+        if depth > MAX_DEPTH:
+            raise Unsupported("a b-tree deeper than any of this file system's")
+        buf = self.buf
+        base = self.pages.at(n)
+        h = base + (100 if n == 1 else 0)
+        if buf[h] == 0x0D:
+            return [n]
+        if buf[h] != 0x05:
+            raise Unsupported(f"page {n} is not a table b-tree page (type {buf[h]})")
+        ncell = struct.unpack_from(">H", buf, h + 3)[0]
+        ptrs = struct.unpack_from(f">{ncell}H", buf, h + 12)
+        children = [struct.unpack_from(">I", buf, base + p)[0] for p in ptrs]
+        children.append(struct.unpack_from(">I", buf, h + 8)[0])
+        first = self._leaves(children[0], depth + 1)
+        if first == [children[0]]:
+            return children
+        return first + [leaf for c in children[1:] for leaf in self._leaves(c, depth + 1)]
+
     def record(self, cell: Cell, columns: int, blob: int = -1) -> list[object]:
         """The ``columns`` values of a record (Unsupported when it has another number of columns), as
         SQLite gives them to Python; column ``blob``, when it is a BLOB, as a list of pieces."""
@@ -173,7 +230,11 @@ class Tree:
             raise Unsupported("a record header past its page")
         types = []
         while i < s + hsize:
-            t, i = _varint(buf, i)
+            t = buf[i]
+            if t < 0x80:  # most serial types are one byte
+                i += 1
+            else:
+                t, i = _varint(buf, i)
             types.append(t)
         if len(types) != columns or i != s + hsize:
             raise Unsupported(f"a record of {len(types)} columns, {columns} expected")

@@ -249,42 +249,27 @@ def write_entries(
     return known
 
 
-class _Recorded:
-    """snaplab_files rows read alongside sqlar's: a flush inserts both in the same order, so the row
-    of the file at hand is at most a little ahead; rows passed on the way wait in a dict."""
-
-    def __init__(self, rows: Iterator[tuple[Any, Any, Any]] | None) -> None:
-        self.rows = rows
-        self.passed: dict[Any, tuple[Any, bytes | None]] = {}
-
-    def __call__(self, name: str) -> tuple[Any, bytes | None]:
-        got = self.passed.pop(name, None)
-        if got is not None:
-            return got
-        if self.rows is not None:
-            for n, mtime_ns, h in self.rows:
-                rec = (mtime_ns, None if h is None else bytes(h))
-                if n == name:
-                    return rec
-                self.passed.setdefault(n, rec)
-            self.rows = None
-        return (None, None)
-
-
-def _stream_rows(pages: btree.Pages, count: list[int]) -> tuple[Iterator[Row], _Recorded]:
+def _stream_rows(pages: btree.Pages, dev: Device, count: list[int]) -> tuple[Iterator[Row], dict[Any, Any]]:
+    """sqlar's rows as their pages arrive, and snaplab_files read first: a flush leaves its few
+    pages anywhere (often near the end), so they are read from the volume at once, out of turn."""
     tree, sqlar_root, files_root = btree.open_tables(pages)
+    files: dict[Any, tuple[Any, bytes | None]] = {}
+    if files_root is not None:
+        pages.fetch = lambda offset: dev.read(offset, PAGE)
+        try:
+            pages.prefetch(tree.leaves(files_root))
+            for cell in tree.rows(files_root):
+                name, mtime_ns, h = tree.record(cell, 3)
+                files[name] = (mtime_ns, None if h is None else bytes(h))  # type: ignore[arg-type]
+        finally:
+            pages.fetch = None
 
     def sqlar() -> Iterator[Row]:
         for cell in tree.rows(sqlar_root):
             count[0] += 1
             yield tuple(tree.record(cell, 5, blob=4))  # type: ignore[misc]
 
-    def files() -> Iterator[tuple[Any, Any, Any]]:
-        assert files_root is not None
-        for cell in tree.rows(files_root):
-            yield tuple(tree.record(cell, 3))  # type: ignore[misc]
-
-    return sqlar(), _Recorded(files() if files_root is not None else None)
+    return sqlar(), files
 
 
 def _chunks(dev: Device, total: int) -> Iterator[bytes]:
@@ -299,13 +284,16 @@ def _chunks(dev: Device, total: int) -> Iterator[bytes]:
 
 
 class _Reader(threading.Thread):
-    """Streams the image into the working copy, keeps the page digests, tells ``pages`` how far it got."""
+    """Streams the image into the working copy, keeps the page digests, tells ``pages`` how far it got;
+    then opens the working copy and runs quick_check (while the workers still write files)."""
 
-    def __init__(self, dev: Device, fd: int, total: int, pages: btree.Pages) -> None:
+    def __init__(self, dev: Device, db: Path, fd: int, total: int, pages: btree.Pages) -> None:
         super().__init__(name="mount-read", daemon=True)
-        self.dev, self.fd, self.total, self.pages = dev, fd, total, pages
+        self.dev, self.db, self.fd, self.total, self.pages = dev, db, fd, total, pages
         self.digests = bytearray()
         self.error: BaseException | None = None
+        self.conn: sqlite3.Connection | None = None
+        self.problems: list[str] = []
 
     def run(self) -> None:
         pos = 0
@@ -328,8 +316,14 @@ class _Reader(threading.Thread):
                 raise Damaged(f"the volume sent {pos} of {self.total} bytes")
         except BaseException as exc:  # noqa: BLE001 - handed to the mount's thread
             self.error = exc
+            return
         finally:
             self.pages.stop()
+        try:
+            self.conn = open_db(self.db, self.dev.size // PAGE)
+            self.problems = quick_check(self.conn)
+        except BaseException as exc:  # noqa: BLE001
+            self.error = exc
 
 
 def mount_image(dev: Device, db: Path, root: Path, t0: int) -> tuple[int, bytearray, dict[str, Rec], sqlite3.Connection]:
@@ -346,31 +340,34 @@ def mount_image(dev: Device, db: Path, root: Path, t0: int) -> tuple[int, bytear
     except BaseException:
         os.close(fd)
         raise
-    reader = _Reader(dev, fd, n * PAGE, pages)
+    reader = _Reader(dev, db, fd, n * PAGE, pages)
     count = [0]
     streamed: dict[str, Rec] | None = None
     reader.start()
     try:
         try:
-            rows, recorded = _stream_rows(pages, count)
-            streamed = write_entries(rows, recorded, root, t0)
+            rows, files = _stream_rows(pages, dev, count)
+            streamed = write_entries(rows, lambda name: files.get(name, (None, None)), root, t0)
         except (btree.Unsupported, Damaged) as exc:
             log.info("%s: files extracted through SQLite (%s)", db.name, exc)
         except btree.Stopped:
             pass  # the reader's error says why
         finally:
-            pages.stop()
             reader.join()
+        if streamed is not None and reader.error is None and pages.early_differ():
+            log.warning("%s: the volume changed while it was read: extracted again", db.name)
+            streamed = None
     finally:
         pages.close()
         os.close(fd)
-    if reader.error is not None:
-        raise reader.error
-    conn = open_db(db, dev.size // PAGE)
+    conn = reader.conn
+    if reader.error is not None or conn is None:
+        if conn is not None:
+            conn.close()
+        raise reader.error or Damaged("the working copy was not opened")
     try:
-        problems = quick_check(conn)
-        if problems:
-            raise Damaged("; ".join(problems[:3]))
+        if reader.problems:
+            raise Damaged("; ".join(reader.problems[:3]))
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
         if "sqlar" not in tables:
             raise Damaged("no sqlar table")
