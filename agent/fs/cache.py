@@ -2,8 +2,8 @@
 
 Mounting reads the database from the volume (the header's page count x 64 KiB, nothing more) into a
 working copy ``<state>/fscache/<guid>.db``, keeps an XXH3-128 digest of every page as the volume
-holds it, checks it (``PRAGMA quick_check``, and every file's size and hash as it is extracted; a
-volume that fails is not mountable: iSM13639) and extracts the files into the mount point's folder
+holds it, extracts the files while it reads (extract.py) and checks it (``PRAGMA quick_check``, and
+every file's size and hash; a volume that fails is not mountable: iSM13639) into the mount point's folder
 ``<state>/mnt/<G or c_mnt_bk>`` (what ``Host.mount_path`` and ``snaplab path HOST G:`` give). That
 folder IS the file-system cache: programs read and write it, and nothing they write reaches the
 volume until a flush (``iSMrc_flush``, ``iSMrc_umount`` without ``-force``/``-offline``: flush.py).

@@ -357,6 +357,10 @@ def mount_image(dev: Device, db: Path, root: Path, t0: int) -> tuple[int, bytear
         if streamed is not None and reader.error is None and pages.early_differ():
             log.warning("%s: the volume changed while it was read: extracted again", db.name)
             streamed = None
+    except BaseException:
+        if reader.conn is not None:
+            reader.conn.close()
+        raise
     finally:
         pages.close()
         os.close(fd)
@@ -398,7 +402,6 @@ def rmtree(path: Path) -> None:
 
 def _empty(root: Path) -> None:
     """What a streamed pass left in ``root`` goes (the folder stays)."""
-    os.chmod(root, 0o700)
     for entry in os.scandir(root):
         if entry.is_dir(follow_symlinks=False):
             rmtree(Path(entry.path))
