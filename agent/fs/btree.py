@@ -25,7 +25,7 @@ from snaplab.agent.fs.archive import PAGE
 
 SQLAR_SQL = "create table sqlar(name text primary key,mode int,mtime int,sz int,data blob)"
 FILES_SQL = "create table snaplab_files(name text primary key,mtime_ns int,hash blob)"
-FETCHERS = 4  # pages read out of turn at once (each a round trip to the array)
+FETCHERS = 16  # pages read out of turn at once (each a round trip to the array)
 MAX_DEPTH = 20  # a b-tree of 64 KiB pages is a few levels deep; more is a loop
 _INT_SIZES = (0, 1, 2, 3, 4, 6, 8)
 
