@@ -1,17 +1,18 @@
 """A mount's read of the volume and extraction of its files into the mount folder.
 
 ``mount_image`` streams the database from the array into the working copy (the array reads ahead
-while the host works) and, while the rest is still arriving, reads the rows of ``sqlar`` and
-``snaplab_files`` from the pages already written (btree.py: no SQLite, no copy of the content) and
-hands each file to WORKERS threads that unpack, check and write it. When the whole image is there,
-SQLite checks it (quick_check) and counts the rows; only then is the mount good: a database that
-fails the check fails the mount (its files are removed with the folder), whatever was extracted. A
-database the reader does not read (not this file system's tables, or one that does not parse), a
-count that disagrees, or a file whose check fails in the streamed pass is extracted again through
-SQLite (``extract``), which decides: so the streamed pass never makes a mount succeed or fail that
-SQLite's pass would not. Each file is checked against its recorded hash on both paths.
+while the host works) and, while the rest is still arriving, reads the rows of ``sqlar`` from the
+pages already written (btree.py: no SQLite, no copy of the content) and hands the files to WORKERS
+threads that unpack, check and write them. ``snaplab_files`` (exact mtimes, hashes) is read first:
+its few pages are fetched out of turn. When the whole image is there, SQLite checks it
+(quick_check) and counts the rows; only then is the mount good: a database that fails the check
+fails the mount (the caller removes the folder), whatever was extracted. A database the reader does
+not read (not this file system's tables, or one that does not parse), a count that disagrees, a
+page fetched out of turn that the stream brought changed, or a file whose check fails in the
+streamed pass is extracted again through SQLite (``extract``), which decides: so the streamed pass
+never makes a mount succeed or fail that SQLite's pass would not. Every file is checked against its
+recorded hash on both paths before the mount succeeds.
 """
-
 from __future__ import annotations
 
 import collections
@@ -35,12 +36,12 @@ from isal import isal_zlib
 from snaplab.agent.fs import btree
 from snaplab.agent.fs.archive import (
     DIGEST,
+    IMAGE_CHUNK,
     PAGE,
     Damaged,
     Device,
     entry_kind,
     page_digest,
-    IMAGE_CHUNK,
     parents,
     quick_check,
     read_header,
