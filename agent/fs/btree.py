@@ -26,6 +26,7 @@ from snaplab.agent.fs.archive import PAGE
 SQLAR_SQL = "create table sqlar(name text primary key,mode int,mtime int,sz int,data blob)"
 FILES_SQL = "create table snaplab_files(name text primary key,mtime_ns int,hash blob)"
 FETCHERS = 16  # pages read out of turn at once (each a round trip to the array)
+MAX_PREFETCH = 1024  # leaves of snaplab_files read out of turn, at most (64 MiB: a million and more files)
 MAX_DEPTH = 20  # a b-tree of 64 KiB pages is a few levels deep; more is a loop
 _INT_SIZES = (0, 1, 2, 3, 4, 6, 8)
 
@@ -86,7 +87,9 @@ class Pages:
     def prefetch(self, ns: list[int]) -> None:
         """Read the pages of ``ns`` the writer has not written yet with ``fetch``, FETCHERS at a time."""
         fetch = self.fetch
-        want = [n for n in ns if 1 <= n <= self.count and self.ready < n * PAGE and n not in self.early]
+        if len(ns) > MAX_PREFETCH:  # not a table of this file system's (or a damaged page): no flood of reads
+            raise Unsupported(f"{len(ns)} pages to read out of turn")
+        want = sorted({n for n in ns if 1 <= n <= self.count and self.ready < n * PAGE and n not in self.early})
         if fetch is None or not want:
             return
         with ThreadPoolExecutor(FETCHERS, thread_name_prefix="mount-fetch") as pool:
