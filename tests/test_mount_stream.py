@@ -128,6 +128,29 @@ def test_the_streamed_pass_extracts_what_sqlite_reads(tmp_path: Path, piece: int
     assert {k: v[2] for k, v in ref_tree.items() if k in files} == files
 
 
+CLI_DDL = """CREATE TABLE IF NOT EXISTS sqlar(
+  name TEXT PRIMARY KEY,  -- name of the file
+  mode INT,               -- access permissions
+  mtime INT,              -- last modification time
+  sz INT,                 -- original file size
+  data BLOB               -- compressed content
+)"""
+
+
+def test_an_archive_made_by_the_sqlite3_tool_is_streamed(tmp_path: Path, caplog) -> None:
+    """sqlar as ``sqlite3 -A`` creates it (comments, layout) is the same table to the reader."""
+    img = tmp_path / "vol.img"
+    _archive(img, random.Random(5), ddl=CLI_DDL)
+    root = tmp_path / "mnt"
+    root.mkdir()
+    caplog.set_level(logging.INFO, "snaplab.agent.filesystem")
+    _, _, known, conn = mount_image(FileDevice(img, img.stat().st_size), tmp_path / "w.db", root, 7)
+    conn.close()
+    assert "through SQLite" not in caplog.text
+    ref_known, ref_tree = _sqlite_pass(img, tmp_path)
+    assert known == ref_known and _tree(root) == ref_tree
+
+
 def test_a_table_the_reader_does_not_know_is_extracted_through_sqlite(tmp_path: Path, caplog) -> None:
     img = tmp_path / "vol.img"
     ddl = SQLAR_DDL.replace("data BLOB", "data BLOB, extra INT")
