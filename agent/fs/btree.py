@@ -229,22 +229,18 @@ class Tree:
         buf = self.buf
         here = s + local  # the end of what the page holds; the rest is in ``rest``
         hsize, i = _varint(buf, s)
-        if s + hsize > here:
+        hend = s + hsize
+        if hend > here:
             raise Unsupported("a record header past its page")
-        types = []
-        while i < s + hsize:
+        out: list[object] = []
+        pos = hend
+        col = 0
+        while i < hend:  # each serial type, then its value
             t = buf[i]
             if t < 0x80:  # most serial types are one byte
                 i += 1
             else:
                 t, i = _varint(buf, i)
-            types.append(t)
-        if len(types) != columns or i != s + hsize:
-            raise Unsupported(f"a record of {len(types)} columns, {columns} expected")
-        out: list[object] = []
-        pos = i
-        last = columns - 1
-        for col, t in enumerate(types):
             if t >= 12:
                 n = (t - 12) >> 1
                 if pos + n <= here:
@@ -255,7 +251,7 @@ class Tree:
                     else:
                         out.append(buf[pos : pos + n])
                 else:  # only the last column runs on into the overflow pages
-                    if col != last or (size - (pos - s)) != n:
+                    if col != columns - 1 or (size - (pos - s)) != n:
                         raise Unsupported("a record that spills before its last column")
                     pieces = [self.pages.view[pos:here], *rest]
                     if t & 1:
@@ -280,6 +276,9 @@ class Tree:
                 out.append(t - 8)
             else:
                 raise Unsupported(f"serial type {t}")
+            col += 1
+        if col != columns or i != hend:
+            raise Unsupported(f"a record of {col} columns, {columns} expected")
         if pos - s != size:
             raise Unsupported("a record whose columns do not fill its payload")
         return out
