@@ -7,8 +7,9 @@ reads on this process's GIL, a cost no real host pays); 10,000 files (100 per fo
 larger; half text, half random; about 256 MiB) written into G: and flushed. Timed, interleaved
 repetition by repetition (who goes first alternates):
 
-* mount: ``iSMrc_umount -drv G:`` (untimed), then ``iSMrc_mount -drv G:`` timed: read the database
-  from the array (the header's page count), check it (quick_check), extract every file;
+* mount: ``iSMrc_umount -drv G:`` (untimed), then ``iSMrc_mount -drv G:`` timed: stream the database
+  from the array (the header's page count) and extract every file while it arrives, check it
+  (quick_check, every file's size and hash: agent/fs/extract.py);
 * flush: one 1 MiB file of G: gets new content, then ``iSMrc_flush -drv G:`` timed: walk the 10,000
   files, update the database, write the changed pages;
 * reference: ``cp -r G <tmp>/copy`` of the same folder (the page cache warm for both), copy removed

@@ -2,8 +2,8 @@
 
 Mounting reads the database from the volume (the header's page count x 64 KiB, nothing more) into a
 working copy ``<state>/fscache/<guid>.db``, keeps an XXH3-128 digest of every page as the volume
-holds it, checks it (``PRAGMA quick_check``, and every file's size and hash as it is extracted; a
-volume that fails is not mountable: iSM13639) and extracts the files into the mount point's folder
+holds it, extracts the files while it reads (extract.py) and checks it (``PRAGMA quick_check``, and
+every file's size and hash; a volume that fails is not mountable: iSM13639) into the mount point's folder
 ``<state>/mnt/<G or c_mnt_bk>`` (what ``Host.mount_path`` and ``snaplab path HOST G:`` give). That
 folder IS the file-system cache: programs read and write it, and nothing they write reaches the
 volume until a flush (``iSMrc_flush``, ``iSMrc_umount`` without ``-force``/``-offline``: flush.py).
@@ -22,39 +22,26 @@ every mounted volume anew: what a crash left unflushed is lost, what was flushed
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import logging
 import os
-import shutil
 import sqlite3
-import stat
 import time
-import zlib
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from snaplab.agent.commands.base import CommandError
 from snaplab.agent.fs import journal, kept
 from snaplab.agent.fs.archive import (
-    DIGEST,
     PAGE,
     PAGE_DIGEST,
     Damaged,
     NotFormatted,
-    entry_kind,
-    file_hash,
-    hash_matches,
     legacy_page_digest,
     page_digest,
-    parents,
     quick_check,
     read_image,
-    safe_name,
     serial_of,
-    unpack,
     volume_form,
 )
 from snaplab.agent.fs.flush import (
@@ -66,7 +53,9 @@ from snaplab.agent.fs.flush import (
     unflushed_entries,
     walk,
 )
-from snaplab.agent.fs.session import Rec, Session, open_db
+from snaplab.agent.fs.extract import extract, mount_image
+from snaplab.agent.fs.extract import rmtree as _rmtree
+from snaplab.agent.fs.session import Session, open_db
 
 from snaplab.common.errors import E
 
@@ -118,30 +107,34 @@ class FileSystemCache:
         adopt = False
         try:
             journal.replay(volume, volume.key, volume.name)
-            pages, digests = read_image(volume, db)
-            seen = digests
-            if held is not None and held.get("page_digest") != PAGE_DIGEST:  # an older agent kept it
-                seen = _legacy_digests(db)
-            conn = open_db(db, volume.size // PAGE)
-            try:
-                problems = quick_check(conn)
-                if problems:
-                    raise Damaged("; ".join(problems[:3]))
-                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
-                if "sqlar" not in tables:
-                    raise Damaged("no sqlar table")
-                meta = (
-                    dict(conn.execute("SELECT key, value FROM snaplab_volume"))
-                    if "snaplab_volume" in tables
-                    else {}
-                )
-                adopt = held is not None and kept.matches(held, pages, seen)
-                if not adopt:
-                    t0 = time.time_ns()
-                    parked.mkdir(parents=True)
-                    known = extract(conn, parked, "snaplab_files" in tables, t0)
-            finally:
-                conn.close()
+            if held is None:  # read and extract at once (extract.py)
+                parked.mkdir(parents=True)
+                pages, digests, known, conn = mount_image(volume, db, parked, time.time_ns())
+                try:
+                    meta = _meta(conn)
+                finally:
+                    conn.close()
+            else:
+                pages, digests = read_image(volume, db)
+                seen = digests
+                if held.get("page_digest") != PAGE_DIGEST:  # an older agent kept it
+                    seen = _legacy_digests(db)
+                conn = open_db(db, volume.size // PAGE)
+                try:
+                    problems = quick_check(conn)
+                    if problems:
+                        raise Damaged("; ".join(problems[:3]))
+                    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
+                    if "sqlar" not in tables:
+                        raise Damaged("no sqlar table")
+                    meta = _meta(conn)
+                    adopt = kept.matches(held, pages, seen)
+                    if not adopt:
+                        t0 = time.time_ns()
+                        parked.mkdir(parents=True)
+                        known = extract(conn, parked, "snaplab_files" in tables, t0)
+                finally:
+                    conn.close()
         except BaseException:
             _remove_db(db)
             _clear(parked)
@@ -386,6 +379,13 @@ class FileSystemCache:
         return kept.save(self.cache, self.host.name, s, name, reason, entries, replay)
 
 
+def _meta(conn: sqlite3.Connection) -> dict[object, object]:
+    """snaplab_volume of an open archive ({} when it has none)."""
+    if conn.execute("SELECT 1 FROM sqlite_schema WHERE type='table' AND name='snaplab_volume'").fetchone() is None:
+        return {}
+    return dict(conn.execute("SELECT key, value FROM snaplab_volume"))
+
+
 def _legacy_digests(db: Path) -> bytes:
     """BLAKE2b-128 digests of the pages of a working copy just read (before it is opened): what a
     kept manifest of an agent before PAGE_DIGEST is compared with."""
@@ -401,19 +401,6 @@ def _remove_db(db: Path) -> None:
         Path(str(db) + suffix).unlink(missing_ok=True)
 
 
-def _rmtree(path: Path) -> None:
-    """shutil.rmtree that also removes what read-only folders (a file's mode from the volume) hold."""
-
-    def retry(func: Callable[..., object], name: str, _exc: object) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(name), 0o700)
-            if os.path.isdir(name) and not os.path.islink(name):
-                os.chmod(name, 0o700)
-            func(name)
-
-    shutil.rmtree(path, onerror=retry)
-
-
 def _clear(path: Path) -> None:
     """Remove a mount folder, a symbolic link to one, or nothing."""
     if os.path.islink(path):
@@ -422,138 +409,3 @@ def _clear(path: Path) -> None:
         _rmtree(path)
     elif os.path.lexists(path):
         os.unlink(path)
-
-
-def _umask() -> int | None:
-    """The process's umask (Linux: /proc/self/status; ``os.umask`` would change it for every thread)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _write_file(path: str, content: bytes, perm: int, mt: int, umask: int | None) -> None:
-    """Create ``path`` with ``content``, ``perm`` and mtime ``mt``: created with its mode (a read-only
-    one still lets this descriptor write), chmod only when the umask would take bits off."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, perm | 0o200)
-    try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view) :]
-        if umask is None or perm & umask or not perm & 0o200:
-            os.fchmod(fd, perm)
-        os.utime(fd, ns=(mt, mt))
-    finally:
-        os.close(fd)
-
-
-MMAP = 1 << 40  # the working copy is read through a mapping (no copy per page read)
-WORKERS = 2  # threads that unpack, check and write files while the rows are read (ISA-L, XXH3, write release the GIL)
-AHEAD = 64 * 1024 * 1024  # bytes of rows handed to them and not yet written, at most
-
-
-def _unpack_file(
-    name: str, path: str, sz: int, data: object, h: bytes | None, perm: int, mt: int, umask: int | None
-) -> tuple[int, bytes]:
-    """One file row: its content checked (size, zlib stream, recorded hash) and written; returns
-    (size, its hash as a flush compares it). Damaged when the row is not what was written for it."""
-    try:
-        content = unpack(sz, data)  # type: ignore[arg-type]
-    except (ValueError, zlib.error) as exc:
-        raise Damaged(f"entry {name}: {exc}") from None
-    if h is not None and not hash_matches(content, h):
-        raise Damaged(f"entry {name}: content does not match its hash")
-    _write_file(path, content, perm, mt, umask)
-    return len(content), h if h is not None and len(h) != DIGEST else file_hash(content)
-
-
-def extract(conn: sqlite3.Connection, root: Path, has_files: bool, t0: int) -> dict[str, Rec]:
-    """Write every entry of the archive under ``root`` (mode, exact mtime); returns the records.
-    Damaged when an entry's data does not match its size or its recorded hash. Rows are read in
-    their table's order (the file's order, no index lookups); folders are made as entries need them;
-    files are unpacked, checked and written by WORKERS threads in the meantime."""
-    conn.execute(f"PRAGMA mmap_size={MMAP}")
-    files: dict[str, tuple[int | None, bytes | None]] = {}
-    if has_files:
-        for name, mtime_ns, h in conn.execute("SELECT name, mtime_ns, hash FROM snaplab_files"):
-            files[name] = (mtime_ns, None if h is None else bytes(h))
-    known: dict[str, Rec] = {}
-    dirs: list[tuple[str, int, int]] = []
-    links: list[tuple[str, str, int]] = []
-    made: set[str] = {""}
-    base = str(root) + "/"
-    umask = _umask()
-    queue: collections.deque[tuple[str, int, int, int, Future[tuple[int, bytes]]]] = collections.deque()
-    ahead = 0
-
-    def folder(name: str) -> None:
-        parent = name.rpartition("/")[0]
-        if parent not in made:
-            os.makedirs(base + parent, exist_ok=True)
-            made.update(parents(name))
-
-    def settle() -> int:
-        name, perm, mt, sz, fut = queue.popleft()
-        size, digest_ = fut.result()
-        known[name] = Rec("f", size, mt, perm, digest_, synced=t0)
-        return sz
-
-    with ThreadPoolExecutor(WORKERS, thread_name_prefix="mount") as pool:
-        try:
-            for name, mode, mtime, sz, data in conn.execute("SELECT name, mode, mtime, sz, data FROM sqlar"):
-                if not safe_name(name):
-                    log.warning("archive entry %r skipped: not a relative path", name)
-                    continue
-                mode = int(mode or 0)
-                k = entry_kind(mode) or "f"
-                mtime_ns, h = files.get(name, (None, None))
-                mt = int(mtime_ns) if mtime_ns is not None else int(mtime or 0) * 1_000_000_000
-                sz = int(sz if sz is not None else 0)
-                if k == "d":
-                    os.makedirs(base + name, exist_ok=True)
-                    made.add(name)
-                    made.update(parents(name))
-                    dirs.append((name, stat.S_IMODE(mode), mt))
-                    continue
-                if k == "l":
-                    try:
-                        target = unpack(sz, data)
-                    except (ValueError, zlib.error) as exc:
-                        raise Damaged(f"entry {name}: {exc}") from None
-                    links.append((name, target.decode(errors="surrogateescape"), mt))
-                    continue
-                folder(name)
-                perm = stat.S_IMODE(mode) or 0o644
-                fut = pool.submit(_unpack_file, name, base + name, sz, data, h, perm, mt, umask)
-                queue.append((name, perm, mt, max(sz, 0), fut))
-                ahead += max(sz, 0)
-                while ahead > AHEAD and queue:
-                    ahead -= settle()
-            while queue:
-                settle()
-        except BaseException:
-            for *_, fut in queue:
-                fut.cancel()
-            raise
-    for name, target, mt in links:
-        path = root / name
-        if any(n in known and known[n].kind == "l" for n in parents(name)) or os.path.lexists(path):
-            continue
-        folder(name)
-        os.symlink(target, path)
-        with contextlib.suppress(OSError):
-            os.utime(path, ns=(mt, mt), follow_symlinks=False)
-        known[name] = Rec("l", 0, mt, 0o777, target=target, synced=t0)
-    for name, perm, mt in sorted(dirs, key=lambda d: -d[0].count("/")):
-        path = root / name
-        with contextlib.suppress(OSError):
-            os.chmod(path, perm or 0o755)
-            os.utime(path, ns=(mt, mt))
-        st = os.lstat(path)
-        known[name] = Rec("d", 0, st.st_mtime_ns, stat.S_IMODE(st.st_mode), synced=t0)
-    # folders without a row of their own (a foreign archive) are new entries for the next flush
-    return known

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -25,6 +27,7 @@ class Connections:
     arrays: dict[str, str]
     array_targets: dict[str, str]
     io: dict[str, int]
+    io_lock: threading.Lock
     _clients: dict[str, ArrayClient]
     _manager_channel: grpc.Channel | None
     _manager: manager_pb2_grpc.ManagerStub | None
@@ -89,6 +92,11 @@ class Connections:
         return client
 
     # -- block I/O ---------------------------------------------------------------------------
+    def _count(self, kind: str, n: int, calls: int = 1) -> None:
+        with self.io_lock:
+            self.io[f"{kind}_calls"] += calls
+            self.io[f"{kind}_bytes"] += n
+
     def read_disk(self, disk: Disk, offset: int, length: int) -> bytes:
         if disk.local:
             return bytes(length)
@@ -98,9 +106,23 @@ class Connections:
             data = self.array(disk.array).read(disk.ld_name, offset, length)
         except SnapLabClientError as exc:
             raise CommandError.of(exc, array=disk.array) from None
-        self.io["read_calls"] += 1
-        self.io["read_bytes"] += len(data)
+        self._count("read", len(data))
         return data
+
+    def read_disk_chunks(self, disk: Disk, offset: int, length: int) -> Iterator[bytes]:
+        """``read_disk`` as the array's messages arrive (a mount's streaming read)."""
+        if disk.local:
+            yield bytes(length)
+            return
+        if not disk.ready:
+            raise CommandError(E.PATH_NOT_NORMAL)
+        self._count("read", 0)
+        try:
+            for data in self.array(disk.array).read_chunks(disk.ld_name, offset, length):
+                self._count("read", len(data), calls=0)
+                yield data
+        except SnapLabClientError as exc:
+            raise CommandError.of(exc, array=disk.array) from None
 
     def write_disk(self, disk: Disk, offset: int, data: bytes) -> None:
         if disk.local:
@@ -111,5 +133,4 @@ class Connections:
             self.array(disk.array).write(disk.ld_name, offset, data)
         except SnapLabClientError as exc:
             raise CommandError.of(exc, array=disk.array) from None
-        self.io["write_calls"] += 1
-        self.io["write_bytes"] += len(data)
+        self._count("write", len(data))

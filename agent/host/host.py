@@ -90,6 +90,7 @@ class Host(Connections, Settings, Resolve, Discovery, MountTable):
         self.db = sqlite_utils.Database(sqlite3.connect(self.state / "host.db", check_same_thread=False))
         self._init_db()
         self.io = {"read_calls": 0, "read_bytes": 0, "write_calls": 0, "write_bytes": 0}  # block I/O so far
+        self.io_lock = threading.Lock()  # a mount reads from several threads
         self.fs: FileSystem = (filesystem or SqlarFileSystem)(self)
         self.arrays: dict[str, str] = (
             dict(arrays) if arrays is not None else json.loads(self._meta("arrays", "{}"))

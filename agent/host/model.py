@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -112,6 +113,13 @@ class Volume:
             raise ValueError("read beyond the volume")
         assert self.host is not None
         return self.host.read_disk(self.disk, self.start + offset, length)
+
+    def read_chunks(self, offset: int, length: int) -> Iterator[bytes]:
+        """The range in the pieces the array sends, as they arrive (their lengths add up to ``length``)."""
+        if offset < 0 or offset + length > self.size:
+            raise ValueError("read beyond the volume")
+        assert self.host is not None
+        return self.host.read_disk_chunks(self.disk, self.start + offset, length)
 
     def write(self, offset: int, data: bytes) -> None:
         if offset < 0 or offset + len(data) > self.size:

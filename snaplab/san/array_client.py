@@ -229,6 +229,34 @@ class ArrayClient:
             stream = self.stub.Read(req, timeout=self.timeout, metadata=self._metadata)
             return b"".join(chunk.data for chunk in stream)
 
+    def read_chunks(self, ld: str, offset: int, length: int, *, call: int = 64 << 20,
+                    chunk_size: int = 4 << 20) -> Iterator[bytes]:
+        """The range as the array's messages arrive (``chunk_size`` bytes each), in calls of ``call``
+        bytes; the next call is started before this one is drained, so the array reads ahead while
+        the caller works on what came."""
+        def start(pos: int) -> Any:
+            req = pb.ReadRequest(ld=ld, offset=pos, length=min(call, offset + length - pos), chunk_size=chunk_size)
+            return self.stub.Read(req, timeout=self.timeout, metadata=self._metadata)
+
+        with client_errors():
+            pos, end = offset, offset + length
+            stream = start(pos) if length > 0 else None
+            try:
+                while stream is not None:
+                    pos += min(call, end - pos)
+                    following = start(pos) if pos < end else None
+                    try:
+                        for msg in stream:
+                            yield msg.data
+                    except BaseException:
+                        if following is not None:
+                            following.cancel()
+                        raise
+                    stream = following
+            finally:
+                if stream is not None:
+                    stream.cancel()
+
     def read_heads(self, lds: list[str], length: int) -> dict[str, bytes | SnapLabClientError]:
         """The first ``length`` bytes of each LD (at most 4 KiB), HEADS_PER_CALL LDs per call; per
         LD the data or the refusal a :meth:`read` of that range would raise."""
