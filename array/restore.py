@@ -79,8 +79,10 @@ class RestoreMixin:
                     self._delete_gen(x)
             fam = self.families[bv.number]
             ov = self.overlays.get(sv.number, {})
+            # Not DISTINCT: SQLite would then walk the family's whole map by its key (every block
+            # written) instead of the epoch index (only the blocks written since); the set dedups.
             changed = self.db.execute(
-                "SELECT DISTINCT lblock FROM blocks WHERE family=? AND epoch>?", [fam.ld, g.epoch or 0]
+                "SELECT lblock FROM blocks WHERE family=? AND epoch>?", [fam.ld, g.epoch or 0]
             )
             candidates = {lb for (lb,) in changed} | set(ov)
             fam.versions.load(candidates)  # their version lists in few queries (blockstore.BlockCache)
