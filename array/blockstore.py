@@ -198,6 +198,7 @@ class Family:
     _free: list[int] | None = field(default_factory=list)
     free_loader: Callable[[], list[int]] | None = None
     live_epochs: list[int] = field(default_factory=list)  # sorted epochs of live snapshots
+    sv_at: dict[int, int] = field(default_factory=dict)  # live epoch -> its SV's LD number (the cyclic choice)
     retained: int = 0  # blocks held for snapshots (versions no longer the BV's) + overlay blocks
     # The snapshot index (the ``owned`` and ``last_seen`` properties): None until first needed after
     # a load, then built by ``index_loader`` from the family's ``kept`` rows, so a restart reads no

@@ -216,9 +216,10 @@ class ArrayEngine(
                 fam.retained += len(overlays.get(sv.number, {}))
             fam.free = None  # computed when first needed (_free_blocks)
             fam.free_loader = lambda fam=fam: self._free_blocks(fam)
-            fam.live_epochs = sorted(
-                g.epoch for sv in svs_of.get(fam.ld, []) if (g := gens.get(sv.number)) and g.live and g.epoch
-            )
+            fam.sv_at = {
+                g.epoch: sv.number for sv in svs_of.get(fam.ld, []) if (g := gens.get(sv.number)) and g.live and g.epoch
+            }
+            fam.live_epochs = sorted(fam.sv_at)
             fam.index_later(lambda fam=fam: self._kept_versions(fam))
         st["families"] = families
         st["restores"] = restores
@@ -558,8 +559,8 @@ class ArrayEngine(
             for ld, fam in self.families.items():
                 other = fresh["families"][ld]
                 fam.versions.check()  # what memory holds of the block map is the database's
-                assert (fam.cur_epoch, fam.hw, fam.live_epochs, fam.retained, fam.src) == (
-                    other.cur_epoch, other.hw, other.live_epochs, other.retained, other.src
+                assert (fam.cur_epoch, fam.hw, fam.live_epochs, fam.sv_at, fam.retained, fam.src) == (
+                    other.cur_epoch, other.hw, other.live_epochs, other.sv_at, other.retained, other.src
                 ), ("family", ld)
                 assert set(fam.free) == set(other.free), ("free blocks", ld)
         finally:

@@ -49,12 +49,13 @@ class SnapshotsMixin:
             for sv in svs:
                 if not gens[sv.number].live:
                     return sv
-        # Oldest first without sorting the set (a full set of 1,024 is the common case): the SV of
-        # each live epoch found by one pass that stops at it.
+        # Oldest first, each live epoch's SV from the family's index (no pass over the set).
+        sv_at = self.families[bv.number].sv_at
         for e in epochs:
-            g = next((g for sv in svs if (g := gens[sv.number]).epoch == e), None)
+            g = gens.get(sv_at.get(e, -1))
             # a held generation (holds.py, SnapLab extension) is kept as a guarded one is
-            if g is not None and g.live and not g.guard and g.state != STATE_RESTORING and not self._holds(g):  # type: ignore[attr-defined]
+            if (g is not None and g.epoch == e and g.live and not g.guard and g.state != STATE_RESTORING
+                    and not self._holds(g)):  # type: ignore[attr-defined]
                 return self.lds[g.sv]
         return None
 
@@ -94,6 +95,7 @@ class SnapshotsMixin:
             g.epoch = fam.cur_epoch
             fam.cur_epoch += 1
             fam.live_epochs.append(g.epoch)  # epochs only grow: the list stays sorted
+            fam.sv_at[g.epoch] = sv.number
             now = self._clock()
             g.state, g.state_time, g.create_time = STATE_ACTIVE, now, now
             g.guard, g.orig_signature, g.fault = False, None, FAULT_NONE
@@ -117,6 +119,7 @@ class SnapshotsMixin:
             prev_e = fam.live_epochs[i - 1] if i > 0 else 0
             next_e = fam.live_epochs[i + 1] if i + 1 < len(fam.live_epochs) else None
             fam.live_epochs.pop(i)
+            fam.sv_at.pop(s, None)
             dead, single = [], []  # versions dropped; blocks left with one version (no longer ``kept``)
             freed = 0
             # Only the versions this generation is the newest to see (Family.last_seen), not a scan of
