@@ -143,6 +143,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("snaplab.v1.DisksRequest", "host"): HOST,
     ("snaplab.v1.ReservationRequest", "owner"): HOST,  # a cluster node ("" releases)
     ("snaplab.v1.DescribeRequest", "for_host"): HOST,
+    ("snaplab.v1.DescribeRequest", "known_version"): KEYWORD,  # a routing view's version: "nonce.count"
     ("snaplab.v1.LabEventRequest", "host"): HOST,
     ("snaplab.v1.LabEventRequest", "detail"): Rule(256, _no_nul),  # disks and group, in words
     ("snaplab.v1.ClusterClaimRequest", "unsigned"): OBJECT,
