@@ -137,32 +137,28 @@ CLI_DDL = """CREATE TABLE IF NOT EXISTS sqlar(
 )"""
 
 
-def test_an_archive_made_by_the_sqlite3_tool_is_streamed(tmp_path: Path, caplog) -> None:
-    """sqlar as ``sqlite3 -A`` creates it (comments, layout) is the same table to the reader."""
+def _mount_with_ddl(tmp_path: Path, seed: int, ddl: str, caplog) -> bool:
+    """Mount an archive whose sqlar was made by ``ddl``; assert it extracts what SQLite's pass does,
+    and return whether the mount fell back to that pass."""
     img = tmp_path / "vol.img"
-    _archive(img, random.Random(5), ddl=CLI_DDL)
+    _archive(img, random.Random(seed), ddl=ddl)
     root = tmp_path / "mnt"
     root.mkdir()
     caplog.set_level(logging.INFO, "snaplab.agent.filesystem")
     _, _, known, conn = mount_image(FileDevice(img, img.stat().st_size), tmp_path / "w.db", root, 7)
     conn.close()
-    assert "through SQLite" not in caplog.text
     ref_known, ref_tree = _sqlite_pass(img, tmp_path)
     assert known == ref_known and _tree(root) == ref_tree
+    return "through SQLite" in caplog.text
+
+
+def test_an_archive_made_by_the_sqlite3_tool_is_streamed(tmp_path: Path, caplog) -> None:
+    """sqlar as ``sqlite3 -A`` creates it (comments, layout) is the same table to the reader."""
+    assert not _mount_with_ddl(tmp_path, 5, CLI_DDL, caplog)
 
 
 def test_a_table_the_reader_does_not_know_is_extracted_through_sqlite(tmp_path: Path, caplog) -> None:
-    img = tmp_path / "vol.img"
-    ddl = SQLAR_DDL.replace("data BLOB", "data BLOB, extra INT")
-    _archive(img, random.Random(1), ddl=ddl)
-    root = tmp_path / "mnt"
-    root.mkdir()
-    caplog.set_level(logging.INFO, "snaplab.agent.filesystem")
-    _, _, known, conn = mount_image(FileDevice(img, img.stat().st_size), tmp_path / "w.db", root, 7)
-    conn.close()
-    assert "through SQLite" in caplog.text
-    ref_known, ref_tree = _sqlite_pass(img, tmp_path)
-    assert known == ref_known and _tree(root) == ref_tree
+    assert _mount_with_ddl(tmp_path, 1, SQLAR_DDL.replace("data BLOB", "data BLOB, extra INT"), caplog)
 
 
 def test_a_file_that_does_not_match_its_hash_fails_the_mount(tmp_path: Path) -> None:
