@@ -53,7 +53,7 @@ from snaplab.agent.fs.flush import (
     unflushed_entries,
     walk,
 )
-from snaplab.agent.fs.extract import extract, mount_image
+from snaplab.agent.fs.extract import archive_tables, extract, mount_image
 from snaplab.agent.fs.extract import rmtree as _rmtree
 from snaplab.agent.fs.session import Session, open_db
 
@@ -121,12 +121,7 @@ class FileSystemCache:
                     seen = _legacy_digests(db)
                 conn = open_db(db, volume.size // PAGE)
                 try:
-                    problems = quick_check(conn)
-                    if problems:
-                        raise Damaged("; ".join(problems[:3]))
-                    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
-                    if "sqlar" not in tables:
-                        raise Damaged("no sqlar table")
+                    tables = archive_tables(conn, quick_check(conn))
                     meta = _meta(conn)
                     adopt = kept.matches(held, pages, seen)
                     if not adopt:

@@ -327,6 +327,17 @@ class _Reader(threading.Thread):
             self.error = exc
 
 
+def archive_tables(conn: sqlite3.Connection, problems: list[str]) -> set[str]:
+    """The tables of a working copy whose quick_check found ``problems``: Damaged if it found any, or
+    if the database is no archive (no sqlar)."""
+    if problems:
+        raise Damaged("; ".join(problems[:3]))
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
+    if "sqlar" not in tables:
+        raise Damaged("no sqlar table")
+    return tables
+
+
 def mount_image(dev: Device, db: Path, root: Path, t0: int) -> tuple[int, bytearray, dict[str, Rec], sqlite3.Connection]:
     """Read the volume's database into ``db`` and extract its files under ``root`` (module docstring).
     Returns (pages, page digests as read, records, the working copy open and checked: quick_check
@@ -371,11 +382,7 @@ def mount_image(dev: Device, db: Path, root: Path, t0: int) -> tuple[int, bytear
             conn.close()
         raise reader.error or Damaged("the working copy was not opened")
     try:
-        if reader.problems:
-            raise Damaged("; ".join(reader.problems[:3]))
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
-        if "sqlar" not in tables:
-            raise Damaged("no sqlar table")
+        tables = archive_tables(conn, reader.problems)
         if streamed is not None and conn.execute("SELECT count(*) FROM sqlar").fetchone()[0] != count[0]:
             log.warning("%s: the streamed rows disagree with SQLite's count: extracted again", db.name)
             streamed = None
