@@ -548,13 +548,11 @@ class ArrayEngine(
         fresh = self._read_state()
         try:
             for key in ("name", "pools", "ports", "lds", "gens", "links", "hosts", "licences", "faults", "restores",
-                        "reservations", "rpl"):
+                        "reservations", "rpl",
+                        "sra_policies", "gen_labels", "cgroups", "cgroup_gens", "cgroup_by_gen"):  # extensions'
                 assert getattr(self, key) == fresh[key], (key, getattr(self, key), fresh[key])
             for key in ("access", "overlays", "gen_holds"):  # an emptied entry is no row
                 assert {k: v for k, v in getattr(self, key).items() if v} == fresh[key], key
-            # the extensions' state (sra_policy.py, groups.py)
-            for key in ("sra_policies", "gen_labels", "cgroups", "cgroup_gens", "cgroup_by_gen"):
-                assert getattr(self, key) == fresh[key], (key, getattr(self, key), fresh[key])
             assert self.families.keys() == fresh["families"].keys(), "families"
             for ld, fam in self.families.items():
                 other = fresh["families"][ld]

@@ -226,14 +226,6 @@ def generation_msg(d: dict) -> pb.Generation:
     )
 
 
-def find_generation(query: dict, sv: str) -> pb.Generation:
-    """The Generation of SV ``sv`` in a ``query()`` result."""
-    for g in query["generations"]:
-        if g["sv"] == sv:
-            return generation_msg(g)
-    raise SnapLabError(E.NOT_FOUND, name=sv)
-
-
 def query_msg(d: dict) -> pb.QueryReply:
     return pb.QueryReply(
         bv=d["bv"],

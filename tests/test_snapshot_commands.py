@@ -96,7 +96,7 @@ class FakeManager:
         if kind == "guard":
             args, kw = serde.guard_call(m)
             sv = eng.guard(*args, **kw)
-            return manager_pb2.ControlReply(generation=serde.find_generation(eng.query(m.bv), sv))
+            return manager_pb2.ControlReply(generation=serde.generation_msg(eng.generation_info(m.bv, sv)))
         if kind == "link":
             args, kw = serde.link_call(m)
             return manager_pb2.ControlReply(linkinfo=serde.linkinfo_msg(eng.link(*args, **kw)))
