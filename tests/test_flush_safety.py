@@ -260,6 +260,26 @@ class Device:
         self.engine.write(self.ld, self.volume.start + offset, data)  # type: ignore[attr-defined]
 
 
+def test_a_hook_written_while_the_lazy_writer_flushes_is_left_to_the_command(rig: Rig) -> None:
+    """The lazy writer looks for a waiting debug hook before it takes the host; one written after
+    that look must still stop the command's flush, never the lazy writer's own (it raced in CI)."""
+    g = rig.h1.mount_path("G:")
+    for i in range(20):
+        (g / f"f{i:02d}.bin").write_bytes(os.urandom(1000 + 4000 * i))
+    rig.run(rig.h1, "iSMrc_flush", "-drv", "G:")
+    (g / "ripe.bin").write_bytes(os.urandom(200_000))
+    hook = rig.h1.state / "debug" / STOP_HOOK
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text("1")  # as if written just after the lazy writer's look
+    with rig.h1.command():
+        assert rig.h1.fs.lazy_write(lambda _name, _st: True) == 1  # wrote, not stopped by the hook
+    assert hook.read_text() == "1"  # still there, for the command's flush
+    for i in range(5):
+        (g / f"f{i:02d}.bin").write_bytes(os.urandom(90_000))
+    _, err, _ = rig.run(rig.h1, "iSMrc_flush", "-drv", "G:", code=1)
+    assert NOT_NORMAL in err and not hook.exists()
+
+
 def test_a_page_is_never_torn_by_the_hosts_death() -> None:
     """The journal's deltas need a page to be old or new, never a mix: a host's write is streamed in
     chunks of whole pages (each committed whole by the array), starting on a page of its volume."""

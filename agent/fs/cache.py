@@ -316,7 +316,7 @@ class FileSystemCache:
             if v.key not in keys or s is None or v.local or not v.disk.ready:
                 continue
             try:
-                stats = flush_volume(v, s, self.debug, keep)
+                stats = flush_volume(v, s, None, keep)  # a debug hook is for the flush a command runs
             except CommandError as exc:
                 log.warning("lazy writer: %s not written: %s: %s", v.name, exc.msg_id, exc.text)
                 continue
@@ -376,7 +376,8 @@ class FileSystemCache:
 
 def _meta(conn: sqlite3.Connection) -> dict[object, object]:
     """snaplab_volume of an open archive ({} when it has none)."""
-    if conn.execute("SELECT 1 FROM sqlite_schema WHERE type='table' AND name='snaplab_volume'").fetchone() is None:
+    table = conn.execute("SELECT 1 FROM sqlite_schema WHERE type='table' AND name='snaplab_volume'").fetchone()
+    if table is None:
         return {}
     return dict(conn.execute("SELECT key, value FROM snaplab_volume"))
 

@@ -361,10 +361,11 @@ def hold_back(plan: Plan, keep: Callable[[str, os.stat_result], bool]) -> None:
 
 
 def flush_volume(
-    volume: Volume, s: Session, debug: Path, keep: Callable[[str, os.stat_result], bool] | None = None
+    volume: Volume, s: Session, debug: Path | None, keep: Callable[[str, os.stat_result], bool] | None = None
 ) -> FlushStats:
     """Write what changed in the mount folder of a mounted volume to it (module docstring); ``debug`` is
-    the folder of the hooks. iSM13639 when the mount folder is gone, iSM13630 when the volume is full.
+    the folder of the hooks (None: no hook is for this flush). iSM13639 when the mount folder is gone,
+    iSM13630 when the volume is full.
     ``keep``: only the entries it accepts (the lazy writer, lazywriter.py); None: everything."""
     if not s.root.is_dir():  # the mount folder itself was removed: not a volume any more
         log.warning("flush of %s: its folder %s is gone", volume.name, s.root)

@@ -15,8 +15,9 @@ deletions. The delay is a host setting, ``etc/iSMrpl.ini``::
     DELAY = 8      ; seconds (SnapLab extension; 0 turns the lazy writer off)
 
 It takes the host like a command does (one at a time), never while a flush debug hook waits in
-``<state>/debug/`` (the hook is for the flush a command runs), and a failure only logs a warning:
-the cache stays as it is, for the next flush.
+``<state>/debug/`` (the hook is for the flush a command runs: its own flush never takes one, even a
+hook written after it looked), and a failure only logs a warning: the cache stays as it is, for the
+next flush.
 """
 
 from __future__ import annotations

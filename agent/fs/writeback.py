@@ -183,7 +183,7 @@ def write_changes(
     new_pages: int,
     new_free: set[int],
     stats: FlushStats,
-    debug: Path,
+    debug: Path | None,
     before: dict[int, bytes],
 ) -> None:
     """Bring the volume from ``base`` to the working copy: the three phases (module docstring).
@@ -223,7 +223,7 @@ def write_changes(
     if not changed:
         _done(s, new_pages)
         return
-    hooks = Hooks.read(debug)
+    hooks = Hooks.read(debug) if debug is not None else Hooks(Path("."))  # None: a flush no hook is for
     stats.journalled += len(live)
     if len(s.digests) < new_pages * DIGEST:
         s.digests += bytes(new_pages * DIGEST - len(s.digests))
