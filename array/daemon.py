@@ -16,12 +16,14 @@ from snaplab.common.chaos import ChaosEngine
 from snaplab.common.daemon_runner import ArgumentParser, UsageError
 from snaplab.common.metrics import DaemonMetrics
 from snaplab.common.rpc import CallLimits, ServerTLS, start_aio_server
+from snaplab.common.rpc_tls import ssl_context
 
 from . import metrics as array_metrics
 
 from .engine import ArrayEngine
+from .lookup_socket import LookupSocket
 from .restore import MAX_RESTORE_RATE
-from .servicer import SERVICE_NAME, WAIT_METHOD, add_to_server
+from .servicer import SERVICE_NAME, WAIT_METHOD, ArrayServicer, add_to_server
 from .storage import STORAGE_ERRORS, storage_refusal
 
 PROG = "snaplab-array"
@@ -195,6 +197,7 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
             raise UsageError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from None
         for servicer in servicers:
             servicer.chaos = chaos
+        lookups = await _start_lookup_socket(cfg, servicers[0], metrics)
         try:
             metrics_port = daemon_runner.serve_metrics(metrics, cfg.metrics_address)
             daemon_runner.ready(
@@ -208,6 +211,8 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
             await stop.wait()
             daemon_runner.stopping(log, cfg.ready_file, "requests", cfg.grace)
         finally:
+            if lookups is not None:
+                lookups.shutdown()
             for servicer in servicers:
                 servicer.shutdown()  # Lookup streams end now rather than holding the drain for its full grace
             await server.stop(cfg.grace)  # health NOT_SERVING first, then drain
@@ -219,6 +224,21 @@ async def serve(cfg: Config, stop: asyncio.Event) -> int:
         os.close(lock_fd)
     log.info("stopped")
     return 0
+
+
+async def _start_lookup_socket(cfg: Config, servicer: ArrayServicer, metrics: DaemonMetrics) -> LookupSocket | None:
+    """The look-up socket (lookup_socket.py) on the addresses gRPC serves, on a free port; an
+    insecure array has none (its callers name themselves in a header only gRPC carries). A socket
+    that cannot listen is logged: routing's look-ups then stay on gRPC."""
+    if cfg.tls is None:
+        return None
+    sock = LookupSocket(servicer, ssl_context(cfg.tls, server=True), cfg.limits, metrics)
+    try:
+        servicer.lookup_port = await sock.start([cfg.host, *cfg.also_hosts])
+    except OSError as exc:
+        log.warning("no look-up socket on %s: %s (routing's look-ups stay on gRPC)", cfg.host, exc.strerror)
+        return None
+    return sock
 
 
 def main(argv: list[str] | None = None) -> int:

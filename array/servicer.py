@@ -149,6 +149,7 @@ class ArrayServicer(CheckpointCallsMixin, array_pb2_grpc.ArrayServicer):
         # The chaos rules of this array (set by the daemon): a Lookup stream's look-ups are each
         # `Query`/`LinkInfoOf` to them, as the unary calls they stand for (the interceptor sees one stream).
         self.chaos: ChaosEngine | None = None
+        self.lookup_port = 0  # the look-up socket's port (set by the daemon; 0: none)
 
     def shutdown(self) -> None:
         """End every Lookup stream now (they never end by themselves) so the server drains at once;
@@ -339,13 +340,18 @@ class ArrayServicer(CheckpointCallsMixin, array_pb2_grpc.ArrayServicer):
                 break
             finally:
                 self._reading.pop(context, None)
-            firings = await self._lookup_chaos(batch) if self.chaos is not None else {}
-            run = self._run_quick if len(batch.requests) <= QUICK_LOOKUPS else self._run
-            replies = await run(ident, self._lookup_batch, batch, ident)
-            if firings:
-                replies = [_chaos_reply(r, firings[r.id]) if r.id in firings else r for r in replies]
-            yield pb.LookupReplies(replies=replies)
+            yield await self.answer_lookups(batch, ident)
         raise SnapLabError(E.STOPPING, name="disk array")
+
+    async def answer_lookups(self, batch: pb.LookupBatch, ident: Identity) -> pb.LookupReplies:
+        """A checked batch's replies, each as its unary RPC would answer (the Lookup stream and the
+        look-up socket, lookup_socket.py, both answer through this)."""
+        firings = await self._lookup_chaos(batch) if self.chaos is not None else {}
+        run = self._run_quick if len(batch.requests) <= QUICK_LOOKUPS else self._run
+        replies = await run(ident, self._lookup_batch, batch, ident)
+        if firings:
+            replies = [_chaos_reply(r, firings[r.id]) if r.id in firings else r for r in replies]
+        return pb.LookupReplies(replies=replies)
 
     async def _lookup_chaos(self, batch: pb.LookupBatch) -> dict[int, Firing]:
         """The chaos rules' firings for a batch's look-ups (by id), after their delay; a crash now."""
@@ -518,7 +524,9 @@ class ArrayServicer(CheckpointCallsMixin, array_pb2_grpc.ArrayServicer):
     def _describe(self, request: pb.DescribeRequest, ident: Identity) -> pb.ArrayState:
         host = ident.name if ident.role == "host" else request.for_host
         if request.routing and not host:  # the manager's routing view (routing_view.py)
-            return serde.routing_state_msg(self.engine.routing_view(request.known_version))
+            state = serde.routing_state_msg(self.engine.routing_view(request.known_version))
+            state.lookup_port = self.lookup_port
+            return state
         if ident.role == "host":  # its own part only: nothing of other hosts or LDs it is not given
             state = serde.array_state_msg(self.engine.describe_for_host(host))
         elif request.for_host:  # the manager answering a host's iSMview with that host's rights

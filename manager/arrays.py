@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
@@ -14,9 +15,11 @@ import grpc
 
 from snaplab.common.errors import E, SnapLabError
 from snaplab.common.rpc import TEST_IDENTITY_KEY, ClientTLS, SnapLabClientError, call_error, make_aio_channel
+from snaplab.common.rpc_tls import ssl_context
 from snaplab.v1 import array_pb2, array_pb2_grpc
 
 from . import serde
+from .lookup_socket import LookupSocket, StreamLost, expire
 from .routing import ArrayView
 
 DESCRIBE_TTL = 1.0  # seconds a Describe answer serves routing decisions
@@ -32,15 +35,11 @@ T = TypeVar("T")
 log = logging.getLogger("snaplab.manager")
 
 
-class _StreamLost(Exception):
-    """The Lookup stream ended or failed before answering: resend over the unary RPC."""
-
-
 class _LookupStream:
     """One ``Array.Lookup`` stream: concurrent look-ups told apart by id. A writer task sends
     whatever look-ups are waiting as one batch whenever the previous write is done, so at low load
     each goes out at once and under load they share writes. When the stream ends, every look-up
-    still waiting gets ``_StreamLost`` (look-ups change nothing, so resending them is safe)."""
+    still waiting gets ``StreamLost`` (look-ups change nothing, so resending them is safe)."""
 
     def __init__(self, stub: array_pb2_grpc.ArrayStub, metadata: tuple[tuple[str, str], ...] | None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -97,28 +96,23 @@ class _LookupStream:
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():
-                fut.set_exception(_StreamLost())
+                fut.set_exception(StreamLost())
 
     async def ask(self, field: str, request: Any, timeout: float) -> array_pb2.LookupReply:
         if self.lost:
-            raise _StreamLost()
+            raise StreamLost()
         i = next(self._ids)
         fut: asyncio.Future[array_pb2.LookupReply] = self._loop.create_future()
         self._pending[i] = fut
         item = self._batch.requests.add(id=i)
         getattr(item, field).CopyFrom(request)
         self._wake.set()
-        timer = self._loop.call_later(timeout, _expire, fut)
+        timer = self._loop.call_later(timeout, expire, fut)
         try:
             return await fut
         finally:
             timer.cancel()
             self._pending.pop(i, None)
-
-
-def _expire(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_exception(SnapLabClientError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
 
 
 class _Fresh(Generic[T]):
@@ -192,7 +186,15 @@ class ArrayLink:
         # the routing view with its version; reread with that version: O(1) if unchanged
         self._view: _Fresh[tuple[str, ArrayView]] = _Fresh(ttl, self._read_view)
         self._stream: _LookupStream | None = None
+        self._socket: LookupSocket | None = None
         self._stream_after = 0.0  # monotonic time before which look-ups use the unary RPCs
+        # The array's look-up socket (lookup_socket.py): its port from the routing view, on the
+        # address the channel reaches; preferred to the stream, which serves while it cannot.
+        self._socket_tls = tls
+        self._socket_host = _socket_host(target) if tls is not None else None
+        self._socket_context: ssl.SSLContext | None = None
+        self._socket_port = 0
+        self._socket_after = 0.0  # monotonic time before which look-ups use the stream
         self.last_name = key  # the array's own name, as last described
         self.last_product_id = ""  # and its model, shown while it does not answer
 
@@ -227,22 +229,15 @@ class ArrayLink:
         return reply
 
     async def _lookup(self, field: str, request: Any, timeout: float) -> Any:
-        """The look-up's reply over the stream, or None when the stream cannot answer it."""
-        stream = self._stream
-        if stream is None or stream.lost:
-            if stream is not None:
-                self._stream = None
-                self._stream_after = time.monotonic() + (
-                    float("inf") if stream.unimplemented else LOOKUP_RETRY
-                )
-            if time.monotonic() < self._stream_after:
-                return None
-            stream = self._stream = _LookupStream(self.stub, self._metadata)
+        """The look-up's reply over the socket or the stream, or None when neither can answer it."""
+        stream = self._lookups()
+        if stream is None:
+            return None
         try:
             reply = await stream.ask(field, request, timeout)
-        except _StreamLost:
+        except StreamLost:
             return None
-        except SnapLabClientError:  # no answer in time: this stream is stuck; the next look-up opens another
+        except SnapLabClientError:  # no answer in time: this one is stuck; the next look-up opens another
             stream.close()
             raise
         if reply.code:
@@ -250,6 +245,32 @@ class ArrayLink:
                 _CODES.get(reply.code, grpc.StatusCode.UNKNOWN), reply.details, reply.msg_id or None
             )
         return getattr(reply, field)
+
+    def _lookups(self) -> _LookupStream | LookupSocket | None:
+        """Where look-ups go: the array's look-up socket if it offers one, else the Lookup stream,
+        else None (the unary RPCs); one that failed is not reopened for LOOKUP_RETRY seconds (a
+        stream that is not implemented, never). A socket that connects again replaces the stream."""
+        now = time.monotonic()
+        socket, stream = self._socket, self._stream
+        if socket is not None and socket.lost:
+            socket = self._socket = None
+            self._socket_after = now + LOOKUP_RETRY
+        if socket is None and self._socket_port and self._socket_host and now >= self._socket_after:
+            if self._socket_context is None:
+                assert self._socket_tls is not None
+                self._socket_context = ssl_context(self._socket_tls, server=False)
+            socket = self._socket = LookupSocket(self._socket_host, self._socket_port, self._socket_context)
+        if socket is not None:
+            if stream is not None and not stream.lost and socket.connected:
+                stream.close()  # its look-ups still waiting are resent over the unary RPCs
+                self._stream = None
+            return socket
+        if stream is not None and stream.lost:
+            self._stream_after = now + (float("inf") if stream.unimplemented else LOOKUP_RETRY)
+            stream = self._stream = None
+        if stream is None and now >= self._stream_after:
+            stream = self._stream = _LookupStream(self.stub, self._metadata)
+        return stream
 
     def _reached(self, ok: bool) -> None:
         if self.on_reachability is not None:
@@ -273,6 +294,7 @@ class ArrayLink:
     async def _read_view(self, held: tuple[str, ArrayView] | None) -> tuple[str, ArrayView]:
         known = held[0] if held is not None else ""
         state = await self.call("Describe", array_pb2.DescribeRequest(routing=True, known_version=known))
+        self._socket_port = state.lookup_port
         self.last_name = state.name or self.key
         self.last_product_id = state.product_id
         if state.unchanged and held is not None and state.routing_version == known:
@@ -287,9 +309,24 @@ class ArrayLink:
         self._view.expire()
 
     async def close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
+        for lookups in (self._socket, self._stream):
+            if lookups is not None:
+                lookups.close()
         await self.channel.close()
+
+
+def _socket_host(target: str) -> str | None:
+    """The address of a channel target (``HOST:PORT``, ``[V6]:PORT``, ``ipv4:A:P,B:P``: the first,
+    which the server's certificate is checked against); None for targets with no TCP address (unix:)."""
+    if target.startswith("ipv4:"):
+        target = target[len("ipv4:"):].split(",", 1)[0]
+    elif target.startswith("dns:"):
+        target = target[len("dns:"):].lstrip("/")
+    host, sep, port = target.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or "/" in host:
+        return None
+    return host
 
 
 class ArrayRegistry:

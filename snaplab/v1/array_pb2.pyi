@@ -730,7 +730,7 @@ class Host(_message.Message):
     def __init__(self, name: _Optional[str] = ..., wwns: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ..., initiators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ArrayState(_message.Message):
-    __slots__ = ("name", "physical_capacity", "ports", "pools", "lds", "licences", "faults", "hosts", "product_id", "events", "groups", "routing_version", "unchanged")
+    __slots__ = ("name", "physical_capacity", "ports", "pools", "lds", "licences", "faults", "hosts", "product_id", "events", "groups", "routing_version", "unchanged", "lookup_port")
     class LicencesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -751,6 +751,7 @@ class ArrayState(_message.Message):
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     ROUTING_VERSION_FIELD_NUMBER: _ClassVar[int]
     UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    LOOKUP_PORT_FIELD_NUMBER: _ClassVar[int]
     name: str
     physical_capacity: int
     ports: _containers.RepeatedCompositeFieldContainer[Port]
@@ -764,7 +765,8 @@ class ArrayState(_message.Message):
     groups: _containers.RepeatedCompositeFieldContainer[GroupInfo]
     routing_version: str
     unchanged: bool
-    def __init__(self, name: _Optional[str] = ..., physical_capacity: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ..., licences: _Optional[_Mapping[str, str]] = ..., faults: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ..., product_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[ArrayEvent, _Mapping]]] = ..., groups: _Optional[_Iterable[_Union[GroupInfo, _Mapping]]] = ..., routing_version: _Optional[str] = ..., unchanged: _Optional[bool] = ...) -> None: ...
+    lookup_port: int
+    def __init__(self, name: _Optional[str] = ..., physical_capacity: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., lds: _Optional[_Iterable[_Union[Ld, _Mapping]]] = ..., licences: _Optional[_Mapping[str, str]] = ..., faults: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ..., product_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[ArrayEvent, _Mapping]]] = ..., groups: _Optional[_Iterable[_Union[GroupInfo, _Mapping]]] = ..., routing_version: _Optional[str] = ..., unchanged: _Optional[bool] = ..., lookup_port: _Optional[int] = ...) -> None: ...
 
 class GroupInfo(_message.Message):
     __slots__ = ("name", "bvs")
