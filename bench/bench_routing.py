@@ -15,7 +15,8 @@ control by its WWN). Each host (certificate role host) enrols itself with ``Mana
 The routed operation is what ``iSMsc_query -bv bvNN -bvflg ld`` sends: ``Manager.Route`` of a Query
 of the host's BV issued through that BV, with the host's certificate. The manager checks the host's
 rights (enrolment, access control, the BV's link state: ``Array.LinkInfoOf``), forwards ``Array.Query``
-with the manager certificate, logs the event and answers. The reference is one ``Echo.Ping`` with a
+with the manager certificate (over the array's look-up socket, array/lookup_socket.py, as every lab
+with certificates does), logs the event and answers. The reference is one ``Echo.Ping`` with a
 payload the size of the routed reply.
 
 1. Latency: one client (host ``bench01``), routed op and Ping alternated call by call (order flipped

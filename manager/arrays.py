@@ -195,6 +195,7 @@ class ArrayLink:
         self._socket_context: ssl.SSLContext | None = None
         self._socket_port = 0
         self._socket_after = 0.0  # monotonic time before which look-ups use the stream
+        self._socket_failing = False  # the last one could not connect (warned once)
         self.last_name = key  # the array's own name, as last described
         self.last_product_id = ""  # and its model, shown while it does not answer
 
@@ -253,6 +254,10 @@ class ArrayLink:
         now = time.monotonic()
         socket, stream = self._socket, self._stream
         if socket is not None and socket.lost:
+            if socket.failure and not self._socket_failing:
+                log.warning("look-up socket of %s at %s:%d: %s (routing's look-ups go over gRPC meanwhile)",
+                            self.key, self._socket_host, self._socket_port, socket.failure)
+            self._socket_failing = bool(socket.failure)
             socket = self._socket = None
             self._socket_after = now + LOOKUP_RETRY
         if socket is None and self._socket_port and self._socket_host and now >= self._socket_after:

@@ -38,6 +38,7 @@ class LookupSocket:
         self._flush_due = False
         self._writer: asyncio.StreamWriter | None = None
         self.lost = False
+        self.failure = ""  # why it could not connect ("" if it did)
         self._reader = self._loop.create_task(self._run(host, port, context))
 
     async def _run(self, host: str, port: int, context: ssl.SSLContext) -> None:
@@ -55,6 +56,8 @@ class LookupSocket:
                     if fut is not None and not fut.done():
                         fut.set_result(reply)
         except (OSError, ssl.SSLError, TimeoutError, FrameError, asyncio.IncompleteReadError) as exc:
+            if self._writer is None:
+                self.failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             log.debug("look-up socket to %s:%d ended: %s", host, port, exc)
         except asyncio.CancelledError:
             pass
