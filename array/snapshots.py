@@ -91,7 +91,7 @@ class SnapshotsMixin:
             fam = self.families[bv.number]
             self._check_layout(bv, lambda o, n: self._read_head(bv, fam, o, n), allow_multi, allow_gpt)
             if g.live:
-                self._delete_gen(g)
+                self._delete_gen(g, save=False)  # its row is written once, below, as the new generation
             g.epoch = fam.cur_epoch
             fam.cur_epoch += 1
             fam.live_epochs.append(g.epoch)  # epochs only grow: the list stays sorted
@@ -103,8 +103,9 @@ class SnapshotsMixin:
             self._save_family(fam)
             return self._gen_info(sv)
 
-    def _delete_gen(self, g: Gen) -> None:
-        """Drop a generation and the versions only it still needed (O(the versions it is the newest to see))."""
+    def _delete_gen(self, g: Gen, *, save: bool = True) -> None:
+        """Drop a generation and the versions only it still needed (O(the versions it is the newest to see)).
+        ``save=False``: the caller writes the generation's row itself (a create reusing the SV)."""
         sv = self.lds[g.sv]
         fam = self.families[sv.bv]  # type: ignore[index]
         s = g.epoch
@@ -157,7 +158,8 @@ class SnapshotsMixin:
             self.db.execute("DELETE FROM overlay WHERE sv=?", [g.sv])
         g.state, g.epoch, g.state_time = STATE_UNUSED, None, self._clock()
         g.create_time, g.guard, g.orig_signature, g.fault = None, False, None, FAULT_NONE
-        self._save_gen(g)
+        if save:
+            self._save_gen(g)
 
     def delete(self, bv_ref: str | int, sv_ref: str | None = None, svflg: str = "ld", *, auto: bool = False) -> str | None:
         """``iSMsc_delete``: a named generation, or ``-auto`` (the one the next cyclic create would use).
