@@ -23,7 +23,8 @@ payload the size of the routed reply.
    each pair), 2000 of each (--quick 20) after a warm-up; p50 of each. Target: ratio <= 3.
 2. Throughput: 16 client processes (--quick 2), each its own host with its own certificate, BV and
    channels, run routed ops (or Pings) back to back for 2 s (--quick 0.2 s); routed and Echo rounds
-   alternate, 5 of each (--quick 1); median ops/s of each side. Target: routed / Echo >= 0.4.
+   alternate, 5 of each (--quick 1); median ops/s of each side. Target: routed / Echo >= 0.6 (issue 12,
+   at 1, 4, 16 and 64 hosts: `--hosts N`).
 
 3. Generations (``--gens N``, default 1024, --quick 16; ``--gens 0`` skips it): two more BVs of host
    ``bench01`` on the same array, ``bvmany`` with N generations and ``bvone`` with 1 (the SVs made
@@ -55,7 +56,7 @@ import control_common as cc
 import grpc_common as g
 
 LAT_TARGET = 3.0
-TPUT_TARGET = 0.4
+TPUT_TARGET = 0.6  # issue 12 (was 0.4)
 GENS_TARGET = 1.3
 WORKER_BATCH = 8  # client processes started at a time (Workers)
 SETUP_TIMEOUT = 120.0  # seconds a set-up call (enrolment, warm-up) may take on a loaded machine
