@@ -273,7 +273,7 @@ def _stream_rows(pages: btree.Pages, dev: Device, count: list[int]) -> tuple[Ite
     return sqlar(), files
 
 
-def _chunks(dev: Device, total: int) -> Iterator[bytes]:
+def _chunks(dev: Device, total: int) -> Iterator[bytes | memoryview]:
     """The first ``total`` bytes of the device as they arrive (a Volume streams them; others are read
     in IMAGE_CHUNK calls)."""
     stream = getattr(dev, "read_chunks", None)
@@ -322,6 +322,8 @@ class _Reader(threading.Thread):
             self.pages.stop()
         try:
             self.conn = open_db(self.db, self.dev.size // PAGE)
+            # through a mapping: quick_check reads every page, and pread would copy each one (extract's setting)
+            self.conn.execute(f"PRAGMA mmap_size={MMAP}")
             self.problems = quick_check(self.conn)
         except BaseException as exc:  # noqa: BLE001
             self.error = exc
