@@ -6,8 +6,7 @@ Only what this file system's databases hold is read: table b-trees of UTF-8 data
 Anything else, or anything that does not parse, raises Unsupported: the caller then reads the rows
 through SQLite (which also decides whether a database that does not parse is damaged). Values come
 as SQLite gives them to Python (None, int, float, str, bytes), except a BLOB column the caller asks
-for as spans: the (start, stop) offsets in the file of the pieces of pages that hold it, not copied
-(``Pages.pieces`` gives them as views of the mapping; another process can map the file itself).
+for as pieces: the memoryviews of the pages that hold it, not copied.
 """
 
 from __future__ import annotations
@@ -99,11 +98,6 @@ class Pages:
                     os.pwrite(self.fd, data, (n - 1) * PAGE)
                     self.early[n] = data
 
-    def pieces(self, spans: list[tuple[int, int]]) -> list[memoryview]:
-        """The views of the mapping that ``spans`` (a BLOB read as spans) name."""
-        view = self.view
-        return [view[a:b] for a, b in spans]
-
     def early_differ(self) -> bool:
         """Whether a page read ahead differs from the writer's (the volume changed in between)."""
         return any(self.buf[(n - 1) * PAGE : n * PAGE] != data for n, data in self.early.items())
@@ -125,8 +119,7 @@ def _varint(b: Any, i: int) -> tuple[int, int]:
     return (v << 8) | b[i + 8], i + 9
 
 
-Span = tuple[int, int]  # (start, stop) in the file
-Cell = tuple[int, int, list[Span], int]  # payload offset in buf, bytes there, overflow pieces, size
+Cell = tuple[int, int, list[memoryview], int]  # payload offset in buf, bytes there, overflow pieces, size
 
 
 class Tree:
@@ -166,6 +159,7 @@ class Tree:
         if kind != 0x0D:
             raise Unsupported(f"page {n} is not a table b-tree page (type {kind})")
         u, x, end = self.u, self.x, base + self.u
+        view = self.pages.view
         for p in struct.unpack_from(f">{ncell}H", buf, h + 8):
             size, i = _varint(buf, base + p)
             j = i + 8
@@ -190,7 +184,7 @@ class Tree:
                 self.seen.add(ov)
                 ob = self.pages.at(ov)
                 take = min(left, u - 4)
-                rest.append((ob + 4, ob + 4 + take))
+                rest.append(view[ob + 4 : ob + 4 + take])
                 left -= take
                 ov = struct.unpack_from(">I", buf, ob)[0]
             yield i, local, rest, size
@@ -224,7 +218,7 @@ class Tree:
 
     def record(self, cell: Cell, columns: int, blob: int = -1) -> list[object]:
         """The ``columns`` values of a record (Unsupported when it has another number of columns), as
-        SQLite gives them to Python; column ``blob``, when it is a BLOB, as a list of spans."""
+        SQLite gives them to Python; column ``blob``, when it is a BLOB, as a list of pieces."""
         try:
             return self._record(cell, columns, blob)
         except (IndexError, struct.error):
@@ -253,18 +247,17 @@ class Tree:
                     if t & 1:
                         out.append(_text(buf[pos : pos + n]))
                     elif col == blob:
-                        out.append([(pos, pos + n)])
+                        out.append([self.pages.view[pos : pos + n]])
                     else:
                         out.append(buf[pos : pos + n])
                 else:  # only the last column runs on into the overflow pages
                     if col != columns - 1 or (size - (pos - s)) != n:
                         raise Unsupported("a record that spills before its last column")
-                    spans = [(pos, here), *rest]
-                    if t & 1 or col != blob:
-                        raw = b"".join(self.pages.pieces(spans))
-                        out.append(_text(raw) if t & 1 else raw)
+                    pieces = [self.pages.view[pos:here], *rest]
+                    if t & 1:
+                        out.append(_text(b"".join(pieces)))
                     else:
-                        out.append(spans)
+                        out.append(pieces if col == blob else b"".join(pieces))
                 pos += n
             elif t == 0:
                 out.append(None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -25,13 +26,16 @@ import stat
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from concurrent import futures
-from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from snaplab.agent.fs import btree, writers
+import xxhash
+from isal import isal_zlib
+
+from snaplab.agent.fs import btree
 from snaplab.agent.fs.archive import (
+    DIGEST,
     IMAGE_CHUNK,
     PAGE,
     Damaged,
@@ -45,7 +49,6 @@ from snaplab.agent.fs.archive import (
     unpack,
 )
 from snaplab.agent.fs.session import Rec, open_db
-from snaplab.agent.fs.writers import Job, unpack_file
 
 log = logging.getLogger("snaplab.agent.filesystem")
 
@@ -53,9 +56,8 @@ MMAP = 1 << 40  # the working copy is read through a mapping (no copy per page r
 WORKERS = 2  # threads that unpack, check and write files while the rows are read (ISA-L, XXH3, write release the GIL)
 AHEAD = 64 * 1024 * 1024  # bytes of rows handed to them and not yet written, at most
 BATCH_FILES, BATCH_BYTES = 32, 2 * 1024 * 1024  # files per worker task, at most
-PROCESS_BATCH_FILES, PROCESS_BATCH_BYTES = 64, 4 * 1024 * 1024  # per task of a worker process (each costs a round trip)
 
-Data = bytes | str | list[btree.Span] | None  # a row's data: as SQLite gives it, or spans of the working copy (btree.py)
+Data = bytes | str | list[memoryview] | None  # a row's data: as SQLite gives it, or pieces of pages (btree.py)
 Row = tuple[Any, Any, Any, Any, Data]  # name, mode, mtime, sz, data
 
 
@@ -71,8 +73,73 @@ def _umask() -> int | None:
     return None
 
 
+def _write_file(path: str, content: bytes | list[memoryview], perm: int, mt: int, umask: int | None) -> None:
+    """Create ``path`` with ``content``, ``perm`` and mtime ``mt``: created with its mode (a read-only
+    one still lets this descriptor write), chmod only when the umask would take bits off."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, perm | 0o200)
+    try:
+        for part in [content] if isinstance(content, bytes) else content:
+            view = memoryview(part)
+            while view:
+                view = view[os.write(fd, view) :]
+        if umask is None or perm & umask or not perm & 0o200:
+            os.fchmod(fd, perm)
+        os.utime(fd, ns=(mt, mt))
+    finally:
+        os.close(fd)
+
+
+def _content(sz: int, data: Data) -> bytes | list[memoryview]:
+    """A file row's content (archive.unpack; pieces of pages stay pieces when stored as they are)."""
+    if not isinstance(data, list):
+        return unpack(sz, data)
+    n = sum(len(p) for p in data)
+    if sz == -1 or n == sz:
+        return data
+    if n > sz:
+        raise ValueError("data longer than its size")
+    try:
+        out = isal_zlib.decompress(data[0] if len(data) == 1 else b"".join(data), bufsize=sz)
+    except isal_zlib.error as exc:
+        raise ValueError(f"zlib stream: {exc}") from None
+    if len(out) != sz:
+        raise ValueError("size mismatch")
+    return out
+
+
+def _hashes(content: bytes | list[memoryview], legacy: bool) -> bytes:
+    """XXH3-64 of the content (format 2), or BLAKE2b-128 (``legacy``: format 1's recorded hashes)."""
+    parts = [content] if isinstance(content, bytes) else content
+    if not legacy and len(parts) == 1:
+        return xxhash.xxh3_64_digest(parts[0])
+    h = hashlib.blake2b(digest_size=DIGEST) if legacy else xxhash.xxh3_64()
+    for p in parts:
+        h.update(p)
+    return h.digest()
+
+
+Job = tuple[str, str, int, Data, "bytes | None", int, int]  # name, path, sz, data, recorded hash, perm, mtime
+
+
 def _unpack_files(jobs: list[Job], umask: int | None) -> list[tuple[int, bytes]]:
-    return [unpack_file(*job, umask) for job in jobs]
+    return [_unpack_file(*job, umask) for job in jobs]
+
+
+def _unpack_file(
+    name: str, path: str, sz: int, data: Data, h: bytes | None, perm: int, mt: int, umask: int | None
+) -> tuple[int, bytes]:
+    """One file row: its content checked (size, zlib stream, recorded hash) and written; returns
+    (size, its hash as a flush compares it). Damaged when the row is not what was written for it."""
+    try:
+        content = _content(sz, data)
+    except (ValueError, zlib.error) as exc:
+        raise Damaged(f"entry {name}: {exc}") from None
+    legacy = h is not None and len(h) == DIGEST
+    if h is not None and _hashes(content, legacy) != h:
+        raise Damaged(f"entry {name}: content does not match its hash")
+    _write_file(path, content, perm, mt, umask)
+    size = len(content) if isinstance(content, bytes) else sum(len(p) for p in content)
+    return size, h if h is not None and not legacy else _hashes(content, False)
 
 
 def extract(conn: sqlite3.Connection, root: Path, has_files: bool, t0: int) -> dict[str, Rec]:
@@ -89,14 +156,11 @@ def extract(conn: sqlite3.Connection, root: Path, has_files: bool, t0: int) -> d
 
 
 def write_entries(
-    rows: Iterable[Row], recorded: Callable[[str], tuple[Any, bytes | None]], root: Path, t0: int,
-    image: tuple[str, btree.Pages] | None = None,
+    rows: Iterable[Row], recorded: Callable[[str], tuple[Any, bytes | None]], root: Path, t0: int
 ) -> dict[str, Rec]:
     """The entries of ``rows`` written under ``root``; ``recorded(name)`` is the file's snaplab_files
     row (exact mtime, hash) or (None, None). Folders are made as entries need them; files are
-    unpacked, checked and written in the meantime. ``image``: the rows' data are spans of this file
-    (its path, its pages as the reader writes them): the writer processes (writers.py) map it and
-    write the files; without them, or for rows SQLite read, WORKERS threads do."""
+    unpacked, checked and written by WORKERS threads in the meantime."""
     known: dict[str, Rec] = {}
     dirs: list[tuple[str, int, int]] = []
     links: list[tuple[str, str, int]] = []
@@ -107,8 +171,6 @@ def write_entries(
     queue: collections.deque[tuple[list[Job], int, Future[list[tuple[int, bytes]]]]] = collections.deque()
     batch: list[Job] = []
     batch_bytes = ahead = 0
-    procs = image is not None and writers.pool() is not None
-    max_files, max_bytes = (PROCESS_BATCH_FILES, PROCESS_BATCH_BYTES) if procs else (BATCH_FILES, BATCH_BYTES)
 
     def folder(name: str) -> None:
         parent = name.rpartition("/")[0]
@@ -118,28 +180,15 @@ def write_entries(
 
     def settle() -> int:
         jobs, size, fut = queue.popleft()
-        try:
-            done = fut.result()
-        except BrokenExecutor as exc:  # a writer process died: this pass is not whole (SQLite's decides)
-            raise Damaged(f"the files were not all written: {exc}") from None
-        for job, (n, digest_) in zip(jobs, done):
+        for job, (n, digest_) in zip(jobs, fut.result()):
             known[job[0]] = Rec("f", n, job[6], job[5], digest_, synced=t0)
         return size
 
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="mount") as pool:
 
         def send() -> None:
-            nonlocal batch, batch_bytes, ahead, procs
-            fut = writers.submit(batch, image[0], image[1].count * PAGE, umask) if procs and image else None
-            if fut is None:
-                if procs:
-                    procs = False
-                    log.info("files written by threads: no writer processes")
-                if image is not None:  # threads read the spans as views of the reader's mapping
-                    batch = [(n, p, sz, image[1].pieces(d) if isinstance(d, list) else d, h, pm, mt)
-                             for n, p, sz, d, h, pm, mt in batch]
-                fut = pool.submit(_unpack_files, batch, umask)
-            queue.append((batch, batch_bytes, fut))
+            nonlocal batch, batch_bytes, ahead
+            queue.append((batch, batch_bytes, pool.submit(_unpack_files, batch, umask)))
             ahead += batch_bytes
             batch, batch_bytes = [], 0
             while ahead > AHEAD and queue:
@@ -162,10 +211,8 @@ def write_entries(
                     dirs.append((name, stat.S_IMODE(mode), mt))
                     continue
                 if k == "l":
-                    if isinstance(data, list) and image is not None:
-                        data = b"".join(image[1].pieces(data))
                     try:
-                        target = unpack(sz, data)  # type: ignore[arg-type]
+                        target = unpack(sz, b"".join(data) if isinstance(data, list) else data)
                     except (ValueError, zlib.error) as exc:
                         raise Damaged(f"entry {name}: {exc}") from None
                     links.append((name, target.decode(errors="surrogateescape"), mt))
@@ -173,7 +220,7 @@ def write_entries(
                 folder(name)
                 batch.append((name, base + name, sz, data, h, stat.S_IMODE(mode) or 0o644, mt))
                 batch_bytes += max(sz, 0)
-                if len(batch) >= max_files or batch_bytes >= max_bytes:
+                if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
                     send()
             if batch:
                 send()
@@ -182,8 +229,6 @@ def write_entries(
         except BaseException:
             for *_, fut in queue:
                 fut.cancel()
-            # a writer process's batch still running writes on: it ends before the folder is touched
-            futures.wait([fut for *_, fut in queue])
             raise
     for name, target, mt in links:
         path = root / name
@@ -316,7 +361,7 @@ def mount_image(dev: Device, db: Path, root: Path, t0: int) -> tuple[int, bytear
     try:
         try:
             rows, files = _stream_rows(pages, dev, count)
-            streamed = write_entries(rows, lambda name: files.get(name, (None, None)), root, t0, (str(db), pages))
+            streamed = write_entries(rows, lambda name: files.get(name, (None, None)), root, t0)
         except (btree.Unsupported, Damaged) as exc:
             log.info("%s: files extracted through SQLite (%s)", db.name, exc)
         except btree.Stopped:
