@@ -200,3 +200,17 @@ def test_the_reader_refuses_what_it_does_not_read(tmp_path: Path) -> None:
     finally:
         pages.close()
         os.close(fd)
+
+
+def test_a_file_of_more_pieces_than_one_writev_takes_is_written_whole(tmp_path: Path) -> None:
+    """A stored file's pieces of pages go in writev calls of at most IOV_MAX (a 64 MiB file has more)."""
+    from snaplab.agent.fs.extract import IOV_MAX, _write_file
+
+    pieces = [memoryview(bytes([i % 251]) * 100) for i in range(2 * IOV_MAX + 7)]
+    path = tmp_path / "f"
+    _write_file(str(path), pieces, 0o640, 5 * 10**9, 0o022)
+    st = path.stat()
+    assert path.read_bytes() == b"".join(pieces)
+    assert (stat.S_IMODE(st.st_mode), st.st_mtime_ns) == (0o640, 5 * 10**9)
+    _write_file(str(path), b"", 0o600, 6 * 10**9, 0o022)  # and an empty one, over it
+    assert path.read_bytes() == b"" and path.stat().st_mtime_ns == 6 * 10**9

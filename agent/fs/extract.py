@@ -56,6 +56,7 @@ MMAP = 1 << 40  # the working copy is read through a mapping (no copy per page r
 WORKERS = 2  # threads that unpack, check and write files while the rows are read (ISA-L, XXH3, write release the GIL)
 AHEAD = 64 * 1024 * 1024  # bytes of rows handed to them and not yet written, at most
 BATCH_FILES, BATCH_BYTES = 32, 2 * 1024 * 1024  # files per worker task, at most
+IOV_MAX = 1024  # pieces per writev (Linux's limit)
 
 Data = bytes | str | list[memoryview] | None  # a row's data: as SQLite gives it, or pieces of pages (btree.py)
 Row = tuple[Any, Any, Any, Any, Data]  # name, mode, mtime, sz, data
@@ -78,10 +79,14 @@ def _write_file(path: str, content: bytes | list[memoryview], perm: int, mt: int
     one still lets this descriptor write), chmod only when the umask would take bits off."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, perm | 0o200)
     try:
-        for part in [content] if isinstance(content, bytes) else content:
-            view = memoryview(part)
-            while view:
-                view = view[os.write(fd, view) :]
+        parts = [content] if isinstance(content, bytes) else content
+        for i in range(0, len(parts), IOV_MAX):  # a file's pieces in one call (each call hands the GIL on)
+            group = parts[i : i + IOV_MAX]
+            done = os.writev(fd, group) if len(group) > 1 else os.write(fd, group[0])
+            if done < sum(len(p) for p in group):  # a short write (rare): the rest from where it stopped
+                rest = memoryview(b"".join(group))[done:]
+                while rest:
+                    rest = rest[os.write(fd, rest) :]
         if umask is None or perm & umask or not perm & 0o200:
             os.fchmod(fd, perm)
         os.utime(fd, ns=(mt, mt))
