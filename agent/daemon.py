@@ -30,7 +30,7 @@ from snaplab.agent.commands import base
 from snaplab.agent.fs.lazywriter import LazyWriter
 from snaplab.agent.host import Host
 
-from snaplab.common import daemon_runner
+from snaplab.common import daemon_runner, memory
 from snaplab.common.chaos import ChaosEngine
 from snaplab.common.daemon_runner import ArgumentParser, UsageError
 from snaplab.common.errors import E
@@ -348,6 +348,7 @@ def serve(cfg: Config, stop: threading.Event) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    memory.reuse_large_buffers()  # MiB-sized I/O buffers reused, not faulted in again (memory.py)
     return daemon_runner.run(PROG, parse_args, serve, argv)
 
 

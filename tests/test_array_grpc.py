@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 from snaplab.san.blocks import BLOCK
-from snaplab.san.array_client import ArrayClient
+from snaplab.san.array_client import ArrayClient, chunk_data
 from snaplab.array.process import ArrayProcess, ArrayProcessError, make_lab_certs
 
 from snaplab.common.rpc import ClientTLS, SnapLabClientError, wait_healthy
@@ -361,6 +361,34 @@ def test_read_heads_answers_each_ld_as_a_read_of_its_first_bytes(lab: Lab) -> No
     many = biz.stub.ReadHeads(pb.ReadHeadsRequest(lds=["bv001"] * 1024, length=4), timeout=10, metadata=biz._metadata)
     assert [h.data for h in many.heads] == [b"MBR!"] * 1024  # a scan of 1,024 disks in one call
     refused(C.INVALID_ARGUMENT, "iSM19005", lambda: biz._call("ReadHeads", pb.ReadHeadsRequest(lds=["bv001"] * 1025)))
+
+
+def test_read_chunks_are_views_of_the_messages_with_protobufs_answer(lab: Lab) -> None:
+    """A mount's read hands each message's data on as a view of what gRPC received (chunk_data):
+    the same bytes as protobuf's parse, for the array's messages and for any other encoding."""
+    biz, bv = lab.business01, lab.unit("chunks", sra=MiB).bv
+    data = bytes(range(256)) * (3 * MiB // 256) + b"tail"
+    biz.write(bv, 0, data)
+    pieces = list(biz.read_chunks(bv, 0, len(data), call=2 * MiB, chunk_size=MiB))
+    assert [len(p) for p in pieces] == [MiB, MiB, MiB, 4]  # two calls, each in 1 MiB messages
+    assert all(isinstance(p, memoryview) for p in pieces) and b"".join(pieces) == data
+    assert biz.read(bv, 5, 2 * MiB) == data[5 : 5 + 2 * MiB]
+    for msg in (pb.DataChunk(data=b""), pb.DataChunk(data=b"x"), pb.DataChunk(data=data[: 300 * 1024])):
+        raw = msg.SerializeToString()
+        assert bytes(chunk_data(raw)) == msg.data
+    twice = pb.DataChunk(data=b"old").SerializeToString() + pb.DataChunk(data=b"new").SerializeToString()
+    assert chunk_data(twice) == pb.DataChunk.FromString(twice).data == b"new"  # the last one, as protobuf
+    with pytest.raises(Exception) as info:
+        chunk_data(b"\x0a\x05abc")  # cut short: protobuf's own error, as before
+    assert type(info.value) is type(_decode_error(b"\x0a\x05abc"))
+
+
+def _decode_error(raw: bytes) -> BaseException:
+    try:
+        pb.DataChunk.FromString(raw)
+    except Exception as exc:  # noqa: BLE001 - whatever protobuf raises
+        return exc
+    raise AssertionError("protobuf parsed a message cut short")
 
 
 def test_callers_without_a_lab_certificate_are_refused(lab: Lab) -> None:

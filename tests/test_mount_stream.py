@@ -200,3 +200,61 @@ def test_the_reader_refuses_what_it_does_not_read(tmp_path: Path) -> None:
     finally:
         pages.close()
         os.close(fd)
+
+
+def test_a_file_of_more_pieces_than_one_writev_takes_is_written_whole(tmp_path: Path) -> None:
+    """A stored file's pieces of pages go in writev calls of at most IOV_MAX (a 64 MiB file has more)."""
+    from snaplab.agent.fs.extract import IOV_MAX, _write_file
+
+    pieces = [memoryview(bytes([i % 251]) * 100) for i in range(2 * IOV_MAX + 7)]
+    path = tmp_path / "f"
+    _write_file(str(path), pieces, 0o640, 5 * 10**9, 0o022)
+    st = path.stat()
+    assert path.read_bytes() == b"".join(pieces)
+    assert (stat.S_IMODE(st.st_mode), st.st_mtime_ns) == (0o640, 5 * 10**9)
+    _write_file(str(path), b"", 0o600, 6 * 10**9, 0o022)  # and an empty one, over it
+    assert path.read_bytes() == b"" and path.stat().st_mtime_ns == 6 * 10**9
+
+
+def test_the_collector_is_paused_while_extracting_and_back_after(tmp_path: Path) -> None:
+    """The cyclic collector is off during a mount's extraction (each collection held the GIL the
+    workers wait for) and on again after it, a failed one included; left off if it was off."""
+    import gc
+
+    from snaplab.agent.fs import extract as ex
+
+    img = tmp_path / "vol.img"
+    _archive(img, random.Random(3))
+    seen = []
+    real = ex._unpack_files
+
+    def spy(jobs, umask):  # type: ignore[no-untyped-def]
+        seen.append(gc.isenabled())
+        return real(jobs, umask)
+
+    ex._unpack_files = spy  # type: ignore[assignment]
+    try:
+        assert gc.isenabled()
+        for n, h in enumerate((None, "a/b/f000-é.bin")):
+            root = tmp_path / f"mnt{n}"
+            root.mkdir()
+            dev = FileDevice(img, img.stat().st_size)
+            if h is None:
+                mount_image(dev, tmp_path / f"w{n}.db", root, 7)[3].close()
+            else:  # a file that fails its hash on both paths: the mount fails
+                bad = tmp_path / "bad.img"
+                _archive(bad, random.Random(3), bad_hash=h)
+                with pytest.raises(Damaged):
+                    mount_image(FileDevice(bad, bad.stat().st_size), tmp_path / f"w{n}.db", root, 7)
+            assert gc.isenabled()
+        assert seen and not any(seen)
+        gc.disable()  # someone else's choice is left alone
+        try:
+            root = tmp_path / "mnt9"
+            root.mkdir()
+            mount_image(FileDevice(img, img.stat().st_size), tmp_path / "w9.db", root, 7)[3].close()
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        ex._unpack_files = real  # type: ignore[assignment]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import hashlib
 import logging
 import os
@@ -56,6 +57,7 @@ MMAP = 1 << 40  # the working copy is read through a mapping (no copy per page r
 WORKERS = 2  # threads that unpack, check and write files while the rows are read (ISA-L, XXH3, write release the GIL)
 AHEAD = 64 * 1024 * 1024  # bytes of rows handed to them and not yet written, at most
 BATCH_FILES, BATCH_BYTES = 32, 2 * 1024 * 1024  # files per worker task, at most
+IOV_MAX = 1024  # pieces per writev (Linux's limit)
 
 Data = bytes | str | list[memoryview] | None  # a row's data: as SQLite gives it, or pieces of pages (btree.py)
 Row = tuple[Any, Any, Any, Any, Data]  # name, mode, mtime, sz, data
@@ -78,10 +80,14 @@ def _write_file(path: str, content: bytes | list[memoryview], perm: int, mt: int
     one still lets this descriptor write), chmod only when the umask would take bits off."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, perm | 0o200)
     try:
-        for part in [content] if isinstance(content, bytes) else content:
-            view = memoryview(part)
-            while view:
-                view = view[os.write(fd, view) :]
+        parts = [content] if isinstance(content, bytes) else content
+        for i in range(0, len(parts), IOV_MAX):  # a file's pieces in one call (each call hands the GIL on)
+            group = parts[i : i + IOV_MAX]
+            done = os.writev(fd, group) if len(group) > 1 else os.write(fd, group[0])
+            if done < sum(len(p) for p in group):  # a short write (rare): the rest from where it stopped
+                rest = memoryview(b"".join(group))[done:]
+                while rest:
+                    rest = rest[os.write(fd, rest) :]
         if umask is None or perm & umask or not perm & 0o200:
             os.fchmod(fd, perm)
         os.utime(fd, ns=(mt, mt))
@@ -142,10 +148,44 @@ def _unpack_file(
     return size, h if h is not None and not legacy else _hashes(content, False)
 
 
+_gc_lock = threading.Lock()
+_gc_paused = 0  # extractions running with the cyclic collector paused by them
+
+
+@contextlib.contextmanager
+def _gc_paused_while() -> Iterator[None]:
+    """The cyclic garbage collector paused while a volume's files are read and extracted: a mount
+    allocates ~100,000 containers (rows, jobs, records) that stay alive or die by reference count,
+    and each of the ~80 collections they set off held the GIL the workers wait for (20-100 ms a
+    mount, a full one 40-50 ms). Enabled again when the last extraction running ends, unless
+    something else had it disabled."""
+    global _gc_paused
+    with _gc_lock:
+        if _gc_paused == 0 and not gc.isenabled():
+            owner = False
+        else:
+            owner = True
+            _gc_paused += 1
+            gc.disable()
+    try:
+        yield
+    finally:
+        if owner:
+            with _gc_lock:
+                _gc_paused -= 1
+                if _gc_paused == 0:
+                    gc.enable()
+
+
 def extract(conn: sqlite3.Connection, root: Path, has_files: bool, t0: int) -> dict[str, Rec]:
     """Write every entry of the archive under ``root`` (mode, exact mtime) through SQLite; returns
     the records. Damaged when an entry's data does not match its size or its recorded hash. Rows are
     read in their table's order (the file's order, no index lookups)."""
+    with _gc_paused_while():
+        return _extract(conn, root, has_files, t0)
+
+
+def _extract(conn: sqlite3.Connection, root: Path, has_files: bool, t0: int) -> dict[str, Rec]:
     conn.execute(f"PRAGMA mmap_size={MMAP}")
     files: dict[str, tuple[int | None, bytes | None]] = {}
     if has_files:
@@ -273,7 +313,7 @@ def _stream_rows(pages: btree.Pages, dev: Device, count: list[int]) -> tuple[Ite
     return sqlar(), files
 
 
-def _chunks(dev: Device, total: int) -> Iterator[bytes]:
+def _chunks(dev: Device, total: int) -> Iterator[bytes | memoryview]:
     """The first ``total`` bytes of the device as they arrive (a Volume streams them; others are read
     in IMAGE_CHUNK calls)."""
     stream = getattr(dev, "read_chunks", None)
@@ -322,6 +362,8 @@ class _Reader(threading.Thread):
             self.pages.stop()
         try:
             self.conn = open_db(self.db, self.dev.size // PAGE)
+            # through a mapping: quick_check reads every page, and pread would copy each one (extract's setting)
+            self.conn.execute(f"PRAGMA mmap_size={MMAP}")
             self.problems = quick_check(self.conn)
         except BaseException as exc:  # noqa: BLE001
             self.error = exc
@@ -343,6 +385,11 @@ def mount_image(dev: Device, db: Path, root: Path, t0: int) -> tuple[int, bytear
     Returns (pages, page digests as read, records, the working copy open and checked: quick_check
     passed). Damaged when the header's page count does not fit the volume, the database fails its
     check or an entry its size or hash."""
+    with _gc_paused_while():
+        return _mount_image(dev, db, root, t0)
+
+
+def _mount_image(dev: Device, db: Path, root: Path, t0: int) -> tuple[int, bytearray, dict[str, Rec], sqlite3.Connection]:
     n = read_header(dev)
     if n * PAGE > dev.size:
         raise Damaged(f"the header says {n} pages, the volume holds {dev.size // PAGE}")

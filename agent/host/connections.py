@@ -109,7 +109,7 @@ class Connections:
         self._count("read", len(data))
         return data
 
-    def read_disk_chunks(self, disk: Disk, offset: int, length: int) -> Iterator[bytes]:
+    def read_disk_chunks(self, disk: Disk, offset: int, length: int) -> Iterator[bytes | memoryview]:
         """``read_disk`` as the array's messages arrive (a mount's streaming read)."""
         if disk.local:
             yield bytes(length)

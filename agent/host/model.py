@@ -114,7 +114,7 @@ class Volume:
         assert self.host is not None
         return self.host.read_disk(self.disk, self.start + offset, length)
 
-    def read_chunks(self, offset: int, length: int) -> Iterator[bytes]:
+    def read_chunks(self, offset: int, length: int) -> Iterator[bytes | memoryview]:
         """The range in the pieces the array sends, as they arrive (their lengths add up to ``length``)."""
         if offset < 0 or offset + length > self.size:
             raise ValueError("read beyond the volume")
