@@ -385,7 +385,8 @@ def test_clone_holds_the_sources_bytes(lab: ClientLab) -> None:
     at once (the copy still runs), then UnpairWait polls the RV's Sync State through ``sep/exec``
     until ``separated`` and unpairs. A ``rpl_hold`` fault pauses the copy so that every state is seen."""
     for ldn, name in ((590, "cinder_src"), (591, "cinder_clone")):
-        assert shell(lab, f"iSMcfg ldbind -poolnumber 0 -ldn {ldn} -capacity 1 -immediate")[2] == 0
+        out, err, ret = shell(lab, f"iSMcfg ldbind -poolnumber 0 -ldn {ldn} -capacity 1 -immediate")
+        assert ret == 0, out + err
         assert shell(lab, f"iSMcfg nickname -ldn {ldn} -newname {name} -immediate")[2] == 0
     payload = bytes(range(256)) * 1024  # 256 KiB at an offset that spans blocks
     with _admin_array(lab) as array:
