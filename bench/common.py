@@ -82,16 +82,9 @@ def pin_malloc() -> str:
     the mmap threshold, trim threshold and top pad are pinned (the env vars MALLOC_MMAP_THRESHOLD_,
     MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_ do the same). Returns a description for the header.
     """
-    try:
-        import ctypes
-        import ctypes.util
+    from snaplab.common.memory import set_malloc
 
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-        ok = (libc.mallopt(m_mmap_threshold, 32 * MiB) == 1 and libc.mallopt(m_trim_threshold, 512 * MiB) == 1
-              and libc.mallopt(m_top_pad, 64 * MiB) == 1)
-    except (OSError, AttributeError):
-        ok = False
+    ok = set_malloc(32 * MiB, 512 * MiB, 64 * MiB)
     return ("glibc pinned: mmap threshold 32 MiB, trim threshold 512 MiB, top pad 64 MiB" if ok
             else "defaults (mallopt unavailable)")
 

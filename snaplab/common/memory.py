@@ -21,13 +21,18 @@ def reuse_large_buffers() -> bool:
     pread, the message, its serialized form) is a fresh mapping or heap that was just trimmed, whose
     pages fault in one by one: a third of the array's CPU for a mount's 190 MB. The heap kept is
     bounded (TRIM_THRESHOLD above what is in use). False where there is no glibc mallopt."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = (libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
-              and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-              and libc.mallopt(_M_TOP_PAD, TOP_PAD) == 1)
-    except (OSError, AttributeError):
-        ok = False
+    ok = set_malloc(MMAP_THRESHOLD, TRIM_THRESHOLD, TOP_PAD)
     if not ok:
         log.debug("mallopt unavailable: glibc's malloc defaults kept")
     return ok
+
+
+def set_malloc(mmap_threshold: int, trim_threshold: int, top_pad: int) -> bool:
+    """glibc's mmap threshold, trim threshold and top pad (bytes); False where there is no mallopt."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return (libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1
+                and libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
+                and libc.mallopt(_M_TOP_PAD, top_pad) == 1)
+    except (OSError, AttributeError):
+        return False
