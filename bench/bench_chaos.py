@@ -9,7 +9,7 @@ with ``--chaos-dir`` as a lab starts them. Each client runs ``Manager.Route`` of
 
 - rule: two rules of probability 0 that match every call: on the manager, ``iSMsc_query`` (each
   routed call draws its probability in the manager's interceptor); on the array, ``Query`` (each
-  look-up of the manager's Lookup stream draws its own);
+  look-up of the manager's look-up socket draws its own);
 - no rule: the rules file emptied (the interceptors stay installed, as in any lab: they see no rule).
 
 The rules are written with ``snaplab.common.chaos.RulesFile`` between rounds; the daemons pick each
