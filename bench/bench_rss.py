@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Array daemon RSS with 1 TiB of LDs provisioned and 1 GiB written vs the 150 MB limit.
 
-The real daemon (``snaplab-array``, mTLS, its own malloc settings as deployed: snaplab/common/memory.py) is
+The real daemon (``snaplab-array``, mTLS, glibc malloc defaults: no MALLOC_* tuning, as deployed) is
 configured over gRPC as a lab array would be: 8 BVs of 64 GiB, each with a set of 8 SVs and an LV, plus
 512 plain LDs of 1 GiB: 1 TiB of BV/LD capacity (the SVs and LVs add 4.5 TiB of thin virtual capacity),
 593 LDs with the SDV. Then 1 GiB is written over gRPC from this process in 1 MiB chunks, spread out:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Array daemon at scale: RSS flat in data written, and restart time, with 64 BVs x 1,024 generations.
 
-The real daemon (``snaplab-array``, mTLS, its malloc settings as deployed: memory.py) gets over gRPC: 64 BVs of
+The real daemon (``snaplab-array``, mTLS, glibc malloc defaults as deployed) gets over gRPC: 64 BVs of
 ``--gib``/64 GiB rounded up to a GiB, each with a set of 1,022 SVs (65,408 generations: LD numbers are
 16 bits, 0000h-FFFFh, so 64 BVs, their 65,536 SVs and the SDV do not fit; 1,022 is the most that does). Then ``--gib``
 GiB (default 64) are written over gRPC in 1 MiB writes by ``--clients`` client processes (each its own

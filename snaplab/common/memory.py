@@ -1,4 +1,4 @@
-"""glibc malloc settings for daemons that move MiB-sized buffers (the array's reads, a host's mount)."""
+"""glibc malloc settings for a daemon that moves MiB-sized buffers (the agent: a host's mount)."""
 
 from __future__ import annotations
 
