@@ -4,7 +4,6 @@ stream and a short-lived description cache. Everything here runs on the manager'
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import ssl
 import time
@@ -19,7 +18,8 @@ from snaplab.common.rpc_tls import ssl_context
 from snaplab.v1 import array_pb2, array_pb2_grpc
 
 from . import serde
-from .lookup_socket import LookupSocket, StreamLost, expire
+from .lookup_socket import LookupSocket
+from .lookups import LookupStream, StreamLost
 from .routing import ArrayView
 
 DESCRIBE_TTL = 1.0  # seconds a Describe answer serves routing decisions
@@ -33,86 +33,6 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 T = TypeVar("T")
 
 log = logging.getLogger("snaplab.manager")
-
-
-class _LookupStream:
-    """One ``Array.Lookup`` stream: concurrent look-ups told apart by id. A writer task sends
-    whatever look-ups are waiting as one batch whenever the previous write is done, so at low load
-    each goes out at once and under load they share writes. When the stream ends, every look-up
-    still waiting gets ``StreamLost`` (look-ups change nothing, so resending them is safe)."""
-
-    def __init__(self, stub: array_pb2_grpc.ArrayStub, metadata: tuple[tuple[str, str], ...] | None) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._call = stub.Lookup(metadata=metadata)
-        self._pending: dict[int, asyncio.Future[array_pb2.LookupReply]] = {}
-        self._ids = itertools.count(1)
-        self._batch = array_pb2.LookupBatch()
-        self._wake = asyncio.Event()
-        self.lost = False
-        self.unimplemented = False
-        self._writer = self._loop.create_task(self._write())
-        self._reader = self._loop.create_task(self._read())
-
-    async def _write(self) -> None:
-        try:
-            while not self.lost:
-                if not self._batch.requests:
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                batch, self._batch = self._batch, array_pb2.LookupBatch()
-                await self._call.write(batch)
-        except (grpc.RpcError, asyncio.InvalidStateError, asyncio.CancelledError):
-            pass
-        except Exception:  # pragma: no cover - a bug here must not leave look-ups hanging
-            log.exception("Lookup stream writer failed")
-        finally:
-            self.close()
-
-    async def _read(self) -> None:
-        try:
-            while True:
-                replies = await self._call.read()
-                if replies is grpc.aio.EOF:
-                    break
-                for reply in replies.replies:
-                    fut = self._pending.pop(reply.id, None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(reply)
-        except grpc.RpcError as exc:
-            self.unimplemented = exc.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # pragma: no cover - a bug here must not leave look-ups hanging
-            log.exception("Lookup stream reader failed")
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if not self.lost:
-            self.lost = True
-            self._call.cancel()
-        self._wake.set()
-        pending, self._pending = self._pending, {}
-        for fut in pending.values():
-            if not fut.done():
-                fut.set_exception(StreamLost())
-
-    async def ask(self, field: str, request: Any, timeout: float) -> array_pb2.LookupReply:
-        if self.lost:
-            raise StreamLost()
-        i = next(self._ids)
-        fut: asyncio.Future[array_pb2.LookupReply] = self._loop.create_future()
-        self._pending[i] = fut
-        item = self._batch.requests.add(id=i)
-        getattr(item, field).CopyFrom(request)
-        self._wake.set()
-        timer = self._loop.call_later(timeout, expire, fut)
-        try:
-            return await fut
-        finally:
-            timer.cancel()
-            self._pending.pop(i, None)
 
 
 class _Fresh(Generic[T]):
@@ -185,7 +105,7 @@ class ArrayLink:
         self._state = _Fresh(ttl, self._read_state)
         # the routing view with its version; reread with that version: O(1) if unchanged
         self._view: _Fresh[tuple[str, ArrayView]] = _Fresh(ttl, self._read_view)
-        self._stream: _LookupStream | None = None
+        self._stream: LookupStream | None = None
         self._socket: LookupSocket | None = None
         self._stream_after = 0.0  # monotonic time before which look-ups use the unary RPCs
         # The array's look-up socket (lookup_socket.py): its port from the routing view, on the
@@ -247,7 +167,7 @@ class ArrayLink:
             )
         return getattr(reply, field)
 
-    def _lookups(self) -> _LookupStream | LookupSocket | None:
+    def _lookups(self) -> LookupStream | LookupSocket | None:
         """Where look-ups go: the array's look-up socket if it offers one, else the Lookup stream,
         else None (the unary RPCs); one that failed is not reopened for LOOKUP_RETRY seconds (a
         stream that is not implemented, never). A socket that connects again replaces the stream."""
@@ -274,7 +194,7 @@ class ArrayLink:
             self._stream_after = now + (float("inf") if stream.unimplemented else LOOKUP_RETRY)
             stream = self._stream = None
         if stream is None and now >= self._stream_after:
-            stream = self._stream = _LookupStream(self.stub, self._metadata)
+            stream = self._stream = LookupStream(self.stub, self._metadata)
         return stream
 
     def _reached(self, ok: bool) -> None:

@@ -6,7 +6,8 @@ through it with the answers of a direct Query; after the array restarts on a new
 manager reconnects. In one process, on a real TLS socket: only a manager's or admin's lab
 certificate is served; a frame that is no LookupBatch, breaks a request rule or is over the size
 limit ends that connection only; a chaos rule on ``Lookup`` closes the connection as it would
-refuse a stream, and the routed operation is still answered (over gRPC)."""
+refuse a stream, and the routed operation is still answered (over gRPC). An array without the
+socket (insecure) is asked over the Array.Lookup stream (manager/lookups.py)."""
 
 from __future__ import annotations
 
@@ -201,3 +202,34 @@ def test_the_manager_finds_the_socket_where_its_channel_goes() -> None:
     assert _socket_host("ipv4:198.18.0.2:50051,198.18.1.2:50051") == "198.18.0.2"  # the first SAN path
     assert _socket_host("dns:///array1:50051") == "array1"
     assert _socket_host("unix:/run/array.sock") is None
+
+
+def test_an_array_without_the_socket_is_asked_over_the_lookup_stream(tmp_path: Path) -> None:
+    """An insecure (test) array offers no socket: look-ups go over one Array.Lookup stream, which
+    batches what is asked together and answers each as its unary RPC would."""
+    from snaplab.manager.arrays import ArrayLink
+    from snaplab.manager.lookups import LookupStream
+
+    from snaplab.common.rpc import SnapLabClientError
+
+    with ArrayProcess(tmp_path / "array", name=ARRAY) as array:
+        with array.client("admin", "admin") as m:
+            m.bind_pool(0, "Pool0", "basic", 64 * MiB)
+            m.bind_ld("bv1", 4 * MiB, 0, "WN")
+
+        async def scenario() -> None:
+            link = ArrayLink(ARRAY, array.target, None, test_identity="manager/manager")
+            try:
+                await link.view()
+                replies = await asyncio.gather(*(link.call("LinkInfoOf", pb.VolumeRef(name="bv1"), 10)
+                                                 for _ in range(20)))
+                assert {r.volume for r in replies} == {"bv1"}
+                assert isinstance(link._stream, LookupStream) and not link._stream.lost and link._socket is None
+                with pytest.raises(SnapLabClientError) as info:
+                    await link.call("LinkInfoOf", pb.VolumeRef(name="nosuch"), 10)
+                assert info.value.msg_id  # the unary RPC's refusal, relayed
+                assert not link._stream.lost  # a refusal does not end the stream
+            finally:
+                await link.close()
+
+        asyncio.run(scenario())
