@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from snaplab.common import daemon_runner
+from snaplab.common import daemon_runner, memory
 from snaplab.common.chaos import ChaosEngine
 from snaplab.common.daemon_runner import ArgumentParser, UsageError
 from snaplab.common.metrics import DaemonMetrics
@@ -30,6 +30,8 @@ PROG = "snaplab-array"
 DEFAULT_NAME = "SnapLab_Array"
 # What each caller may have in progress (snaplab/common/rpc_guard.py); the README lists the figures.
 LIMITS = CallLimits(wait_methods=frozenset({WAIT_METHOD}))
+
+ARENAS = 2  # malloc arenas (memory.limit_arenas): the peak RSS bounded under concurrent 1 MiB writes
 
 log = logging.getLogger("snaplab.array.daemon")
 
@@ -244,6 +246,7 @@ async def _start_lookup_socket(cfg: Config, servicer: ArrayServicer, metrics: Da
 def main(argv: list[str] | None = None) -> int:
     # No memory.reuse_large_buffers() here: at 64 GiB (bench_scale) the heap it keeps raised the
     # array's RSS from 158.7 to 174.8 MB and its peak from 195.9 to 213.1 MB, over the 200 MB target.
+    memory.limit_arenas(ARENAS)
     return daemon_runner.run_aio(PROG, parse_args, serve, argv)
 
 

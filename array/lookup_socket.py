@@ -99,8 +99,9 @@ class LookupSocket:
         self._writers.add(writer)
         start, result = time.perf_counter(), "OK"
         try:
-            if not await self._chaos_allows():
-                result = "CHAOS"
+            refused = await self._chaos_refusal()
+            if refused:
+                result = refused
                 return
             while True:
                 batch = _checked(await read_frame(reader), peer, ident)
@@ -123,17 +124,18 @@ class LookupSocket:
             if self.metrics is not None:
                 self.metrics.observe("Lookup", result, time.perf_counter() - start)
 
-    async def _chaos_allows(self) -> bool:
-        """A rule on ``Lookup`` as at a stream's start: its delay, a crash, or the connection closed."""
+    async def _chaos_refusal(self) -> str:
+        """A rule on ``Lookup`` as at a stream's start: its delay, a crash, or the status that closes
+        the connection ("" to serve it)."""
         chaos = self.servicer.chaos
         f = chaos.decide(("Lookup",), "") if chaos is not None else None
         if f is None:
-            return True
+            return ""
         if f.latency:
             await asyncio.sleep(f.latency)
         if f.crash:
             crash_now(f)
-        return f.error is None and not f.status
+        return f.error.status.name if f.error is not None else f.status
 
 
 class _Refused(Exception):

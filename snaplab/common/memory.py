@@ -10,7 +10,7 @@ log = logging.getLogger("snaplab")
 
 MiB = 1 << 20
 # mallopt(3) parameters
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -2, -3, -8
 MMAP_THRESHOLD = 32 * MiB  # buffers below this come from the heap, reused (a Read's 4 MiB messages)
 TRIM_THRESHOLD = 64 * MiB  # free heap kept before it is handed back to the OS
 TOP_PAD = 16 * MiB
@@ -34,5 +34,17 @@ def set_malloc(mmap_threshold: int, trim_threshold: int, top_pad: int) -> bool:
         return (libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1
                 and libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
                 and libc.mallopt(_M_TOP_PAD, top_pad) == 1)
+    except (OSError, AttributeError):
+        return False
+
+
+def limit_arenas(count: int) -> bool:
+    """At most ``count`` malloc arenas (glibc's default: 8 per core). Each thread that allocates
+    MiB-sized buffers (gRPC's, the engine pools') otherwise grows an arena of its own, whose freed
+    chunks the others cannot reuse: the peak RSS grows with the threads, not with the work. Call it
+    before threads start. False where there is no glibc mallopt."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.mallopt(_M_ARENA_MAX, count) == 1
     except (OSError, AttributeError):
         return False
