@@ -124,6 +124,15 @@ class ArrayEngine(
         for fam in self.families.values():
             fam.close()
         self.__dict__.update(st)
+        self._loads = getattr(self, "_loads", 0) + 1
+
+    @property
+    def state_version(self) -> tuple[int, int, int]:
+        """Differs whenever the state may have changed: every change to the memory state goes with
+        its row (``_tx``), so SQLite's count of rows changed on this connection moves with it; a
+        reload or a new connection (after a storage failure) changes the rest. Readable without the
+        lock: an answer computed under the lock is at least as new as the version read before it."""
+        return (self._loads, id(self.db.conn), self.db.conn.total_changes)
 
     def _read_state(self) -> dict:
         """The memory state as the database holds it (the families' files opened anew)."""

@@ -39,6 +39,7 @@ MAX_HEAD = 4096  # ReadHeads: enough for a partition table's first sectors
 POOL_THREADS = 8  # engine threads per pool (control, others); the engine's lock serialises most calls anyway
 CALLER_SLOTS = 2  # engine calls a non-control caller may have queued or running at once
 QUICK_LOOKUPS = 8  # a look-up batch this small runs on the event loop when the engine is free
+QUERY_ANSWERS_KEPT = 4096  # Query answers kept for BVs that did not change (their memory bounded)
 # A wait re-checks its condition at least this often, even if no commit woke it, and at most this often.
 _WAIT_SLICE = 1.0
 _WAIT_RECHECK = 0.02
@@ -150,6 +151,7 @@ class ArrayServicer(CheckpointCallsMixin, array_pb2_grpc.ArrayServicer):
         # `Query`/`LinkInfoOf` to them, as the unary calls they stand for (the interceptor sees one stream).
         self.chaos: ChaosEngine | None = None
         self.lookup_port = 0  # the look-up socket's port (set by the daemon; 0: none)
+        self._answers: dict[str, tuple[tuple[int, int, int], pb.QueryReply]] = {}  # BV -> its last Query answer
 
     def shutdown(self) -> None:
         """End every Lookup stream now (they never end by themselves) so the server drains at once;
@@ -314,7 +316,17 @@ class ArrayServicer(CheckpointCallsMixin, array_pb2_grpc.ArrayServicer):
         bv = serde.required(request.bv, "bv")
         if ident.role == "host":  # a host looks up only what the manager would route for it
             self.engine.check_host_lookup(ident.name, bv)
-        return serde.query_msg(self.engine.query(bv))
+        # Routing queries a BV on every routed operation; while nothing changed, the answer is
+        # the one built last (engine.state_version), not rebuilt per generation each time.
+        version = self.engine.state_version
+        held = self._answers.get(bv)
+        if held is not None and held[0] == version:
+            return held[1]
+        reply = serde.query_msg(self.engine.query(bv))
+        if len(self._answers) >= QUERY_ANSWERS_KEPT:
+            self._answers.clear()
+        self._answers[bv] = (version, reply)
+        return reply
 
     def _linkinfo(self, request: pb.VolumeRef, ident: Identity) -> pb.LinkInfo:
         _authorise(ident, VIEW_ROLES, "query links")
