@@ -39,7 +39,7 @@ MAX_HEAD = 4096  # ReadHeads: enough for a partition table's first sectors
 POOL_THREADS = 8  # engine threads per pool (control, others); the engine's lock serialises most calls anyway
 CALLER_SLOTS = 2  # engine calls a non-control caller may have queued or running at once
 QUICK_LOOKUPS = 8  # a look-up batch this small runs on the event loop when the engine is free
-QUERY_ANSWERS_KEPT = 4096  # Query answers kept for BVs that did not change (their memory bounded)
+QUERY_ANSWERS_KEPT = 8192  # generations (and BVs) in the Query answers kept: ~2 MiB at most
 # A wait re-checks its condition at least this often, even if no commit woke it, and at most this often.
 _WAIT_SLICE = 1.0
 _WAIT_RECHECK = 0.02
@@ -152,6 +152,7 @@ class ArrayServicer(CheckpointCallsMixin, array_pb2_grpc.ArrayServicer):
         self.chaos: ChaosEngine | None = None
         self.lookup_port = 0  # the look-up socket's port (set by the daemon; 0: none)
         self._answers: dict[str, tuple[tuple[int, int, int], pb.QueryReply]] = {}  # BV -> its last Query answer
+        self._answers_size = 0  # their generations and BVs (QUERY_ANSWERS_KEPT)
 
     def shutdown(self) -> None:
         """End every Lookup stream now (they never end by themselves) so the server drains at once;
@@ -323,9 +324,15 @@ class ArrayServicer(CheckpointCallsMixin, array_pb2_grpc.ArrayServicer):
         if held is not None and held[0] == version:
             return held[1]
         reply = serde.query_msg(self.engine.query(bv))
-        if len(self._answers) >= QUERY_ANSWERS_KEPT:
+        size = len(reply.generations) + 1
+        if held is not None:
+            self._answers_size -= len(held[1].generations) + 1
+        if self._answers_size + size > QUERY_ANSWERS_KEPT:
             self._answers.clear()
-        self._answers[bv] = (version, reply)
+            self._answers_size = 0
+        if size <= QUERY_ANSWERS_KEPT:
+            self._answers[bv] = (version, reply)
+            self._answers_size += size
         return reply
 
     def _linkinfo(self, request: pb.VolumeRef, ident: Identity) -> pb.LinkInfo:

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from time import time as wall_clock
 from pathlib import Path
 
 import sqlite_utils
@@ -35,9 +36,16 @@ _CUT_MARK_ROOM = 32  # a stored field may end in "...(N characters)" beyond its 
 log = logging.getLogger("snaplab.manager")
 
 
+_NOW_TEXT: tuple[int, str] = (-1, "")  # the last second formatted: every routed op logs an event
+
+
 def now_text() -> str:
     """The event log's time form (SPEC §8 and the guide): ``yyyy/mm/dd hh:mm:ss``."""
-    return datetime.now().strftime("%Y/%m/%d %H:%M:%S")
+    global _NOW_TEXT
+    second = int(wall_clock())
+    if _NOW_TEXT[0] != second:
+        _NOW_TEXT = (second, datetime.fromtimestamp(second).strftime("%Y/%m/%d %H:%M:%S"))
+    return _NOW_TEXT[1]
 
 
 @dataclass(frozen=True)

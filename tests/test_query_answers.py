@@ -100,3 +100,22 @@ def test_an_unchanged_bv_is_answered_without_rebuilding(tmp_path: Path) -> None:
         assert next(g.data_size for g in after.generations if g.sv == "sv01") == BLOCK
     finally:
         e.close()
+
+
+@pytest.mark.timeout(60)
+def test_the_kept_answers_stay_within_their_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from snaplab.array import servicer
+
+    monkeypatch.setattr(servicer, "QUERY_ANSWERS_KEPT", 10)  # generations and BVs
+    e = _engine(tmp_path / "array")
+    for name in ("bv002", "bv003"):
+        e.bind_ld(name, BLOCKS * BLOCK, 1, "LX")
+        e.add_generations(name, 1, 3, sv_names=[f"{name}_{sv}" for sv in SVS])
+    s = ArrayServicer(e)
+    try:
+        for bv in ("bv001", "bv002", "bv003", "bv001", "bv003"):
+            with e._lock:
+                assert s._query(pb.QueryRequest(bv=bv), MANAGER) == serde.query_msg(e.query(bv))
+            assert s._answers_size == sum(len(r.generations) + 1 for _, r in s._answers.values()) <= 10
+    finally:
+        e.close()
