@@ -162,8 +162,11 @@ class WrappingAioInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(_OPEN_SERVICES):
+        return None if handler is None else self.wrapped(handler, handler_call_details.method)
+
+    def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """The method's handler as this interceptor serves it (built once per method)."""
+        if method.startswith(_OPEN_SERVICES):
             return handler
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
