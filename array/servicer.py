@@ -362,19 +362,41 @@ class ArrayServicer(CheckpointCallsMixin, array_pb2_grpc.ArrayServicer):
             yield await self.answer_lookups(batch, ident)
         raise SnapLabError(E.STOPPING, name="disk array")
 
-    async def answer_lookups(self, batch: pb.LookupBatch, ident: Identity) -> pb.LookupReplies:
+    async def answer_lookups(
+        self, batch: pb.LookupBatch, ident: Identity, firings: dict[int, Firing] | None = None
+    ) -> pb.LookupReplies:
         """A checked batch's replies, each as its unary RPC would answer (the Lookup stream and the
-        look-up socket, lookup_socket.py, both answer through this)."""
-        firings = await self._lookup_chaos(batch) if self.chaos is not None else {}
-        run = self._run_quick if len(batch.requests) <= QUICK_LOOKUPS else self._run
-        replies = await run(ident, self._lookup_batch, batch, ident)
+        look-up socket, lookup_socket.py, both answer through this). ``firings``: the chaos rules'
+        decisions for it if already made (``lookup_firings``)."""
+        if firings is None:
+            firings = self.lookup_firings(batch)
         if firings:
-            replies = [_chaos_reply(r, firings[r.id]) if r.id in firings else r for r in replies]
-        return pb.LookupReplies(replies=replies)
+            delay = max(f.latency for f in firings.values())
+            if delay:
+                await asyncio.sleep(delay)
+            for f in firings.values():
+                if f.crash:
+                    crash_now(f)
+        run = self._run_quick if len(batch.requests) <= QUICK_LOOKUPS else self._run
+        return _with_firings(await run(ident, self._lookup_batch, batch, ident), firings)
 
-    async def _lookup_chaos(self, batch: pb.LookupBatch) -> dict[int, Firing]:
-        """The chaos rules' firings for a batch's look-ups (by id), after their delay; a crash now."""
-        assert self.chaos is not None
+    def answer_lookups_now(
+        self, batch: pb.LookupBatch, ident: Identity, firings: dict[int, Firing]
+    ) -> pb.LookupReplies | None:
+        """``answer_lookups`` without waiting, when it would not wait (no chaos delay or crash, a
+        small batch, the engine's lock free: the common case); else None."""
+        if len(batch.requests) > QUICK_LOOKUPS or any(f.latency or f.crash for f in firings.values()):
+            return None
+        with self.engine.lock_if_free() as free:
+            if not free:
+                return None
+            replies = self._lookup_batch(batch, ident)
+        return _with_firings(replies, firings)
+
+    def lookup_firings(self, batch: pb.LookupBatch) -> dict[int, Firing]:
+        """The chaos rules' firings for a batch's look-ups, by id (each look-up is its unary call)."""
+        if self.chaos is None:
+            return {}
         firings: dict[int, Firing] = {}
         for r in batch.requests:
             op = r.WhichOneof("op")
@@ -384,13 +406,6 @@ class ArrayServicer(CheckpointCallsMixin, array_pb2_grpc.ArrayServicer):
             f = self.chaos.decide(("Lookup", "Query" if op == "query" else "LinkInfoOf"), subject)
             if f is not None:
                 firings[r.id] = f
-        if firings:
-            delay = max(f.latency for f in firings.values())
-            if delay:
-                await asyncio.sleep(delay)
-            for f in firings.values():
-                if f.crash:
-                    crash_now(f)
         return firings
 
     def _lookup_batch(self, batch: pb.LookupBatch, ident: Identity) -> list[pb.LookupReply]:
@@ -610,6 +625,12 @@ def add_to_server(engine: ArrayEngine, server: grpc.aio.Server) -> ArrayServicer
     servicer = ArrayServicer(engine)
     array_pb2_grpc.add_ArrayServicer_to_server(servicer, server)
     return servicer
+
+
+def _with_firings(replies: list[pb.LookupReply], firings: dict[int, Firing]) -> pb.LookupReplies:
+    if firings:
+        replies = [_chaos_reply(r, firings[r.id]) if r.id in firings else r for r in replies]
+    return pb.LookupReplies(replies=replies)
 
 
 def _chaos_reply(reply: pb.LookupReply, f: Firing) -> pb.LookupReply:

@@ -3,7 +3,8 @@ one mTLS connection of length-prefixed ``LookupBatch``/``LookupReplies`` frames.
 
 It answers as the Lookup stream does (lookups.py): look-ups asked in the same turn of the event
 loop go out as one frame; when the connection cannot be made or ends, every look-up still waiting
-gets ``StreamLost`` and is resent over gRPC.
+gets ``StreamLost`` and is resent over gRPC. The replies are read by an ``asyncio.Protocol``
+(no stream reader, no task woken per frame).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import logging
 import ssl
 
-from snaplab.common.frames import FrameError, frame, read_frame
+from snaplab.common.frames import FrameBuffer, frame
 from snaplab.v1 import array_pb2
 
 from .lookups import Lookups
@@ -26,35 +27,35 @@ class LookupSocket(Lookups):
     def __init__(self, host: str, port: int, context: ssl.SSLContext) -> None:
         super().__init__()
         self._flush_due = False
-        self._writer: asyncio.StreamWriter | None = None
+        self._transport: asyncio.Transport | None = None
         self.failure = ""  # why it could not connect ("" if it did)
-        self._reader = self._loop.create_task(self._run(host, port, context))
+        self._connecting = self._loop.create_task(self._connect(host, port, context))
 
     @property
     def connected(self) -> bool:
-        return self._writer is not None and not self.lost
+        return self._transport is not None and not self.lost
 
-    async def _run(self, host: str, port: int, context: ssl.SSLContext) -> None:
+    async def _connect(self, host: str, port: int, context: ssl.SSLContext) -> None:
         try:
-            reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, ssl=context, server_hostname=host), CONNECT_TIMEOUT
+            transport, _ = await asyncio.wait_for(
+                self._loop.create_connection(
+                    lambda: _Replies(self), host, port, ssl=context, server_hostname=host
+                ),
+                CONNECT_TIMEOUT,
             )
-            self._flush()  # what was asked while connecting
-            while True:
-                data = await read_frame(reader)
-                if data is None:
-                    break
-                self._answer(array_pb2.LookupReplies.FromString(data))
-        except (OSError, ssl.SSLError, TimeoutError, FrameError, asyncio.IncompleteReadError) as exc:
-            if self._writer is None:
-                self.failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            log.debug("look-up socket to %s:%d ended: %s", host, port, exc)
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # pragma: no cover - a bug here must not leave look-ups hanging
-            log.exception("look-up socket reader failed")
-        finally:
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            self.failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.debug("look-up socket to %s:%d: %s", host, port, self.failure)
             self.close()
+            return
+        except asyncio.CancelledError:
+            self.close()
+            return
+        if self.lost:  # closed while connecting
+            transport.close()
+            return
+        self._transport = transport  # type: ignore[assignment]
+        self._flush()  # what was asked while connecting
 
     def _wake(self) -> None:
         if not self._flush_due:  # one frame for what is asked in this turn of the loop
@@ -63,12 +64,37 @@ class LookupSocket(Lookups):
 
     def _flush(self) -> None:
         self._flush_due = False
-        if self._writer is None or self.lost or not self._batch.requests:
+        if self._transport is None or self.lost or not self._batch.requests:
             return
-        self._writer.write(frame(self._take().SerializeToString()))
+        self._transport.write(frame(self._take().SerializeToString()))
 
     def _stop(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        if self._transport is not None:
+            self._transport.close()
         else:
-            self._reader.cancel()
+            self._connecting.cancel()
+
+
+class _Replies(asyncio.Protocol):
+    """The connection's replies, each frame a ``LookupReplies`` answered to its look-ups."""
+
+    def __init__(self, lookups: LookupSocket) -> None:
+        self.lookups = lookups
+        self._frames = FrameBuffer()
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            for payload in self._frames.feed(data):
+                self.lookups._answer(array_pb2.LookupReplies.FromString(payload))
+        except Exception as exc:  # noqa: BLE001 - FrameError, DecodeError: nothing more on it is trusted
+            log.warning("look-up socket: %s; closed", exc)
+            assert self._transport is not None
+            self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        log.debug("look-up socket ended: %s", exc)
+        self.lookups.close()

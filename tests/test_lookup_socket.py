@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,6 +189,57 @@ def test_only_control_certificates_and_well_formed_frames_are_served(tmp_path: P
                 await asyncio.sleep(0.02)
             assert not served.socket._open
         finally:
+            served.socket.shutdown()
+
+    try:
+        asyncio.run(run())
+    finally:
+        served.close()
+
+
+@pytest.mark.timeout(60)
+def test_frames_are_answered_in_order_also_when_the_engine_is_busy(tmp_path: Path) -> None:
+    """Frames cut anywhere or sent together are each answered, in order; one that arrives while
+    the engine's lock is held waits for it (answered by a task, reading paused) instead of failing."""
+    served = _Served(tmp_path)
+
+    def batch(i: int) -> bytes:
+        return frame(pb.LookupBatch(requests=[pb.LookupRequest(id=i, query=pb.QueryRequest(bv="nosuch"))]).SerializeToString())
+
+    async def run() -> None:
+        port = await served.socket.start(["127.0.0.1"])
+        context = served.client_context("manager")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname="127.0.0.1")
+        try:
+            together = batch(1) + batch(2) + batch(3)
+            writer.write(together[:3])  # inside the first header
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(together[3:])
+            got = [pb.LookupReplies.FromString(await asyncio.wait_for(read_frame(reader), 10)) for _ in range(3)]
+            assert [r.replies[0].id for r in got] == [1, 2, 3]
+            held, release = threading.Event(), threading.Event()
+
+            def busy() -> None:  # the engine busy in another thread: the look-ups must wait for it
+                with served.engine._lock:
+                    held.set()
+                    release.wait(10)
+
+            holder = threading.Thread(target=busy)
+            holder.start()
+            try:
+                assert held.wait(10)
+                writer.write(batch(4) + batch(5))
+                await asyncio.sleep(0.2)
+                assert not reader._buffer  # type: ignore[attr-defined]  # nothing answered meanwhile
+            finally:
+                release.set()
+                holder.join(10)
+            got = [pb.LookupReplies.FromString(await asyncio.wait_for(read_frame(reader), 10)) for _ in range(2)]
+            assert [r.replies[0].id for r in got] == [4, 5]
+            assert all(r.replies[0].msg_id == "iSM19003" for r in got)
+        finally:
+            writer.close()
             served.socket.shutdown()
 
     try:
