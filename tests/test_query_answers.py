@@ -5,6 +5,7 @@ guard, a refusal, a reload) it equals the answer built from the state now."""
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -13,28 +14,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from snaplab.array import serde
 from snaplab.array.engine import ArrayEngine
-from snaplab.array.model import DSV
 from snaplab.array.servicer import ArrayServicer
 from snaplab.common.errors import SnapLabError
 from snaplab.common.pki import Identity
 from snaplab.v1 import array_pb2 as pb
 
 from snaplab.san.blocks import BLOCK
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # small_engine: see labtools' docstring
+from small_engine import SVS, small_engine
 
-MiB = 1 << 20
 BLOCKS = 8
-SVS = ["sv01", "sv02", "sv03"]
 MANAGER = Identity("manager", "manager")
 
 
 def _engine(path: Path) -> ArrayEngine:
-    e = ArrayEngine(path, name="A", restore_rate=1)  # restores stay under way for a while
-    e.set_licence(DSV, 1 << 30)
-    e.bind_pool(1, "DYN1", "dynamic", 64 * MiB)
-    e.build_sra(1, 16 * MiB, sdv_name="SDV1")
-    e.bind_ld("bv001", BLOCKS * BLOCK, 1, "LX")
-    e.add_generations("bv001", 1, len(SVS), sv_names=SVS)
-    return e
+    return small_engine(path, BLOCKS, restore_rate=1)  # restores stay under way for a while
 
 
 def _kept_is_fresh(e: ArrayEngine, s: ArrayServicer) -> pb.QueryReply:

@@ -7,6 +7,7 @@ the BV reads the same bytes after it as after the first; also across an array re
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -14,23 +15,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from snaplab.array.engine import ArrayEngine
-from snaplab.array.model import DSV
 
 from snaplab.san.blocks import BLOCK
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # small_engine: see labtools' docstring
+from small_engine import SVS, small_engine
 
-MiB = 1 << 20
 BLOCKS = 8  # a BV of 8 blocks: small enough that hypothesis covers overlaps, restores, overwrites
-SVS = ["sv01", "sv02", "sv03"]
 
 
 def _engine(path: Path) -> ArrayEngine:
-    e = ArrayEngine(path, name="A")
-    e.set_licence(DSV, 1 << 30)
-    e.bind_pool(1, "DYN1", "dynamic", 64 * MiB)
-    e.build_sra(1, 16 * MiB, sdv_name="SDV1")
-    e.bind_ld("bv001", BLOCKS * BLOCK, 1, "LX")
-    e.add_generations("bv001", 1, len(SVS), sv_names=SVS)
-    return e
+    return small_engine(path, BLOCKS)
 
 
 def _restore(e: ArrayEngine, sv: str) -> int:
