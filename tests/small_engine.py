@@ -1,4 +1,5 @@
-"""A one-BV array engine (loaded like labtools: see its docstring) small enough for hypothesis to cover overlaps, restores and overwrites."""
+"""A one-BV array engine small enough for hypothesis to cover overlaps, restores and overwrites
+(loaded like labtools: see its docstring)."""
 
 from __future__ import annotations
 
