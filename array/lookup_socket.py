@@ -219,6 +219,11 @@ class _Connection(asyncio.Protocol):
             replies = await self.servicer.answer_lookups(batch, ident, firings)
         except asyncio.CancelledError:
             return
+        except Exception:  # noqa: BLE001 - a bug must not stall the connection: the manager resends over gRPC
+            log.exception("look-up socket: cannot answer a frame of %s; connection closed", ident.name)
+            self._result = "INTERNAL"
+            self.close()
+            return
         self._task = None
         if self.transport is None or self.transport.is_closing():
             return

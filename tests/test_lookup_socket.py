@@ -248,6 +248,34 @@ def test_frames_are_answered_in_order_also_when_the_engine_is_busy(tmp_path: Pat
         served.close()
 
 
+def test_a_frame_that_cannot_be_answered_closes_only_its_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure answering a frame (a bug) ends that connection, so the manager resends over gRPC,
+    instead of leaving it waiting; the socket serves the next connection."""
+    served = _Served(tmp_path)
+    answer_now = served.servicer.answer_lookups_now
+
+    async def broken(*_args: object) -> pb.LookupReplies:
+        raise RuntimeError("bug")
+
+    async def run() -> None:
+        port = await served.socket.start(["127.0.0.1"])
+        context = served.client_context("manager")
+        try:
+            monkeypatch.setattr(served.servicer, "answer_lookups_now", lambda *_a: None)
+            monkeypatch.setattr(served.servicer, "answer_lookups", broken)
+            assert await asyncio.wait_for(_ask(port, context, frame(_batch())), 10) is None  # closed, no answer
+            monkeypatch.setattr(served.servicer, "answer_lookups_now", answer_now)
+            reply = await asyncio.wait_for(_ask(port, context, frame(_batch())), 10)
+            assert reply is not None and pb.LookupReplies.FromString(reply).replies
+        finally:
+            served.socket.shutdown()
+
+    try:
+        asyncio.run(run())
+    finally:
+        served.close()
+
+
 def test_the_manager_finds_the_socket_where_its_channel_goes() -> None:
     assert _socket_host("127.0.0.1:5000") == "127.0.0.1"
     assert _socket_host("[::1]:5000") == "::1"
