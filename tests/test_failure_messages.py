@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from snaplab.manager.arrays import DESCRIBE_TTL
 from snaplab.manager.console import run_console
 
 from snaplab.common.rpc import ClientTLS, make_channel, wait_healthy
@@ -91,6 +92,7 @@ def test_a_frozen_array_is_unknown_to_state_monitoring(lab: RefLab) -> None:
     pid = lab.runtime["arrays"][ARRAY]["pid"]
     os.kill(pid, signal.SIGSTOP)
     try:
+        time.sleep(DESCRIBE_TTL + 0.1)  # past the manager's cached Describe (fresh after lab up when run alone)
         out, err, code = run_console(["iSMview", "-d"], lab.folder)
     finally:
         os.kill(pid, signal.SIGCONT)
