@@ -163,8 +163,7 @@ class _Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused_writing = False
-        if self.transport is not None and self._task is None:
-            self.transport.resume_reading()
+        self._resume_reading()
         self._answer_waiting()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -194,6 +193,12 @@ class _Connection(asyncio.Protocol):
         self._result = "INVALID_ARGUMENT"
         self._waiting.clear()
         self.close()
+
+    def _resume_reading(self) -> None:
+        """Read again once nothing holds it: no frame being answered by a task, the manager reading."""
+        t = self.transport
+        if t is not None and not t.is_closing() and self._task is None and not self._paused_writing:
+            t.resume_reading()
 
     def _answer_waiting(self) -> None:
         """Answer the frames received, in order, as far as possible without waiting."""
@@ -228,8 +233,7 @@ class _Connection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         self.transport.write(frame(replies.SerializeToString()))
-        if not self._paused_writing:
-            self.transport.resume_reading()
+        self._resume_reading()
         self._answer_waiting()
 
     async def _chaos_check(self) -> None:
@@ -245,8 +249,7 @@ class _Connection(asyncio.Protocol):
             self._result = refused
             self.close()
             return
-        if not self._paused_writing and not self.transport.is_closing():
-            self.transport.resume_reading()
+        self._resume_reading()
         self._answer_waiting()
 
 

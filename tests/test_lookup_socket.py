@@ -28,7 +28,7 @@ from snaplab.manager.arrays import _socket_host
 from snaplab.manager.process import ManagerProcess
 
 from snaplab.common.chaos import Rule, RulesFile, journal_name
-from snaplab.common.frames import frame, read_frame
+from snaplab.common.frames import FrameError, frame
 from snaplab.common.rpc import CallLimits, ClientTLS, ServerTLS
 from snaplab.common.rpc_tls import ssl_context
 from snaplab.v1 import array_pb2 as pb
@@ -143,6 +143,20 @@ class _Served:
     def close(self) -> None:
         self.servicer.close()
         self.engine.close()
+
+
+async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
+    """The next frame's bytes as a stream client reads them; None when the array closed between frames."""
+    try:
+        (size,) = struct.unpack(">I", await reader.readexactly(4))
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            return None
+        raise FrameError("connection ended inside a frame header") from None
+    try:
+        return await reader.readexactly(size)
+    except asyncio.IncompleteReadError:
+        raise FrameError(f"connection ended inside a frame of {size} bytes") from None
 
 
 async def _ask(port: int, context: ssl.SSLContext, payload: bytes) -> bytes | None:

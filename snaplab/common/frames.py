@@ -8,7 +8,6 @@ nothing on it can be trusted any more.
 
 from __future__ import annotations
 
-import asyncio
 import struct
 
 _HEADER = struct.Struct(">I")
@@ -52,19 +51,3 @@ class FrameBuffer:
         if self._held:
             raise FrameError(f"connection ended inside a frame ({len(self._held)} bytes of it)")
 
-
-async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> bytes | None:
-    """The next frame's bytes; None when the peer closed cleanly between frames."""
-    try:
-        header = await reader.readexactly(_HEADER.size)
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return None
-        raise FrameError("connection ended inside a frame header") from None
-    (size,) = _HEADER.unpack(header)
-    if size > limit:
-        raise FrameError(f"frame of {size} bytes is over the limit of {limit}")
-    try:
-        return await reader.readexactly(size)
-    except asyncio.IncompleteReadError:
-        raise FrameError(f"connection ended inside a frame of {size} bytes") from None
